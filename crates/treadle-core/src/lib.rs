@@ -1,0 +1,40 @@
+//! treadle's core: the synchronization primitives behind `treadle.Lock`, `RLock`, `Condition`,
+//! `Semaphore`, `BoundedSemaphore`, `Event` and `Barrier`, in pure Rust.
+//!
+//! Nothing here knows about Python. Every blocking operation takes an optional deadline and returns
+//! when it succeeds or the deadline passes, leaving the primitive in a consistent state, so that the
+//! binding layer can wait in slices (to run Python's signal handlers between them) and restart the
+//! wait. Safety never relies on a global interpreter lock: every primitive is `Send + Sync` and
+//! correct under free-threaded Python.
+//!
+//! Blocking is built on `std::sync::{Mutex, Condvar}` and atomics only, reached through the
+//! [`primitive`] module, which swaps them for loom's models under `cfg(loom)` so that the lock and
+//! the condition queue are model-checked (`tests/loom.rs`).
+
+pub mod barrier;
+pub mod event;
+pub mod lock;
+pub mod primitive;
+pub mod rlock;
+pub mod semaphore;
+pub mod thread_id;
+pub mod wait_queue;
+
+pub use barrier::{Arrival, Barrier, BarrierError};
+pub use event::Event;
+pub use lock::RawLock;
+pub use rlock::RawRLock;
+pub use semaphore::{Semaphore, SemaphoreError};
+pub use thread_id::ThreadId;
+pub use wait_queue::{WaitQueue, Waiter};
+
+/// Errors shared by the lock types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockError {
+    /// `release()` of a lock that is not locked.
+    NotLocked,
+    /// `release()` of an `RLock` by a thread that does not own it.
+    NotOwner,
+    /// An `RLock`'s recursion count would overflow.
+    RecursionOverflow,
+}

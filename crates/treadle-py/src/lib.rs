@@ -1,0 +1,32 @@
+//! `treadle._treadle`: the Python bindings of treadle's core.
+//!
+//! Thin wrappers only: argument parsing with `threading`'s rules and messages, exception mapping,
+//! and releasing the interpreter around every blocking wait ([`wait`]). The semantics live in
+//! `treadle-core`.
+
+use pyo3::prelude::*;
+
+mod barrier;
+mod condition;
+mod errors;
+mod event;
+mod lock;
+mod semaphore;
+mod timeout;
+mod wait;
+
+/// The native module behind the `treadle` package.
+#[pymodule(gil_used = false)]
+fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    timeout::init(m.py())?;
+    m.add_class::<lock::PyLock>()?;
+    m.add_class::<lock::PyRLock>()?;
+    m.add_class::<condition::PyCondition>()?;
+    m.add_class::<semaphore::PySemaphore>()?;
+    m.add_class::<semaphore::PyBoundedSemaphore>()?;
+    m.add_class::<event::PyEvent>()?;
+    m.add_class::<barrier::PyBarrier>()?;
+    m.add("TIMEOUT_MAX", timeout::timeout_max())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
