@@ -40,6 +40,8 @@ impl Event {
         if !self.flag.load(Ordering::Relaxed) {
             *generation += 1;
             self.flag.store(true, Ordering::Release);
+            drop(generation);
+            // Waiters re-check under the mutex, so waking them after unlocking loses nothing.
             self.wake.notify_all();
         }
     }

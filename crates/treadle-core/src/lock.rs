@@ -98,7 +98,9 @@ impl RawLock {
 
     #[cold]
     fn wake_one(&self) {
-        let _guard = lock(&self.parking);
+        // Taking the parking mutex is what orders this wake-up after a waiter's swap-and-park;
+        // notifying after dropping it spares the woken thread from blocking on it at once.
+        drop(lock(&self.parking));
         self.wake.notify_one();
     }
 

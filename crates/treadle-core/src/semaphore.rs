@@ -88,8 +88,12 @@ impl Semaphore {
             }
         }
         counter.value = value;
-        if counter.parked > 0 {
-            if n >= counter.parked {
+        let parked = counter.parked;
+        // Waiters re-check the value under the mutex, so waking them after unlocking loses
+        // nothing and spares them blocking on the mutex straight away.
+        drop(counter);
+        if parked > 0 {
+            if n >= parked {
                 self.wake.notify_all();
             } else {
                 for _ in 0..n {

@@ -43,8 +43,9 @@ impl Waiter {
     }
 
     fn fire(&self) {
-        let mut notified = lock(&self.notified);
-        *notified = true;
+        *lock(&self.notified) = true;
+        // Notify after unlocking: the waiter re-checks the flag under the mutex, so nothing is
+        // lost, and it does not wake only to block on a mutex its waker still holds.
         self.wake.notify_one();
     }
 }

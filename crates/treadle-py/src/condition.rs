@@ -11,7 +11,7 @@ use crate::timeout::{optional_wait, seconds, seconds_wait, Wait};
 use crate::wait::{block_on, block_uninterrupted};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyTuple};
 use std::sync::Arc;
 use std::time::Instant;
 use treadle_core::rlock::SavedOwnership;
@@ -197,12 +197,30 @@ impl PyCondition {
     }
 
     /// Release the underlying lock.
-    fn release<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.lock_object(py).call_method0("release")
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.lock {
+            LockRef::RLock(lock) => lock.get().raw.release().map_err(lock_error),
+            LockRef::Lock(lock) => lock.get().raw.release().map_err(lock_error),
+            LockRef::Other(lock) => lock.bind(py).call_method0("release").map(drop),
+        }
     }
 
     fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.lock_object(py).call_method0("__enter__")
+        match &self.lock {
+            LockRef::RLock(lock) => Ok(PyBool::new(
+                py,
+                lock.get().acquire_with(py, Wait::Until(None))?,
+            )
+            .to_owned()
+            .into_any()),
+            LockRef::Lock(lock) => Ok(PyBool::new(
+                py,
+                lock.get().acquire_with(py, Wait::Until(None))?,
+            )
+            .to_owned()
+            .into_any()),
+            LockRef::Other(lock) => lock.bind(py).call_method0("__enter__"),
+        }
     }
 
     #[pyo3(signature = (*args))]
@@ -211,7 +229,13 @@ impl PyCondition {
         py: Python<'py>,
         args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.lock_object(py).call_method1("__exit__", args)
+        match &self.lock {
+            LockRef::Other(lock) => lock.bind(py).call_method1("__exit__", args),
+            _ => {
+                self.release(py)?;
+                Ok(py.None().into_bound(py))
+            }
+        }
     }
 
     fn _at_fork_reinit(&self, py: Python<'_>) -> PyResult<()> {

@@ -124,7 +124,10 @@ impl PyRLock {
 
     /// Re-takes the lock after `release_save`, whatever happens, with the interpreter released.
     pub(crate) fn restore(&self, py: Python<'_>, saved: SavedOwnership) {
-        crate::wait::block_uninterrupted(py, || self.raw.acquire_restore(saved, None));
+        let deadline = Some(std::time::Instant::now());
+        if !self.raw.acquire_restore(saved, deadline) {
+            crate::wait::block_uninterrupted(py, || self.raw.acquire_restore(saved, None));
+        }
     }
 }
 
