@@ -13,6 +13,7 @@ True
 
 from threading import BrokenBarrierError
 
+from treadle import deadlock
 from treadle._treadle import (
     TIMEOUT_MAX,
     Barrier,
@@ -24,6 +25,13 @@ from treadle._treadle import (
     Semaphore,
     __version__,
 )
+from treadle.deadlock import (
+    DeadlockError,
+    DeadlockWarning,
+    Thread,
+    dump_waits,
+    main_thread,
+)
 
 __all__ = [
     "TIMEOUT_MAX",
@@ -31,9 +39,15 @@ __all__ = [
     "BoundedSemaphore",
     "BrokenBarrierError",
     "Condition",
+    "DeadlockError",
+    "DeadlockWarning",
     "Event",
     "Lock",
     "RLock",
     "Semaphore",
+    "Thread",
     "__version__",
+    "deadlock",
+    "dump_waits",
+    "main_thread",
 ]

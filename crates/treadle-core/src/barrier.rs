@@ -188,5 +188,24 @@ impl Barrier {
     }
 }
 
+/// Wait-graph ticket of [`Barrier::arrive_until`].
+pub const ARRIVING: u64 = 0;
+/// Wait-graph ticket of [`Barrier::await_release_until`].
+pub const AWAITING_RELEASE: u64 = 1;
+
+impl crate::wait_graph::WaitTarget for Barrier {
+    fn owner(&self) -> Option<crate::ThreadId> {
+        None
+    }
+    fn is_ready(&self, ticket: u64) -> bool {
+        let phase = lock(&self.state).phase;
+        if ticket == ARRIVING {
+            matches!(phase, Phase::Filling | Phase::Broken)
+        } else {
+            !matches!(phase, Phase::Filling | Phase::RunningAction)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -81,3 +81,18 @@ impl Event {
         self.flag.store(false, Ordering::Release);
     }
 }
+impl EventTicket {
+    /// The ticket as a number, for the wait graph.
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
+impl crate::wait_graph::WaitTarget for Event {
+    fn owner(&self) -> Option<crate::ThreadId> {
+        None
+    }
+    fn is_ready(&self, ticket: u64) -> bool {
+        self.is_set() || *lock(&self.generation) != ticket
+    }
+}

@@ -18,6 +18,7 @@ pub mod primitive;
 pub mod rlock;
 pub mod semaphore;
 pub mod thread_id;
+pub mod wait_graph;
 pub mod wait_queue;
 
 pub use barrier::{Arrival, Barrier, BarrierError};
@@ -26,6 +27,7 @@ pub use lock::RawLock;
 pub use rlock::RawRLock;
 pub use semaphore::{Semaphore, SemaphoreError};
 pub use thread_id::ThreadId;
+pub use wait_graph::{Edge, Mode, WaitGraph, WaitKind, WaitTarget};
 pub use wait_queue::{WaitQueue, Waiter};
 
 /// Errors shared by the lock types.

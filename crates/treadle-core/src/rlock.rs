@@ -142,3 +142,11 @@ impl RawRLock {
         self.lock.reset_after_fork();
     }
 }
+impl crate::wait_graph::WaitTarget for RawRLock {
+    fn owner(&self) -> Option<ThreadId> {
+        RawRLock::owner(self)
+    }
+    fn is_ready(&self, _ticket: u64) -> bool {
+        !self.is_locked()
+    }
+}

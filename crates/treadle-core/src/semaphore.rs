@@ -114,3 +114,11 @@ impl Semaphore {
         self.bound
     }
 }
+impl crate::wait_graph::WaitTarget for Semaphore {
+    fn owner(&self) -> Option<crate::ThreadId> {
+        None
+    }
+    fn is_ready(&self, _ticket: u64) -> bool {
+        self.value() > 0
+    }
+}

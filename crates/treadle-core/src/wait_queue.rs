@@ -121,5 +121,14 @@ impl WaitQueue {
     }
 }
 
+impl crate::wait_graph::WaitTarget for Waiter {
+    fn owner(&self) -> Option<crate::ThreadId> {
+        None
+    }
+    fn is_ready(&self, _ticket: u64) -> bool {
+        self.is_notified()
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! `treadle.Barrier`.
 
+use crate::deadlock::Track;
 use crate::errors::{address, broken_barrier, cannot_pickle, type_path};
 use crate::timeout::{optional_wait, Wait};
 use crate::wait::block_on;
@@ -7,6 +8,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::Arc;
+use treadle_core::barrier::{ARRIVING, AWAITING_RELEASE};
+use treadle_core::wait_graph::WaitKind;
 use treadle_core::{Arrival, Barrier};
 
 /// A barrier for a fixed number of threads, as `threading.Barrier`.
@@ -49,47 +52,10 @@ impl PyBarrier {
 
     /// Wait until all parties have called `wait`; returns this thread's arrival index.
     #[pyo3(signature = (timeout=None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
-        let default_timeout = self.timeout.as_ref().map(|t| t.bind(py));
-        let timeout = timeout.filter(|t| !t.is_none()).or(default_timeout);
-        let wait = match timeout {
-            None => Wait::Until(None),
-            Some(timeout) => optional_wait(py, Some(timeout))?,
-        };
-        let core = &self.core;
-        // Arriving is not subject to the timeout, as in threading.Barrier.
-        let arrival = block_on(py, Wait::Until(None), |deadline| {
-            core.arrive_until(deadline).transpose()
-        })?
-        .expect("an unbounded wait ends with a value")
-        .map_err(|_| broken_barrier())?;
-        match arrival {
-            Arrival::Last(index) => {
-                let action = match &self.action {
-                    Some(action) => action.bind(py).call0().map(drop),
-                    None => Ok(()),
-                };
-                let finished = core.finish_action(action.is_ok());
-                core.leave();
-                action?;
-                finished.map_err(|_| broken_barrier())?;
-                Ok(index)
-            }
-            Arrival::Waiting(index) => {
-                let released = block_on(py, wait, |deadline| core.await_release_until(deadline));
-                let result = match released {
-                    Ok(Some(Ok(()))) => Ok(index),
-                    Ok(Some(Err(_))) => Err(broken_barrier()),
-                    Ok(None) => {
-                        core.abort();
-                        Err(broken_barrier())
-                    }
-                    Err(interrupt) => Err(interrupt),
-                };
-                core.leave();
-                result
-            }
-        }
+    fn wait(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let py = slf.py();
+        let this = slf.borrow();
+        this.wait_inner(slf, py, timeout)
     }
 
     /// Return the barrier to its initial state; threads waiting on it get BrokenBarrierError.
@@ -136,5 +102,63 @@ impl PyBarrier {
 
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<()> {
         Err(cannot_pickle(slf.as_any()))
+    }
+}
+
+impl PyBarrier {
+    fn wait_inner(
+        &self,
+        slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let default_timeout = self.timeout.as_ref().map(|t| t.bind(py));
+        let timeout = timeout.filter(|t| !t.is_none()).or(default_timeout);
+        let wait = match timeout {
+            None => Wait::Until(None),
+            Some(timeout) => optional_wait(py, Some(timeout))?,
+        };
+        let core = &self.core;
+        // Arriving is not subject to the timeout, as in threading.Barrier.
+        let track = |ticket| Track {
+            target: &**core,
+            kind: WaitKind::Barrier,
+            ticket,
+            object: slf.as_any(),
+        };
+        let arrival = block_on(py, Wait::Until(None), Some(track(ARRIVING)), |deadline| {
+            core.arrive_until(deadline).transpose()
+        })?
+        .expect("an unbounded wait ends with a value")
+        .map_err(|_| broken_barrier())?;
+        match arrival {
+            Arrival::Last(index) => {
+                let action = match &self.action {
+                    Some(action) => action.bind(py).call0().map(drop),
+                    None => Ok(()),
+                };
+                let finished = core.finish_action(action.is_ok());
+                core.leave();
+                action?;
+                finished.map_err(|_| broken_barrier())?;
+                Ok(index)
+            }
+            Arrival::Waiting(index) => {
+                let released = block_on(py, wait, Some(track(AWAITING_RELEASE)), |deadline| {
+                    core.await_release_until(deadline)
+                });
+                let result = match released {
+                    Ok(Some(Ok(()))) => Ok(index),
+                    Ok(Some(Err(_))) => Err(broken_barrier()),
+                    Ok(None) => {
+                        core.abort();
+                        Err(broken_barrier())
+                    }
+                    Err(interrupt) => Err(interrupt),
+                };
+                core.leave();
+                result
+            }
+        }
     }
 }

@@ -5,16 +5,18 @@
 //! (`threading.Lock`, a user's class) the lock's own `_release_save` / `_acquire_restore` /
 //! `_is_owned` are used when it has them, and `release()` / `acquire()` otherwise.
 
+use crate::deadlock::Track;
 use crate::errors::lock_error;
 use crate::lock::{PyLock, PyRLock};
 use crate::timeout::{optional_wait, seconds, seconds_wait, Wait};
-use crate::wait::{block_on, block_uninterrupted};
+use crate::wait::block_on;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyTuple};
 use std::sync::Arc;
 use std::time::Instant;
 use treadle_core::rlock::SavedOwnership;
+use treadle_core::wait_graph::WaitKind;
 use treadle_core::WaitQueue;
 
 enum LockRef {
@@ -99,10 +101,7 @@ impl PyCondition {
                 Ok(())
             }
             (LockRef::Lock(lock), Saved::Lock) => {
-                let raw = &lock.get().raw;
-                if !raw.try_acquire() {
-                    block_uninterrupted(py, || raw.acquire_until(None));
-                }
+                lock.get().acquire_uninterrupted(py);
                 Ok(())
             }
             (LockRef::Other(lock), Saved::Other(state)) => {
@@ -118,7 +117,13 @@ impl PyCondition {
     }
 
     /// One `wait()`: returns whether this waiter was notified before `wait` ran out.
-    fn wait_once(&self, py: Python<'_>, wait: Wait) -> PyResult<bool> {
+    fn wait_once(slf: &Bound<'_, Self>, wait: Wait) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.borrow();
+        this.wait_inner(slf, py, wait)
+    }
+
+    fn wait_inner(&self, slf: &Bound<'_, Self>, py: Python<'_>, wait: Wait) -> PyResult<bool> {
         if !self.is_owned(py)? {
             return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
         }
@@ -130,7 +135,13 @@ impl PyCondition {
                 return Err(error);
             }
         };
-        let outcome = block_on(py, wait, |deadline| {
+        let track = Track {
+            target: &*waiter,
+            kind: WaitKind::Condition,
+            ticket: 0,
+            object: slf.as_any(),
+        };
+        let outcome = block_on(py, wait, Some(track), |deadline| {
             waiter.wait_until(deadline).then_some(())
         });
         let notified = match &outcome {
@@ -160,12 +171,7 @@ impl PyCondition {
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         Ok(PyCondition {
-            lock: LockRef::RLock(Py::new(
-                py,
-                PyRLock {
-                    raw: treadle_core::RawRLock::new(),
-                },
-            )?),
+            lock: LockRef::RLock(Py::new(py, PyRLock::new_at(py))?),
             waiters: Arc::new(WaitQueue::new()),
         })
     }
@@ -200,7 +206,7 @@ impl PyCondition {
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         match &self.lock {
             LockRef::RLock(lock) => lock.get().raw.release().map_err(lock_error),
-            LockRef::Lock(lock) => lock.get().raw.release().map_err(lock_error),
+            LockRef::Lock(lock) => lock.get().release_raw(),
             LockRef::Other(lock) => lock.bind(py).call_method0("release").map(drop),
         }
     }
@@ -209,13 +215,13 @@ impl PyCondition {
         match &self.lock {
             LockRef::RLock(lock) => Ok(PyBool::new(
                 py,
-                lock.get().acquire_with(py, Wait::Until(None))?,
+                PyRLock::acquire_with(lock.bind(py), Wait::Until(None))?,
             )
             .to_owned()
             .into_any()),
             LockRef::Lock(lock) => Ok(PyBool::new(
                 py,
-                lock.get().acquire_with(py, Wait::Until(None))?,
+                PyLock::acquire_with(lock.bind(py), Wait::Until(None))?,
             )
             .to_owned()
             .into_any()),
@@ -250,19 +256,19 @@ impl PyCondition {
 
     /// Wait until notified or until `timeout` seconds pass; returns False on timeout.
     #[pyo3(signature = (timeout=None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let wait = optional_wait(py, timeout)?;
-        self.wait_once(py, wait)
+    fn wait(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let wait = optional_wait(slf.py(), timeout)?;
+        PyCondition::wait_once(slf, wait)
     }
 
     /// Wait until `predicate()` is true or `timeout` seconds pass; returns the last result.
     #[pyo3(signature = (predicate, timeout=None))]
     fn wait_for<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         predicate: &Bound<'py, PyAny>,
         timeout: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
         let timeout = match timeout {
             Some(obj) if !obj.is_none() => Some(seconds(obj)?),
             _ => None,
@@ -280,7 +286,7 @@ impl PyCondition {
                     seconds_wait(py, left)?
                 }
             };
-            self.wait_once(py, wait)?;
+            PyCondition::wait_once(slf, wait)?;
             result = predicate.call0()?;
         }
         Ok(result)

@@ -1,6 +1,7 @@
 //! `treadle.Event`.
 
 use crate::condition::PyCondition;
+use crate::deadlock::Track;
 use crate::errors::{address, cannot_pickle, type_path};
 use crate::lock::PyLock;
 use crate::timeout::optional_wait;
@@ -8,6 +9,7 @@ use crate::wait::block_until;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
+use treadle_core::wait_graph::WaitKind;
 use treadle_core::Event;
 
 /// An event flag, as `threading.Event`.
@@ -55,13 +57,22 @@ impl PyEvent {
 
     /// Wait until the flag is set or `timeout` seconds pass; returns whether it was set.
     #[pyo3(signature = (timeout=None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        if self.core.is_set() {
+    fn wait(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let core = &slf.get().core;
+        if core.is_set() {
             return Ok(true);
         }
-        let wait = optional_wait(py, timeout)?;
-        let ticket = self.core.ticket();
-        block_until(py, wait, |deadline| self.core.wait_until(ticket, deadline))
+        let wait = optional_wait(slf.py(), timeout)?;
+        let ticket = core.ticket();
+        let track = Track {
+            target: core,
+            kind: WaitKind::Event,
+            ticket: ticket.value(),
+            object: slf.as_any(),
+        };
+        block_until(slf.py(), wait, Some(track), |deadline| {
+            core.wait_until(ticket, deadline)
+        })
     }
 
     fn _at_fork_reinit(&self, py: Python<'_>) -> PyResult<()> {
@@ -76,7 +87,7 @@ impl PyEvent {
     fn _cond(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.compat_cond
             .get_or_try_init(py, || {
-                let lock = Bound::new(py, PyLock::new())?;
+                let lock = Bound::new(py, PyLock::new_at(py))?;
                 let cond = py.get_type::<PyCondition>().call1((lock,))?;
                 Ok::<_, PyErr>(cond.unbind())
             })

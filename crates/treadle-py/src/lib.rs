@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod barrier;
 mod condition;
+mod deadlock;
 mod errors;
 mod event;
 mod lock;
@@ -26,6 +27,13 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<semaphore::PyBoundedSemaphore>()?;
     m.add_class::<event::PyEvent>()?;
     m.add_class::<barrier::PyBarrier>()?;
+    m.add_class::<deadlock::PyThreadDone>()?;
+    m.add_function(wrap_pyfunction!(deadlock::set_mode, m)?)?;
+    m.add_function(wrap_pyfunction!(deadlock::get_mode, m)?)?;
+    m.add_function(wrap_pyfunction!(deadlock::_set_reporter, m)?)?;
+    m.add_function(wrap_pyfunction!(deadlock::_waits, m)?)?;
+    m.add_function(wrap_pyfunction!(deadlock::_current_thread_number, m)?)?;
+    deadlock::register_current_thread();
     m.add("TIMEOUT_MAX", timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

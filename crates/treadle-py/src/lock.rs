@@ -1,58 +1,119 @@
 //! `treadle.Lock` and `treadle.RLock`.
 
+use crate::deadlock::{creation_site, Track};
 use crate::errors::{address, cannot_pickle, lock_error, type_path};
 use crate::timeout::{lock_wait, Wait};
 use crate::wait::block_until;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use std::sync::atomic::{AtomicU64, Ordering};
 use treadle_core::rlock::SavedOwnership;
+use treadle_core::wait_graph::{WaitKind, WaitTarget};
 use treadle_core::{RawLock, RawRLock, ThreadId};
 
 /// A primitive lock, as `threading.Lock`: not reentrant, releasable by any thread.
 #[pyclass(frozen, weakref, name = "Lock", module = "treadle")]
 pub(crate) struct PyLock {
     pub(crate) raw: RawLock,
+    /// The thread that last acquired the lock, while it is held: the owner for the wait graph.
+    holder: AtomicU64,
+    /// Where the lock was created (`file:line`), while deadlock detection is on.
+    origin: Option<Box<str>>,
+}
+
+impl WaitTarget for PyLock {
+    fn owner(&self) -> Option<ThreadId> {
+        match self.holder.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(ThreadId(id)),
+        }
+    }
+    fn is_ready(&self, _ticket: u64) -> bool {
+        !self.raw.is_locked()
+    }
 }
 
 impl PyLock {
-    pub(crate) fn acquire_with(&self, py: Python<'_>, wait: Wait) -> PyResult<bool> {
-        if self.raw.try_acquire() {
+    pub(crate) fn new_at(py: Python<'_>) -> Self {
+        PyLock {
+            raw: RawLock::new(),
+            holder: AtomicU64::new(0),
+            origin: creation_site(py),
+        }
+    }
+
+    #[inline]
+    fn try_take(&self) -> bool {
+        let got = self.raw.try_acquire();
+        if got {
+            self.holder.store(ThreadId::current().0, Ordering::Relaxed);
+        }
+        got
+    }
+
+    pub(crate) fn acquire_with(slf: &Bound<'_, Self>, wait: Wait) -> PyResult<bool> {
+        let this = slf.get();
+        if this.try_take() {
             return Ok(true);
         }
         if wait == Wait::Never {
             return Ok(false);
         }
-        block_until(py, wait, |deadline| self.raw.acquire_until(deadline))
+        let track = Track {
+            target: this,
+            kind: WaitKind::Lock,
+            ticket: 0,
+            object: slf.as_any(),
+        };
+        let got = block_until(slf.py(), wait, Some(track), |deadline| {
+            this.raw.acquire_until(deadline)
+        })?;
+        if got {
+            this.holder.store(ThreadId::current().0, Ordering::Relaxed);
+        }
+        Ok(got)
+    }
+
+    /// Releases the lock (from any thread).
+    #[inline]
+    pub(crate) fn release_raw(&self) -> PyResult<()> {
+        self.holder.store(0, Ordering::Relaxed);
+        self.raw.release().map_err(lock_error)
+    }
+
+    /// Takes the lock with no interruption and no deadlock check (a condition's re-acquire).
+    pub(crate) fn acquire_uninterrupted(&self, py: Python<'_>) {
+        if !self.raw.try_acquire() {
+            crate::wait::block_uninterrupted(py, || self.raw.acquire_until(None));
+        }
+        self.holder.store(ThreadId::current().0, Ordering::Relaxed);
     }
 }
 
 #[pymethods]
 impl PyLock {
     #[new]
-    pub(crate) fn new() -> Self {
-        PyLock {
-            raw: RawLock::new(),
-        }
+    fn new(py: Python<'_>) -> Self {
+        PyLock::new_at(py)
     }
 
     /// Acquire the lock, blocking or not, with an optional timeout in seconds.
     #[pyo3(signature = (blocking=None, timeout=None))]
     fn acquire(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         blocking: Option<&Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        if blocking.is_none() && timeout.is_none() && self.raw.try_acquire() {
+        if blocking.is_none() && timeout.is_none() && slf.get().try_take() {
             return Ok(true);
         }
-        let wait = lock_wait(py, blocking, timeout)?;
-        self.acquire_with(py, wait)
+        let wait = lock_wait(slf.py(), blocking, timeout)?;
+        PyLock::acquire_with(slf, wait)
     }
 
     /// Release the lock; `RuntimeError` if it is not locked.
     fn release(&self) -> PyResult<()> {
-        self.raw.release().map_err(lock_error)
+        self.release_raw()
     }
 
     /// Whether the lock is held.
@@ -60,17 +121,27 @@ impl PyLock {
         self.raw.is_locked()
     }
 
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire_with(py, Wait::Until(None))
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        if slf.get().try_take() {
+            return Ok(true);
+        }
+        PyLock::acquire_with(slf, Wait::Until(None))
     }
 
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release()
+        self.release_raw()
     }
 
     fn _at_fork_reinit(&self) {
+        self.holder.store(0, Ordering::Relaxed);
         self.raw.reset_after_fork();
+    }
+
+    /// Where the lock was created, if deadlock detection was on then.
+    #[getter]
+    fn _created_at(&self) -> Option<&str> {
+        self.origin.as_deref()
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
@@ -96,19 +167,34 @@ impl PyLock {
 #[pyclass(frozen, weakref, name = "RLock", module = "treadle")]
 pub(crate) struct PyRLock {
     pub(crate) raw: RawRLock,
+    origin: Option<Box<str>>,
 }
 
 impl PyRLock {
-    pub(crate) fn acquire_with(&self, py: Python<'_>, wait: Wait) -> PyResult<bool> {
-        if self.raw.try_acquire().map_err(lock_error)? {
+    pub(crate) fn new_at(py: Python<'_>) -> Self {
+        PyRLock {
+            raw: RawRLock::new(),
+            origin: creation_site(py),
+        }
+    }
+
+    pub(crate) fn acquire_with(slf: &Bound<'_, Self>, wait: Wait) -> PyResult<bool> {
+        let this = slf.get();
+        if this.raw.try_acquire().map_err(lock_error)? {
             return Ok(true);
         }
         if wait == Wait::Never {
             return Ok(false);
         }
+        let track = Track {
+            target: &this.raw,
+            kind: WaitKind::RLock,
+            ticket: 0,
+            object: slf.as_any(),
+        };
         let mut error = None;
-        let got = block_until(py, wait, |deadline| {
-            match self.raw.acquire_until(deadline) {
+        let got = block_until(slf.py(), wait, Some(track), |deadline| {
+            match this.raw.acquire_until(deadline) {
                 Ok(got) => got,
                 Err(e) => {
                     error = Some(e);
@@ -134,22 +220,19 @@ impl PyRLock {
 #[pymethods]
 impl PyRLock {
     #[new]
-    fn new() -> Self {
-        PyRLock {
-            raw: RawRLock::new(),
-        }
+    fn new(py: Python<'_>) -> Self {
+        PyRLock::new_at(py)
     }
 
     /// Acquire the lock (again, if this thread owns it), blocking or not, with an optional timeout.
     #[pyo3(signature = (blocking=None, timeout=None))]
     fn acquire(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         blocking: Option<&Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let wait = lock_wait(py, blocking, timeout)?;
-        self.acquire_with(py, wait)
+        let wait = lock_wait(slf.py(), blocking, timeout)?;
+        PyRLock::acquire_with(slf, wait)
     }
 
     /// Release one level of ownership; `RuntimeError` if this thread does not own the lock.
@@ -162,13 +245,19 @@ impl PyRLock {
         self.raw.is_locked()
     }
 
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire_with(py, Wait::Until(None))
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        PyRLock::acquire_with(slf, Wait::Until(None))
     }
 
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.release()
+    }
+
+    /// Where the lock was created, if deadlock detection was on then.
+    #[getter]
+    fn _created_at(&self) -> Option<&str> {
+        self.origin.as_deref()
     }
 
     fn _is_owned(&self) -> bool {

@@ -1,11 +1,13 @@
 //! `treadle.Semaphore` and `treadle.BoundedSemaphore`.
 
+use crate::deadlock::Track;
 use crate::errors::{address, cannot_pickle, semaphore_error, type_path};
 use crate::timeout::{optional_wait, Wait};
 use crate::wait::block_until;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use treadle_core::wait_graph::WaitKind;
 use treadle_core::Semaphore;
 
 /// A counting semaphore, as `threading.Semaphore`.
@@ -38,11 +40,12 @@ impl PySemaphore {
     /// Take one unit, blocking or not, with an optional timeout; returns whether it was taken.
     #[pyo3(signature = (blocking=true, timeout=None))]
     fn acquire(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         blocking: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.borrow();
         let timeout = timeout.filter(|t| !t.is_none());
         if !blocking && timeout.is_some() {
             return Err(PyValueError::new_err(
@@ -54,13 +57,22 @@ impl PySemaphore {
         } else {
             Wait::Never
         };
-        if self.core.try_acquire() {
+        let core = &this.core;
+        if core.try_acquire() {
             return Ok(true);
         }
         if wait == Wait::Never {
             return Ok(false);
         }
-        block_until(py, wait, |deadline| self.core.acquire_until(deadline))
+        let track = Track {
+            target: core,
+            kind: WaitKind::Semaphore,
+            ticket: 0,
+            object: slf.as_any(),
+        };
+        block_until(py, wait, Some(track), |deadline| {
+            core.acquire_until(deadline)
+        })
     }
 
     /// Add `n` units, waking up to `n` waiting threads.
@@ -73,8 +85,8 @@ impl PySemaphore {
         self.core.release(n).map_err(semaphore_error)
     }
 
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, true, None)
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        PySemaphore::acquire(slf, true, None)
     }
 
     #[pyo3(signature = (*_args))]

@@ -1,22 +1,32 @@
-//! Blocking without holding the interpreter, and without deafness to Ctrl-C.
+//! Blocking without holding the interpreter, without deafness to Ctrl-C, and in the wait graph.
 //!
 //! Every blocking wait in treadle goes through [`block_on`]: it detaches from the interpreter (so
 //! other Python threads run) and parks in the core. Python runs signal handlers only in the main
 //! thread, so there the wait is cut into slices of [`SIGNAL_POLL`]: between slices the thread
 //! re-attaches and runs pending handlers, and a `KeyboardInterrupt` (or any exception a handler
-//! raises) ends the wait, as it ends `threading.Lock.acquire`. Other threads park in one piece.
-//! Core waits are built to be resumed, so slicing changes nothing but latency to a signal.
+//! raises) ends the wait, as it ends `threading.Lock.acquire`. Core waits are built to be
+//! resumed, so slicing changes nothing but latency to a signal.
+//!
+//! A wait given a [`Track`] also takes part in deadlock detection (see `deadlock.rs`): it is
+//! published in the wait graph before parking and withdrawn after, checked for an owned cycle
+//! once, and, while it has no deadline, looks for a stall every [`STALL_POLL`].
 
+use crate::deadlock::{self, Track};
 use crate::timeout::Wait;
 use pyo3::prelude::*;
 use std::time::{Duration, Instant};
+use treadle_core::wait_graph::{Mode, Stall, WaitGraph};
 
 /// How long the main thread parks before it looks for pending signals.
 pub(crate) const SIGNAL_POLL: Duration = Duration::from_millis(20);
+/// How often a tracked wait with no deadline looks for a stall of the whole process.
+pub(crate) const STALL_POLL: Duration = Duration::from_millis(200);
+/// How long a suspected stall must last, unchanged, to be reported.
+pub(crate) const STALL_GRACE: Duration = Duration::from_millis(30);
 
 /// Whether the calling thread is the process's main thread, the one Python runs signal handlers in.
 /// (After `fork()`, the forking thread is the child's main thread, and this still holds.)
-fn is_main_thread() -> bool {
+pub(crate) fn is_main_thread() -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: gettid and getpid have no preconditions and cannot fail.
@@ -31,7 +41,12 @@ fn is_main_thread() -> bool {
 /// Calls `attempt(deadline)` with the interpreter released until it yields a value or `wait`'s
 /// deadline passes (`Ok(None)`). `attempt` must return `None` only when the deadline it was given
 /// has passed, and must be safe to call again after that.
-pub(crate) fn block_on<T, F>(py: Python<'_>, wait: Wait, mut attempt: F) -> PyResult<Option<T>>
+pub(crate) fn block_on<T, F>(
+    py: Python<'_>,
+    wait: Wait,
+    track: Option<Track<'_, '_>>,
+    mut attempt: F,
+) -> PyResult<Option<T>>
 where
     T: Send,
     F: FnMut(Option<Instant>) -> Option<T> + Send,
@@ -40,11 +55,69 @@ where
         Wait::Never => return Ok(attempt(Some(Instant::now()))),
         Wait::Until(deadline) => deadline,
     };
-    if !is_main_thread() {
-        return Ok(py.detach(|| attempt(deadline)));
+    let main = is_main_thread();
+    let graph = WaitGraph::global();
+    let track = track.filter(|_| graph.mode() != Mode::Off);
+    let Some(track) = track else {
+        if !main {
+            return Ok(py.detach(|| attempt(deadline)));
+        }
+        return sliced(py, deadline, SIGNAL_POLL, &mut attempt, |_| Ok(Next::Poll));
+    };
+    let tracked = deadlock::publish(py, graph, &track, deadline.is_some())?;
+    let poll = if main { SIGNAL_POLL } else { STALL_POLL };
+    let mut suspect: Option<Stall> = None;
+    let mut reported = tracked.reported_cycle();
+    let outcome = sliced(py, deadline, poll, &mut attempt, |py| {
+        if deadline.is_some() || reported {
+            return Ok(Next::Poll);
+        }
+        if let Some(stall) = suspect.take() {
+            if let Some(edges) = graph.confirm_stall(&stall) {
+                reported = true;
+                tracked.report(py, &edges, "stall")?;
+            }
+            return Ok(Next::Poll);
+        }
+        suspect = deadlock::suspect_stall(py, graph)?;
+        Ok(if suspect.is_some() {
+            Next::Soon
+        } else {
+            Next::Poll
+        })
+    });
+    if outcome.as_ref().is_ok_and(Option::is_none) {
+        tracked.timed_out(py);
     }
+    outcome
+}
+
+/// When the next slice ends.
+enum Next {
+    /// After the usual poll interval.
+    Poll,
+    /// After [`STALL_GRACE`]: a suspected stall is to be confirmed.
+    Soon,
+}
+
+/// The slicing loop: park for at most `poll` at a time, and between slices run signal handlers
+/// (main thread) and `between`, which may end the wait with an error or ask for a short slice.
+fn sliced<T, F, B>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    poll: Duration,
+    attempt: &mut F,
+    mut between: B,
+) -> PyResult<Option<T>>
+where
+    T: Send,
+    F: FnMut(Option<Instant>) -> Option<T> + Send,
+    B: FnMut(Python<'_>) -> PyResult<Next>,
+{
+    let main = is_main_thread();
+    let mut next = poll;
     loop {
-        let slice_end = Instant::now() + SIGNAL_POLL;
+        let slice_end = Instant::now() + next;
         let slice = match deadline {
             Some(deadline) if deadline <= slice_end => Some(deadline),
             _ => Some(slice_end),
@@ -55,16 +128,27 @@ where
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Ok(None);
         }
-        py.check_signals()?;
+        if main {
+            py.check_signals()?;
+        }
+        next = match between(py)? {
+            Next::Poll => poll,
+            Next::Soon => STALL_GRACE,
+        };
     }
 }
 
 /// [`block_on`] for the common case of an attempt that succeeds or not.
-pub(crate) fn block_until<F>(py: Python<'_>, wait: Wait, mut attempt: F) -> PyResult<bool>
+pub(crate) fn block_until<F>(
+    py: Python<'_>,
+    wait: Wait,
+    track: Option<Track<'_, '_>>,
+    mut attempt: F,
+) -> PyResult<bool>
 where
     F: FnMut(Option<Instant>) -> bool + Send,
 {
-    Ok(block_on(py, wait, |deadline| attempt(deadline).then_some(()))?.is_some())
+    Ok(block_on(py, wait, track, |deadline| attempt(deadline).then_some(()))?.is_some())
 }
 
 /// Waits with no deadline and no interruption: for re-taking a lock that a condition wait gave

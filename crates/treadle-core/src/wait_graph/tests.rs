@@ -1,0 +1,132 @@
+use super::*;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+/// A lock-like target: an owner and a "free" flag.
+#[derive(Default)]
+struct Owned {
+    owner: AtomicU64,
+    free: AtomicBool,
+}
+
+impl WaitTarget for Owned {
+    fn owner(&self) -> Option<ThreadId> {
+        match self.owner.load(Ordering::SeqCst) {
+            0 => None,
+            id => Some(ThreadId(id)),
+        }
+    }
+    fn is_ready(&self, _ticket: u64) -> bool {
+        self.free.load(Ordering::SeqCst)
+    }
+}
+
+fn owned_by(id: ThreadId) -> Arc<Owned> {
+    let target = Arc::new(Owned::default());
+    target.owner.store(id.0, Ordering::SeqCst);
+    target
+}
+
+#[test]
+fn self_wait_on_own_lock_is_a_cycle_of_one() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let me = ThreadId::current();
+    let target = owned_by(me);
+    // SAFETY: `published` is dropped before `target`.
+    let published = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
+    let cycle = graph.find_cycle(me).expect("a cycle");
+    assert_eq!(cycle.len(), 1);
+    assert_eq!(cycle[0].owner, Some(me));
+    drop(published);
+    assert!(graph.snapshot().is_empty());
+}
+
+#[test]
+fn two_threads_waiting_on_each_other_form_a_cycle() {
+    let graph = Arc::new(WaitGraph::new(Mode::Raise));
+    let me = ThreadId::current();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let parked = Arc::new(Barrier::new(2));
+    let release = Arc::new(Barrier::new(2));
+    let mine = Arc::new(Owned::default());
+    let other = {
+        let (graph, parked, release, mine) =
+            (graph.clone(), parked.clone(), release.clone(), mine.clone());
+        thread::spawn(move || {
+            tx.send(ThreadId::current()).unwrap();
+            let target = owned_by(me);
+            // SAFETY: dropped before `target`.
+            let published = unsafe { graph.publish(&*target, WaitKind::RLock, false, 0) };
+            let _ = &mine;
+            parked.wait();
+            release.wait();
+            drop(published);
+        })
+    };
+    let other_id = rx.recv().unwrap();
+    mine.owner.store(other_id.0, Ordering::SeqCst);
+    parked.wait();
+    // SAFETY: dropped before `mine`.
+    let published = unsafe { graph.publish(&*mine, WaitKind::Lock, false, 0) };
+    let cycle = graph.find_cycle(me).expect("a cycle");
+    assert_eq!(
+        cycle.iter().map(|e| e.waiter).collect::<Vec<_>>(),
+        vec![me, other_id]
+    );
+    assert_eq!(cycle[0].kind, WaitKind::Lock);
+    assert_eq!(cycle[1].kind, WaitKind::RLock);
+    // Once the holder releases (the target is ready), it is a wake-up in flight, not a cycle.
+    mine.free.store(true, Ordering::SeqCst);
+    assert_eq!(graph.find_cycle(me), None);
+    drop(published);
+    release.wait();
+    other.join().unwrap();
+}
+
+#[test]
+fn a_chain_without_a_cycle_is_not_reported() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let me = ThreadId::current();
+    let target = owned_by(ThreadId(u64::MAX));
+    // SAFETY: dropped before `target`.
+    let _published = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
+    assert_eq!(graph.find_cycle(me), None);
+}
+
+#[test]
+fn stall_needs_every_live_thread_parked_and_untimed() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let target = Owned::default();
+    // SAFETY: dropped before `target`.
+    let published = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    assert!(
+        graph.find_stall(2).is_none(),
+        "another live thread could still act"
+    );
+    let stall = graph.find_stall(1).expect("the only thread is parked");
+    assert!(graph.confirm_stall(&stall).is_some());
+    target.free.store(true, Ordering::SeqCst);
+    assert!(
+        graph.confirm_stall(&stall).is_none(),
+        "a ready target is a wake-up in flight"
+    );
+    drop(published);
+    // SAFETY: dropped before `target`.
+    let _timed = unsafe { graph.publish(&target, WaitKind::Event, true, 0) };
+    target.free.store(false, Ordering::SeqCst);
+    assert!(graph.find_stall(1).is_none(), "a timed wait ends by itself");
+}
+
+#[test]
+fn a_new_wait_invalidates_a_suspected_stall() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let target = Owned::default();
+    // SAFETY: dropped before `target`.
+    let first = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    let stall = graph.find_stall(1).unwrap();
+    drop(first);
+    // SAFETY: dropped before `target`.
+    let _second = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    assert!(graph.confirm_stall(&stall).is_none());
+}

@@ -1,0 +1,371 @@
+"""Deadlock detection: a deadlock raises DeadlockError with a report, instead of hanging.
+
+Every scenario runs under pytest's per-test timeout: a missed detection is a failure, not a
+stuck run. Threads here are ``treadle.Thread`` so that their joins are in the wait graph too.
+"""
+
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+
+import pytest
+
+import treadle
+from treadle import DeadlockError
+
+
+@pytest.fixture(autouse=True)
+def raise_mode():
+    treadle.deadlock.set_mode("raise")
+    yield
+    treadle.deadlock.set_mode("raise")
+
+
+def run_threads(*targets, names=None):
+    threads = [
+        treadle.Thread(target=t, name=(names[i] if names else None)) for i, t in enumerate(targets)
+    ]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_opposite_lock_order_raises_in_one_thread_and_the_other_completes():
+    a, b = treadle.Lock(), treadle.Lock()
+    both_hold_one = threading.Barrier(2)
+    outcome = {}
+
+    def worker(first, second, name):
+        with first:
+            both_hold_one.wait(5)
+            start = time.monotonic()
+            try:
+                with second:
+                    outcome[name] = "completed"
+            except DeadlockError as err:
+                outcome[name] = err
+                outcome["latency"] = time.monotonic() - start
+
+    threads = run_threads(
+        lambda: worker(a, b, "T1"), lambda: worker(b, a, "T2"), names=["T1", "T2"]
+    )
+    for t in threads:
+        t.join(10)
+    assert sorted(k for k, v in outcome.items() if v == "completed") in (["T1"], ["T2"])
+    err = next(v for v in outcome.values() if isinstance(v, DeadlockError))
+    assert outcome["latency"] < 0.1
+    report = str(err)
+    assert "T1" in report and "T2" in report
+    assert len(err.cycle) == 2
+    assert {edge.kind for edge in err.cycle} == {"lock"}
+    assert {edge.waiter for edge in err.cycle} == {"T1", "T2"}
+    assert {edge.owner for edge in err.cycle} == {"T1", "T2"}
+    assert all(edge.created_at and "test_deadlock.py" in edge.created_at for edge in err.cycle)
+    assert "Stacks at detection" in report
+
+
+def test_rlock_cycle_is_detected():
+    a, b = treadle.RLock(), treadle.RLock()
+    both = threading.Barrier(2)
+    errors = []
+
+    def worker(first, second):
+        with first:
+            both.wait(5)
+            try:
+                with second:
+                    pass
+            except DeadlockError as err:
+                errors.append(err)
+
+    for t in run_threads(lambda: worker(a, b), lambda: worker(b, a)):
+        t.join(10)
+    assert len(errors) == 1
+    assert {edge.kind for edge in errors[0].cycle} == {"rlock"}
+
+
+def test_thread_joining_main_while_main_joins_it_raises():
+    main = treadle.main_thread()
+    seen = []
+
+    def joins_main():
+        # Wait until the main thread is parked in its join of this thread, then join it.
+        deadline = time.monotonic() + 5
+        while "waits for join" not in treadle.dump_waits() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        try:
+            main.join()
+        except DeadlockError as err:
+            seen.append(err)
+
+    thread = treadle.Thread(target=joins_main, name="joiner")
+    thread.start()
+    thread.join()  # returns once the joiner got DeadlockError and ended
+    assert not thread.is_alive()
+    assert len(seen) == 1
+    assert [edge.kind for edge in seen[0].cycle] == ["join", "join"]
+    assert {edge.waiter for edge in seen[0].cycle} == {"joiner", "MainThread"}
+
+
+def test_ring_of_three_joins_raises_once():
+    threads = {}
+    ready = threading.Barrier(3)
+    errors = []
+
+    def join_next(name, nxt):
+        ready.wait(5)
+        try:
+            threads[nxt].join()
+        except DeadlockError as err:
+            errors.append(err)
+
+    for name, nxt in (("A", "B"), ("B", "C"), ("C", "A")):
+        threads[name] = treadle.Thread(target=join_next, args=(name, nxt), name=name)
+    for t in threads.values():
+        t.start()
+    for t in threads.values():
+        t.join(10)
+    assert len(errors) == 1
+    assert len(errors[0].cycle) == 3
+    assert all(not t.is_alive() for t in threads.values())
+
+
+def test_rlock_reentry_by_owner_is_not_a_deadlock():
+    lock = treadle.RLock()
+    with lock, lock, lock:
+        assert lock._recursion_count() == 3
+
+
+def test_lock_taken_twice_by_the_only_thread_raises():
+    # The whole process is this test's thread (and pytest's main thread waiting for it):
+    # run it in a child so that nothing else could release the lock.
+    import subprocess
+    import sys
+
+    code = (
+        "import treadle\n"
+        "lock = treadle.Lock()\n"
+        "lock.acquire()\n"
+        "try:\n"
+        "    lock.acquire()\n"
+        "except treadle.DeadlockError as err:\n"
+        "    print('DEADLOCK', err.cycle[0].kind)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert proc.stdout.strip() == "DEADLOCK lock", proc.stderr
+
+
+def test_lock_released_by_another_thread_is_not_a_deadlock():
+    # Lock used as a signal: acquired twice by one thread, released by another (as
+    # lock_tests.LockTests.test_reacquire does). No report while the other thread can act.
+    lock = treadle.Lock()
+    lock.acquire()
+
+    def release_later():
+        time.sleep(0.3)
+        lock.release()
+
+    thread = run_threads(release_later)[0]
+    assert lock.acquire(timeout=10)
+    thread.join(5)
+
+
+def run_child(code, timeout=30):
+    """Runs ``code`` in a fresh interpreter: a stall is judged over the whole process, and the
+    test runner's own threads and signal handlers (pytest-timeout's SIGALRM) would count as able
+    to wake anyone."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_event_only_a_blocked_worker_could_set_is_detected():
+    out = run_child(
+        """
+        import threading, time, treadle
+        event, lock = treadle.Event(), treadle.Lock()
+        lock.acquire()
+        started = threading.Event()
+        def worker():
+            started.set()
+            with lock:          # held by the main thread, which waits on the event
+                event.set()
+        thread = treadle.Thread(target=worker, name="worker")
+        thread.start()
+        started.wait(5)
+        start = time.monotonic()
+        try:
+            event.wait()
+        except treadle.DeadlockError as err:
+            print("DEADLOCK", round(time.monotonic() - start, 3))
+            print(sorted(edge.kind for edge in err.cycle))
+            print(str(err).splitlines()[0])
+        lock.release()
+        thread.join(5)
+        """
+    )
+    lines = out.splitlines()
+    assert lines[0].startswith("DEADLOCK"), out
+    assert float(lines[0].split()[1]) < 1.0
+    assert lines[1] == "['event', 'lock']"
+    assert "none of them can wake another" in lines[2]
+
+
+def test_sleeping_third_thread_delays_the_report_until_it_parks():
+    out = run_child(
+        """
+        import threading, time, treadle
+        event, lock, never = treadle.Event(), treadle.Lock(), treadle.Event()
+        lock.acquire()
+        parked_at = []
+        def worker():
+            with lock:
+                event.set()
+        def sleeper():
+            time.sleep(0.5)
+            parked_at.append(time.monotonic())
+            try:
+                never.wait()
+            except treadle.DeadlockError:
+                print("SLEEPER REPORTED")
+                lock.release()
+        threads = [treadle.Thread(target=worker), treadle.Thread(target=sleeper)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        try:
+            event.wait()
+            print("MAIN WOKEN")
+        except treadle.DeadlockError:
+            print("MAIN REPORTED")
+            lock.release()
+            never.set()
+        for t in threads:
+            t.join(5)
+        print("REPORT AFTER SLEEP", bool(parked_at) and parked_at[0] - start >= 0.45)
+        """
+    )
+    # Nothing is reported while the sleeper could still act; once it parks, one thread reports.
+    assert ("MAIN REPORTED" in out) != ("SLEEPER REPORTED" in out), out
+    assert "REPORT AFTER SLEEP True" in out, out
+
+
+def test_wait_with_timeout_never_raises_and_logs_when_part_of_a_cycle(caplog):
+    a, b = treadle.Lock(), treadle.Lock()
+    before, after = threading.Barrier(2), threading.Barrier(2)
+    results = []
+
+    def worker(first, second, timeout):
+        with first:
+            before.wait(5)
+            results.append(second.acquire(timeout=timeout))
+            after.wait(5)
+
+    with caplog.at_level("WARNING", logger="treadle"):
+        for t in run_threads(lambda: worker(a, b, 0.2), lambda: worker(b, a, 0.3)):
+            t.join(10)
+    assert results == [False, False]
+    assert "timed out while part of a cycle" in caplog.text
+
+
+def test_warn_mode_warns_and_keeps_waiting():
+    treadle.deadlock.set_mode("warn")
+    a, b = treadle.Lock(), treadle.Lock()
+    both = threading.Barrier(2)
+
+    def first():
+        a.acquire()
+        both.wait(5)
+        b.acquire()
+        b.release()
+
+    def second():
+        b.acquire()
+        both.wait(5)
+        a.acquire()
+        a.release()
+        b.release()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = run_threads(first, second)
+        deadline = time.monotonic() + 5
+        while not caught and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # In warn mode the threads still wait: break the deadlock from outside, as a program
+        # could (a Lock may be released by any thread).
+        a.release()
+        for t in threads:
+            t.join(10)
+    assert all(not t.is_alive() for t in threads)
+    assert [w.category for w in caught] == [treadle.DeadlockWarning]
+
+
+def test_mode_off_and_bad_mode():
+    treadle.deadlock.set_mode("off")
+    assert treadle.deadlock.get_mode() == "off"
+    with pytest.raises(ValueError):
+        treadle.deadlock.set_mode("loud")
+
+
+def test_dump_waits_shows_a_blocked_thread():
+    event = treadle.Event()
+    thread = treadle.Thread(target=lambda: event.wait(10), name="dumped")
+    thread.start()
+    deadline = time.monotonic() + 5
+    while "dumped" not in treadle.dump_waits() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    text = treadle.dump_waits()
+    event.set()
+    thread.join(5)
+    assert "thread 'dumped' waits for event" in text
+
+
+def test_no_false_report_under_random_correct_use():
+    locks = [treadle.Lock() for _ in range(4)]
+    rlocks = [treadle.RLock() for _ in range(4)]
+    cond = treadle.Condition()
+    sem = treadle.Semaphore(3)
+    counter = [0]
+    errors = []
+
+    def worker(seed):
+        rng = random.Random(seed)
+        try:
+            for _ in range(2000):
+                op = rng.random()
+                if op < 0.4:
+                    # Always in index order: no cycle is possible.
+                    i, j = sorted(rng.sample(range(4), 2))
+                    with locks[i], locks[j]:
+                        counter[0] += 1
+                elif op < 0.6:
+                    r = rlocks[rng.randrange(4)]
+                    with r, r:
+                        counter[0] += 1
+                elif op < 0.8:
+                    with cond:
+                        cond.notify()
+                        cond.wait(0.001)
+                else:
+                    if sem.acquire(timeout=0.01):
+                        sem.release()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [treadle.Thread(target=worker, args=(seed,)) for seed in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert all(not t.is_alive() for t in threads)
