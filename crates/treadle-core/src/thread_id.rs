@@ -15,11 +15,15 @@ pub struct ThreadId(pub u64);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-#[cfg(loom)]
-use loom::thread_local;
-
+#[cfg(not(loom))]
 thread_local! {
     static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
+// loom runs its modelled threads on one OS thread, so it needs its own thread-locals.
+#[cfg(loom)]
+loom::thread_local! {
+    static CURRENT: Cell<u64> = Cell::new(0);
 }
 
 impl ThreadId {
