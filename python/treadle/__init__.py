@@ -13,6 +13,7 @@ True
 
 from threading import BrokenBarrierError
 
+from treadle._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 from treadle._treadle import (
     TIMEOUT_MAX,
     Barrier,
@@ -31,9 +32,16 @@ __all__ = [
     "BoundedSemaphore",
     "BrokenBarrierError",
     "Condition",
+    "Empty",
     "Event",
+    "Full",
+    "LifoQueue",
     "Lock",
+    "PriorityQueue",
+    "Queue",
     "RLock",
     "Semaphore",
+    "ShutDown",
+    "SimpleQueue",
     "__version__",
 ]

@@ -11,7 +11,9 @@ mod condition;
 mod errors;
 mod event;
 mod lock;
+mod queue;
 mod semaphore;
+mod simple_queue;
 mod timeout;
 mod wait;
 
@@ -26,6 +28,11 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<semaphore::PyBoundedSemaphore>()?;
     m.add_class::<event::PyEvent>()?;
     m.add_class::<barrier::PyBarrier>()?;
+    m.add_class::<queue::PyQueue>()?;
+    m.add_class::<queue::PyLifoQueue>()?;
+    m.add_class::<queue::PyPriorityQueue>()?;
+    m.add_class::<simple_queue::PySimpleQueue>()?;
+    m.add("ShutDown", queue::shut_down_class(m.py())?)?;
     m.add("TIMEOUT_MAX", timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
