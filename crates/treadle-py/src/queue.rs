@@ -490,7 +490,7 @@ impl PyQueue {
 impl PyQueue {
     #[new]
     #[classmethod]
-    #[pyo3(signature = (*_args, **_kwargs))]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(maxsize=0)")]
     fn new(
         cls: &Bound<'_, PyType>,
         _args: &Bound<'_, PyTuple>,
@@ -521,7 +521,10 @@ impl PyQueue {
 
     /// Put `item` into the queue, waiting for a free slot if `block` (at most `timeout` seconds,
     /// then `queue.Full`). Raises `ShutDown` if the queue has been shut down.
-    #[pyo3(signature = (item, block=Block(true), timeout=None))]
+    #[pyo3(
+        signature = (item, block=Block(true), timeout=None),
+        text_signature = "($self, item, block=True, timeout=None)"
+    )]
     fn put(
         slf: &Bound<'_, Self>,
         item: Py<PyAny>,
@@ -548,7 +551,10 @@ impl PyQueue {
 
     /// Remove and return an item, waiting for one if `block` (at most `timeout` seconds, then
     /// `queue.Empty`). Raises `ShutDown` if the queue has been shut down and is empty.
-    #[pyo3(signature = (block=Block(true), timeout=None))]
+    #[pyo3(
+        signature = (block=Block(true), timeout=None),
+        text_signature = "($self, block=True, timeout=None)"
+    )]
     fn get(
         slf: &Bound<'_, Self>,
         block: Block,
@@ -573,7 +579,10 @@ impl PyQueue {
     /// Put every item of `items`, in order, each as `put` would (waiting for free slots if
     /// `block`, until `timeout` seconds from the call). If the queue stays full,
     /// `queue.Full(n)` says how many items were put; the rest were not.
-    #[pyo3(signature = (items, block=Block(true), timeout=None))]
+    #[pyo3(
+        signature = (items, block=Block(true), timeout=None),
+        text_signature = "($self, items, block=True, timeout=None)"
+    )]
     fn put_many(
         slf: &Bound<'_, Self>,
         items: &Bound<'_, PyAny>,
@@ -623,7 +632,10 @@ impl PyQueue {
 
     /// Remove and return a list of up to `max_items` items (at least one), waiting for the first
     /// as `get` does.
-    #[pyo3(signature = (max_items, block=Block(true), timeout=None))]
+    #[pyo3(
+        signature = (max_items, block=Block(true), timeout=None),
+        text_signature = "($self, max_items, block=True, timeout=None)"
+    )]
     fn get_many<'py>(
         slf: &Bound<'py, Self>,
         max_items: isize,
@@ -799,7 +811,9 @@ impl PyQueue {
     }
 
     /// Storage step: set up storage (the items live in Rust; nothing to do).
-    fn _init(&self, _maxsize: &Bound<'_, PyAny>) {}
+    fn _init(&self, maxsize: &Bound<'_, PyAny>) {
+        let _ = maxsize;
+    }
 
     /// Storage step: the number of items stored.
     fn _qsize(&self) -> usize {
@@ -840,7 +854,7 @@ macro_rules! queue_subclass {
         impl $rust {
             #[new]
             #[classmethod]
-            #[pyo3(signature = (*_args, **_kwargs))]
+            #[pyo3(signature = (*_args, **_kwargs), text_signature = "(maxsize=0)")]
             fn new(
                 cls: &Bound<'_, PyType>,
                 _args: &Bound<'_, PyTuple>,

@@ -28,7 +28,10 @@ impl PySimpleQueue {
 
     /// Put `item` into the queue; never blocks (`block` and `timeout` are accepted and ignored,
     /// as in `queue.SimpleQueue`).
-    #[pyo3(signature = (item, block=Block(true), timeout=None))]
+    #[pyo3(
+        signature = (item, block=Block(true), timeout=None),
+        text_signature = "($self, item, block=True, timeout=None)"
+    )]
     fn put(
         &self,
         py: Python<'_>,
@@ -47,7 +50,10 @@ impl PySimpleQueue {
 
     /// Remove and return an item, waiting for one if `block` (at most `timeout` seconds, then
     /// `queue.Empty`).
-    #[pyo3(signature = (block=Block(true), timeout=None))]
+    #[pyo3(
+        signature = (block=Block(true), timeout=None),
+        text_signature = "($self, block=True, timeout=None)"
+    )]
     fn get(
         &self,
         py: Python<'_>,
