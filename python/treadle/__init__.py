@@ -14,6 +14,7 @@ True
 from threading import BrokenBarrierError
 
 from treadle import deadlock
+from treadle._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 from treadle._treadle import (
     TIMEOUT_MAX,
     Barrier,
@@ -41,10 +42,17 @@ __all__ = [
     "Condition",
     "DeadlockError",
     "DeadlockWarning",
+    "Empty",
     "Event",
+    "Full",
+    "LifoQueue",
     "Lock",
+    "PriorityQueue",
+    "Queue",
     "RLock",
     "Semaphore",
+    "ShutDown",
+    "SimpleQueue",
     "Thread",
     "__version__",
     "deadlock",

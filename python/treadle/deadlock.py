@@ -27,6 +27,7 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass
+from types import FrameType
 
 from treadle import _treadle
 from treadle._treadle import _ThreadDone, get_mode, set_mode
@@ -132,6 +133,7 @@ def _stacks(edges: list[WaitEdge], skip_frames: int) -> str:
     for edge in edges:
         if edge.waiter_ident is None:
             continue
+        frame: FrameType | None
         if edge.waiter_ident == me:
             frame = sys._getframe(skip_frames)
         else:

@@ -5,7 +5,7 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use treadle_core::{Event, RawLock, WaitQueue};
+use treadle_core::{Event, GetError, Order, Queue, RawLock, WaitQueue};
 
 #[test]
 fn lock_gives_mutual_exclusion_and_no_lost_wakeup() {
@@ -96,5 +96,36 @@ fn event_set_then_clear_still_releases_waiter() {
         };
         assert!(event.wait_until(ticket, None));
         setter.join().unwrap();
+    });
+}
+
+#[test]
+fn queue_blocked_put_and_get_never_miss_a_wakeup() {
+    loom::model(|| {
+        let queue = Arc::new(Queue::new(Order::Fifo, 1));
+        let producer = {
+            let queue = queue.clone();
+            thread::spawn(move || {
+                for i in 0..2 {
+                    queue.put_until(i, None).unwrap();
+                }
+            })
+        };
+        let got: Vec<i32> = (0..2).map(|_| queue.get_until(None).unwrap()).collect();
+        producer.join().unwrap();
+        assert_eq!(got, [0, 1]);
+    });
+}
+
+#[test]
+fn queue_shutdown_releases_a_blocked_getter() {
+    loom::model(|| {
+        let queue = Arc::new(Queue::<i32>::new(Order::Fifo, 0));
+        let getter = {
+            let queue = queue.clone();
+            thread::spawn(move || queue.get_until(None))
+        };
+        queue.shutdown(false);
+        assert_eq!(getter.join().unwrap(), Err(GetError::ShutDown));
     });
 }

@@ -12,7 +12,9 @@ mod deadlock;
 mod errors;
 mod event;
 mod lock;
+mod queue;
 mod semaphore;
+mod simple_queue;
 mod timeout;
 mod wait;
 
@@ -34,6 +36,11 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deadlock::_waits, m)?)?;
     m.add_function(wrap_pyfunction!(deadlock::_current_thread_number, m)?)?;
     deadlock::register_current_thread();
+    m.add_class::<queue::PyQueue>()?;
+    m.add_class::<queue::PyLifoQueue>()?;
+    m.add_class::<queue::PyPriorityQueue>()?;
+    m.add_class::<simple_queue::PySimpleQueue>()?;
+    m.add("ShutDown", queue::shut_down_class(m.py())?)?;
     m.add("TIMEOUT_MAX", timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
