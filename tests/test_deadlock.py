@@ -369,3 +369,73 @@ def test_no_false_report_under_random_correct_use():
         t.join(60)
     assert not errors
     assert all(not t.is_alive() for t in threads)
+
+
+@pytest.fixture
+def lock_order():
+    treadle.deadlock.enable_lock_order()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+    treadle.deadlock.disable_lock_order()
+
+
+def take_in_order(first, second):
+    with first, second:
+        pass
+
+
+def inversion_in_two_threads(a, b):
+    for order in ((a, b), (b, a)):
+        thread = treadle.Thread(target=take_in_order, args=order)
+        thread.start()
+        thread.join(5)
+
+
+def _guarded(guard, first, second):
+    with guard, first, second:
+        pass
+
+
+def potential(caught):
+    return [w for w in caught if issubclass(w.category, treadle.PotentialDeadlockWarning)]
+
+
+def test_lock_order_inversion_in_two_threads_warns_once(lock_order):
+    # Locks are keyed by the line that created them: one line each.
+    a = treadle.Lock()
+    b = treadle.RLock()
+    inversion_in_two_threads(a, b)
+    inversion_in_two_threads(a, b)
+    found = potential(lock_order)
+    assert len(found) == 1
+    text = str(found[0].message)
+    assert "test_deadlock.py" in text and "opposite order" in text
+
+
+def test_lock_order_mode_off_gives_no_warning():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a = treadle.Lock()
+        b = treadle.Lock()
+        inversion_in_two_threads(a, b)
+    assert potential(caught) == []
+
+
+def test_lock_order_under_a_common_outer_lock_gives_no_warning(lock_order):
+    guard = treadle.Lock()
+    a = treadle.Lock()
+    b = treadle.Lock()
+    for order in ((a, b), (b, a)):
+        thread = treadle.Thread(target=_guarded, args=(guard, *order))
+        thread.start()
+        thread.join(5)
+    assert potential(lock_order) == []
+
+
+def test_lock_order_both_orders_in_one_thread_gives_no_warning(lock_order):
+    a = treadle.Lock()
+    b = treadle.Lock()
+    take_in_order(a, b)
+    take_in_order(b, a)
+    assert potential(lock_order) == []

@@ -29,6 +29,7 @@ from treadle._treadle import (
 from treadle.deadlock import (
     DeadlockError,
     DeadlockWarning,
+    PotentialDeadlockWarning,
     Thread,
     dump_waits,
     main_thread,
@@ -47,6 +48,7 @@ __all__ = [
     "Full",
     "LifoQueue",
     "Lock",
+    "PotentialDeadlockWarning",
     "PriorityQueue",
     "Queue",
     "RLock",

@@ -19,6 +19,7 @@ Modes (``set_mode``, or the environment variable ``TREADLE_DEADLOCK`` read at im
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import sys
@@ -35,9 +36,12 @@ from treadle._treadle import _ThreadDone, get_mode, set_mode
 __all__ = [
     "DeadlockError",
     "DeadlockWarning",
+    "PotentialDeadlockWarning",
     "Thread",
     "WaitEdge",
+    "disable_lock_order",
     "dump_waits",
+    "enable_lock_order",
     "get_mode",
     "main_thread",
     "set_mode",
@@ -61,6 +65,14 @@ class DeadlockError(RuntimeError):
 
 class DeadlockWarning(RuntimeWarning):
     """Issued instead of raising :class:`DeadlockError` in ``"warn"`` mode."""
+
+
+class PotentialDeadlockWarning(RuntimeWarning):
+    """Lock-order mode saw two locks taken in both orders by different threads.
+
+    No thread hung this time, but two threads running those paths at once can deadlock. The
+    message has both acquisition stacks.
+    """
 
 
 @dataclass(frozen=True)
@@ -257,6 +269,93 @@ def main_thread() -> _MainThread:
         return _main
 
 
+# Lock-order mode (lockdep-style): opt in with enable_lock_order() or TREADLE_LOCK_ORDER=1.
+# Locks are keyed by where they were created, so that every lock made by the same line of code
+# is one node, and an inversion is caught even between different instances.
+
+
+@dataclass(frozen=True)
+class _OrderEdge:
+    thread: int
+    guards: frozenset[str]
+    stack: str
+
+
+_thread_lock = _thread.allocate_lock()
+_order_edges: dict[tuple[str, str], _OrderEdge] = {}
+_order_warned: set[frozenset[str]] = set()
+_held = threading.local()
+
+
+def _lock_key(lock: object) -> str:
+    return getattr(lock, "_created_at", None) or f"{type(lock).__name__} at {id(lock):#x}"
+
+
+def _on_lock_order(lock: object, acquired: bool) -> None:
+    held: list[str] = _held.__dict__.setdefault("keys", [])
+    key = _lock_key(lock)
+    if not acquired:
+        if key in held:
+            # The most recent acquisition of that key goes.
+            del held[len(held) - 1 - held[::-1].index(key)]
+        return
+    if held:
+        _check_order(held, key)
+    held.append(key)
+
+
+def _check_order(held: list[str], key: str) -> None:
+    me = threading.get_ident()
+    stack: str | None = None
+    inversions = []
+    with _thread_lock:
+        for outer in dict.fromkeys(held):
+            if outer == key:
+                continue
+            guards = frozenset(k for k in held if k not in (outer, key))
+            if (outer, key) not in _order_edges:
+                if stack is None:
+                    stack = "".join(traceback.format_stack(sys._getframe(2))).rstrip()
+                _order_edges[(outer, key)] = _OrderEdge(me, guards, stack)
+            reverse = _order_edges.get((key, outer))
+            if reverse is None or reverse.thread == me or reverse.guards & guards:
+                continue
+            pair = frozenset((outer, key))
+            if pair in _order_warned:
+                continue
+            _order_warned.add(pair)
+            inversions.append((outer, reverse))
+    for outer, reverse in inversions:
+        if stack is None:
+            stack = "".join(traceback.format_stack(sys._getframe(2))).rstrip()
+        warnings.warn(
+            PotentialDeadlockWarning(
+                f"lock order inversion: lock created at {key} taken while holding the lock "
+                f"created at {outer}, but another thread took them in the opposite order; "
+                "two threads on these paths at once can deadlock.\n"
+                f"This acquisition:\n{stack}\n"
+                f"The opposite order, earlier:\n{reverse.stack}"
+            ),
+            stacklevel=3,
+        )
+
+
+def enable_lock_order() -> None:
+    """Turn on lock-order mode: warn the first time two locks are taken in both orders."""
+    _treadle._set_lock_order_hook(_on_lock_order)
+
+
+def disable_lock_order(forget: bool = True) -> None:
+    """Turn lock-order mode off (and forget the orders seen, unless ``forget`` is false)."""
+    _treadle._set_lock_order_hook(None)
+    if forget:
+        with _thread_lock:
+            _order_edges.clear()
+            _order_warned.clear()
+
+
 _treadle._set_reporter(_report)
 if os.environ.get("TREADLE_DEADLOCK"):
     set_mode(os.environ["TREADLE_DEADLOCK"].strip().lower())
+if os.environ.get("TREADLE_LOCK_ORDER", "").strip() not in ("", "0"):
+    enable_lock_order()

@@ -14,7 +14,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use treadle_core::wait_graph::{Edge, Mode, Published, Stall, WaitGraph, WaitKind, WaitTarget};
 use treadle_core::{Event, ThreadId};
@@ -29,6 +29,8 @@ pub(crate) struct Track<'a, 'py> {
 
 /// treadle thread number -> `threading.get_ident()`, for every thread that has waited in treadle.
 static IDENTS: Mutex<Option<HashMap<u64, u64>>> = Mutex::new(None);
+/// The reverse: `threading.get_ident()` -> treadle thread number.
+static THREADS: Mutex<Option<HashMap<u64, u64>>> = Mutex::new(None);
 /// treadle thread number -> the object it waits on now, for reports.
 static WAITING_ON: Mutex<Option<HashMap<u64, Py<PyAny>>>> = Mutex::new(None);
 /// The main thread's treadle number, once known.
@@ -50,8 +52,24 @@ struct Registration(u64);
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        with_map(&IDENTS, |idents| idents.remove(&self.0));
+        if let Some(ident) = with_map(&IDENTS, |idents| idents.remove(&self.0)) {
+            with_map(&THREADS, |threads| threads.remove(&ident));
+        }
     }
+}
+
+/// The calling thread's `threading.get_ident()`: cheap (no thread-local lookup), so that a
+/// lock can record its holder on every acquisition.
+#[inline]
+pub(crate) fn current_ident() -> u64 {
+    // SAFETY: PyThread_get_thread_ident has no preconditions; it is pthread_self() on POSIX.
+    unsafe { pyo3::ffi::PyThread_get_thread_ident() as u64 }
+}
+
+/// The treadle thread number of the thread with `threading.get_ident()` `ident`, if that thread
+/// has ever waited in treadle (every thread in a cycle has).
+pub(crate) fn thread_of_ident(ident: u64) -> Option<ThreadId> {
+    with_map(&THREADS, |threads| threads.get(&ident).copied()).map(ThreadId)
 }
 
 thread_local! {
@@ -64,9 +82,9 @@ thread_local! {
 pub(crate) fn register_current_thread() -> ThreadId {
     let me = ThreadId::current();
     if !REGISTERED.with(Cell::get) {
-        // SAFETY: PyThread_get_thread_ident has no preconditions; it is pthread_self() on POSIX.
-        let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64;
+        let ident = current_ident();
         with_map(&IDENTS, |idents| idents.insert(me.0, ident));
+        with_map(&THREADS, |threads| threads.insert(ident, me.0));
         if crate::wait::is_main_thread() {
             MAIN_THREAD.store(me.0, Ordering::Relaxed);
         }
@@ -374,4 +392,41 @@ impl PyThreadDone {
 #[pyfunction]
 pub(crate) fn _current_thread_number() -> u64 {
     register_current_thread().0
+}
+
+/// Lock-order mode: whether acquisitions and releases of treadle's locks are reported to the
+/// hook `treadle.deadlock` installs. Off by default; one relaxed load per operation when off.
+static LOCK_ORDER: AtomicBool = AtomicBool::new(false);
+static LOCK_ORDER_HOOK: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
+
+/// Whether lock-order mode is on.
+#[inline]
+pub(crate) fn lock_order_on() -> bool {
+    LOCK_ORDER.load(Ordering::Relaxed)
+}
+
+/// Tells the lock-order hook that the calling thread took (`acquired`) or is giving up a lock.
+#[cold]
+pub(crate) fn lock_order_event(lock: &Bound<'_, PyAny>, acquired: bool) -> PyResult<()> {
+    let py = lock.py();
+    let hook = match LOCK_ORDER_HOOK.lock() {
+        Ok(guard) => guard.as_ref().map(|h| h.clone_ref(py)),
+        Err(poisoned) => poisoned.into_inner().as_ref().map(|h| h.clone_ref(py)),
+    };
+    match hook {
+        Some(hook) => hook.bind(py).call1((lock, acquired)).map(drop),
+        None => Ok(()),
+    }
+}
+
+/// `_set_lock_order_hook(fn | None)`: `fn(lock, acquired)` is called on every first acquisition
+/// and last release of a treadle `Lock` or `RLock` while set; `None` turns the mode off.
+#[pyfunction]
+pub(crate) fn _set_lock_order_hook(hook: Option<Py<PyAny>>) {
+    let on = hook.is_some();
+    match LOCK_ORDER_HOOK.lock() {
+        Ok(mut guard) => *guard = hook,
+        Err(poisoned) => *poisoned.into_inner() = hook,
+    }
+    LOCK_ORDER.store(on, Ordering::Relaxed);
 }

@@ -1,6 +1,8 @@
 //! `treadle.Lock` and `treadle.RLock`.
 
-use crate::deadlock::{creation_site, Track};
+use crate::deadlock::{
+    creation_site, current_ident, lock_order_event, lock_order_on, thread_of_ident, Track,
+};
 use crate::errors::{address, cannot_pickle, lock_error, type_path};
 use crate::timeout::{lock_wait, Wait};
 use crate::wait::block_until;
@@ -15,7 +17,9 @@ use treadle_core::{RawLock, RawRLock, ThreadId};
 #[pyclass(frozen, weakref, name = "Lock", module = "treadle")]
 pub(crate) struct PyLock {
     pub(crate) raw: RawLock,
-    /// The thread that last acquired the lock, while it is held: the owner for the wait graph.
+    /// The `threading.get_ident()` of the thread that last acquired the lock, while it is held:
+    /// the owner for the wait graph. (An ident, not a treadle thread number: reading it costs no
+    /// thread-local lookup on the fast path.)
     holder: AtomicU64,
     /// Where the lock was created (`file:line`), while deadlock detection is on.
     origin: Option<Box<str>>,
@@ -25,7 +29,7 @@ impl WaitTarget for PyLock {
     fn owner(&self) -> Option<ThreadId> {
         match self.holder.load(Ordering::Relaxed) {
             0 => None,
-            id => Some(ThreadId(id)),
+            ident => thread_of_ident(ident),
         }
     }
     fn is_ready(&self, _ticket: u64) -> bool {
@@ -46,7 +50,7 @@ impl PyLock {
     fn try_take(&self) -> bool {
         let got = self.raw.try_acquire();
         if got {
-            self.holder.store(ThreadId::current().0, Ordering::Relaxed);
+            self.holder.store(current_ident(), Ordering::Relaxed);
         }
         got
     }
@@ -86,7 +90,7 @@ impl PyLock {
         if !self.raw.try_acquire() {
             crate::wait::block_uninterrupted(py, || self.raw.acquire_until(None));
         }
-        self.holder.store(ThreadId::current().0, Ordering::Relaxed);
+        self.holder.store(current_ident(), Ordering::Relaxed);
     }
 }
 
@@ -105,15 +109,17 @@ impl PyLock {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         if blocking.is_none() && timeout.is_none() && slf.get().try_take() {
-            return Ok(true);
+            return acquired(slf.as_any(), true, true);
         }
         let wait = lock_wait(slf.py(), blocking, timeout)?;
-        PyLock::acquire_with(slf, wait)
+        let got = PyLock::acquire_with(slf, wait)?;
+        acquired(slf.as_any(), got, true)
     }
 
     /// Release the lock; `RuntimeError` if it is not locked.
-    fn release(&self) -> PyResult<()> {
-        self.release_raw()
+    fn release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        releasing(slf.as_any(), slf.get().raw.is_locked())?;
+        slf.get().release_raw()
     }
 
     /// Whether the lock is held.
@@ -123,14 +129,15 @@ impl PyLock {
 
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
         if slf.get().try_take() {
-            return Ok(true);
+            return acquired(slf.as_any(), true, true);
         }
-        PyLock::acquire_with(slf, Wait::Until(None))
+        let got = PyLock::acquire_with(slf, Wait::Until(None))?;
+        acquired(slf.as_any(), got, true)
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release_raw()
+    fn __exit__(slf: &Bound<'_, Self>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        PyLock::release(slf)
     }
 
     fn _at_fork_reinit(&self) {
@@ -232,12 +239,15 @@ impl PyRLock {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let wait = lock_wait(slf.py(), blocking, timeout)?;
-        PyRLock::acquire_with(slf, wait)
+        let got = PyRLock::acquire_with(slf, wait)?;
+        acquired(slf.as_any(), got, slf.get().raw.recursion_count() == 1)
     }
 
     /// Release one level of ownership; `RuntimeError` if this thread does not own the lock.
-    fn release(&self) -> PyResult<()> {
-        self.raw.release().map_err(lock_error)
+    fn release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let raw = &slf.get().raw;
+        releasing(slf.as_any(), raw.recursion_count() == 1)?;
+        raw.release().map_err(lock_error)
     }
 
     /// Whether any thread owns the lock.
@@ -246,12 +256,13 @@ impl PyRLock {
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        PyRLock::acquire_with(slf, Wait::Until(None))
+        let got = PyRLock::acquire_with(slf, Wait::Until(None))?;
+        acquired(slf.as_any(), got, slf.get().raw.recursion_count() == 1)
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release()
+    fn __exit__(slf: &Bound<'_, Self>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        PyRLock::release(slf)
     }
 
     /// Where the lock was created, if deadlock detection was on then.
@@ -312,4 +323,22 @@ impl PyRLock {
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<()> {
         Err(cannot_pickle(slf.as_any()))
     }
+}
+
+/// After an acquisition attempt (`got`), the first level of it (`first`): the lock-order hook, if that mode is on.
+#[inline]
+fn acquired(lock: &Bound<'_, PyAny>, got: bool, first: bool) -> PyResult<bool> {
+    if got && first && lock_order_on() {
+        lock_order_event(lock, true)?;
+    }
+    Ok(got)
+}
+
+/// Before a last release: the lock-order hook, if that mode is on.
+#[inline]
+fn releasing(lock: &Bound<'_, PyAny>, last: bool) -> PyResult<()> {
+    if last && lock_order_on() {
+        lock_order_event(lock, false)?;
+    }
+    Ok(())
 }
