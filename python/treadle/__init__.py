@@ -34,6 +34,7 @@ from treadle.deadlock import (
     dump_waits,
     main_thread,
 )
+from treadle.patching import patch, patched, unpatch
 
 __all__ = [
     "TIMEOUT_MAX",
@@ -60,4 +61,7 @@ __all__ = [
     "deadlock",
     "dump_waits",
     "main_thread",
+    "patch",
+    "patched",
+    "unpatch",
 ]

@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -138,6 +139,19 @@ def _edges(raw: list[tuple]) -> list[WaitEdge]:
     return edges
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _format_stack(frame: FrameType) -> str:
+    """A thread's stack, without treadle's own frames and the interpreter's run machinery."""
+    entries = [
+        entry
+        for entry in traceback.extract_stack(frame)
+        if not entry.filename.startswith(_PACKAGE_DIR) and entry.filename != "<frozen runpy>"
+    ]
+    return "".join(traceback.format_list(entries)).rstrip()
+
+
 def _stacks(edges: list[WaitEdge], skip_frames: int) -> str:
     frames = sys._current_frames()
     me = threading.get_ident()
@@ -152,7 +166,7 @@ def _stacks(edges: list[WaitEdge], skip_frames: int) -> str:
             frame = frames.get(edge.waiter_ident)
         if frame is None:
             continue
-        stack = "".join(traceback.format_stack(frame)).rstrip()
+        stack = _format_stack(frame)
         indented = "\n".join("  " + line for line in stack.splitlines())
         parts.append(f"  thread {edge.waiter!r}:\n{indented}")
     return "\n".join(parts)
@@ -177,6 +191,15 @@ def _format(edges: list[WaitEdge], verdict: str, skip_frames: int) -> str:
     return "\n".join(lines)
 
 
+_deadlock_handler: Callable[[str, list[WaitEdge]], None] | None = None
+
+
+def _set_deadlock_handler(handler: Callable[[str, list[WaitEdge]], None] | None) -> None:
+    """Called with every deadlock report before it is raised (``treadle run`` exits there)."""
+    global _deadlock_handler
+    _deadlock_handler = handler
+
+
 def _report(raw: list[tuple], verdict: str, mode: str) -> BaseException | None:
     """Called by the core with a verdict; returns the exception to raise, if any."""
     edges = _edges(raw)
@@ -184,6 +207,8 @@ def _report(raw: list[tuple], verdict: str, mode: str) -> BaseException | None:
     if verdict == "timeout":
         logger.warning("%s", message)
         return None
+    if _deadlock_handler is not None and mode == "raise":
+        _deadlock_handler(message, edges)
     if mode == "warn":
         warnings.warn(message, DeadlockWarning, stacklevel=2)
         return None
@@ -203,6 +228,36 @@ def dump_waits() -> str:
     return "\n".join(lines)
 
 
+def _run_tracked(thread: threading.Thread, bootstrap_inner) -> None:
+    """A thread's life, with its end published for deadlock-checked joins."""
+    done = _ThreadDone()
+    thread._treadle_done = done  # type: ignore[attr-defined]
+    done.bind_current()
+    try:
+        bootstrap_inner()
+    finally:
+        done.finish()
+
+
+def _join_tracked(thread: threading.Thread, timeout: float | None, join) -> None:
+    """``thread.join(timeout)``, waiting for the thread's end in the wait graph first."""
+    if threading.current_thread() is thread:
+        raise RuntimeError("cannot join current thread")
+    if thread is threading.main_thread():
+        main_thread().join(timeout)
+        return
+    done = getattr(thread, "_treadle_done", None)
+    if done is None or not thread._started.is_set():  # type: ignore[attr-defined]
+        join(timeout)  # not started, or started before tracking: the stdlib's own join
+        return
+    start = time.monotonic()
+    if not done.wait(thread, timeout):
+        return
+    if timeout is not None:
+        timeout = max(0.0, timeout - (time.monotonic() - start))
+    join(timeout)
+
+
 class Thread(threading.Thread):
     """A ``threading.Thread`` whose ``join()`` takes part in deadlock detection.
 
@@ -210,28 +265,11 @@ class Thread(threading.Thread):
     :class:`DeadlockError` instead of hanging. Everything else is ``threading.Thread``.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._treadle_done = _ThreadDone()
-
     def _bootstrap_inner(self):
-        self._treadle_done.bind_current()
-        try:
-            super()._bootstrap_inner()  # type: ignore[misc]
-        finally:
-            self._treadle_done.finish()
+        _run_tracked(self, super()._bootstrap_inner)  # type: ignore[misc]
 
     def join(self, timeout: float | None = None) -> None:
-        if not self._started.is_set():  # type: ignore[attr-defined]
-            raise RuntimeError("cannot join thread before it is started")
-        if self is threading.current_thread():
-            raise RuntimeError("cannot join current thread")
-        start = time.monotonic()
-        if not self._treadle_done.wait(self, timeout):
-            return
-        if timeout is not None:
-            timeout = max(0.0, timeout - (time.monotonic() - start))
-        super().join(timeout)
+        _join_tracked(self, timeout, super().join)
 
 
 class _MainThread:
@@ -257,7 +295,7 @@ class _MainThread:
 
 
 _main: _MainThread | None = None
-_main_lock = threading.Lock()
+_main_lock = _thread.allocate_lock()
 
 
 def main_thread() -> _MainThread:
@@ -315,7 +353,7 @@ def _check_order(held: list[str], key: str) -> None:
             guards = frozenset(k for k in held if k not in (outer, key))
             if (outer, key) not in _order_edges:
                 if stack is None:
-                    stack = "".join(traceback.format_stack(sys._getframe(2))).rstrip()
+                    stack = _format_stack(sys._getframe(2))
                 _order_edges[(outer, key)] = _OrderEdge(me, guards, stack)
             reverse = _order_edges.get((key, outer))
             if reverse is None or reverse.thread == me or reverse.guards & guards:
@@ -327,7 +365,7 @@ def _check_order(held: list[str], key: str) -> None:
             inversions.append((outer, reverse))
     for outer, reverse in inversions:
         if stack is None:
-            stack = "".join(traceback.format_stack(sys._getframe(2))).rstrip()
+            stack = _format_stack(sys._getframe(2))
         warnings.warn(
             PotentialDeadlockWarning(
                 f"lock order inversion: lock created at {key} taken while holding the lock "

@@ -1,0 +1,218 @@
+"""The ``treadle`` command (also ``python -m treadle``).
+
+``treadle run script.py [args...]`` / ``treadle run -m module [args...]`` runs a program as
+``python`` would, with the standard library's concurrency replaced by treadle's: a deadlock ends it
+with a report on stderr and exit status 3 instead of a hang; at exit it says which non-daemon
+threads are still alive (the interpreter will wait for them) and which task exceptions nobody
+retrieved.
+
+``treadle bench [--quick]`` runs the benchmark harness from the source tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+import treadle
+from treadle import deadlock
+from treadle.patching import patch
+
+DEADLOCK_EXIT_STATUS = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="treadle",
+        description=(
+            "Python's concurrency toolkit on a Rust core. `treadle run` runs an unmodified "
+            "program on treadle: deadlocks stop it with a report (exit status 3) instead of "
+            "hanging."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"treadle {treadle.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a Python program with its concurrency on treadle",
+        description=(
+            "Run SCRIPT (or -m MODULE) like `python` would, with threading's locks, conditions, "
+            "events, semaphores and barriers, Thread.join, and queue's queues replaced by "
+            "treadle's. A deadlock prints a report on stderr and exits with status 3."
+        ),
+    )
+    run.add_argument(
+        "--lock-order",
+        action="store_true",
+        help="also warn about lock order inversions that did not hang this time",
+    )
+    run.add_argument(
+        "--report",
+        choices=("text", "json"),
+        default="text",
+        help="how findings are written (default: text)",
+    )
+    run.add_argument(
+        "--report-file",
+        metavar="PATH",
+        help="write findings to PATH instead of stderr",
+    )
+    run.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    run.add_argument(
+        "target", nargs=argparse.REMAINDER, help="script.py [args...] (or module args)"
+    )
+
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark harness (ratios against the standard library)",
+    )
+    bench.add_argument("--quick", action="store_true", help="fewer operations and repeats")
+    return parser
+
+
+class _Findings:
+    """Where `treadle run` writes what it finds: text or JSON, stderr or a file."""
+
+    def __init__(self, form: str, path: str | None):
+        self.form = form
+        self.path = path
+        self.items: list[dict[str, Any]] = []
+
+    def _stream(self) -> TextIO:
+        if self.path is None:
+            return sys.stderr
+        return open(self.path, "a", encoding="utf-8")
+
+    def emit(self, kind: str, text: str, **data: Any) -> None:
+        item = {"kind": kind, "message": text, **data}
+        stream = self._stream()
+        try:
+            if self.form == "json":
+                stream.write(json.dumps(item) + "\n")
+            else:
+                stream.write(f"treadle: {text}\n")
+            stream.flush()
+        finally:
+            if stream is not sys.stderr:
+                stream.close()
+
+
+def _edge_json(edge: deadlock.WaitEdge) -> dict[str, Any]:
+    return {
+        "waiter": edge.waiter,
+        "waiter_ident": edge.waiter_ident,
+        "kind": edge.kind,
+        "target": edge.target,
+        "created_at": edge.created_at,
+        "owner": edge.owner,
+        "owner_ident": edge.owner_ident,
+        "timed": edge.timed,
+    }
+
+
+def _install_deadlock_exit(findings: _Findings) -> None:
+    def on_deadlock(message: str, edges: list[deadlock.WaitEdge]) -> None:
+        findings.emit("deadlock", message, cycle=[_edge_json(e) for e in edges])
+        sys.stdout.flush()
+        os._exit(DEADLOCK_EXIT_STATUS)
+
+    deadlock._set_deadlock_handler(on_deadlock)
+
+
+def _install_exit_summary(findings: _Findings) -> None:
+    def at_shutdown() -> None:
+        alive = [
+            t
+            for t in threading.enumerate()
+            if t is not threading.main_thread() and not t.daemon and t.is_alive()
+        ]
+        if alive:
+            names = ", ".join(repr(t.name) for t in alive)
+            findings.emit(
+                "threads-alive-at-exit",
+                f"{len(alive)} non-daemon thread(s) still alive at exit, "
+                f"which the interpreter now waits for: {names}",
+                threads=[t.name for t in alive],
+            )
+        summary = getattr(treadle, "_unretrieved_summary", None)
+        if summary is not None:
+            for text in summary():
+                findings.emit("unretrieved-exception", text)
+
+    threading._register_atexit(at_shutdown)  # type: ignore[attr-defined]
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.module is None and not args.target:
+        print("treadle run: give a script (treadle run script.py) or -m module", file=sys.stderr)
+        return 2
+    findings = _Findings(args.report, args.report_file)
+    deadlock.set_mode("raise")
+    _install_deadlock_exit(findings)
+    if args.lock_order:
+        deadlock.enable_lock_order()
+    patch()
+    _install_exit_summary(findings)
+    try:
+        if args.module is not None:
+            sys.argv = [args.module, *args.target]
+            runpy.run_module(args.module, run_name="__main__", alter_sys=True)
+        else:
+            script = args.target[0]
+            sys.argv = list(args.target)
+            sys.path[0] = str(Path(script).resolve().parent)
+            runpy.run_path(script, run_name="__main__")
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        # Die of SIGINT, as python does, so that the caller sees the signal.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        return 1
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    benches = Path(__file__).resolve().parents[2] / "benches"
+    scripts = sorted(benches.glob("bench_*.py")) if benches.is_dir() else []
+    if not scripts:
+        print(
+            "treadle bench: the benchmarks ship with treadle's source tree (benches/); "
+            "run this from an installation made from a checkout (scripts/setup)",
+            file=sys.stderr,
+        )
+        return 2
+    status = 0
+    for script in scripts:
+        command = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
+        status |= subprocess.call(command)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "bench":
+        return _bench(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

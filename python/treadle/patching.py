@@ -1,0 +1,112 @@
+"""Run unmodified code on treadle: ``patch()`` swaps the standard library's concurrency for
+treadle's, ``unpatch()`` puts it back, ``patched()`` does both around a block.
+
+What is replaced, for code that looks the names up after patching:
+
+* ``threading.Lock``, ``RLock``, ``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event``,
+  ``Barrier``: treadle's (so their waits are deadlock-checked and interruptible);
+* ``threading.Thread``'s ``join``: every thread started after patching publishes its end, so a
+  join that would close a cycle raises ``treadle.DeadlockError`` (threads started before keep the
+  standard join);
+* ``queue.Queue``, ``LifoQueue``, ``PriorityQueue``, ``SimpleQueue``: treadle's;
+* the executors of ``concurrent.futures`` when treadle provides them.
+
+What cannot be patched: objects created before ``patch()`` (a lock made at import time stays a
+``threading`` lock), names imported before patching with ``from threading import Lock``, classes
+that subclassed a standard class before patching, and locks that C extensions keep for
+themselves. The standard library keeps working under the patch: it looks these names up in the
+same modules.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import treadle
+from treadle import deadlock
+
+__all__ = ["is_patched", "patch", "patched", "unpatch"]
+
+_THREADING_NAMES = (
+    "Lock",
+    "RLock",
+    "Condition",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Event",
+    "Barrier",
+)
+_QUEUE_NAMES = ("Queue", "LifoQueue", "PriorityQueue", "SimpleQueue")
+_EXECUTOR_NAMES = ("ThreadPoolExecutor", "ProcessPoolExecutor")
+
+_saved: dict[tuple[Any, str], Any] = {}
+_state_lock = _thread.allocate_lock()
+
+
+def _replace(module: Any, name: str, value: Any) -> None:
+    key = (module, name)
+    if key not in _saved:
+        _saved[key] = getattr(module, name)
+    setattr(module, name, value)
+
+
+def _patch_thread_class() -> None:
+    original_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+    original_join = threading.Thread.join
+
+    def _bootstrap_inner(self):
+        deadlock._run_tracked(self, lambda: original_bootstrap(self))
+
+    def join(self, timeout=None):
+        deadlock._join_tracked(self, timeout, lambda t: original_join(self, t))
+
+    join.__doc__ = original_join.__doc__
+    _replace(threading.Thread, "_bootstrap_inner", _bootstrap_inner)
+    _replace(threading.Thread, "join", join)
+
+
+def patch() -> None:
+    """Replace the standard library's concurrency primitives with treadle's (idempotent)."""
+    with _state_lock:
+        if _saved:
+            return
+        for name in _THREADING_NAMES:
+            _replace(threading, name, getattr(treadle, name))
+        for name in _QUEUE_NAMES:
+            _replace(queue, name, getattr(treadle, name))
+        import concurrent.futures as futures
+
+        for name in _EXECUTOR_NAMES:
+            if hasattr(treadle, name):
+                _replace(futures, name, getattr(treadle, name))
+        _patch_thread_class()
+
+
+def unpatch() -> None:
+    """Put back what :func:`patch` replaced."""
+    with _state_lock:
+        for (module, name), value in _saved.items():
+            setattr(module, name, value)
+        _saved.clear()
+
+
+def is_patched() -> bool:
+    """Whether :func:`patch` is in effect."""
+    return bool(_saved)
+
+
+@contextlib.contextmanager
+def patched() -> Iterator[None]:
+    """``with patched(): ...`` runs the block with the standard library patched."""
+    already = is_patched()
+    patch()
+    try:
+        yield
+    finally:
+        if not already:
+            unpatch()

@@ -1,0 +1,199 @@
+"""`treadle run`, `python -m treadle` and the pytest plugin, driven as a user would: as
+subprocesses, each with a timeout (a hang is a failure)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import treadle
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def run(*args, timeout=60, cwd=None):
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def treadle_run(*args, timeout=60, cwd=None):
+    return run("-m", "treadle", "run", *args, timeout=timeout, cwd=cwd)
+
+
+@pytest.mark.parametrize("example", ["counter.py", "producer_consumer.py"])
+def test_correct_examples_print_the_same_under_python_and_treadle_run(example):
+    plain = run(str(EXAMPLES / example))
+    under = treadle_run(str(EXAMPLES / example))
+    assert plain.returncode == 0, plain.stderr
+    assert under.returncode == 0, under.stderr
+    assert plain.stdout == under.stdout
+    assert under.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("example", "kind"),
+    [("mistake_lock_order.py", "lock"), ("mistake_join_cycle.py", "join")],
+)
+def test_mistakes_end_with_a_report_and_status_3(example, kind):
+    result = treadle_run(str(EXAMPLES / example), timeout=30)
+    assert result.returncode == 3, result.stderr
+    assert "deadlock: 2 threads wait on each other" in result.stderr
+    assert f"waits for {kind}" in result.stderr
+    assert "finished" not in result.stdout
+
+
+@pytest.mark.parametrize("example", ["mistake_lock_order.py", "mistake_join_cycle.py"])
+def test_mistakes_really_hang_under_plain_python(example):
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(str(EXAMPLES / example), timeout=2)
+
+
+def test_report_json(tmp_path):
+    path = tmp_path / "findings.jsonl"
+    result = treadle_run(
+        "--report", "json", "--report-file", str(path), str(EXAMPLES / "mistake_lock_order.py")
+    )
+    assert result.returncode == 3
+    (finding,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert finding["kind"] == "deadlock"
+    assert {edge["waiter"] for edge in finding["cycle"]} == {"transfer", "audit"}
+    assert {edge["kind"] for edge in finding["cycle"]} == {"lock"}
+
+
+def write(tmp_path, name, code):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(code))
+    return path
+
+
+def test_argv_main_and_exit_status_are_the_scripts(tmp_path):
+    script = write(
+        tmp_path,
+        "prog.py",
+        """
+        import sys
+        print(__name__, sys.argv[1:])
+        sys.exit(7)
+        """,
+    )
+    result = treadle_run(str(script), "a", "--flag")
+    assert result.stdout.strip() == "__main__ ['a', '--flag']"
+    assert result.returncode == 7
+
+
+def test_uncaught_exception_exits_1_with_traceback(tmp_path):
+    script = write(tmp_path, "boom.py", "raise ValueError('boom')\n")
+    result = treadle_run(str(script))
+    assert result.returncode == 1
+    assert "ValueError: boom" in result.stderr
+
+
+def test_run_module(tmp_path):
+    write(
+        tmp_path,
+        "mymod.py",
+        "import sys, threading\nprint(threading.Lock.__module__, sys.argv[1:])\n",
+    )
+    result = treadle_run("-m", "mymod", "x", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "treadle ['x']"
+
+
+def test_threads_alive_at_exit_are_named(tmp_path):
+    script = write(
+        tmp_path,
+        "linger.py",
+        """
+        import threading, time
+        threading.Thread(target=time.sleep, args=(0.5,), name="lingerer").start()
+        """,
+    )
+    result = treadle_run(str(script))
+    assert result.returncode == 0
+    assert "non-daemon thread(s) still alive at exit" in result.stderr
+    assert "'lingerer'" in result.stderr
+
+
+def test_lock_order_option_warns(tmp_path):
+    script = write(
+        tmp_path,
+        "order.py",
+        """
+        import threading
+        a = threading.Lock()
+        b = threading.Lock()
+        def take(x, y):
+            with x, y:
+                pass
+        for pair in ((a, b), (b, a)):
+            t = threading.Thread(target=take, args=pair)
+            t.start()
+            t.join()
+        print("no hang")
+        """,
+    )
+    result = treadle_run("--lock-order", str(script))
+    assert result.returncode == 0
+    assert result.stdout.strip() == "no hang"
+    assert "PotentialDeadlockWarning" in result.stderr
+
+
+def test_version_and_help():
+    version = run("-m", "treadle", "--version")
+    assert version.stdout.strip() == f"treadle {treadle.__version__}"
+    helptext = run("-m", "treadle", "run", "--help")
+    assert "exit" in helptext.stdout and "--lock-order" in helptext.stdout
+
+
+def test_run_without_a_target_is_a_usage_error():
+    result = run("-m", "treadle", "run")
+    assert result.returncode == 2
+
+
+def test_pytest_plugin_fails_a_deadlocking_test_instead_of_hanging(tmp_path):
+    write(
+        tmp_path,
+        "test_sample.py",
+        """
+        import threading
+
+        def test_fine():
+            with threading.Lock():
+                pass
+
+        def test_deadlocks():
+            a = threading.Lock()
+            b = threading.Lock()
+            both = threading.Barrier(2)
+            def worker(x, y):
+                with x:
+                    both.wait()
+                    with y:
+                        pass
+            threads = [threading.Thread(target=worker, args=p) for p in ((a, b), (b, a))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        """,
+    )
+    result = run(
+        "-m",
+        "pytest",
+        "-p",
+        "treadle.pytest_plugin",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore::pytest.PytestUnhandledThreadExceptionWarning",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
+    assert "treadle detected a deadlock" in result.stdout
