@@ -1,7 +1,7 @@
 """A thread waits for the main thread to finish while the main thread waits for it.
 
-    python examples/mistake_join_cycle.py        # hangs forever
-    treadle run examples/mistake_join_cycle.py   # a deadlock report, exit status 3
+python examples/mistake_join_cycle.py        # hangs forever
+treadle run examples/mistake_join_cycle.py   # a deadlock report, exit status 3
 """
 
 import threading

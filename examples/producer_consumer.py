@@ -1,7 +1,7 @@
 """Producers put work on a queue, consumers take it; an Event tells the consumers to stop.
 
-    python examples/producer_consumer.py
-    treadle run examples/producer_consumer.py
+python examples/producer_consumer.py
+treadle run examples/producer_consumer.py
 """
 
 import queue
