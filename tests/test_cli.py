@@ -197,3 +197,36 @@ def test_pytest_plugin_fails_a_deadlocking_test_instead_of_hanging(tmp_path):
     )
     assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
     assert "treadle detected a deadlock" in result.stdout
+
+
+def test_a_third_party_threaded_suite_runs_green_under_the_plugin(tmp_path):
+    """numpy's own multithreading tests (ThreadPoolExecutor, Barrier, threads hammering shared
+    arrays) pass with the standard library patched; a probe test in the same session proves the
+    patch was in force."""
+    write(
+        tmp_path,
+        "test_probe.py",
+        """
+        import queue, threading, treadle
+
+        def test_patch_is_in_force():
+            assert threading.Lock is treadle.Lock
+            assert queue.Queue is treadle.Queue
+        """,
+    )
+    result = run(
+        "-m",
+        "pytest",
+        "-p",
+        "treadle.pytest_plugin",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--pyargs",
+        "numpy._core.tests.test_multithreading",
+        str(tmp_path / "test_probe.py"),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
