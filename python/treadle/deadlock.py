@@ -343,7 +343,8 @@ def _on_lock_order(lock: object, acquired: bool) -> None:
 
 
 def _check_order(held: list[str], key: str) -> None:
-    me = threading.get_ident()
+    # treadle's thread numbers, unlike idents, are never reused by a later thread.
+    me = _treadle._current_thread_number()
     stack: str | None = None
     inversions = []
     with _thread_lock:

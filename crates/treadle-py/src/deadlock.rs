@@ -53,7 +53,12 @@ struct Registration(u64);
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(ident) = with_map(&IDENTS, |idents| idents.remove(&self.0)) {
-            with_map(&THREADS, |threads| threads.remove(&ident));
+            // A later thread may already have the same ident (they are reused): leave its entry.
+            with_map(&THREADS, |threads| {
+                if threads.get(&ident) == Some(&self.0) {
+                    threads.remove(&ident);
+                }
+            });
         }
     }
 }
