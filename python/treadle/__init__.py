@@ -14,6 +14,26 @@ True
 from threading import BrokenBarrierError
 
 from treadle import deadlock
+from treadle._pool import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    BrokenExecutor,
+    BrokenThreadPool,
+    Cancelled,
+    CancelledError,
+    Future,
+    InvalidStateError,
+    TaskTimeoutError,
+    ThreadPoolExecutor,
+    as_completed,
+    cancelled,
+    check_cancelled,
+    local,
+    set_unretrieved_handler,
+    sleep,
+    wait,
+)
 from treadle._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 from treadle._treadle import (
     TIMEOUT_MAX,
@@ -35,16 +55,25 @@ from treadle.deadlock import (
 )
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "TIMEOUT_MAX",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
+    "BrokenExecutor",
+    "BrokenThreadPool",
+    "Cancelled",
+    "CancelledError",
     "Condition",
     "DeadlockError",
     "DeadlockWarning",
     "Empty",
     "Event",
     "Full",
+    "Future",
+    "InvalidStateError",
     "LifoQueue",
     "Lock",
     "PriorityQueue",
@@ -53,9 +82,18 @@ __all__ = [
     "Semaphore",
     "ShutDown",
     "SimpleQueue",
+    "TaskTimeoutError",
     "Thread",
+    "ThreadPoolExecutor",
     "__version__",
+    "as_completed",
+    "cancelled",
+    "check_cancelled",
     "deadlock",
     "dump_waits",
+    "local",
     "main_thread",
+    "set_unretrieved_handler",
+    "sleep",
+    "wait",
 ]
