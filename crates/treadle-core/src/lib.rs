@@ -13,7 +13,9 @@
 
 pub mod barrier;
 pub mod event;
+pub mod future;
 pub mod lock;
+pub mod pool;
 pub mod primitive;
 pub mod queue;
 pub mod rlock;
@@ -24,7 +26,9 @@ pub mod wait_queue;
 
 pub use barrier::{Arrival, Barrier, BarrierError};
 pub use event::Event;
+pub use future::{Completed, Completions, FutureCell, Outcome, Start, Status, TaskTypes};
 pub use lock::RawLock;
+pub use pool::{Next, Pool, Refused};
 pub use queue::{GetError, Order, PutError, Queue, QueueWait, TooManyTaskDone};
 pub use rlock::RawRLock;
 pub use semaphore::{Semaphore, SemaphoreError};

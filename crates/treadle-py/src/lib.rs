@@ -7,11 +7,15 @@
 use pyo3::prelude::*;
 
 mod barrier;
+mod cancel;
+mod completions;
 mod condition;
 mod deadlock;
 mod errors;
 mod event;
+mod future;
 mod lock;
+mod pool;
 mod queue;
 mod semaphore;
 mod simple_queue;
@@ -42,6 +46,23 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::PyPriorityQueue>()?;
     m.add_class::<simple_queue::PySimpleQueue>()?;
     m.add("ShutDown", queue::shut_down_class(m.py())?)?;
+    m.add_class::<future::PyFuture>()?;
+    m.add_class::<pool::PyThreadPool>()?;
+    m.add_class::<pool::PyPoolHandle>()?;
+    m.add_class::<completions::PyCompletions>()?;
+    m.add_function(wrap_pyfunction!(future::_set_pool_hooks, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::_run_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::_run_timer, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::_locals_in_use, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::_interpreter_exiting, m)?)?;
+    m.add_function(wrap_pyfunction!(cancel::sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(cancel::check_cancelled, m)?)?;
+    m.add_function(wrap_pyfunction!(cancel::cancelled, m)?)?;
+    m.add("Cancelled", m.py().get_type::<cancel::Cancelled>())?;
+    m.add(
+        "TaskTimeoutError",
+        m.py().get_type::<cancel::TaskTimeoutError>(),
+    )?;
     m.add("TIMEOUT_MAX", timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -11,6 +11,7 @@
 //! published in the wait graph before parking and withdrawn after, checked for an owned cycle
 //! once, and, while it has no deadline, looks for a stall every [`STALL_POLL`].
 
+use crate::cancel;
 use crate::deadlock::{self, Track};
 use crate::timeout::Wait;
 use pyo3::prelude::*;
@@ -55,20 +56,31 @@ where
         Wait::Never => return Ok(attempt(Some(Instant::now()))),
         Wait::Until(deadline) => deadline,
     };
+    // A task's waits end with `Cancelled` when the task is asked to stop.
+    let task = cancel::current();
+    cancel::check(task.as_deref())?;
     let main = is_main_thread();
     let graph = WaitGraph::global();
     let track = track.filter(|_| graph.mode() != Mode::Off);
     let Some(track) = track else {
-        if !main {
+        if !main && task.is_none() {
             return Ok(py.detach(|| attempt(deadline)));
         }
-        return sliced(py, deadline, SIGNAL_POLL, &mut attempt, |_| Ok(Next::Poll));
+        return sliced(py, deadline, SIGNAL_POLL, &mut attempt, |_| {
+            cancel::check(task.as_deref())?;
+            Ok(Next::Poll)
+        });
     };
     let tracked = deadlock::publish(py, graph, &track, deadline.is_some())?;
-    let poll = if main { SIGNAL_POLL } else { STALL_POLL };
+    let poll = if main || task.is_some() {
+        SIGNAL_POLL.min(cancel::POLL)
+    } else {
+        STALL_POLL
+    };
     let mut suspect: Option<Stall> = None;
     let mut reported = tracked.reported_cycle();
     let outcome = sliced(py, deadline, poll, &mut attempt, |py| {
+        cancel::check(task.as_deref())?;
         if deadline.is_some() || reported {
             return Ok(Next::Poll);
         }

@@ -1,0 +1,279 @@
+//! `Pool`: the thread-pool engine behind `treadle.ThreadPoolExecutor`: its queue of pending
+//! futures, its worker accounting, its bound, its shut-down, and its task deadlines.
+//!
+//! The threads themselves are made by the binding (they are Python threads); the pool tells the
+//! submitter when one more is needed and tells each worker what to do next. One mutex guards the
+//! queue and the counts; `work` wakes idle workers, `room` wakes submitters blocked on a full
+//! queue, each signalled only when its parked count says somebody waits.
+//!
+//! Spawning follows the standard library's rule: a submission starts a new worker when no idle
+//! worker is left to take it and the pool is below its maximum. Here: when, after the push, more
+//! futures are queued than workers are parked waiting for one (a parked worker takes at most one
+//! queued future; a woken one stays counted as parked until it has re-taken the mutex, and the
+//! future it will take stays queued until then, so the comparison holds at every moment).
+//!
+//! Deadlines (per-task time limits) are a second, small monitor: a heap of (instant, future)
+//! that a timer thread waits on.
+
+use crate::future::{FutureCell, TaskTypes};
+use crate::primitive::{lock, wait_until, Condvar, Mutex};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+struct State<T: TaskTypes> {
+    queue: VecDeque<Arc<FutureCell<T>>>,
+    max_workers: usize,
+    max_pending: usize,
+    workers: usize,
+    parked_workers: usize,
+    parked_submitters: usize,
+    shut_down: bool,
+    broken: bool,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The pool was shut down (or broken).
+    ShutDown,
+    /// The pool is bounded and full, and the deadline passed.
+    Full,
+}
+
+/// What a worker should do next.
+pub enum Next<T: TaskTypes> {
+    /// Run (or skip, if someone else claimed it) this future.
+    Run(Arc<FutureCell<T>>),
+    /// Nothing arrived before the deadline; ask again.
+    Idle,
+    /// The pool is shut down and drained: end the thread.
+    Exit,
+}
+
+/// A pool's queue and workers.
+pub struct Pool<T: TaskTypes> {
+    state: Mutex<State<T>>,
+    work: Condvar,
+    room: Condvar,
+    timers: Mutex<Timers<T>>,
+    timer_wake: Condvar,
+}
+
+struct Timers<T: TaskTypes> {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    cells: std::collections::HashMap<u64, Weak<FutureCell<T>>>,
+    next_serial: u64,
+    closed: bool,
+}
+
+impl<T: TaskTypes> Pool<T> {
+    /// A pool of at most `max_workers` threads and `max_pending` queued futures (0: unbounded).
+    pub fn new(max_workers: usize, max_pending: usize) -> Self {
+        Pool {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                max_workers,
+                max_pending,
+                workers: 0,
+                parked_workers: 0,
+                parked_submitters: 0,
+                shut_down: false,
+                broken: false,
+            }),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            timers: Mutex::new(Timers {
+                heap: BinaryHeap::new(),
+                cells: std::collections::HashMap::new(),
+                next_serial: 0,
+                closed: false,
+            }),
+            timer_wake: Condvar::new(),
+        }
+    }
+
+    /// Queues `cell`, waiting until `deadline` for room if the pool is bounded and full.
+    /// `Ok(true)` asks the caller to start one more worker (already counted in `workers`).
+    pub fn submit(
+        &self,
+        cell: &Arc<FutureCell<T>>,
+        deadline: Option<Instant>,
+    ) -> Result<bool, Refused> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.shut_down || state.broken {
+                return Err(Refused::ShutDown);
+            }
+            if state.max_pending == 0 || state.queue.len() < state.max_pending {
+                break;
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(Refused::Full);
+            }
+            state.parked_submitters += 1;
+            let (next, _) = wait_until(&self.room, state, deadline);
+            state = next;
+            state.parked_submitters -= 1;
+        }
+        state.queue.push_back(Arc::clone(cell));
+        let spawn = state.queue.len() > state.parked_workers && state.workers < state.max_workers;
+        if spawn {
+            state.workers += 1;
+        }
+        let wake = state.parked_workers > 0;
+        drop(state);
+        if wake {
+            self.work.notify_one();
+        }
+        Ok(spawn)
+    }
+
+    /// The next future for a worker, waiting until `deadline` for one.
+    pub fn next(&self, deadline: Option<Instant>) -> Next<T> {
+        if deadline.is_none() {
+            // A submitter is often a few microseconds away: look again before parking.
+            crate::future::spin_until(|| {
+                let state = lock(&self.state);
+                !state.queue.is_empty() || state.shut_down || state.broken
+            });
+        }
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(cell) = state.queue.pop_front() {
+                let wake = state.parked_submitters > 0;
+                drop(state);
+                if wake {
+                    self.room.notify_one();
+                }
+                return Next::Run(cell);
+            }
+            if state.shut_down || state.broken {
+                return Next::Exit;
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Next::Idle;
+            }
+            state.parked_workers += 1;
+            let (next, _) = wait_until(&self.work, state, deadline);
+            state = next;
+            state.parked_workers -= 1;
+        }
+    }
+
+    /// A worker's thread has ended (or failed to start).
+    pub fn worker_exited(&self) {
+        let mut state = lock(&self.state);
+        state.workers = state.workers.saturating_sub(1);
+    }
+
+    /// How many threads the pool counts.
+    pub fn workers(&self) -> usize {
+        lock(&self.state).workers
+    }
+
+    /// Futures queued and not yet taken by a worker.
+    pub fn pending(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+
+    /// Stops taking submissions; workers finish the queue and exit. With `cancel_queued`, the
+    /// queue is emptied instead and its futures returned, for the caller to cancel.
+    pub fn shut_down(&self, cancel_queued: bool) -> Vec<Arc<FutureCell<T>>> {
+        let mut state = lock(&self.state);
+        state.shut_down = true;
+        let drained = if cancel_queued {
+            state.queue.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        drop(state);
+        self.work.notify_all();
+        self.room.notify_all();
+        drained
+    }
+
+    /// Marks the pool broken (a worker's initializer failed): no more submissions, and the queue
+    /// is returned for the caller to fail.
+    pub fn break_pool(&self) -> Vec<Arc<FutureCell<T>>> {
+        let mut state = lock(&self.state);
+        state.broken = true;
+        let drained = state.queue.drain(..).collect();
+        drop(state);
+        self.work.notify_all();
+        self.room.notify_all();
+        drained
+    }
+
+    /// Whether `break_pool` was called.
+    pub fn is_broken(&self) -> bool {
+        lock(&self.state).broken
+    }
+
+    /// Whether `shut_down` was called.
+    pub fn is_shut_down(&self) -> bool {
+        lock(&self.state).shut_down
+    }
+
+    /// Puts a time limit on a running future: at `deadline` the timer thread gets it back from
+    /// [`Pool::expired`]. Returns whether the timer thread must be started (first deadline).
+    pub fn add_deadline(&self, deadline: Instant, cell: &Arc<FutureCell<T>>) -> bool {
+        let mut timers = lock(&self.timers);
+        let first = timers.next_serial == 0;
+        timers.next_serial += 1;
+        let serial = timers.next_serial;
+        timers.heap.push(Reverse((deadline, serial)));
+        timers.cells.insert(serial, Arc::downgrade(cell));
+        drop(timers);
+        self.timer_wake.notify_all();
+        first
+    }
+
+    /// For the timer thread: waits until the earliest deadline (or `until`), then returns the
+    /// futures whose deadline passed and are not done. `None` when the pool is closed and no
+    /// deadline is left: the timer thread ends.
+    pub fn expired(&self, until: Option<Instant>) -> Option<Vec<Arc<FutureCell<T>>>> {
+        let mut timers = lock(&self.timers);
+        loop {
+            let now = Instant::now();
+            let mut due = Vec::new();
+            while let Some(Reverse((deadline, serial))) = timers.heap.peek().copied() {
+                if deadline > now {
+                    break;
+                }
+                timers.heap.pop();
+                if let Some(cell) = timers.cells.remove(&serial).and_then(|w| w.upgrade()) {
+                    if !cell.is_done() {
+                        due.push(cell);
+                    }
+                }
+            }
+            if !due.is_empty() {
+                return Some(due);
+            }
+            if timers.closed && timers.heap.is_empty() {
+                return None;
+            }
+            let next = timers.heap.peek().map(|Reverse((deadline, _))| *deadline);
+            let wake_at = match (next, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if until.is_some_and(|until| now >= until) {
+                return Some(Vec::new());
+            }
+            let (next, _) = wait_until(&self.timer_wake, timers, wake_at);
+            timers = next;
+        }
+    }
+
+    /// Lets the timer thread end once no deadline is left.
+    pub fn close_timers(&self) {
+        lock(&self.timers).closed = true;
+        self.timer_wake.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests;
