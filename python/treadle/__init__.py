@@ -34,6 +34,7 @@ from treadle.deadlock import (
     dump_waits,
     main_thread,
 )
+from treadle.process_pool import ProcessPoolExecutor, TaskTimeoutError, WorkerCrashedError
 
 __all__ = [
     "TIMEOUT_MAX",
@@ -50,12 +51,15 @@ __all__ = [
     "Lock",
     "PotentialDeadlockWarning",
     "PriorityQueue",
+    "ProcessPoolExecutor",
     "Queue",
     "RLock",
     "Semaphore",
     "ShutDown",
     "SimpleQueue",
+    "TaskTimeoutError",
     "Thread",
+    "WorkerCrashedError",
     "__version__",
     "deadlock",
     "dump_waits",

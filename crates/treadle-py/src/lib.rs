@@ -12,6 +12,7 @@ mod deadlock;
 mod errors;
 mod event;
 mod lock;
+mod process_pool;
 mod queue;
 mod semaphore;
 mod simple_queue;
@@ -42,6 +43,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::PyPriorityQueue>()?;
     m.add_class::<simple_queue::PySimpleQueue>()?;
     m.add("ShutDown", queue::shut_down_class(m.py())?)?;
+    m.add_class::<process_pool::PySupervisor>()?;
     m.add("TIMEOUT_MAX", timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
