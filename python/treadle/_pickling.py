@@ -79,25 +79,22 @@ def load(payload: bytes, fds: list[int]) -> Any:
 def _task_error(fn: object, args: Any, kwargs: dict[str, Any], error: Exception) -> Exception:
     parts: list[tuple[str, object]] = [("the function", fn)]
     if isinstance(args, tuple):
-        parts += [(f"argument {i} (args[{i}])", arg) for i, arg in enumerate(args)]
+        parts += [(f"args[{i}]", arg) for i, arg in enumerate(args)]
     else:
         parts += [("the arguments", args)]
-    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
-    for what, value in parts:
+    parts += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
+    for label, value in parts:
         if _fails(value):
-            return unpicklable_error(what, value, error)
+            return unpicklable_error(label, value, error)
     return error
 
 
-def unpicklable_error(what: str, value: object, error: Exception) -> Exception:
-    """An error of ``error``'s class saying which part of ``value`` cannot be pickled."""
+def unpicklable_error(label: str, value: object, error: Exception) -> Exception:
+    """An error of ``error``'s class naming the part of ``value`` (called ``label``) that cannot
+    be pickled, by its attribute path: ``cannot pickle args[1].conn.lock (a _thread.lock
+    object): ...``."""
     path, culprit, reason = _culprit(value, "", 0) or ("", value, error)
-    where = f"{what}{path}" if path else what
-    message = (
-        f"{what} cannot be pickled: {where} is {_describe(culprit)} ({reason})"
-        if path
-        else f"{what} cannot be pickled: {_describe(culprit)} ({reason})"
-    )
+    message = f"cannot pickle {label}{path} ({_describe(culprit)}): {reason}"
     try:
         return type(error)(message)
     except Exception:
@@ -106,7 +103,8 @@ def unpicklable_error(what: str, value: object, error: Exception) -> Exception:
 
 def _describe(value: object) -> str:
     kind = type(value)
-    return f"a {kind.__module__}.{kind.__qualname__} object"
+    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+    return f"a {module}{kind.__qualname__} object"
 
 
 def _fails(value: object) -> Exception | None:

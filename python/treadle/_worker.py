@@ -160,9 +160,10 @@ class LargeBytes:
 
 
 def wrap_large(value: object, threshold: int) -> object:
-    if isinstance(value, bytes | memoryview) and value.nbytes >= threshold:
-        if isinstance(value, bytes) or value.contiguous:
-            return LargeBytes(value)
+    if isinstance(value, bytes) and len(value) >= threshold:
+        return LargeBytes(value)
+    if isinstance(value, memoryview) and value.nbytes >= threshold and value.contiguous:
+        return LargeBytes(value)
     return value
 
 
@@ -302,7 +303,7 @@ def unpicklable_result(value: object, error: Exception) -> Exception:
     try:
         from treadle._pickling import unpicklable_error
 
-        return unpicklable_error("the result", value, error)
+        return unpicklable_error("result", value, error)
     except ImportError:
         return type(error)(f"the result cannot be pickled: {error}")
 

@@ -552,7 +552,8 @@ impl Supervisor {
     }
 
     fn missing_workers(&self, state: &State) -> usize {
-        if state.closing {
+        // A pool shut down before its workers started still runs what was queued.
+        if state.broken.is_some() || (state.closing && state.pending.is_empty()) {
             return 0;
         }
         let serving = state
