@@ -55,6 +55,7 @@ from treadle.deadlock import (
     main_thread,
 )
 from treadle.patching import patch, patched, unpatch
+from treadle.process_pool import ProcessPoolExecutor, WorkerCrashedError
 
 __all__ = [
     "ALL_COMPLETED",
@@ -80,6 +81,7 @@ __all__ = [
     "Lock",
     "PotentialDeadlockWarning",
     "PriorityQueue",
+    "ProcessPoolExecutor",
     "Queue",
     "RLock",
     "Semaphore",
@@ -88,6 +90,7 @@ __all__ = [
     "TaskTimeoutError",
     "Thread",
     "ThreadPoolExecutor",
+    "WorkerCrashedError",
     "__version__",
     "as_completed",
     "cancelled",

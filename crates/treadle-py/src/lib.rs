@@ -16,6 +16,7 @@ mod event;
 mod future;
 mod lock;
 mod pool;
+mod process_pool;
 mod queue;
 mod semaphore;
 mod simple_queue;
@@ -63,6 +64,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "TaskTimeoutError",
         m.py().get_type::<cancel::TaskTimeoutError>(),
     )?;
+    m.add_class::<process_pool::PySupervisor>()?;
     m.add("TIMEOUT_MAX", timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

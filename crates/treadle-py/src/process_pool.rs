@@ -1,0 +1,178 @@
+//! `treadle._treadle._Supervisor`: the binding of the core's process supervisor, used by
+//! `treadle.ProcessPoolExecutor` (`python/treadle/process_pool.py`).
+//!
+//! Thin: it moves bytes and descriptors across and turns the core's events into tuples. Pickling
+//! and resolving futures happen in Python; `poll` is the pool's supervisor thread's wait, with
+//! the interpreter released.
+
+use crate::timeout::{deadline_after, seconds, Wait};
+use crate::wait::block_on;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+use treadle_core::supervisor::{CancelOutcome, Config, Event, Exit, SubmitError, Supervisor, Task};
+
+pyo3::import_exception!(concurrent.futures.process, BrokenProcessPool);
+
+/// The supervisor of one process pool's workers.
+#[pyclass(frozen, name = "_Supervisor", module = "treadle")]
+pub(crate) struct PySupervisor {
+    core: Arc<Supervisor>,
+}
+
+#[pymethods]
+impl PySupervisor {
+    #[new]
+    #[pyo3(signature = (program, args, workers, max_tasks_per_child, init, prefetch))]
+    fn new(
+        program: String,
+        args: Vec<String>,
+        workers: usize,
+        max_tasks_per_child: Option<u64>,
+        init: Vec<u8>,
+        prefetch: usize,
+    ) -> PyResult<Self> {
+        if workers == 0 {
+            return Err(PyValueError::new_err("max_workers must be greater than 0"));
+        }
+        let config = Config {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            workers,
+            max_tasks_per_child,
+            init,
+            prefetch,
+        };
+        let core = Supervisor::new(config).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(PySupervisor {
+            core: Arc::new(core),
+        })
+    }
+
+    /// Queues task `id`. The descriptors in `fds` are handed over: the supervisor closes them.
+    #[pyo3(signature = (id, payload, fds, timeout))]
+    fn submit(
+        &self,
+        id: u64,
+        payload: Vec<u8>,
+        fds: Vec<i32>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let fds = owned_fds(fds)?;
+        let timeout = match timeout {
+            Some(obj) if !obj.is_none() => {
+                let secs = seconds(obj)?;
+                if secs < 0.0 {
+                    return Err(PyValueError::new_err("timeout must be non-negative"));
+                }
+                Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+            }
+            _ => None,
+        };
+        let task = Task {
+            id,
+            payload,
+            fds,
+            timeout,
+        };
+        self.core.submit(task).map_err(|e| match e {
+            SubmitError::Closed => {
+                PyRuntimeError::new_err("cannot schedule new futures after shutdown")
+            }
+            SubmitError::Broken(reason) => BrokenProcessPool::new_err(reason.to_string()),
+            SubmitError::Frame(e) => PyValueError::new_err(format!("task does not fit: {e:?}")),
+        })
+    }
+
+    /// Cancels task `id`: "cancelled" (it had not been sent), "running" (sent; no interrupt
+    /// asked), "interrupted" (skipped, or its worker killed), "unknown" (already over).
+    fn cancel(&self, id: u64, interrupt: bool) -> &'static str {
+        match self.core.cancel(id, interrupt) {
+            CancelOutcome::Cancelled => "cancelled",
+            CancelOutcome::Running => "running",
+            CancelOutcome::Interrupted => "interrupted",
+            CancelOutcome::Unknown => "unknown",
+        }
+    }
+
+    /// Stops taking tasks; returns the ids of queued tasks dropped when `cancel_pending`.
+    fn shutdown(&self, cancel_pending: bool) -> Vec<u64> {
+        self.core.shutdown(cancel_pending)
+    }
+
+    /// Signals every worker and drops the queued tasks (their ids are returned).
+    fn terminate(&self, signal: i32) -> Vec<u64> {
+        self.core.terminate(signal)
+    }
+
+    /// The pids of the workers serving now.
+    fn pids(&self) -> Vec<u32> {
+        self.core.pids()
+    }
+
+    /// Waits (without the interpreter) until something happens or `timeout` seconds pass, and
+    /// returns the events as tuples (an empty list on timeout).
+    #[pyo3(signature = (timeout=None))]
+    fn poll<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let wait = Wait::Until(timeout.and_then(deadline_after));
+        let core = &self.core;
+        let events = block_on(py, wait, None, |deadline| core.poll(deadline))?;
+        events
+            .unwrap_or_default()
+            .into_iter()
+            .map(|event| event_tuple(py, event))
+            .collect()
+    }
+}
+
+fn owned_fds(fds: Vec<i32>) -> PyResult<Vec<OwnedFd>> {
+    if fds.iter().any(|&fd| fd < 0) {
+        return Err(PyValueError::new_err("negative file descriptor"));
+    }
+    Ok(fds
+        .into_iter()
+        // SAFETY: the caller hands these descriptors over (documented on `submit`) and does not
+        // close them; each is open and now owned only here.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect())
+}
+
+fn exit_parts(exit: Exit) -> (Option<i32>, Option<i32>) {
+    match exit {
+        Exit::Code(code) => (Some(code), None),
+        Exit::Signal(signal) => (None, Some(signal)),
+    }
+}
+
+fn event_tuple(py: Python<'_>, event: Event) -> PyResult<Bound<'_, PyTuple>> {
+    let raw =
+        |fds: Vec<OwnedFd>| -> Vec<i32> { fds.into_iter().map(IntoRawFd::into_raw_fd).collect() };
+    match event {
+        Event::Returned { id, payload, fds } => {
+            ("returned", id, PyBytes::new(py, &payload), raw(fds)).into_pyobject(py)
+        }
+        Event::Raised { id, payload, fds } => {
+            ("raised", id, PyBytes::new(py, &payload), raw(fds)).into_pyobject(py)
+        }
+        Event::Crashed { id, pid, exit, oom } => {
+            let (code, signal) = exit_parts(exit);
+            ("crashed", id, pid, code, signal, oom).into_pyobject(py)
+        }
+        Event::TimedOut { id, pid, timeout } => {
+            ("timed_out", id, pid, timeout.as_secs_f64()).into_pyobject(py)
+        }
+        Event::Terminated { id, pid, exit } => {
+            let (code, signal) = exit_parts(exit);
+            ("terminated", id, pid, code, signal).into_pyobject(py)
+        }
+        Event::Broken { id, reason } => ("broken", id, reason.to_string()).into_pyobject(py),
+        Event::Closed => ("closed",).into_pyobject(py),
+    }
+}

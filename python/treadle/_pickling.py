@@ -1,0 +1,154 @@
+"""Pickling for the process pool, in the caller's thread: protocol 5 with large buffers in
+shared memory, cloudpickle for what pickle sends by reference but a worker could not import
+(lambdas, closures, anything from ``__main__``), and errors that say which part of an argument
+or result cannot be pickled.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from treadle import _worker
+
+#: Buffers of this many bytes or more travel through shared memory rather than the socket.
+SHARED_MEMORY_THRESHOLD = 256 * 1024
+
+_MAIN = b"__main__"
+_MAX_DEPTH = 12
+
+
+def _cloudpickle() -> Any:
+    try:
+        import cloudpickle  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return cloudpickle
+
+
+def dumps_any(
+    value: object,
+    buffer_callback: Callable[[pickle.PickleBuffer], bool] | None = None,
+    restart: Callable[[], None] = lambda: None,
+) -> bytes:
+    """Pickles ``value`` by reference when a worker can load it so, else with cloudpickle."""
+    cloudpickle = None
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
+        if _MAIN not in data:
+            return data
+        cloudpickle = _cloudpickle()
+        if cloudpickle is None:
+            return data
+    except (pickle.PicklingError, AttributeError, TypeError):
+        cloudpickle = _cloudpickle()
+        if cloudpickle is None:
+            raise
+    restart()
+    return cloudpickle.dumps(value, protocol=5, buffer_callback=buffer_callback)  # type: ignore[no-any-return]
+
+
+def dump_task(
+    kind: int, fn: object, args: object, kwargs: dict[str, Any], threshold: int
+) -> tuple[bytes, list[int]]:
+    """A task's frame payload and its shared-memory segments. Raises, naming the culprit, if
+    the callable or an argument cannot be pickled."""
+    if kind == _worker.CALL:
+        args = tuple(_worker.wrap_large(arg, threshold) for arg in args)  # type: ignore[attr-defined]
+        kwargs = {k: _worker.wrap_large(v, threshold) for k, v in kwargs.items()}
+    try:
+        return _worker.dump((kind, fn, args, kwargs), threshold, dumps_any)
+    except Exception as error:
+        raise _task_error(fn, args, kwargs, error) from error
+
+
+def dump_function(fn: object) -> bytes:
+    """``fn`` pickled once, for the many tasks of a ``map``."""
+    try:
+        return dumps_any(fn)
+    except Exception as error:
+        raise unpicklable_error("the function", fn, error) from error
+
+
+def load(payload: bytes, fds: list[int]) -> Any:
+    """Unpickles a payload whose large buffers are in the segments ``fds`` (which it closes)."""
+    return pickle.loads(payload, buffers=_worker.map_segments(fds))
+
+
+def _task_error(fn: object, args: Any, kwargs: dict[str, Any], error: Exception) -> Exception:
+    parts: list[tuple[str, object]] = [("the function", fn)]
+    if isinstance(args, tuple):
+        parts += [(f"args[{i}]", arg) for i, arg in enumerate(args)]
+    else:
+        parts += [("the arguments", args)]
+    parts += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
+    for label, value in parts:
+        if _fails(value):
+            return unpicklable_error(label, value, error)
+    return error
+
+
+def unpicklable_error(label: str, value: object, error: Exception) -> Exception:
+    """An error of ``error``'s class naming the part of ``value`` (called ``label``) that cannot
+    be pickled, by its attribute path: ``cannot pickle args[1].conn.lock (a _thread.lock
+    object): ...``."""
+    path, culprit, reason = _culprit(value, "", 0) or ("", value, error)
+    message = f"cannot pickle {label}{path} ({_describe(culprit)}): {reason}"
+    try:
+        return type(error)(message)
+    except Exception:
+        return pickle.PicklingError(message)
+
+
+def _describe(value: object) -> str:
+    kind = type(value)
+    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+    return f"a {module}{kind.__qualname__} object"
+
+
+def _fails(value: object) -> Exception | None:
+    try:
+        dumps_any(value, buffer_callback=lambda _: False)
+    except Exception as error:
+        return error
+    return None
+
+
+def _culprit(value: object, path: str, depth: int) -> tuple[str, object, Exception] | None:
+    """The deepest part of ``value`` that cannot be pickled: (attribute path, part, error)."""
+    error = _fails(value)
+    if error is None:
+        return None
+    if depth < _MAX_DEPTH:
+        for step, child in _children(value):
+            found = _culprit(child, path + step, depth + 1)
+            if found is not None:
+                return found
+    return path, value, error
+
+
+def _children(value: object) -> Iterator[tuple[str, object]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield f"[{key!r}]", item
+        return
+    if isinstance(value, list | tuple | set | frozenset):
+        for i, item in enumerate(value):
+            yield f"[{i}]", item
+        return
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict):
+        for name, item in state.items():
+            yield f".{name}", item
+    for name in getattr(type(value), "__slots__", ()):
+        if isinstance(name, str) and hasattr(value, name):
+            yield f".{name}", getattr(value, name)
+    closure = getattr(value, "__closure__", None)
+    code = getattr(value, "__code__", None)
+    if closure and code is not None:
+        for name, cell in zip(code.co_freevars, closure, strict=False):
+            try:
+                yield f".<closure {name}>", cell.cell_contents
+            except ValueError:
+                continue

@@ -1,0 +1,61 @@
+"""The one place where the process pool makes and resolves its futures.
+
+The futures are ``treadle.Future`` objects (so ``concurrent.futures.Future`` too) whose
+``cancel(interrupt=True)`` cancels a task a worker is already running (its worker is killed and
+replaced). Everything the pool does to a future goes through the functions below.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any, Protocol
+
+from treadle._pool import Future as _TreadleFuture
+
+
+class _Canceller(Protocol):
+    def _cancel_task(self, task_id: int, interrupt: bool) -> bool: ...
+
+
+class Future(_TreadleFuture):
+    """A process-pool task's future: a ``treadle.Future`` whose ``cancel(interrupt=True)`` stops
+    a running task by killing its worker (which the pool replaces)."""
+
+    def __init__(self, pool: _Canceller, task_id: int) -> None:
+        _TreadleFuture.__init__(self)
+        self._pool = pool
+        self._task_id = task_id
+
+    def cancel(self, interrupt: bool = False) -> bool:
+        """Cancels the task if no worker has started it. With ``interrupt=True``, a running
+        task is stopped too: its worker is killed and replaced. Returns whether the future is
+        now cancelled."""
+        if self.done():
+            return self.cancelled()
+        if not self._pool._cancel_task(self._task_id, interrupt):
+            return False
+        return mark_cancelled(self)
+
+
+def new_future(pool: _Canceller, task_id: int) -> Future:
+    return Future(pool, task_id)
+
+
+def mark_cancelled(future: _TreadleFuture) -> bool:
+    """Cancels ``future`` (the pool never marks its futures running, so the plain cancel
+    applies): waiters and callbacks are told."""
+    return _TreadleFuture.cancel(future)
+
+
+def set_result(future: concurrent.futures.Future, value: Any) -> None:  # type: ignore[type-arg]
+    try:
+        future.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled meanwhile
+
+
+def set_exception(future: concurrent.futures.Future, error: BaseException) -> None:  # type: ignore[type-arg]
+    try:
+        future.set_exception(error)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled meanwhile

@@ -1,0 +1,397 @@
+"""``treadle.ProcessPoolExecutor``: ``concurrent.futures.ProcessPoolExecutor`` on a supervisor
+in Rust, with per-task timeouts, ``cancel(interrupt=True)``, and a pool that heals itself.
+
+Workers are fresh interpreters (``python -S -P treadle/_worker.py``) started by the supervisor
+(``crates/treadle-core/src/supervisor.rs``); nothing is ever forked but a process about to
+``exec``. Arguments are pickled here, in the caller's thread; results are unpickled by the pool's
+supervisor thread, which waits in Rust without the interpreter. Design and limits:
+``docs/process_pool.md``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # type: ignore[attr-defined]
+from typing import Any, NamedTuple
+
+from treadle import _pickling, _process_futures, _worker
+from treadle._process_futures import Future
+from treadle._treadle import TaskTimeoutError, _Supervisor
+
+__all__ = ["ProcessPoolExecutor", "TaskTimeoutError", "WorkerCrashedError"]
+
+#: Tasks a worker holds at once: the one it runs and the next, so that it never waits for a
+#: round trip between tiny tasks.
+PREFETCH = 2
+
+_WORKER_SCRIPT = _worker.__file__
+_pool_numbers = itertools.count(1)
+
+
+class WorkerCrashedError(BrokenProcessPool):
+    """The worker process running a task died. Only that task fails; the pool replaced the
+    worker. A subclass of ``BrokenProcessPool``, so existing ``except`` clauses catch it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pid: int | None = None,
+        exitcode: int | None = None,
+        signal: int | None = None,
+        task_name: str | None = None,
+        out_of_memory: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal = signal
+        self.task_name = task_name
+        self.out_of_memory = out_of_memory
+
+
+class _Task(NamedTuple):
+    future: Future
+    name: str
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _crash_error(task: _Task, event: tuple[Any, ...], cause: str) -> WorkerCrashedError:
+    _, _, pid, code, signum, *rest = event
+    oom = bool(rest and rest[0])
+    if signum is not None:
+        how = f"was killed by {_signal_name(signum)}"
+    else:
+        how = f"exited with code {code}"
+    message = f"the worker process (pid {pid}) running task {task.name!r} {how}"
+    if oom:
+        message += ", likely out of memory (the kernel's OOM killer)"
+    message += cause
+    return WorkerCrashedError(
+        message, pid=pid, exitcode=code, signal=signum, task_name=task.name, out_of_memory=oom
+    )
+
+
+def _resolve(task: _Task, event: tuple[Any, ...]) -> None:
+    kind = event[0]
+    future = task.future
+    if kind == "returned":
+        try:
+            value = _pickling.load(event[2], event[3])
+        except BaseException as error:
+            _process_futures.set_exception(future, error)
+        else:
+            _process_futures.set_result(future, value)
+    elif kind == "raised":
+        try:
+            raised, text = _pickling.load(event[2], event[3])
+            raised.__cause__ = _RemoteTraceback(text)
+        except BaseException as unpickling:
+            raised = unpickling
+        _process_futures.set_exception(future, raised)
+    elif kind == "crashed":
+        _process_futures.set_exception(
+            future, _crash_error(task, event, "; the pool replaced it and goes on")
+        )
+    elif kind == "terminated":
+        _process_futures.set_exception(
+            future, _crash_error(task, event, ", stopped by terminate_workers() or kill_workers()")
+        )
+    elif kind == "timed_out":
+        _, _, pid, seconds = event
+        _process_futures.set_exception(
+            future,
+            TaskTimeoutError(
+                f"task {task.name!r} ran longer than its time limit of {seconds:g} s; its worker "
+                f"(pid {pid}) was killed and replaced"
+            ),
+        )
+    elif kind == "broken":
+        _process_futures.set_exception(future, BrokenProcessPool(event[2]))
+
+
+def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
+    """The pool's supervisor thread: runs the Rust supervisor and resolves futures."""
+    while True:
+        for event in supervisor.poll(None):
+            if event[0] == "closed":
+                return
+            task = tasks.pop(event[1], None)
+            if task is not None:
+                _resolve(task, event)
+
+
+def _finder_needs_site() -> bool:
+    """Whether the parent imports through a finder that a ``.pth`` file installed (editable
+    installs), which a worker started without ``site`` would lack."""
+    for finder in sys.meta_path:
+        module = getattr(finder, "__module__", "") or ""
+        if "editable" in module.lower():
+            return True
+    return False
+
+
+def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    while chunk := list(itertools.islice(calls, size)):
+        yield chunk
+
+
+class ProcessPoolExecutor(concurrent.futures.Executor):
+    """A pool of worker processes with ``concurrent.futures.ProcessPoolExecutor``'s interface
+    (3.14's included), per-task timeouts, and ``cancel(interrupt=True)``.
+
+    A worker that crashes fails only its own task, with :class:`WorkerCrashedError`, and is
+    replaced. ``task_timeout`` (seconds) limits every task; ``schedule(timeout=)`` one task.
+    ``mp_context`` is accepted for compatibility and ignored: workers are always fresh
+    interpreters, started without forking the parent.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        max_tasks_per_child: int | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> None:
+        if max_workers is None:
+            count = getattr(os, "process_cpu_count", os.cpu_count)()
+            max_workers = count or 1
+        elif max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if max_tasks_per_child is not None:
+            if not isinstance(max_tasks_per_child, int):
+                raise TypeError("max_tasks_per_child must be an integer")
+            if max_tasks_per_child <= 0:
+                raise ValueError("max_tasks_per_child must be >= 1")
+        if task_timeout is not None and not task_timeout > 0:
+            raise ValueError("task_timeout must be None or a positive number of seconds")
+        self._max_workers = max_workers
+        self._task_timeout = task_timeout
+        self._threshold = _pickling.SHARED_MEMORY_THRESHOLD
+        initializer_payload = None
+        if initializer is not None:
+            initializer_payload = _pickling.dump_function((initializer, tuple(initargs)))
+        init = _pickling.dumps_any(
+            {
+                "sys_path": list(sys.path),
+                "run_site": _finder_needs_site(),
+                "threshold": self._threshold,
+                "initializer": initializer_payload,
+            }
+        )
+        self._supervisor = _Supervisor(
+            sys.executable,
+            ["-S", "-P", _WORKER_SCRIPT],
+            max_workers,
+            max_tasks_per_child,
+            init,
+            PREFETCH,
+        )
+        self._tasks: dict[int, _Task] = {}
+        self._ids = itertools.count(1)
+        self._shutdown_lock = threading.Lock()
+        self._shutdown = False
+        self._thread = threading.Thread(
+            target=_supervise,
+            args=(self._supervisor, self._tasks),
+            name=f"treadle-process-pool-{next(_pool_numbers)}",
+            daemon=True,
+        )
+        self._thread.start()
+        _live_pools.add(self)
+        # A pool dropped without shutdown() still lets its workers finish and exit.
+        weakref.finalize(self, self._supervisor.shutdown, False)
+
+    # -- submitting ----------------------------------------------------------------------
+
+    def schedule(
+        self,
+        fn: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        name: str | None = None,
+    ) -> Future:
+        """Runs ``fn(*args, **kwargs)`` in a worker and returns its future. ``timeout`` limits
+        how long it may run (seconds, from when a worker starts it); ``name`` appears in
+        errors."""
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be None or a positive number of seconds")
+        return self._schedule(_worker.CALL, fn, tuple(args), kwargs or {}, timeout, name)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        return self._schedule(_worker.CALL, fn, args, kwargs, self._task_timeout, None)
+
+    def _schedule(
+        self,
+        kind: int,
+        fn: Any,
+        args: Any,
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        name: str | None,
+    ) -> Future:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        payload, fds = _pickling.dump_task(kind, fn, args, kwargs, self._threshold)
+        task_id = next(self._ids)
+        future = _process_futures.new_future(self, task_id)
+        if name is None:
+            name = getattr(fn, "__qualname__", None) or repr(fn)
+        self._tasks[task_id] = _Task(future, name)
+        try:
+            self._supervisor.submit(task_id, payload, fds, timeout)
+        except BaseException:
+            self._tasks.pop(task_id, None)
+            raise
+        return future
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
+        """As ``concurrent.futures.ProcessPoolExecutor.map`` (3.14), on every Python:
+        ``chunksize`` calls travel as one task; at most ``buffersize`` tasks are submitted ahead
+        of the results consumed."""
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None:
+            if not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        fn_bytes = _pickling.dump_function(fn)
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        calls = zip(*iterables, strict=False)
+        if chunksize == 1:
+            tasks: Iterator[tuple[int, Any]] = ((_worker.CALL, call) for call in calls)
+        else:
+            tasks = ((_worker.CHUNK, chunk) for chunk in _chunks(calls, chunksize))
+
+        def submit_one(task: tuple[int, Any]) -> Future:
+            kind, args = task
+            return self._schedule(kind, fn_bytes, args, {}, self._task_timeout, name)
+
+        if buffersize is None:
+            futures = deque(submit_one(task) for task in tasks)
+        else:
+            futures = deque(submit_one(task) for task in itertools.islice(tasks, buffersize))
+        pool = weakref.ref(self)
+        return self._results(futures, tasks, end_time, chunksize > 1, buffersize, pool, submit_one)
+
+    @staticmethod
+    def _results(
+        futures: deque[Future],
+        tasks: Iterator[tuple[int, Any]],
+        end_time: float | None,
+        chunked: bool,
+        buffersize: int | None,
+        pool: weakref.ref[ProcessPoolExecutor],
+        submit_one: Callable[[tuple[int, Any]], Future],
+    ) -> Iterator[Any]:
+        try:
+            while futures:
+                if buffersize is not None and pool() is not None:
+                    following = next(tasks, None)
+                    if following is not None:
+                        futures.append(submit_one(following))
+                future = futures.popleft()
+                left = None if end_time is None else end_time - time.monotonic()
+                result = future.result(left)
+                if chunked:
+                    yield from result
+                else:
+                    yield result
+                del future, result
+        finally:
+            for future in futures:
+                future.cancel()
+
+    # -- cancelling and stopping ---------------------------------------------------------
+
+    def _cancel_task(self, task_id: int, interrupt: bool) -> bool:
+        outcome = self._supervisor.cancel(task_id, interrupt)
+        if outcome in ("cancelled", "interrupted"):
+            self._tasks.pop(task_id, None)
+            return True
+        return False
+
+    def _cancel_dropped(self, dropped: list[int]) -> None:
+        for task_id in dropped:
+            task = self._tasks.pop(task_id, None)
+            if task is not None:
+                _process_futures.mark_cancelled(task.future)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._shutdown_lock:
+            self._shutdown = True
+            self._cancel_dropped(self._supervisor.shutdown(cancel_futures))
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+        _live_pools.discard(self)
+
+    def _stop_workers(self, signum: int) -> None:
+        with self._shutdown_lock:
+            self._shutdown = True
+            self._cancel_dropped(self._supervisor.terminate(signum))
+        self.shutdown(wait=True)
+
+    def terminate_workers(self) -> None:
+        """Stops every worker now with SIGTERM and shuts the pool down; queued tasks are
+        cancelled, running ones fail with :class:`WorkerCrashedError`."""
+        self._stop_workers(signal.SIGTERM)
+
+    def kill_workers(self) -> None:
+        """As :meth:`terminate_workers`, with SIGKILL."""
+        self._stop_workers(signal.SIGKILL)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: stop now rather than wait for every queued task.
+            self.kill_workers()
+        else:
+            self.shutdown(wait=True)
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The pids of the workers serving now."""
+        return list(self._supervisor.pids())
+
+
+_live_pools: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
+
+
+def _shut_down_at_exit() -> None:
+    for pool in list(_live_pools):
+        pool.shutdown(wait=True)
+
+
+threading._register_atexit(_shut_down_at_exit)  # type: ignore[attr-defined]

@@ -1,0 +1,85 @@
+"""Tasks for the process-pool tests. Standard library only, so that a worker imports this
+module quickly."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def announce_then_sleep(path: str, seconds: float) -> None:
+    """Writes the worker's pid to ``path``, then sleeps: the test knows whom to kill."""
+    tmp = Path(path + ".tmp")
+    tmp.write_text(str(os.getpid()))
+    tmp.rename(path)
+    time.sleep(seconds)
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def exit_with(code: int) -> None:
+    os._exit(code)
+
+
+def unpicklable_result() -> object:
+    return Holder(threading.Lock())
+
+
+def length(data: object) -> int:
+    return len(data)  # type: ignore[arg-type]
+
+
+def same(value: object) -> object:
+    return value
+
+
+def make_bytes(size: int) -> bytes:
+    return b"x" * size
+
+
+_initialized: list[object] = []
+
+
+def remember(value: object) -> None:
+    _initialized.append(value)
+
+
+def remembered() -> list[object]:
+    return list(_initialized)
+
+
+class Holder:
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+
+def has_module(name: str) -> bool:
+    import sys
+
+    return name in sys.modules

@@ -1,0 +1,416 @@
+"""treadle.ProcessPoolExecutor: concurrent.futures semantics, and a pool that heals itself,
+times out and interrupts tasks, and moves large buffers through shared memory."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import _process_tasks as tasks
+import pytest
+
+import treadle
+
+WAIT = 30  # seconds: every wait in these tests ends, a hang is a failure
+
+
+@pytest.fixture
+def pool():
+    with treadle.ProcessPoolExecutor(2) as executor:
+        yield executor
+
+
+def wait_for(condition, timeout=WAIT, interval=0.005):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    try:
+        return status.read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for_pid_file(path: Path) -> int:
+    assert wait_for(path.exists), f"{path} never appeared"
+    return int(path.read_text())
+
+
+# -- the standard library's semantics ---------------------------------------------------------
+
+
+def test_submit_returns_a_future_with_the_result(pool):
+    future = pool.submit(tasks.add, 2, b=3)
+    assert isinstance(future, concurrent.futures.Future)
+    assert future.result(WAIT) == 5
+
+
+def test_map_keeps_order_with_any_chunksize(pool):
+    expected = [x * x for x in range(50)]
+    assert list(pool.map(tasks.square, range(50), timeout=WAIT)) == expected
+    assert list(pool.map(tasks.square, range(50), timeout=WAIT, chunksize=7)) == expected
+
+
+def test_map_with_buffersize_submits_lazily(pool):
+    def numbers():
+        yield from range(1000)
+
+    results = pool.map(tasks.square, numbers(), timeout=WAIT, buffersize=4)
+    assert next(results) == 0
+    assert len(pool._tasks) <= 4
+    assert sum(results) == sum(x * x for x in range(1, 1000))
+
+
+def test_map_rejects_bad_chunksize_and_buffersize(pool):
+    with pytest.raises(ValueError):
+        pool.map(tasks.square, [1], chunksize=0)
+    with pytest.raises(ValueError):
+        pool.map(tasks.square, [1], buffersize=0)
+    with pytest.raises(TypeError):
+        pool.map(tasks.square, [1], buffersize=2.0)
+
+
+def test_exception_carries_the_remote_traceback(pool):
+    future = pool.submit(tasks.fail, "no")
+    with pytest.raises(ValueError, match="no") as info:
+        future.result(WAIT)
+    assert "_process_tasks.py" in str(info.value.__cause__)
+
+
+def test_initializer_runs_in_every_worker():
+    with treadle.ProcessPoolExecutor(1, initializer=tasks.remember, initargs=(42,)) as pool:
+        assert pool.submit(tasks.remembered).result(WAIT) == [42]
+
+
+def test_failing_initializer_breaks_the_pool():
+    with treadle.ProcessPoolExecutor(1, initializer=tasks.fail, initargs=("init",)) as pool:
+        future = pool.submit(tasks.square, 3)
+        with pytest.raises(BrokenProcessPool, match="initializer"):
+            future.result(WAIT)
+        with pytest.raises(BrokenProcessPool):
+            pool.submit(tasks.square, 3)
+
+
+def test_constructor_checks_arguments_as_the_standard_library_does():
+    with pytest.raises(ValueError, match="max_workers must be greater than 0"):
+        treadle.ProcessPoolExecutor(0)
+    with pytest.raises(TypeError, match="initializer must be a callable"):
+        treadle.ProcessPoolExecutor(1, initializer=3)
+    with pytest.raises(ValueError, match="max_tasks_per_child must be >= 1"):
+        treadle.ProcessPoolExecutor(1, max_tasks_per_child=0)
+
+
+def test_submit_after_shutdown_raises_runtime_error():
+    pool = treadle.ProcessPoolExecutor(1)
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(tasks.square, 2)
+
+
+def test_shutdown_waits_for_queued_tasks():
+    pool = treadle.ProcessPoolExecutor(1)
+    futures = [pool.submit(tasks.sleep, 0.01) for _ in range(5)]
+    pool.shutdown(wait=True)
+    assert all(f.done() and f.result() == 0.01 for f in futures)
+
+
+def test_shutdown_cancel_futures_cancels_the_queued_ones(tmp_path):
+    pool = treadle.ProcessPoolExecutor(1)
+    marker = tmp_path / "pid"
+    running = pool.submit(tasks.announce_then_sleep, str(marker), 0.3)
+    wait_for_pid_file(marker)
+    queued = [pool.submit(tasks.square, i) for i in range(6)]
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert running.result(WAIT) is None
+    # One task waits in the worker's own queue (prefetch); the rest never left the pool.
+    assert all(f.cancelled() for f in queued[1:])
+    assert queued[0].result(WAIT) == 0
+
+
+def test_cancel_of_a_queued_task_succeeds_and_of_a_running_one_fails(tmp_path):
+    with treadle.ProcessPoolExecutor(1) as pool:
+        marker = tmp_path / "pid"
+        running = pool.submit(tasks.announce_then_sleep, str(marker), 0.5)
+        wait_for_pid_file(marker)
+        queued = [pool.submit(tasks.square, i) for i in range(4)]
+        assert not running.cancel()
+        assert queued[-1].cancel()
+        assert queued[-1].cancelled()
+        assert [f.result(WAIT) for f in queued[:-1]] == [0, 1, 4]
+
+
+def test_wait_and_as_completed_see_process_futures(pool):
+    futures = [pool.submit(tasks.square, i) for i in range(6)]
+    done, _ = concurrent.futures.wait(futures, timeout=WAIT)
+    assert len(done) == 6
+    assert sorted(f.result() for f in concurrent.futures.as_completed(futures, WAIT)) == [
+        0,
+        1,
+        4,
+        9,
+        16,
+        25,
+    ]
+
+
+# -- pickling ---------------------------------------------------------------------------------
+
+
+def test_lambdas_and_closures_run():
+    offset = 10
+    with treadle.ProcessPoolExecutor(1) as pool:
+        assert pool.submit(lambda x: x + offset, 1).result(WAIT) == 11
+        assert list(pool.map(lambda x: x * offset, [1, 2], timeout=WAIT)) == [10, 20]
+
+
+def test_unpicklable_argument_fails_at_submit_naming_its_path(pool):
+    argument = tasks.Holder(tasks.Holder(threading.Lock()))
+    with pytest.raises(TypeError) as info:
+        pool.submit(tasks.same, argument)
+    message = str(info.value)
+    assert "args[0].inner.inner" in message
+    assert "_thread.lock" in message
+
+
+def test_unpicklable_keyword_argument_is_named(pool):
+    with pytest.raises(TypeError, match=r"kwargs\['b'\]"):
+        pool.submit(tasks.add, 1, b=threading.Lock())
+
+
+def test_unpicklable_result_fails_its_own_future_only(pool):
+    bad = pool.submit(tasks.unpicklable_result)
+    good = pool.submit(tasks.square, 4)
+    with pytest.raises(TypeError, match=r"result\.inner"):
+        bad.result(WAIT)
+    assert good.result(WAIT) == 16
+
+
+def test_unpicklable_exception_still_fails_the_future(pool):
+    with pytest.raises(ValueError):
+        pool.submit(tasks.fail, "plain").result(WAIT)
+
+
+# -- large buffers ----------------------------------------------------------------------------
+
+
+def test_large_numpy_arrays_travel_both_ways():
+    numpy = pytest.importorskip("numpy")
+    array = numpy.arange(2_000_000, dtype=numpy.float64)
+    with treadle.ProcessPoolExecutor(1) as pool:
+        back = pool.submit(tasks.same, array).result(WAIT)
+    assert numpy.array_equal(back, array)
+    back[0] = -1.0  # the result is writable, like the standard library's
+
+
+def test_large_bytes_and_memoryviews_travel_through_shared_memory(pool):
+    data = os.urandom(3 << 20)
+    assert pool.submit(tasks.same, data).result(WAIT) == data
+    assert pool.submit(tasks.length, memoryview(data)).result(WAIT) == len(data)
+    assert pool.submit(tasks.make_bytes, 4 << 20).result(WAIT) == b"x" * (4 << 20)
+
+
+def test_no_descriptor_leaks_after_large_transfers(pool):
+    pool.submit(tasks.square, 1).result(WAIT)
+    assert wait_for(lambda: len(pool.worker_pids) == 2)
+    fds = set(os.listdir("/proc/self/fd"))
+    data = os.urandom(1 << 20)
+    for _ in range(10):
+        assert pool.submit(tasks.length, data).result(WAIT) == len(data)
+        assert len(pool.submit(tasks.make_bytes, 1 << 20).result(WAIT)) == 1 << 20
+    assert len(set(os.listdir("/proc/self/fd")) - fds) == 0
+
+
+# -- healing, timeouts, interrupts -----------------------------------------------------------
+
+
+KILLS = 50
+
+
+def test_killing_workers_mid_task_fails_exactly_those_tasks(tmp_path):
+    with treadle.ProcessPoolExecutor(2) as pool:
+        ordinary = []
+        victims = []
+        for round in range(KILLS):
+            marker = tmp_path / f"victim-{round}"
+            ordinary += [pool.submit(tasks.square, i) for i in range(3)]
+            victim = pool.submit(tasks.announce_then_sleep, str(marker), 60)
+            ordinary += [pool.submit(tasks.square, i) for i in range(3)]
+            os.kill(wait_for_pid_file(marker), signal.SIGKILL)
+            victims.append(victim)
+        for victim in victims:
+            with pytest.raises(treadle.WorkerCrashedError) as info:
+                victim.result(WAIT)
+            assert "SIGKILL" in str(info.value)
+            assert "announce_then_sleep" in str(info.value)
+        assert [f.result(WAIT) for f in ordinary] == [0, 1, 4] * (2 * KILLS)
+        assert wait_for(lambda: len(pool.worker_pids) == 2)
+        assert all(pid_alive(pid) for pid in pool.worker_pids)
+
+
+def test_worker_crash_is_a_broken_process_pool_naming_exit_code_and_pid(pool):
+    future = pool.submit(tasks.exit_with, 3)
+    with pytest.raises(BrokenProcessPool) as info:
+        future.result(WAIT)
+    error = info.value
+    assert isinstance(error, treadle.WorkerCrashedError)
+    assert error.exitcode == 3
+    assert f"pid {error.pid}" in str(error)
+    assert "exited with code 3" in str(error)
+    assert pool.submit(tasks.square, 5).result(WAIT) == 25
+
+
+def test_task_past_its_timeout_fails_and_the_next_one_runs():
+    with treadle.ProcessPoolExecutor(1) as pool:
+        slow = pool.schedule(tasks.sleep, (30,), timeout=0.2, name="slow one")
+        following = pool.submit(tasks.square, 6)
+        with pytest.raises(treadle.TaskTimeoutError, match="slow one"):
+            slow.result(WAIT)
+        assert following.result(WAIT) == 36
+
+
+def test_pool_task_timeout_applies_to_every_submit():
+    with treadle.ProcessPoolExecutor(1, task_timeout=0.2) as pool:
+        with pytest.raises(treadle.TaskTimeoutError):
+            pool.submit(tasks.sleep, 30).result(WAIT)
+        assert pool.submit(tasks.sleep, 0.01).result(WAIT) == 0.01
+
+
+def test_timeout_counts_from_start_not_from_submit():
+    with treadle.ProcessPoolExecutor(1) as pool:
+        first = pool.submit(tasks.sleep, 0.3)
+        second = pool.schedule(tasks.sleep, (0.1,), timeout=0.25)
+        assert first.result(WAIT) == 0.3
+        assert second.result(WAIT) == 0.1
+
+
+def test_cancel_interrupt_frees_the_worker_within_100_ms(tmp_path):
+    with treadle.ProcessPoolExecutor(1) as pool:
+        marker = tmp_path / "pid"
+        running = pool.submit(tasks.announce_then_sleep, str(marker), 60)
+        pid = wait_for_pid_file(marker)
+        start = time.monotonic()
+        assert running.cancel(interrupt=True) is True
+        assert wait_for(lambda: not pid_alive(pid), timeout=WAIT, interval=0.001)
+        elapsed = time.monotonic() - start
+        assert elapsed < 0.1, f"the worker took {elapsed * 1000:.0f} ms to go"
+        assert running.cancelled()
+        with pytest.raises(concurrent.futures.CancelledError):
+            running.result(WAIT)
+        assert pool.submit(tasks.square, 7).result(WAIT) == 49
+
+
+def test_cancel_interrupt_of_a_prefetched_task_skips_it(tmp_path):
+    with treadle.ProcessPoolExecutor(1) as pool:
+        marker = tmp_path / "pid"
+        running = pool.submit(tasks.announce_then_sleep, str(marker), 0.3)
+        wait_for_pid_file(marker)
+        skipped = pool.submit(tasks.announce_then_sleep, str(tmp_path / "never"), 0)
+        assert skipped.cancel(interrupt=True)
+        assert running.result(WAIT) is None
+        assert pool.submit(tasks.square, 2).result(WAIT) == 4
+        assert not (tmp_path / "never").exists()
+
+
+def test_max_tasks_per_child_recycles_workers():
+    with treadle.ProcessPoolExecutor(1, max_tasks_per_child=2) as pool:
+        pids = [pool.submit(tasks.pid).result(WAIT) for _ in range(6)]
+    assert len(set(pids)) == 3
+    assert all(pids.count(p) == 2 for p in set(pids))
+
+
+def test_terminate_workers_fails_running_tasks_and_cancels_queued(tmp_path):
+    pool = treadle.ProcessPoolExecutor(1)
+    marker = tmp_path / "pid"
+    running = pool.submit(tasks.announce_then_sleep, str(marker), 60)
+    pid = wait_for_pid_file(marker)
+    queued = [pool.submit(tasks.square, i) for i in range(3)]
+    pool.terminate_workers()
+    with pytest.raises(treadle.WorkerCrashedError, match="SIGTERM"):
+        running.result(WAIT)
+    assert all(f.done() for f in queued)
+    assert wait_for(lambda: not pid_alive(pid))
+
+
+def test_kill_workers_stops_the_pool(tmp_path):
+    pool = treadle.ProcessPoolExecutor(2)
+    marker = tmp_path / "pid"
+    running = pool.submit(tasks.announce_then_sleep, str(marker), 60)
+    wait_for_pid_file(marker)
+    pool.kill_workers()
+    with pytest.raises(treadle.WorkerCrashedError, match="SIGKILL"):
+        running.result(WAIT)
+    with pytest.raises(RuntimeError):
+        pool.submit(tasks.square, 1)
+
+
+def test_workers_are_started_without_forking_a_threaded_parent(pool):
+    # A worker is a fresh interpreter: it has not inherited this process's modules.
+    assert pool.submit(tasks.same, "pytest" in sys.modules).result(WAIT) is True
+    assert pool.submit(tasks.has_module, "pytest").result(WAIT) is False
+
+
+# -- the parent's death -----------------------------------------------------------------------
+
+
+PARENT = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path.insert(0, {tests!r})
+    import _process_tasks as tasks
+    import treadle
+    pool = treadle.ProcessPoolExecutor(2)
+    pool.submit(tasks.square, 1).result(30)
+    data = os.urandom(4 << 20)
+    futures = [pool.submit(tasks.length, data) for _ in range(4)]
+    futures.append(pool.submit(tasks.sleep, 60))
+    futures.append(pool.submit(tasks.sleep, 60))
+    time.sleep(0.3)
+    print(" ".join(map(str, pool.worker_pids)), flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_killing_the_parent_leaves_no_worker_and_no_segment():
+    shm = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    script = PARENT.format(tests=str(Path(__file__).parent))
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        line = parent.stdout.readline()
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 2
+        assert all(pid_alive(p) for p in pids)
+        parent.kill()
+        parent.wait(WAIT)
+    finally:
+        parent.kill()
+        parent.stdout.close()
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids))
+    after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    assert after - shm == set()
+
+
+def test_the_pool_futures_cannot_be_pickled(pool):
+    future = pool.submit(tasks.square, 1)
+    future.result(WAIT)
+    with pytest.raises((TypeError, pickle.PicklingError)):
+        pickle.dumps(future)
