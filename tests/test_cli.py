@@ -25,7 +25,9 @@ def treadle_run(*args, timeout=60, cwd=None):
     return run("-m", "treadle", "run", *args, timeout=timeout, cwd=cwd)
 
 
-@pytest.mark.parametrize("example", ["counter.py", "producer_consumer.py"])
+@pytest.mark.parametrize(
+    "example", ["counter.py", "producer_consumer.py", "download.py", "cpu_pool.py"]
+)
 def test_correct_examples_print_the_same_under_python_and_treadle_run(example):
     plain = run(str(EXAMPLES / example))
     under = treadle_run(str(EXAMPLES / example))
@@ -36,21 +38,44 @@ def test_correct_examples_print_the_same_under_python_and_treadle_run(example):
 
 
 @pytest.mark.parametrize(
-    ("example", "kind"),
-    [("mistake_lock_order.py", "lock"), ("mistake_join_cycle.py", "join")],
+    ("example", "headline", "kinds"),
+    [
+        ("mistake_lock_order.py", "deadlock: 2 threads wait on each other", ["lock"]),
+        ("mistake_join_cycle.py", "deadlock: 2 threads wait on each other", ["join"]),
+        (
+            "mistake_pool_wait.py",
+            "deadlock: all 2 live threads are waiting in treadle",
+            ["future", "event"],
+        ),
+    ],
 )
-def test_mistakes_end_with_a_report_and_status_3(example, kind):
+def test_deadlocking_mistakes_end_with_a_report_and_status_3(example, headline, kinds):
     result = treadle_run(str(EXAMPLES / example), timeout=30)
     assert result.returncode == 3, result.stderr
-    assert "deadlock: 2 threads wait on each other" in result.stderr
-    assert f"waits for {kind}" in result.stderr
+    assert headline in result.stderr
+    for kind in kinds:
+        assert f"waits for {kind}" in result.stderr
     assert "finished" not in result.stdout
 
 
-@pytest.mark.parametrize("example", ["mistake_lock_order.py", "mistake_join_cycle.py"])
-def test_mistakes_really_hang_under_plain_python(example):
+@pytest.mark.parametrize(
+    "example", ["mistake_lock_order.py", "mistake_join_cycle.py", "mistake_pool_wait.py"]
+)
+def test_deadlocking_mistakes_really_hang_under_plain_python(example):
     with pytest.raises(subprocess.TimeoutExpired):
         run(str(EXAMPLES / example), timeout=2)
+
+
+def test_silent_failure_is_silent_under_python_and_reported_under_treadle_run():
+    example = str(EXAMPLES / "mistake_silent_failure.py")
+    plain = run(example)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "all submitted\n", "")
+    under = treadle_run(example)
+    assert under.returncode == 3
+    assert under.stdout == "all submitted\n"
+    assert "exception in a task was never retrieved" in under.stderr
+    assert "KeyError: 'id'" in under.stderr
+    assert under.stderr.count("never retrieved") == 1
 
 
 def test_report_json(tmp_path):

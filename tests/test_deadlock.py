@@ -134,6 +134,39 @@ def test_ring_of_three_joins_raises_once():
     assert all(not t.is_alive() for t in threads.values())
 
 
+def wait_until_reported(text, timeout=5):
+    deadline = time.monotonic() + timeout
+    while text not in treadle.dump_waits():
+        assert time.monotonic() < deadline, f"never saw {text!r} in dump_waits()"
+        time.sleep(0.005)
+
+
+def test_cycle_through_a_lock_a_join_and_a_future_is_one_report():
+    lock = treadle.Lock()
+    lock.acquire()  # the main thread holds the lock ...
+
+    def wants_lock():
+        with lock:  # ... that B waits for,
+            pass
+
+    b = treadle.Thread(target=wants_lock, name="B")
+    b.start()
+    wait_until_reported("thread 'B' waits for lock")
+    with treadle.ThreadPoolExecutor(1, thread_name_prefix="W") as pool:
+        future = pool.submit(b.join)  # a worker joins B,
+        wait_until_reported("waits for join")
+        with pytest.raises(DeadlockError) as info:
+            future.result()  # and the main thread waits for the worker's future.
+        lock.release()
+        future.result(timeout=10)
+    b.join(10)
+    assert not b.is_alive()
+    cycle = info.value.cycle
+    assert len(cycle) == 3
+    assert sorted(edge.kind for edge in cycle) == ["future", "join", "lock"]
+    assert cycle[0].kind == "future" and cycle[0].owner.startswith("W")
+
+
 def test_rlock_reentry_by_owner_is_not_a_deadlock():
     lock = treadle.RLock()
     with lock, lock, lock:

@@ -673,3 +673,17 @@ def test_raise_unretrieved_makes_shutdown_raise_an_exception_group():
     with pytest.raises(ExceptionGroup) as info:
         pool.shutdown()
     assert {type(e) for e in info.value.exceptions} == {ZeroDivisionError, IndexError}
+
+
+def test_stdlib_as_completed_yields_each_future_once_while_they_complete():
+    # Futures completing while concurrent.futures.as_completed installs its waiter must be
+    # counted once: finished, or notified, never both.
+    import concurrent.futures as cf
+
+    with treadle.ThreadPoolExecutor(4) as pool:
+        for _ in range(300):
+            futures = [pool.submit(pow, i, 2) for i in range(16)]
+            seen = [f.result() for f in cf.as_completed(futures, timeout=10)]
+            assert sorted(seen) == [i * i for i in range(16)]
+            done, not_done = cf.wait([pool.submit(pow, i, 3) for i in range(8)], timeout=10)
+            assert len(done) == 8 and not not_done

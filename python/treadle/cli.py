@@ -4,7 +4,7 @@
 ``python`` would, with the standard library's concurrency replaced by treadle's: a deadlock ends it
 with a report on stderr and exit status 3 instead of a hang; at exit it says which non-daemon
 threads are still alive (the interpreter will wait for them) and which task exceptions nobody
-retrieved.
+retrieved (and a program that would have exited 0 exits 3 when it lost some).
 
 ``treadle bench [--quick]`` runs the benchmark harness from the source tree.
 """
@@ -12,6 +12,7 @@ retrieved.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import runpy
@@ -25,9 +26,13 @@ from typing import Any, TextIO
 
 import treadle
 from treadle import deadlock
+from treadle._pool import set_unretrieved_handler
 from treadle.patching import patch
 
 DEADLOCK_EXIT_STATUS = 3
+# A program that ends normally but lost task exceptions exits with this status too: treadle
+# found a problem. A program's own non-zero status is kept.
+FINDINGS_EXIT_STATUS = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,7 +134,37 @@ def _install_deadlock_exit(findings: _Findings) -> None:
     deadlock._set_deadlock_handler(on_deadlock)
 
 
-def _install_exit_summary(findings: _Findings) -> None:
+class _LostExceptions:
+    """Task exceptions nobody retrieved, as the thread pool reports them."""
+
+    def __init__(self, findings: _Findings):
+        self.findings = findings
+        self.reported = 0
+        self.pending: list[tuple[BaseException, object]] = []
+        set_unretrieved_handler(self.record)
+
+    def record(self, exception: BaseException, name: object) -> None:
+        self.pending.append((exception, name))
+
+    def flush(self) -> None:
+        """Reports what was recorded so far."""
+        gc.collect()  # futures dropped but not yet freed report their exception when freed
+        while self.pending:
+            exception, name = self.pending.pop(0)
+            task = f"task {name!r}" if name is not None else "a task"
+            trace = "".join(
+                traceback.format_exception(type(exception), exception, exception.__traceback__)
+            ).rstrip()
+            self.findings.emit(
+                "unretrieved-exception",
+                f"exception in {task} was never retrieved:\n{trace}",
+                task=None if name is None else str(name),
+                exception=repr(exception),
+            )
+            self.reported += 1
+
+
+def _install_exit_summary(findings: _Findings, lost: _LostExceptions) -> None:
     def at_shutdown() -> None:
         alive = [
             t
@@ -144,12 +179,18 @@ def _install_exit_summary(findings: _Findings) -> None:
                 f"which the interpreter now waits for: {names}",
                 threads=[t.name for t in alive],
             )
-        summary = getattr(treadle, "_unretrieved_summary", None)
-        if summary is not None:
-            for text in summary():
-                findings.emit("unretrieved-exception", text)
+        lost.flush()
 
     threading._register_atexit(at_shutdown)  # type: ignore[attr-defined]
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -162,7 +203,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.lock_order:
         deadlock.enable_lock_order()
     patch()
-    _install_exit_summary(findings)
+    lost = _LostExceptions(findings)
+    _install_exit_summary(findings, lost)
     try:
         if args.module is not None:
             sys.argv = [args.module, *args.target]
@@ -172,8 +214,9 @@ def _run(args: argparse.Namespace) -> int:
             sys.argv = list(args.target)
             sys.path[0] = str(Path(script).resolve().parent)
             runpy.run_path(script, run_name="__main__")
-    except SystemExit:
-        raise
+        status = 0
+    except SystemExit as exit:
+        status = _exit_status(exit.code)
     except KeyboardInterrupt:
         traceback.print_exc()
         # Die of SIGINT, as python does, so that the caller sees the signal.
@@ -182,8 +225,11 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except BaseException:
         sys.excepthook(*sys.exc_info())
-        return 1
-    return 0
+        status = 1
+    lost.flush()
+    if status == 0 and lost.reported:
+        return FINDINGS_EXIT_STATUS
+    return status
 
 
 def _bench(args: argparse.Namespace) -> int:

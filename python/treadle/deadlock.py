@@ -103,7 +103,9 @@ class WaitEdge:
         where = f" (created at {self.created_at})" if self.created_at else ""
         line = f"thread {self.waiter!r} waits for {self.kind} {self.target}{where}"
         if self.owner is not None:
-            relation = "which is thread" if self.kind == "join" else "held by thread"
+            relation = {"join": "which is thread", "future": "run by thread"}.get(
+                self.kind, "held by thread"
+            )
             line += f", {relation} {self.owner!r}"
         if self.timed:
             line += " (with a timeout)"

@@ -88,6 +88,8 @@ struct Inner<T: TaskTypes> {
     sinks: Vec<(Arc<Completions>, usize)>,
     parked: usize,
     observed: bool,
+    /// Completed while observed, and the completer has not yet notified the observers' waiters.
+    notify_owed: bool,
     retrieved: bool,
     reported: bool,
 }
@@ -125,6 +127,7 @@ impl<T: TaskTypes> FutureCell<T> {
                 sinks: Vec::new(),
                 parked: 0,
                 observed: false,
+                notify_owed: false,
                 retrieved: false,
                 reported: false,
             }),
@@ -238,6 +241,7 @@ impl<T: TaskTypes> FutureCell<T> {
     ) -> Completed<T> {
         inner.status = status;
         inner.outcome = outcome;
+        inner.notify_owed = inner.observed;
         self.done.store(true, Ordering::Release);
         let wake = inner.parked > 0;
         let sinks = std::mem::take(&mut inner.sinks);
@@ -347,6 +351,24 @@ impl<T: TaskTypes> FutureCell<T> {
     /// status or sees `observed`.
     pub fn observe(&self) {
         lock(&self.inner).observed = true;
+    }
+
+    /// The status as observers (the standard library's `wait`/`as_completed`, reading `_state`
+    /// under `_condition`) must see it: a future completed while observed still shows `Running`
+    /// until its completer, holding `_condition`, has called [`FutureCell::waiters_notified`].
+    /// Otherwise an observer could count it finished *and* be notified of it by the completer.
+    pub fn status_for_observers(&self) -> Status {
+        let inner = lock(&self.inner);
+        if inner.notify_owed {
+            Status::Running
+        } else {
+            inner.status
+        }
+    }
+
+    /// The completer, holding `_condition`, is about to notify the installed waiters.
+    pub fn waiters_notified(&self) {
+        lock(&self.inner).notify_owed = false;
     }
 }
 

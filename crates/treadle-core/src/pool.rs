@@ -275,5 +275,29 @@ impl<T: TaskTypes> Pool<T> {
     }
 }
 
+/// Wait-graph ticket of an idle worker waiting for work.
+pub const WAITING_FOR_WORK: u64 = 0;
+/// Wait-graph ticket of the timer thread waiting for the next deadline.
+pub const WAITING_FOR_DEADLINE: u64 = 1;
+
+/// A pool's own threads in the wait graph: an idle worker can act once work arrives (or the pool
+/// shuts down); the timer can act while some task has a deadline. Neither has an owner.
+impl<T: TaskTypes> crate::wait_graph::WaitTarget for Pool<T>
+where
+    Pool<T>: Sync,
+{
+    fn owner(&self) -> Option<crate::ThreadId> {
+        None
+    }
+    fn is_ready(&self, ticket: u64) -> bool {
+        if ticket == WAITING_FOR_DEADLINE {
+            let timers = lock(&self.timers);
+            return !timers.heap.is_empty() || timers.closed;
+        }
+        let state = lock(&self.state);
+        !state.queue.is_empty() || state.shut_down || state.broken
+    }
+}
+
 #[cfg(test)]
 mod tests;

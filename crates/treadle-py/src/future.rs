@@ -294,6 +294,7 @@ impl PyFuture {
     fn notify_waiters(&self, py: Python<'_>, future: &Bound<'_, PyAny>) -> PyResult<()> {
         let condition = self.condition(py)?;
         condition.call_method0("acquire")?;
+        self.cell.waiters_notified();
         let result = (|| {
             let method = match self.cell.read(false, |status, outcome| {
                 (status, outcome.map(|o| matches!(o, Outcome::Raised(_))))
@@ -486,7 +487,7 @@ impl PyFuture {
     /// The state as `concurrent.futures` names it (read by its `wait` and `as_completed`).
     #[getter]
     fn _state(&self) -> &'static str {
-        state_name(self.cell.status())
+        state_name(self.cell.status_for_observers())
     }
 
     /// The lock `concurrent.futures.wait` takes while it installs a waiter.

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+use treadle_core::pool::{WAITING_FOR_DEADLINE, WAITING_FOR_WORK};
 use treadle_core::{Next, Outcome, Pool, Refused, Start};
 
 pyo3::import_exception!(concurrent.futures.thread, BrokenThreadPool);
@@ -431,7 +432,12 @@ pub(crate) fn _run_worker(
     WORKER_OF.with(|worker| *worker.borrow_mut() = Some(Arc::clone(&shared)));
     loop {
         let next = match shared.core.next(Some(Instant::now())) {
-            Next::Idle => py.detach(|| shared.core.next(None)),
+            Next::Idle => {
+                // Published while idle, so that a process stalled with idle workers around is
+                // still recognised as stalled (they can act only once work arrives).
+                let _idle = parked_in_graph(py, handle, &shared, WAITING_FOR_WORK);
+                py.detach(|| shared.core.next(None))
+            }
             next => next,
         };
         match next {
@@ -451,7 +457,14 @@ pub(crate) fn _run_worker(
 #[pyfunction]
 pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
     let shared = Arc::clone(&handle.get().0);
-    while let Some(due) = py.detach(|| shared.core.expired(None)) {
+    loop {
+        let due = {
+            let _waiting = parked_in_graph(py, handle, &shared, WAITING_FOR_DEADLINE);
+            py.detach(|| shared.core.expired(None))
+        };
+        let Some(due) = due else {
+            break;
+        };
         for cell in due {
             let entry = locked(&shared.timed)
                 .get(&key(&cell))
@@ -468,4 +481,26 @@ pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
             }
         }
     }
+}
+
+/// Publishes one of the pool's own threads as parked (see `WaitTarget for Pool`), while the
+/// returned guard lives. `None` when deadlock detection is off.
+fn parked_in_graph<'a>(
+    py: Python<'_>,
+    handle: &'a Bound<'_, PyPoolHandle>,
+    shared: &'a PoolShared,
+    ticket: u64,
+) -> Option<crate::deadlock::Tracked<'a>> {
+    let graph = treadle_core::wait_graph::WaitGraph::global();
+    if graph.mode() == treadle_core::wait_graph::Mode::Off {
+        return None;
+    }
+    let track = crate::deadlock::Track {
+        target: &shared.core,
+        kind: treadle_core::wait_graph::WaitKind::Queue,
+        ticket,
+        object: handle.as_any(),
+    };
+    // Untimed: an idle worker cannot act by itself; nor can the timer without deadlines.
+    crate::deadlock::publish(py, graph, &track, false).ok()
 }
