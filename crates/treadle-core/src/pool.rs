@@ -28,6 +28,9 @@ struct State<T: TaskTypes> {
     max_pending: usize,
     workers: usize,
     parked_workers: usize,
+    /// Workers between two tasks (looking for work, spinning or parked), as the standard
+    /// library's idle semaphore counts them: a submission they can take spawns no new worker.
+    idle_workers: usize,
     parked_submitters: usize,
     shut_down: bool,
     broken: bool,
@@ -78,6 +81,7 @@ impl<T: TaskTypes> Pool<T> {
                 max_pending,
                 workers: 0,
                 parked_workers: 0,
+                idle_workers: 0,
                 parked_submitters: 0,
                 shut_down: false,
                 broken: false,
@@ -118,7 +122,7 @@ impl<T: TaskTypes> Pool<T> {
             state.parked_submitters -= 1;
         }
         state.queue.push_back(Arc::clone(cell));
-        let spawn = state.queue.len() > state.parked_workers && state.workers < state.max_workers;
+        let spawn = state.queue.len() > state.idle_workers && state.workers < state.max_workers;
         if spawn {
             state.workers += 1;
         }
@@ -131,6 +135,14 @@ impl<T: TaskTypes> Pool<T> {
     }
 
     /// The next future for a worker, waiting until `deadline` for one.
+    /// A worker is between tasks from now until [`Pool::next`] hands it one (or tells it to
+    /// exit): call after starting and after each task.
+    pub fn worker_idle(&self) {
+        lock(&self.state).idle_workers += 1;
+    }
+
+    /// The next future for an idle worker (see [`Pool::worker_idle`]), waiting until `deadline`
+    /// for one.
     pub fn next(&self, deadline: Option<Instant>) -> Next<T> {
         if deadline.is_none() {
             // A submitter is often a few microseconds away: look again before parking.
@@ -142,6 +154,7 @@ impl<T: TaskTypes> Pool<T> {
         let mut state = lock(&self.state);
         loop {
             if let Some(cell) = state.queue.pop_front() {
+                state.idle_workers = state.idle_workers.saturating_sub(1);
                 let wake = state.parked_submitters > 0;
                 drop(state);
                 if wake {
@@ -150,6 +163,7 @@ impl<T: TaskTypes> Pool<T> {
                 return Next::Run(cell);
             }
             if state.shut_down || state.broken {
+                state.idle_workers = state.idle_workers.saturating_sub(1);
                 return Next::Exit;
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {

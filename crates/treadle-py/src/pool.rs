@@ -430,6 +430,7 @@ pub(crate) fn _run_worker(
         }
     }
     WORKER_OF.with(|worker| *worker.borrow_mut() = Some(Arc::clone(&shared)));
+    shared.core.worker_idle();
     loop {
         let next = match shared.core.next(Some(Instant::now())) {
             Next::Idle => {
@@ -445,6 +446,7 @@ pub(crate) fn _run_worker(
                 if let Start::Started(Some(job)) = cell.start() {
                     run_job(py, Some(&shared), &cell, job);
                 }
+                shared.core.worker_idle();
             }
             Next::Idle => {}
             Next::Exit => return Ok(()),

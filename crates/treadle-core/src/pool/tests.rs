@@ -33,13 +33,30 @@ fn a_parked_worker_is_used_before_spawning() {
     };
     let worker = {
         let pool = Arc::clone(&pool);
-        thread::spawn(move || matches!(pool.next(None), Next::Run(_)))
+        thread::spawn(move || {
+            pool.worker_idle();
+            matches!(pool.next(None), Next::Run(_))
+        })
     };
     while lock(&pool.state).parked_workers == 0 {
         thread::yield_now();
     }
     assert_eq!(pool.submit(&cell(1), None), Ok(false));
     assert!(worker.join().unwrap());
+}
+
+#[test]
+fn a_worker_between_tasks_is_used_before_spawning_even_before_it_parks() {
+    let pool = Pool::<Plain>::new(4, 0);
+    assert_eq!(pool.submit(&cell(0), None), Ok(true));
+    pool.worker_idle();
+    let Next::Run(_) = pool.next(None) else {
+        panic!("expected work")
+    };
+    // The task is done; the worker says so but has not come back to `next` yet.
+    pool.worker_idle();
+    assert_eq!(pool.submit(&cell(1), None), Ok(false));
+    assert_eq!(pool.workers(), 1);
 }
 
 #[test]
