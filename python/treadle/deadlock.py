@@ -241,6 +241,16 @@ def _run_tracked(thread: threading.Thread, bootstrap_inner) -> None:
         done.finish()
 
 
+def _start_tracked(start) -> None:
+    """``thread.start()``: until the new thread runs, the interpreter does not count it among
+    the live threads, so no stall is judged meanwhile (its starter waits for it in treadle)."""
+    _treadle._thread_starting(True)
+    try:
+        start()
+    finally:
+        _treadle._thread_starting(False)
+
+
 def _join_tracked(thread: threading.Thread, timeout: float | None, join) -> None:
     """``thread.join(timeout)``, waiting for the thread's end in the wait graph first."""
     if threading.current_thread() is thread:
@@ -266,6 +276,9 @@ class Thread(threading.Thread):
     A thread that joins a thread which (directly or through others) waits for it raises
     :class:`DeadlockError` instead of hanging. Everything else is ``threading.Thread``.
     """
+
+    def start(self) -> None:
+        _start_tracked(super().start)
 
     def _bootstrap_inner(self):
         _run_tracked(self, super()._bootstrap_inner)  # type: ignore[misc]

@@ -58,6 +58,10 @@ def _replace(module: Any, name: str, value: Any) -> None:
 def _patch_thread_class() -> None:
     original_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
     original_join = threading.Thread.join
+    original_start = threading.Thread.start
+
+    def start(self):
+        deadlock._start_tracked(lambda: original_start(self))
 
     def _bootstrap_inner(self):
         deadlock._run_tracked(self, lambda: original_bootstrap(self))
@@ -66,6 +70,8 @@ def _patch_thread_class() -> None:
         deadlock._join_tracked(self, timeout, lambda t: original_join(self, t))
 
     join.__doc__ = original_join.__doc__
+    start.__doc__ = original_start.__doc__
+    _replace(threading.Thread, "start", start)
     _replace(threading.Thread, "_bootstrap_inner", _bootstrap_inner)
     _replace(threading.Thread, "join", join)
 

@@ -142,6 +142,11 @@ impl Record {
 struct Records {
     by_thread: HashMap<ThreadId, Record>,
     next_serial: u64,
+    /// Threads being started right now (see [`WaitGraph::thread_starting`]).
+    starting: usize,
+    /// The stall last reported, so that the threads that confirm it at the same time report it
+    /// once.
+    reported: Option<Vec<(ThreadId, u64)>>,
 }
 
 /// The process's wait graph.
@@ -290,7 +295,7 @@ impl WaitGraph {
     /// suspicion of a stall, to confirm after a grace period with [`WaitGraph::confirm_stall`].
     pub fn find_stall(&self, live_threads: usize) -> Option<Stall> {
         let records = self.lock();
-        if records.by_thread.len() < live_threads || live_threads == 0 {
+        if records.by_thread.len() < live_threads || live_threads == 0 || records.starting > 0 {
             return None;
         }
         if !records.by_thread.values().all(Record::is_stuck) {
@@ -308,8 +313,11 @@ impl WaitGraph {
     /// Confirms a suspected stall: the same waits are still parked and still stuck. Returns
     /// every thread's edge.
     pub fn confirm_stall(&self, stall: &Stall) -> Option<Vec<Edge>> {
-        let records = self.lock();
-        if records.by_thread.len() != stall.serials.len() {
+        let mut records = self.lock();
+        if records.by_thread.len() != stall.serials.len() || records.starting > 0 {
+            return None;
+        }
+        if records.reported.as_ref() == Some(&stall.serials) {
             return None;
         }
         let mut edges = Vec::with_capacity(stall.serials.len());
@@ -320,7 +328,20 @@ impl WaitGraph {
             }
             edges.push(record.edge(*thread));
         }
+        records.reported = Some(stall.serials.clone());
         Some(edges)
+    }
+
+    /// A thread is being started (`starting`) or has started (`!starting`). Until it runs, the
+    /// interpreter does not count it among the live threads, yet it may be the one to wake the
+    /// others (its starter waits for it): no stall is judged while any thread is starting.
+    pub fn thread_starting(&self, starting: bool) {
+        let mut records = self.lock();
+        if starting {
+            records.starting += 1;
+        } else {
+            records.starting = records.starting.saturating_sub(1);
+        }
     }
 
     /// Every published wait, for `dump_waits()`.

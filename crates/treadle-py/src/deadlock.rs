@@ -435,3 +435,10 @@ pub(crate) fn _set_lock_order_hook(hook: Option<Py<PyAny>>) {
     }
     LOCK_ORDER.store(on, Ordering::Relaxed);
 }
+
+/// `_thread_starting(starting)`: `Thread.start()` brackets the start of a thread with it, so that
+/// no stall is judged while a thread exists that the interpreter does not count yet.
+#[pyfunction]
+pub(crate) fn _thread_starting(starting: bool) {
+    WaitGraph::global().thread_starting(starting);
+}

@@ -40,6 +40,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deadlock::_set_reporter, m)?)?;
     m.add_function(wrap_pyfunction!(deadlock::_waits, m)?)?;
     m.add_function(wrap_pyfunction!(deadlock::_set_lock_order_hook, m)?)?;
+    m.add_function(wrap_pyfunction!(deadlock::_thread_starting, m)?)?;
     m.add_function(wrap_pyfunction!(deadlock::_current_thread_number, m)?)?;
     deadlock::register_current_thread();
     m.add_class::<queue::PyQueue>()?;

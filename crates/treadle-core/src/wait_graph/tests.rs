@@ -130,3 +130,28 @@ fn a_new_wait_invalidates_a_suspected_stall() {
     let _second = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
     assert!(graph.confirm_stall(&stall).is_none());
 }
+
+#[test]
+fn no_stall_is_judged_while_a_thread_is_starting() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let target = Owned::default();
+    // SAFETY: dropped before `target`.
+    let _published = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    let stall = graph.find_stall(1).expect("the only thread is parked");
+    graph.thread_starting(true);
+    assert!(graph.find_stall(1).is_none());
+    assert!(graph.confirm_stall(&stall).is_none());
+    graph.thread_starting(false);
+    assert!(graph.confirm_stall(&stall).is_some());
+}
+
+#[test]
+fn a_stall_is_reported_once_by_the_threads_that_confirm_it() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let target = Owned::default();
+    // SAFETY: dropped before `target`.
+    let _published = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    let stall = graph.find_stall(1).unwrap();
+    assert!(graph.confirm_stall(&stall).is_some());
+    assert!(graph.confirm_stall(&stall).is_none());
+}
