@@ -488,3 +488,25 @@ def test_lock_order_both_orders_in_one_thread_gives_no_warning(lock_order):
     take_in_order(a, b)
     take_in_order(b, a)
     assert potential(lock_order) == []
+
+
+def test_a_thread_made_by_c_code_counts_as_able_to_wake_anyone():
+    """A thread the interpreter does not know (a C library's) may call back into Python, so no
+    stall is judged while one exists; once it ends, the stall is reported."""
+    out = run_child(
+        """
+        import ctypes, time, treadle
+        libc = ctypes.CDLL(None)
+        # A pure C thread: pthread_create(&id, NULL, sleep, (void *) 1), i.e. sleep(1).
+        thread_id = ctypes.c_ulong()
+        sleep = ctypes.cast(libc.sleep, ctypes.c_void_p)
+        assert libc.pthread_create(ctypes.byref(thread_id), None, sleep, ctypes.c_void_p(1)) == 0
+        start = time.monotonic()
+        try:
+            treadle.Event().wait()
+        except treadle.DeadlockError:
+            print("REPORTED AFTER", round(time.monotonic() - start, 2))
+        """
+    )
+    assert out.startswith("REPORTED AFTER"), out
+    assert float(out.split()[-1]) >= 0.9

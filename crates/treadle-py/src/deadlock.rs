@@ -191,10 +191,26 @@ pub(crate) fn suspect_stall(py: Python<'_>, graph: &WaitGraph) -> PyResult<Optio
     let Some(stall) = graph.find_stall(live) else {
         return Ok(None);
     };
-    if signal_handlers_could_wake(py)? {
+    if os_threads().is_some_and(|threads| threads > live) || signal_handlers_could_wake(py)? {
         return Ok(None);
     }
     Ok(Some(stall))
+}
+
+/// How many OS threads the process has. More than the interpreter's own means threads made by C
+/// code (a library's worker pool, a callback thread): any of them might call back into Python and
+/// wake a waiter, so no stall is judged while they exist.
+fn os_threads() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_dir("/proc/self/task")
+            .ok()
+            .map(|entries| entries.count())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 /// A Python signal handler (other than the default SIGINT one) may set an event or release a
