@@ -362,10 +362,92 @@ def test_kill_workers_stops_the_pool(tmp_path):
         pool.submit(tasks.square, 1)
 
 
-def test_workers_are_started_without_forking_a_threaded_parent(pool):
-    # A worker is a fresh interpreter: it has not inherited this process's modules.
-    assert pool.submit(tasks.same, "pytest" in sys.modules).result(WAIT) is True
-    assert pool.submit(tasks.has_module, "pytest").result(WAIT) is False
+def test_spawn_context_starts_fresh_interpreters():
+    # A worker started with mp_context "spawn" has not inherited this process's modules.
+    import multiprocessing
+
+    with treadle.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(tasks.same, "pytest" in sys.modules).result(WAIT) is True
+        assert pool.submit(tasks.has_module, "pytest").result(WAIT) is False
+
+
+STARTS = textwrap.dedent(
+    """
+    import json, os, signal, sys, threading, time
+    sys.path.insert(0, {tests!r})
+    import _process_tasks as tasks
+    import treadle
+    # The kernel's thread count of this process at every fork it makes.
+    threads_at_fork = []
+    os.register_at_fork(
+        before=lambda: threads_at_fork.append(len(os.listdir("/proc/self/task")))
+    )
+    import colorsys  # imported by this parent only
+    stop = threading.Event()
+    if {threaded!r}:
+        threading.Thread(target=stop.wait, daemon=True).start()
+    out = {{}}
+    with treadle.ProcessPoolExecutor(2) as pool:
+        out["inherits"] = pool.submit(tasks.has_module, "colorsys").result(30)
+        out["parents"] = sorted({{pool.submit(tasks.parent_pid).result(30) for _ in range(4)}})
+        victim = pool.worker_pids[0]
+        os.kill(victim, signal.SIGKILL)
+        start = time.monotonic()
+        while victim in pool.worker_pids or len(pool.worker_pids) < 2:
+            assert time.monotonic() - start < 30
+            time.sleep(0.0005)
+        replacement = (set(pool.worker_pids) - {{victim}}).pop()
+        # The replacement serves (the other worker may take some of these tasks).
+        pids = set()
+        while replacement not in pids:
+            assert time.monotonic() - start < 30
+            pids |= set(pool.map(tasks.pid_after, [0.001] * 4))
+        out["replaced_in"] = time.monotonic() - start
+        out["replacement_inherits"] = pool.submit(tasks.has_module, "colorsys").result(30)
+    # A later pool, created while this process has a thread, forks from the same place.
+    threading.Thread(target=stop.wait, daemon=True).start()
+    with treadle.ProcessPoolExecutor(1) as pool:
+        out["later_inherits"] = pool.submit(tasks.has_module, "colorsys").result(30)
+    out["threads_at_fork"] = threads_at_fork
+    out["pid"] = os.getpid()
+    stop.set()
+    print(json.dumps(out), flush=True)
+    """
+)
+
+
+def run_starts(threaded: bool) -> dict:
+    import json
+
+    script = STARTS.format(tests=str(Path(__file__).parent), threaded=threaded)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT * 4
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_single_threaded_parent_forks_a_fork_server_once_and_workers_from_it():
+    out = run_starts(threaded=False)
+    # Workers are forks (they have the parent's modules), of a process other than the parent.
+    assert out["inherits"] is True
+    assert out["later_inherits"] is True
+    assert len(out["parents"]) == 1 and out["parents"][0] != out["pid"]
+    # The parent forked once, with one thread; the later pool did not fork it.
+    assert out["threads_at_fork"] == [1]
+    # A replacement is forked as well, and serves quickly.
+    assert out["replacement_inherits"] is True
+    assert out["replaced_in"] < 5
+
+
+def test_a_parent_with_threads_is_never_forked():
+    out = run_starts(threaded=True)
+    # Workers are fresh interpreters: no module of the parent, and the parent is theirs.
+    assert out["threads_at_fork"] == []
+    assert out["inherits"] is False
+    assert out["replacement_inherits"] is False
+    assert out["later_inherits"] is False
+    assert out["parents"] == [out["pid"]]
 
 
 # -- the parent's death -----------------------------------------------------------------------

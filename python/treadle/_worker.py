@@ -201,13 +201,13 @@ class Worker:
         self.threshold = 1 << 62
         self.functions: dict[bytes, object] = {}
 
-    def start(self) -> bool:
+    def start(self, forked: bool = False) -> bool:
         frame = self.channel.next_frame()
         if frame is None or frame[0] != INIT:
             return False
         setup = pickle.loads(frame[2])
         sys.path[:] = setup["sys_path"]
-        if setup["run_site"]:
+        if setup["run_site"] and not forked:
             import site
 
             site.main()
@@ -308,13 +308,17 @@ def unpicklable_result(value: object, error: Exception) -> Exception:
         return type(error)(f"the result cannot be pickled: {error}")
 
 
-def main() -> None:
-    # Ctrl-C reaches the whole process group; the parent decides what happens to the pool.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=CHANNEL_FD)
+def main(channel: int = CHANNEL_FD, forked: bool = False) -> None:
+    """Serves the parent on descriptor ``channel``, then exits the process. ``forked``: this
+    process is a fork of the parent (``treadle/_forkserver.py``), not a fresh interpreter; its
+    signal dispositions were reset by the fork server."""
+    if not forked:
+        # Ctrl-C reaches the whole process group; the parent decides what happens to the pool.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=channel)
     sock.set_inheritable(False)
     worker = Worker(Channel(sock))
-    if worker.start():
+    if worker.start(forked):
         worker.serve()
     sys.stdout.flush()
     sys.stderr.flush()

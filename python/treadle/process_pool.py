@@ -1,11 +1,12 @@
 """``treadle.ProcessPoolExecutor``: ``concurrent.futures.ProcessPoolExecutor`` on a supervisor
 in Rust, with per-task timeouts, ``cancel(interrupt=True)``, and a pool that heals itself.
 
-Workers are fresh interpreters (``python -S -P treadle/_worker.py``) started by the supervisor
-(``crates/treadle-core/src/supervisor.rs``); nothing is ever forked but a process about to
-``exec``. Arguments are pickled here, in the caller's thread; results are unpickled by the pool's
-supervisor thread, which waits in Rust without the interpreter. Design and limits:
-``docs/process_pool.md``.
+Workers are forked from a fork server (``treadle/_forkserver.py``) that the first pool forks while
+the process has one thread; when it has threads by then, workers are fresh interpreters
+(``python -S -P treadle/_worker.py``) started by the supervisor
+(``crates/treadle-core/src/supervisor.rs``). A process with threads is never forked. Arguments
+are pickled here, in the caller's thread; results are unpickled by the pool's supervisor thread,
+which waits in Rust without the interpreter. Design and limits: ``docs/process_pool.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
-from treadle import _pickling, _process_futures, _worker
+from treadle import _forkserver, _pickling, _process_futures, _worker
 from treadle._process_futures import Future
 from treadle._treadle import TaskTimeoutError, _Supervisor
 
@@ -146,6 +147,14 @@ def _finder_needs_site() -> bool:
     return False
 
 
+def _start_method(mp_context: Any) -> str | None:
+    get = getattr(mp_context, "get_start_method", None)
+    try:
+        return get() if get is not None else None
+    except Exception:
+        return None
+
+
 def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
     while chunk := list(itertools.islice(calls, size)):
         yield chunk
@@ -157,8 +166,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
 
     A worker that crashes fails only its own task, with :class:`WorkerCrashedError`, and is
     replaced. ``task_timeout`` (seconds) limits every task; ``schedule(timeout=)`` one task.
-    ``mp_context`` is accepted for compatibility and ignored: workers are always fresh
-    interpreters, started without forking the parent.
+    Workers are forked from a fork server made when the process had one thread, or are fresh
+    interpreters when there is none; a process with threads is never forked. An ``mp_context``
+    whose start method is ``"spawn"`` asks for fresh interpreters; otherwise it is ignored.
     """
 
     def __init__(
@@ -199,6 +209,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 "initializer": initializer_payload,
             }
         )
+        fork_server = None
+        if _start_method(mp_context) != "spawn":
+            fork_server = _forkserver.get()
         self._supervisor = _Supervisor(
             sys.executable,
             ["-S", "-P", _WORKER_SCRIPT],
@@ -206,6 +219,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             max_tasks_per_child,
             init,
             PREFETCH,
+            fork_server,
         )
         self._tasks: dict[int, _Task] = {}
         self._ids = itertools.count(1)

@@ -32,9 +32,11 @@
 //! outlives the processes that map it.
 
 mod channel;
+mod fork_server;
 pub mod frame;
 mod process;
 
+pub use fork_server::ForkServer;
 pub use process::{oom_kill_count, oom_kills, Exit, CHANNEL_FD};
 
 use crate::primitive::{lock, Mutex};
@@ -68,6 +70,9 @@ pub struct Config {
     pub init: Vec<u8>,
     /// How many tasks a worker may hold at once (at least 1).
     pub prefetch: usize,
+    /// Where workers are forked from, when there is a fork server; workers are started with
+    /// `program` when there is none or it is gone.
+    pub fork_server: Option<Arc<ForkServer>>,
 }
 
 /// A task to run: its id (chosen by the caller, unique in the pool), its pickled payload, the
@@ -566,7 +571,16 @@ impl Supervisor {
 
     fn start_worker(&self) -> io::Result<Worker> {
         let (ours, theirs) = channel::socket_pair()?;
-        let process = Process::spawn(&self.config.program, &self.config.args, &theirs)?;
+        let process = match &self.config.fork_server {
+            Some(server) if server.alive() => match Process::fork_from(server, &theirs) {
+                Ok(process) => process,
+                Err(_) if !server.alive() => {
+                    Process::spawn(&self.config.program, &self.config.args, &theirs)?
+                }
+                Err(e) => return Err(e),
+            },
+            _ => Process::spawn(&self.config.program, &self.config.args, &theirs)?,
+        };
         drop(theirs);
         let mut worker = Worker {
             process,
