@@ -70,6 +70,23 @@ def test_map_keeps_order_with_any_chunksize(pool):
     assert list(pool.map(tasks.square, range(50), timeout=WAIT, chunksize=7)) == expected
 
 
+def test_map_of_several_iterables_stops_at_the_shortest_with_any_chunksize(pool):
+    expected = [a + b for a, b in zip(range(50), range(100, 140), strict=False)]
+    for chunksize in (1, 7, 100):
+        results = pool.map(tasks.add, range(50), range(100, 140), chunksize=chunksize)
+        assert list(results) == expected
+
+
+def test_many_tiny_tasks_all_resolve_in_order(pool):
+    futures = [pool.submit(tasks.square, i) for i in range(5000)]
+    assert [f.result(WAIT) for f in futures] == [i * i for i in range(5000)]
+    # A long task among them is not lost, and the tasks after it still run.
+    slow = pool.submit(tasks.sleep, 0.2)
+    after = [pool.submit(tasks.square, i) for i in range(100)]
+    assert [f.result(WAIT) for f in after] == [i * i for i in range(100)]
+    assert slow.result(WAIT) == 0.2
+
+
 def test_map_with_buffersize_submits_lazily(pool):
     def numbers():
         yield from range(1000)
@@ -438,6 +455,42 @@ def test_a_single_threaded_parent_forks_a_fork_server_once_and_workers_from_it()
     # A replacement is forked as well, and serves quickly.
     assert out["replacement_inherits"] is True
     assert out["replaced_in"] < 5
+
+
+FORK_SERVER_DIES = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    sys.path.insert(0, {tests!r})
+    import _process_tasks as tasks
+    import treadle
+    from treadle import _forkserver
+    with treadle.ProcessPoolExecutor(2) as pool:
+        assert pool.submit(tasks.square, 3).result(30) == 9
+        server = _forkserver.get()
+        os.kill(server.pid, signal.SIGKILL)
+        # Its workers die with it; the pool starts fresh interpreters instead.
+        deadline = time.monotonic() + 30
+        results = []
+        while len(results) < 20:
+            assert time.monotonic() < deadline
+            try:
+                results.append(pool.submit(tasks.square, 4).result(30))
+            except treadle.WorkerCrashedError:
+                pass
+        assert results == [16] * 20
+        assert pool.submit(tasks.has_module, "treadle._forkserver").result(30) is False
+    print("ok", flush=True)
+    """
+)
+
+
+def test_a_pool_whose_fork_server_dies_goes_on_with_fresh_interpreters():
+    script = FORK_SERVER_DIES.format(tests=str(Path(__file__).parent))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT * 2
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
 
 
 def test_a_parent_with_threads_is_never_forked():
