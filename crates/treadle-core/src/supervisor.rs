@@ -620,12 +620,11 @@ impl Supervisor {
     fn start_worker(&self) -> io::Result<Worker> {
         let (ours, theirs) = channel::socket_pair()?;
         let process = match &self.config.fork_server {
+            // Whatever stops the server from forking one (it died, no pidfds), a fresh
+            // interpreter may still start.
             Some(server) if server.alive() => match Process::fork_from(server, &theirs) {
                 Ok(process) => process,
-                Err(_) if !server.alive() => {
-                    Process::spawn(&self.config.program, &self.config.args, &theirs)?
-                }
-                Err(e) => return Err(e),
+                Err(_) => Process::spawn(&self.config.program, &self.config.args, &theirs)?,
             },
             _ => Process::spawn(&self.config.program, &self.config.args, &theirs)?,
         };
