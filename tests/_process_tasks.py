@@ -83,3 +83,7 @@ def has_module(name: str) -> bool:
     import sys
 
     return name in sys.modules
+
+
+def parent_pid() -> int:
+    return os.getppid()

@@ -70,6 +70,23 @@ def test_map_keeps_order_with_any_chunksize(pool):
     assert list(pool.map(tasks.square, range(50), timeout=WAIT, chunksize=7)) == expected
 
 
+def test_map_of_several_iterables_stops_at_the_shortest_with_any_chunksize(pool):
+    expected = [a + b for a, b in zip(range(50), range(100, 140), strict=False)]
+    for chunksize in (1, 7, 100):
+        results = pool.map(tasks.add, range(50), range(100, 140), chunksize=chunksize)
+        assert list(results) == expected
+
+
+def test_many_tiny_tasks_all_resolve_in_order(pool):
+    futures = [pool.submit(tasks.square, i) for i in range(5000)]
+    assert [f.result(WAIT) for f in futures] == [i * i for i in range(5000)]
+    # A long task among them is not lost, and the tasks after it still run.
+    slow = pool.submit(tasks.sleep, 0.2)
+    after = [pool.submit(tasks.square, i) for i in range(100)]
+    assert [f.result(WAIT) for f in after] == [i * i for i in range(100)]
+    assert slow.result(WAIT) == 0.2
+
+
 def test_map_with_buffersize_submits_lazily(pool):
     def numbers():
         yield from range(1000)
@@ -362,10 +379,128 @@ def test_kill_workers_stops_the_pool(tmp_path):
         pool.submit(tasks.square, 1)
 
 
-def test_workers_are_started_without_forking_a_threaded_parent(pool):
-    # A worker is a fresh interpreter: it has not inherited this process's modules.
-    assert pool.submit(tasks.same, "pytest" in sys.modules).result(WAIT) is True
-    assert pool.submit(tasks.has_module, "pytest").result(WAIT) is False
+def test_spawn_context_starts_fresh_interpreters():
+    # A worker started with mp_context "spawn" has not inherited this process's modules.
+    import multiprocessing
+
+    with treadle.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(tasks.same, "pytest" in sys.modules).result(WAIT) is True
+        assert pool.submit(tasks.has_module, "pytest").result(WAIT) is False
+
+
+STARTS = textwrap.dedent(
+    """
+    import json, os, signal, sys, threading, time
+    sys.path.insert(0, {tests!r})
+    import _process_tasks as tasks
+    import treadle
+    # The kernel's thread count of this process at every fork it makes.
+    threads_at_fork = []
+    os.register_at_fork(
+        before=lambda: threads_at_fork.append(len(os.listdir("/proc/self/task")))
+    )
+    import colorsys  # imported by this parent only
+    stop = threading.Event()
+    if {threaded!r}:
+        threading.Thread(target=stop.wait, daemon=True).start()
+    out = {{}}
+    with treadle.ProcessPoolExecutor(2) as pool:
+        out["inherits"] = pool.submit(tasks.has_module, "colorsys").result(30)
+        out["parents"] = sorted({{pool.submit(tasks.parent_pid).result(30) for _ in range(4)}})
+        victim = pool.worker_pids[0]
+        os.kill(victim, signal.SIGKILL)
+        start = time.monotonic()
+        while victim in pool.worker_pids or len(pool.worker_pids) < 2:
+            assert time.monotonic() - start < 30
+            time.sleep(0.0005)
+        replacement = (set(pool.worker_pids) - {{victim}}).pop()
+        # The replacement serves (the other worker may take some of these tasks).
+        pids = set()
+        while replacement not in pids:
+            assert time.monotonic() - start < 30
+            pids |= set(pool.map(tasks.pid_after, [0.001] * 4))
+        out["replaced_in"] = time.monotonic() - start
+        out["replacement_inherits"] = pool.submit(tasks.has_module, "colorsys").result(30)
+    # A later pool, created while this process has a thread, forks from the same place.
+    threading.Thread(target=stop.wait, daemon=True).start()
+    with treadle.ProcessPoolExecutor(1) as pool:
+        out["later_inherits"] = pool.submit(tasks.has_module, "colorsys").result(30)
+    out["threads_at_fork"] = threads_at_fork
+    out["pid"] = os.getpid()
+    stop.set()
+    print(json.dumps(out), flush=True)
+    """
+)
+
+
+def run_starts(threaded: bool) -> dict:
+    import json
+
+    script = STARTS.format(tests=str(Path(__file__).parent), threaded=threaded)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT * 4
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_single_threaded_parent_forks_a_fork_server_once_and_workers_from_it():
+    out = run_starts(threaded=False)
+    # Workers are forks (they have the parent's modules), of a process other than the parent.
+    assert out["inherits"] is True
+    assert out["later_inherits"] is True
+    assert len(out["parents"]) == 1 and out["parents"][0] != out["pid"]
+    # The parent forked once, with one thread; the later pool did not fork it.
+    assert out["threads_at_fork"] == [1]
+    # A replacement is forked as well, and serves quickly.
+    assert out["replacement_inherits"] is True
+    assert out["replaced_in"] < 5
+
+
+FORK_SERVER_DIES = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    sys.path.insert(0, {tests!r})
+    import _process_tasks as tasks
+    import treadle
+    from treadle import _forkserver
+    with treadle.ProcessPoolExecutor(2) as pool:
+        assert pool.submit(tasks.square, 3).result(30) == 9
+        server = _forkserver.get()
+        os.kill(server.pid, signal.SIGKILL)
+        # Its workers die with it; the pool starts fresh interpreters instead.
+        deadline = time.monotonic() + 30
+        results = []
+        while len(results) < 20:
+            assert time.monotonic() < deadline
+            try:
+                results.append(pool.submit(tasks.square, 4).result(30))
+            except treadle.WorkerCrashedError:
+                pass
+        assert results == [16] * 20
+        assert pool.submit(tasks.has_module, "treadle._forkserver").result(30) is False
+    print("ok", flush=True)
+    """
+)
+
+
+def test_a_pool_whose_fork_server_dies_goes_on_with_fresh_interpreters():
+    script = FORK_SERVER_DIES.format(tests=str(Path(__file__).parent))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT * 2
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_a_parent_with_threads_is_never_forked():
+    out = run_starts(threaded=True)
+    # Workers are fresh interpreters: no module of the parent, and the parent is theirs.
+    assert out["threads_at_fork"] == []
+    assert out["inherits"] is False
+    assert out["replacement_inherits"] is False
+    assert out["later_inherits"] is False
+    assert out["parents"] == [out["pid"]]
 
 
 # -- the parent's death -----------------------------------------------------------------------

@@ -7,7 +7,8 @@ or result cannot be pickled.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from treadle import _worker
@@ -54,13 +55,45 @@ def dump_task(
 ) -> tuple[bytes, list[int]]:
     """A task's frame payload and its shared-memory segments. Raises, naming the culprit, if
     the callable or an argument cannot be pickled."""
-    if kind == _worker.CALL:
+    if kind == _worker.CALL and (_has_raw_buffers(args) or _has_raw_buffers(kwargs.values())):  # type: ignore[arg-type]
         args = tuple(_worker.wrap_large(arg, threshold) for arg in args)  # type: ignore[attr-defined]
         kwargs = {k: _worker.wrap_large(v, threshold) for k, v in kwargs.items()}
+    value = (kind, fn, args, kwargs)
+    # The common case in one step: pickle takes it all by reference.
+    large, out_of_band = _worker.collector(threshold)
     try:
-        return _worker.dump((kind, fn, args, kwargs), threshold, dumps_any)
+        data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+    except Exception:
+        data = _MAIN
+    if _MAIN not in data:
+        return data, _worker.to_segments(large)
+    try:
+        return _worker.dump(value, threshold, dumps_any)
     except Exception as error:
         raise _task_error(fn, args, kwargs, error) from error
+
+
+def _has_raw_buffers(values: Iterable[object]) -> bool:
+    for value in values:
+        if isinstance(value, bytes | memoryview):
+            return True
+    return False
+
+
+def function_by_reference(fn: object) -> bytes | None:
+    """``fn`` pickled, if pickle sends it by reference under a module-level name a worker can
+    import (so the same bytes stand for it as long as that name is bound to it)."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    name = getattr(fn, "__qualname__", None)
+    if module is None or not isinstance(name, str) or "." in name:
+        return None
+    if getattr(module, name, None) is not fn:
+        return None
+    try:
+        data = pickle.dumps(fn, protocol=5)
+    except Exception:
+        return None
+    return None if _MAIN in data else data
 
 
 def dump_function(fn: object) -> bytes:

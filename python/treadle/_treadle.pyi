@@ -25,6 +25,7 @@ __all__ = [
     "SimpleQueue",
     "TaskTimeoutError",
     "_Completions",
+    "_ForkServer",
     "_FutureBase",
     "_PoolHandle",
     "_Supervisor",
@@ -32,6 +33,7 @@ __all__ = [
     "_ThreadPool",
     "__version__",
     "_current_thread_number",
+    "_die_with_parent",
     "_interpreter_exiting",
     "_locals_in_use",
     "_run_timer",
@@ -306,6 +308,15 @@ def cancelled() -> bool: ...
 # The process pool's supervisor (see treadle.process_pool).
 
 @final
+class _ForkServer:
+    def __new__(cls, fd: int, pid: int) -> _ForkServer: ...
+    @property
+    def pid(self) -> int: ...
+    def alive(self) -> bool: ...
+
+def _die_with_parent(parent: int) -> bool: ...
+
+@final
 class _Supervisor:
     def __new__(
         cls,
@@ -315,6 +326,7 @@ class _Supervisor:
         max_tasks_per_child: int | None,
         init: bytes,
         prefetch: int,
+        fork_server: _ForkServer | None = None,
     ) -> _Supervisor: ...
     def submit(self, id: int, payload: bytes, fds: list[int], timeout: float | None) -> None: ...
     def cancel(self, id: int, interrupt: bool) -> str: ...

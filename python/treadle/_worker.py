@@ -15,6 +15,7 @@ to it.
 from __future__ import annotations
 
 import array
+import itertools
 import mmap
 import os
 import pickle
@@ -22,6 +23,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from collections import deque
 
@@ -33,10 +35,14 @@ INIT, TASK, CANCEL, EXIT = 1, 2, 3, 4
 # From the worker.
 READY, RETURNED, RAISED, INIT_FAILED, SKIPPED = 16, 17, 18, 19, 20
 
-# Payload kinds of a TASK frame.
-CALL, CHUNK = 0, 1
+# Payload kinds of a TASK frame: one call; a list of argument tuples; a list of single arguments.
+CALL, CHUNK, CHUNK1 = 0, 1, 2
 
 FD_SIZE = array.array("i").itemsize
+
+#: Between tiny tasks, a worker looks for CANCEL frames at most this often (seconds): a task
+#: cancelled within this long of the worker's last read may run, and its result is dropped.
+RECHECK = 0.0002
 
 
 class Channel:
@@ -47,6 +53,7 @@ class Channel:
         self.buffer = bytearray()
         self.fds: deque[int] = deque()
         self.frames: deque[tuple[int, int, bytes, list[int]]] = deque()
+        self.received_at = 0.0
         self.scratch = bytearray(256 * 1024)
         self.ancillary = socket.CMSG_SPACE(255 * FD_SIZE)
 
@@ -72,26 +79,33 @@ class Channel:
 
     def _parse(self) -> None:
         buffer = self.buffer
-        while len(buffer) >= HEADER.size:
-            length, kind, nfds, _, task = HEADER.unpack_from(buffer)
-            end = HEADER.size + length
+        at = 0
+        while len(buffer) - at >= HEADER.size:
+            length, kind, nfds, _, task = HEADER.unpack_from(buffer, at)
+            end = at + HEADER.size + length
             if len(buffer) < end or len(self.fds) < nfds:
-                return
-            payload = bytes(buffer[HEADER.size : end])
-            del buffer[:end]
+                break
+            payload = bytes(buffer[at + HEADER.size : end])
+            at = end
             fds = [self.fds.popleft() for _ in range(nfds)]
             self.frames.append((kind, task, payload, fds))
+        del buffer[:at]
 
     def next_frame(self) -> tuple[int, int, bytes, list[int]] | None:
         """The next frame, waiting for it; None when the parent closed the channel."""
         while not self.frames:
             if not self._receive(block=True):
                 return None
+            self.received_at = time.monotonic()
         return self.frames.popleft()
 
     def take_cancellations(self, cancelled: set[int]) -> None:
-        """Reads frames already sent and moves the CANCELs among them into ``cancelled``."""
-        self._receive(block=False)
+        """Reads frames already sent (unless the socket was read in the last
+        ``RECHECK`` seconds) and moves the CANCELs among them into ``cancelled``."""
+        now = time.monotonic()
+        if now - self.received_at >= RECHECK:
+            self.received_at = now
+            self._receive(block=False)
         if any(frame[0] == CANCEL for frame in self.frames):
             kept = deque()
             for frame in self.frames:
@@ -175,6 +189,14 @@ def dump(value: object, threshold: int, pickler=plain_pickler) -> tuple[bytes, l
     """Pickles ``value`` with protocol 5; buffers of ``threshold`` bytes or more go to
     shared-memory segments, whose descriptors are returned. ``pickler(value, buffer_callback,
     restart)`` calls ``restart()`` before it tries again from the start."""
+    large, out_of_band = collector(threshold)
+    data = pickler(value, out_of_band, large.clear)
+    return data, to_segments(large)
+
+
+def collector(threshold: int):  # type: ignore[no-untyped-def]
+    """A list and a pickle ``buffer_callback`` that puts in it the buffers of ``threshold``
+    bytes or more (to go out of band) and leaves the others in band."""
     large: list[pickle.PickleBuffer] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
@@ -183,16 +205,20 @@ def dump(value: object, threshold: int, pickler=plain_pickler) -> tuple[bytes, l
             return False
         return True
 
-    data = pickler(value, out_of_band, large.clear)
+    return large, out_of_band
+
+
+def to_segments(buffers: list[pickle.PickleBuffer]) -> list[int]:
+    """A shared-memory segment for each buffer (all or none: on failure, none is left open)."""
     fds: list[int] = []
     try:
-        for buffer in large:
+        for buffer in buffers:
             fds.append(to_segment(buffer))
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
-    return data, fds
+    return fds
 
 
 class Worker:
@@ -201,13 +227,13 @@ class Worker:
         self.threshold = 1 << 62
         self.functions: dict[bytes, object] = {}
 
-    def start(self) -> bool:
+    def start(self, forked: bool = False) -> bool:
         frame = self.channel.next_frame()
         if frame is None or frame[0] != INIT:
             return False
         setup = pickle.loads(frame[2])
         sys.path[:] = setup["sys_path"]
-        if setup["run_site"]:
+        if setup["run_site"] and not forked:
             import site
 
             site.main()
@@ -237,8 +263,10 @@ class Worker:
     def run(self, payload: bytes, fds: list[int]) -> object:
         kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds))
         fn = self.function(fn)
+        if kind == CHUNK1:
+            return list(map(fn, args))  # type: ignore[call-overload]
         if kind == CHUNK:
-            return [fn(*call) for call in args]
+            return list(itertools.starmap(fn, args))  # type: ignore[call-overload]
         return fn(*args, **kwargs)
 
     def answer(self, task: int, payload: bytes, fds: list[int]) -> None:
@@ -308,13 +336,17 @@ def unpicklable_result(value: object, error: Exception) -> Exception:
         return type(error)(f"the result cannot be pickled: {error}")
 
 
-def main() -> None:
-    # Ctrl-C reaches the whole process group; the parent decides what happens to the pool.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=CHANNEL_FD)
+def main(channel: int = CHANNEL_FD, forked: bool = False) -> None:
+    """Serves the parent on descriptor ``channel``, then exits the process. ``forked``: this
+    process is a fork of the parent (``treadle/_forkserver.py``), not a fresh interpreter; its
+    signal dispositions were reset by the fork server."""
+    if not forked:
+        # Ctrl-C reaches the whole process group; the parent decides what happens to the pool.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=channel)
     sock.set_inheritable(False)
     worker = Worker(Channel(sock))
-    if worker.start():
+    if worker.start(forked):
         worker.serve()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,11 +1,12 @@
 """``treadle.ProcessPoolExecutor``: ``concurrent.futures.ProcessPoolExecutor`` on a supervisor
 in Rust, with per-task timeouts, ``cancel(interrupt=True)``, and a pool that heals itself.
 
-Workers are fresh interpreters (``python -S -P treadle/_worker.py``) started by the supervisor
-(``crates/treadle-core/src/supervisor.rs``); nothing is ever forked but a process about to
-``exec``. Arguments are pickled here, in the caller's thread; results are unpickled by the pool's
-supervisor thread, which waits in Rust without the interpreter. Design and limits:
-``docs/process_pool.md``.
+Workers are forked from a fork server (``treadle/_forkserver.py``) that the first pool forks while
+the process has one thread; when it has threads by then, workers are fresh interpreters
+(``python -S -P treadle/_worker.py``) started by the supervisor
+(``crates/treadle-core/src/supervisor.rs``). A process with threads is never forked. Arguments
+are pickled here, in the caller's thread; results are unpickled by the pool's supervisor thread,
+which waits in Rust without the interpreter. Design and limits: ``docs/process_pool.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -21,9 +23,10 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # type: ignore[attr-defined]
+from types import BuiltinFunctionType, FunctionType
 from typing import Any, NamedTuple
 
-from treadle import _pickling, _process_futures, _worker
+from treadle import _forkserver, _pickling, _process_futures, _worker
 from treadle._process_futures import Future
 from treadle._treadle import TaskTimeoutError, _Supervisor
 
@@ -61,7 +64,18 @@ class WorkerCrashedError(BrokenProcessPool):
 
 class _Task(NamedTuple):
     future: Future
-    name: str
+    #: The task's name, or the callable it is named after (named when needed).
+    label: Any
+
+    @property
+    def name(self) -> str:
+        if isinstance(self.label, str):
+            return self.label
+        return _name_of(self.label)
+
+
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _signal_name(number: int) -> str:
@@ -127,9 +141,24 @@ def _resolve(task: _Task, event: tuple[Any, ...]) -> None:
 
 def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
     """The pool's supervisor thread: runs the Rust supervisor and resolves futures."""
+    loads = pickle.loads
+    set_result = _process_futures.set_result
     while True:
         for event in supervisor.poll(None):
-            if event[0] == "closed":
+            kind = event[0]
+            if kind == "returned" and not event[3]:
+                # The common case, in as few steps as can be: a value with no segments.
+                task = tasks.pop(event[1], None)
+                if task is None:
+                    continue
+                try:
+                    value = loads(event[2])
+                except BaseException as error:
+                    _process_futures.set_exception(task.future, error)
+                else:
+                    set_result(task.future, value)
+                continue
+            if kind == "closed":
                 return
             task = tasks.pop(event[1], None)
             if task is not None:
@@ -146,7 +175,15 @@ def _finder_needs_site() -> bool:
     return False
 
 
-def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+def _start_method(mp_context: Any) -> str | None:
+    get = getattr(mp_context, "get_start_method", None)
+    try:
+        return get() if get is not None else None
+    except Exception:
+        return None
+
+
+def _chunks(calls: Iterator[Any], size: int) -> Iterator[list[Any]]:
     while chunk := list(itertools.islice(calls, size)):
         yield chunk
 
@@ -157,8 +194,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
 
     A worker that crashes fails only its own task, with :class:`WorkerCrashedError`, and is
     replaced. ``task_timeout`` (seconds) limits every task; ``schedule(timeout=)`` one task.
-    ``mp_context`` is accepted for compatibility and ignored: workers are always fresh
-    interpreters, started without forking the parent.
+    Workers are forked from a fork server made when the process had one thread, or are fresh
+    interpreters when there is none; a process with threads is never forked. An ``mp_context``
+    whose start method is ``"spawn"`` asks for fresh interpreters; otherwise it is ignored.
     """
 
     def __init__(
@@ -199,6 +237,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 "initializer": initializer_payload,
             }
         )
+        fork_server = None
+        if _start_method(mp_context) != "spawn":
+            fork_server = _forkserver.get()
         self._supervisor = _Supervisor(
             sys.executable,
             ["-S", "-P", _WORKER_SCRIPT],
@@ -206,8 +247,10 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             max_tasks_per_child,
             init,
             PREFETCH,
+            fork_server,
         )
         self._tasks: dict[int, _Task] = {}
+        self._functions: dict[Any, bytes] = {}
         self._ids = itertools.count(1)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
@@ -254,18 +297,35 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     ) -> Future:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        payload, fds = _pickling.dump_task(kind, fn, args, kwargs, self._threshold)
+        payload, fds = _pickling.dump_task(kind, self._pickled(fn), args, kwargs, self._threshold)
         task_id = next(self._ids)
         future = _process_futures.new_future(self, task_id)
-        if name is None:
-            name = getattr(fn, "__qualname__", None) or repr(fn)
-        self._tasks[task_id] = _Task(future, name)
+        self._tasks[task_id] = _Task(future, fn if name is None else name)
         try:
             self._supervisor.submit(task_id, payload, fds, timeout)
         except BaseException:
             self._tasks.pop(task_id, None)
             raise
         return future
+
+    def _pickled(self, fn: Any) -> Any:
+        """``fn``, or, for a function pickle sends by reference, its pickle, made once (workers
+        keep what they unpickled from it)."""
+        if type(fn) is not FunctionType and type(fn) is not BuiltinFunctionType:
+            return fn
+        data = self._functions.get(fn)
+        if data is None:
+            data = _pickling.function_by_reference(fn)
+            if data is None:
+                return fn
+            if len(self._functions) >= 256:
+                self._functions.clear()
+            self._functions[fn] = data
+        elif getattr(sys.modules.get(fn.__module__), fn.__qualname__, None) is not fn:
+            # The name now stands for something else: pickle it afresh.
+            del self._functions[fn]
+            return self._pickled(fn)
+        return data
 
     def map(  # type: ignore[override]
         self,
@@ -287,10 +347,14 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 raise ValueError("buffersize must be None or > 0")
         end_time = None if timeout is None else timeout + time.monotonic()
         fn_bytes = _pickling.dump_function(fn)
-        name = getattr(fn, "__qualname__", None) or repr(fn)
+        name = _name_of(fn)
         calls = zip(*iterables, strict=False)
         if chunksize == 1:
             tasks: Iterator[tuple[int, Any]] = ((_worker.CALL, call) for call in calls)
+        elif len(iterables) == 1:
+            # Single arguments travel as they are, not as 1-tuples.
+            items = iter(iterables[0])
+            tasks = ((_worker.CHUNK1, chunk) for chunk in _chunks(items, chunksize))
         else:
             tasks = ((_worker.CHUNK, chunk) for chunk in _chunks(calls, chunksize))
 

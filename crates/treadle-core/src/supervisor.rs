@@ -19,7 +19,9 @@
 //! # When a task starts
 //!
 //! A worker takes up to `prefetch` tasks at a time so that tiny tasks do not wait for a round
-//! trip. Its oldest unanswered task counts as running from the moment the worker said it was
+//! trip; more, up to [`MAX_HELD`], while its recent tasks were short: as many as it runs in about
+//! [`HELD_WORK`] by its recent pace, so that a task never waits long behind others on one worker
+//! while another is idle. Its oldest unanswered task counts as running from the moment the worker said it was
 //! ready or answered the task before; that is when its deadline starts. A task sent but not yet
 //! started that is cancelled is skipped by the worker (a `CANCEL` frame); one that is running is
 //! interrupted by killing its worker, whose other, unstarted tasks go back to the front of the
@@ -32,9 +34,11 @@
 //! outlives the processes that map it.
 
 mod channel;
+mod fork_server;
 pub mod frame;
 mod process;
 
+pub use fork_server::ForkServer;
 pub use process::{oom_kill_count, oom_kills, Exit, CHANNEL_FD};
 
 use crate::primitive::{lock, Mutex};
@@ -49,6 +53,14 @@ use std::time::{Duration, Instant};
 
 /// How many workers in a row may die before saying they are ready until the pool gives up.
 const START_FAILURES_TO_BREAK: u32 = 3;
+/// Most tasks a worker holds, however short its tasks are.
+const MAX_HELD: usize = 64;
+/// About how much work (by a worker's recent pace) it may hold beyond `prefetch` tasks.
+const HELD_WORK: Duration = Duration::from_millis(1);
+/// Frames to one worker are written together up to this many bytes.
+const COALESCE_BYTES: usize = 64 * 1024;
+/// And up to this many descriptors.
+const COALESCE_FDS: usize = 32;
 /// How often a worker that hung up is looked at when the kernel has no pidfds.
 const REAP_POLL: Duration = Duration::from_millis(5);
 
@@ -68,6 +80,9 @@ pub struct Config {
     pub init: Vec<u8>,
     /// How many tasks a worker may hold at once (at least 1).
     pub prefetch: usize,
+    /// Where workers are forked from, when there is a fork server; workers are started with
+    /// `program` when there is none or it is gone.
+    pub fork_server: Option<Arc<ForkServer>>,
 }
 
 /// A task to run: its id (chosen by the caller, unique in the pool), its pickled payload, the
@@ -212,25 +227,63 @@ struct Worker {
     inbox_fds: VecDeque<OwnedFd>,
     dispatched: u64,
     oom_kills_at_start: Option<u64>,
+    /// The recent time per task (a moving average of the time from a task's start to its
+    /// answer), once the worker answered one.
+    pace: Option<Duration>,
 }
 
 impl Worker {
     fn has_room(&self, config: &Config) -> bool {
         self.fate == Fate::Serving
-            && self.sent.len() < config.prefetch.max(1)
+            && self.sent.len() < self.capacity(config)
             && config
                 .max_tasks_per_child
                 .map_or(true, |max| self.dispatched < max)
     }
 
+    /// How many tasks it may hold: `prefetch`, or more while its tasks are short.
+    fn capacity(&self, config: &Config) -> usize {
+        let base = config.prefetch.max(1);
+        let Some(pace) = self.pace else { return base };
+        let by_pace = HELD_WORK.as_nanos() / pace.as_nanos().max(1);
+        (by_pace.min(MAX_HELD as u128) as usize).max(base)
+    }
+
+    /// Records that the running task was answered `now`.
+    fn answered(&mut self, now: Instant) {
+        if let Some(started) = self.head_started {
+            let took = now.saturating_duration_since(started);
+            self.pace = Some(match self.pace {
+                None => took,
+                Some(pace) => (pace * 7 + took) / 8,
+            });
+        }
+    }
+
     /// Queues a frame and writes what the socket takes now.
     fn post(&mut self, bytes: Vec<u8>, fds: Vec<OwnedFd>) {
+        self.queue(bytes, fds);
+        self.flush();
+    }
+
+    /// Queues a frame, joining it to the last queued one when neither has left yet (descriptors
+    /// may arrive before their frame's header: the reader keeps them in order).
+    fn queue(&mut self, bytes: Vec<u8>, mut fds: Vec<OwnedFd>) {
+        if let Some(last) = self.outbox.back_mut() {
+            if last.sent == 0
+                && last.bytes.len() + bytes.len() <= COALESCE_BYTES
+                && last.fds.len() + fds.len() <= COALESCE_FDS
+            {
+                last.bytes.extend_from_slice(&bytes);
+                last.fds.append(&mut fds);
+                return;
+            }
+        }
         self.outbox.push_back(Outgoing {
             bytes,
             fds,
             sent: 0,
         });
-        self.flush();
     }
 
     /// Writes queued frames until the socket is full. A failed write means the worker is gone;
@@ -566,7 +619,15 @@ impl Supervisor {
 
     fn start_worker(&self) -> io::Result<Worker> {
         let (ours, theirs) = channel::socket_pair()?;
-        let process = Process::spawn(&self.config.program, &self.config.args, &theirs)?;
+        let process = match &self.config.fork_server {
+            // Whatever stops the server from forking one (it died, no pidfds), a fresh
+            // interpreter may still start.
+            Some(server) if server.alive() => match Process::fork_from(server, &theirs) {
+                Ok(process) => process,
+                Err(_) => Process::spawn(&self.config.program, &self.config.args, &theirs)?,
+            },
+            _ => Process::spawn(&self.config.program, &self.config.args, &theirs)?,
+        };
         drop(theirs);
         let mut worker = Worker {
             process,
@@ -581,6 +642,7 @@ impl Supervisor {
             inbox_fds: VecDeque::new(),
             dispatched: 0,
             oom_kills_at_start: oom_kills(),
+            pace: None,
         };
         let init = frame::encode(to_worker::INIT, 0, &self.config.init, 0)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "init payload too large"))?;
@@ -631,9 +693,16 @@ impl Supervisor {
             if worker.sent.len() == 1 {
                 worker.mark_head_started(now);
             }
-            worker.post(bytes, fds);
+            worker.queue(bytes, fds);
         }
-        state.workers.iter().any(|w| !w.outbox.is_empty())
+        let mut stuck = false;
+        for worker in &mut state.workers {
+            if !worker.outbox.is_empty() {
+                worker.flush();
+                stuck |= !worker.outbox.is_empty();
+            }
+        }
+        stuck
     }
 
     /// Kills worker `w` whose running task was already taken off (timed out or interrupted);
@@ -748,6 +817,9 @@ impl Supervisor {
                     return;
                 };
                 let sent = worker.sent.remove(at).expect("position is in range");
+                if at == 0 && !sent.cancelled {
+                    worker.answered(now);
+                }
                 worker.mark_head_started(now);
                 if sent.cancelled || worker.fate == Fate::Killed {
                     return;

@@ -66,6 +66,8 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<cancel::TaskTimeoutError>(),
     )?;
     m.add_class::<process_pool::PySupervisor>()?;
+    m.add_class::<process_pool::PyForkServer>()?;
+    m.add_function(wrap_pyfunction!(process_pool::_die_with_parent, m)?)?;
     m.add("TIMEOUT_MAX", timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

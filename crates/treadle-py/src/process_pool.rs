@@ -13,7 +13,9 @@ use pyo3::types::{PyBytes, PyTuple};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
-use treadle_core::supervisor::{CancelOutcome, Config, Event, Exit, SubmitError, Supervisor, Task};
+use treadle_core::supervisor::{
+    CancelOutcome, Config, Event, Exit, ForkServer, SubmitError, Supervisor, Task,
+};
 
 pyo3::import_exception!(concurrent.futures.process, BrokenProcessPool);
 
@@ -26,7 +28,7 @@ pub(crate) struct PySupervisor {
 #[pymethods]
 impl PySupervisor {
     #[new]
-    #[pyo3(signature = (program, args, workers, max_tasks_per_child, init, prefetch))]
+    #[pyo3(signature = (program, args, workers, max_tasks_per_child, init, prefetch, fork_server=None))]
     fn new(
         program: String,
         args: Vec<String>,
@@ -34,6 +36,7 @@ impl PySupervisor {
         max_tasks_per_child: Option<u64>,
         init: Vec<u8>,
         prefetch: usize,
+        fork_server: Option<PyRef<'_, PyForkServer>>,
     ) -> PyResult<Self> {
         if workers == 0 {
             return Err(PyValueError::new_err("max_workers must be greater than 0"));
@@ -45,6 +48,7 @@ impl PySupervisor {
             max_tasks_per_child,
             init,
             prefetch,
+            fork_server: fork_server.map(|server| server.core.clone()),
         };
         let core = Supervisor::new(config).map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(PySupervisor {
@@ -130,6 +134,51 @@ impl PySupervisor {
             .map(|event| event_tuple(py, event))
             .collect()
     }
+}
+
+/// A connection to a fork server (`treadle/_forkserver.py`), shared by the pools that fork their
+/// workers from it.
+#[pyclass(frozen, name = "_ForkServer", module = "treadle")]
+pub(crate) struct PyForkServer {
+    core: Arc<ForkServer>,
+}
+
+#[pymethods]
+impl PyForkServer {
+    /// Takes over `fd`, the parent's end of the server's socket; `pid` is the server's.
+    #[new]
+    fn new(fd: i32, pid: u32) -> PyResult<Self> {
+        let mut fds = owned_fds(vec![fd])?;
+        let socket = fds.pop().expect("one descriptor");
+        Ok(PyForkServer {
+            core: Arc::new(ForkServer::new(socket, pid)),
+        })
+    }
+
+    /// The server's pid.
+    #[getter]
+    fn pid(&self) -> u32 {
+        self.core.pid()
+    }
+
+    /// Whether the server still answers.
+    fn alive(&self) -> bool {
+        self.core.alive()
+    }
+}
+
+/// Asks for `SIGKILL` when this process's parent (thread) dies, then checks that the parent is
+/// still `parent`: False if it died already (the signal would never come).
+#[pyfunction]
+pub(crate) fn _die_with_parent(parent: i32) -> PyResult<bool> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
+        return Err(PyOSError::new_err(
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
+    // SAFETY: getppid has no preconditions.
+    Ok(unsafe { libc::getppid() } == parent)
 }
 
 fn owned_fds(fds: Vec<i32>) -> PyResult<Vec<OwnedFd>> {

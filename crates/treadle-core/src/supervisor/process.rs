@@ -6,12 +6,20 @@
 //! its parent is still alive (else the signal would never come), and moves its end of the channel
 //! to descriptor 3. Nothing is forked but a process about to `exec`, so a parent with threads is
 //! safe. Exits are watched through a pidfd, which `poll` reports readable when the process ends.
+//!
+//! Or a worker is forked by a fork server ([`ForkServer`]), a copy of the parent made while it had
+//! one thread; the worker is then the server's child, which reaps it when asked and says how it
+//! ended. Its pidfd is what the supervisor watches and signals it through (a pidfd always names
+//! the same process), so a fork server is used only where pidfds exist.
 
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::Arc;
+
+use super::fork_server::ForkServer;
 
 /// The descriptor a worker finds its channel on.
 pub const CHANNEL_FD: i32 = 3;
@@ -38,8 +46,20 @@ impl From<ExitStatus> for Exit {
 /// A running worker process.
 #[derive(Debug)]
 pub(crate) struct Process {
-    child: Child,
+    pid: u32,
     pidfd: Option<OwnedFd>,
+    origin: Origin,
+}
+
+#[derive(Debug)]
+enum Origin {
+    /// Our own child, started by fork-and-exec.
+    Child(Child),
+    /// A fork server's child; `ended` once the server reaped it.
+    Forked {
+        server: Arc<ForkServer>,
+        ended: Option<Exit>,
+    },
 }
 
 impl Process {
@@ -76,13 +96,37 @@ impl Process {
             });
         }
         let child = command.spawn()?;
-        let pidfd = pidfd_open(child.id());
-        Ok(Process { child, pidfd })
+        let pid = child.id();
+        let pidfd = pidfd_open(pid);
+        Ok(Process {
+            pid,
+            pidfd,
+            origin: Origin::Child(child),
+        })
+    }
+
+    /// Has `server` fork a worker whose channel is `channel`.
+    pub(crate) fn fork_from(server: &Arc<ForkServer>, channel: &OwnedFd) -> io::Result<Process> {
+        let pid = server.spawn(channel)?;
+        // The worker cannot be reaped (so its pid cannot be reused) before we ask the server.
+        let Some(pidfd) = pidfd_open(pid) else {
+            let error = io::Error::last_os_error();
+            let _ = server.wait(pid);
+            return Err(error);
+        };
+        Ok(Process {
+            pid,
+            pidfd: Some(pidfd),
+            origin: Origin::Forked {
+                server: server.clone(),
+                ended: None,
+            },
+        })
     }
 
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// A descriptor that polls readable once the process has ended (`None` on kernels before
@@ -93,24 +137,77 @@ impl Process {
 
     /// Sends `signal` to the process, unless it was already reaped.
     pub(crate) fn signal(&self, signal: i32) {
-        // SAFETY: the process is our child and not yet reaped (reaping consumes `Process`), so
-        // its pid cannot have been reused.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        match &self.origin {
+            // SAFETY: the process is our child and not yet reaped (reaping consumes `Process`),
+            // so its pid cannot have been reused.
+            Origin::Child(child) => unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            },
+            Origin::Forked { ended: None, .. } => {
+                if let Some(pidfd) = &self.pidfd {
+                    // SAFETY: pidfd_send_signal takes a pidfd, a signal and no info; a pidfd
+                    // names one process for good, so no other process can be signalled.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_pidfd_send_signal,
+                            pidfd.as_raw_fd(),
+                            signal,
+                            std::ptr::null::<libc::siginfo_t>(),
+                            0,
+                        )
+                    };
+                }
+            }
+            Origin::Forked { ended: Some(_), .. } => {}
+        }
     }
 
     /// How the process ended, if it has; reaps it.
     pub(crate) fn try_exit(&mut self) -> Option<Exit> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.into()),
-            Ok(None) => None,
-            Err(_) => Some(Exit::Code(-1)),
+        match &mut self.origin {
+            Origin::Child(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.into()),
+                Ok(None) => None,
+                Err(_) => Some(Exit::Code(-1)),
+            },
+            Origin::Forked {
+                ended: Some(exit), ..
+            } => Some(*exit),
+            Origin::Forked { server, ended } => {
+                if !super::pollin(self.pidfd.as_ref()) {
+                    return None;
+                }
+                let exit = match server.wait(self.pid) {
+                    Ok(status) => Exit::from(ExitStatus::from_raw(status)),
+                    Err(_) => Exit::Code(-1),
+                };
+                *ended = Some(exit);
+                Some(exit)
+            }
         }
     }
 
     /// Kills the process and waits for it.
     pub(crate) fn kill_and_reap(mut self) -> Exit {
-        let _ = self.child.kill();
-        self.child.wait().map(Exit::from).unwrap_or(Exit::Code(-1))
+        match &mut self.origin {
+            Origin::Child(child) => {
+                let _ = child.kill();
+                child.wait().map(Exit::from).unwrap_or(Exit::Code(-1))
+            }
+            Origin::Forked {
+                ended: Some(exit), ..
+            } => *exit,
+            Origin::Forked { .. } => {
+                self.signal(libc::SIGKILL);
+                let Origin::Forked { server, .. } = &self.origin else {
+                    unreachable!()
+                };
+                match server.wait(self.pid) {
+                    Ok(status) => Exit::from(ExitStatus::from_raw(status)),
+                    Err(_) => Exit::Code(-1),
+                }
+            }
+        }
     }
 }
 

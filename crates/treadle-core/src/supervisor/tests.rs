@@ -61,6 +61,7 @@ fn config(script: &str) -> Config {
         max_tasks_per_child: None,
         init: Vec::new(),
         prefetch: 1,
+        fork_server: None,
     }
 }
 

@@ -1,0 +1,176 @@
+//! The client side of a fork server: a copy of the parent process, forked while the parent had
+//! one thread, that forks workers on request (`python/treadle/_forkserver.py` is the server).
+//!
+//! Forking a process that has threads is unsafe (a lock another thread held stays held forever in
+//! the child), so a parent with threads never forks; but a process forked from it while it had one
+//! thread can fork again at any time, in a few hundred microseconds, where a fresh interpreter takes
+//! tens of milliseconds. Workers are the fork server's children: it reaps one only when asked
+//! ([`ForkServer::wait`]), so a worker's pid cannot be reused while its supervisor still knows it,
+//! and the supervisor learns how it ended from the server.
+//!
+//! Protocol, over an anonymous `AF_UNIX` stream socket pair (so no other process can reach the
+//! server): a request is 8 bytes, `kind: i32, pid: i32` little-endian; a `SPAWN` request carries
+//! the worker's end of its channel as `SCM_RIGHTS`. The reply is 8 bytes, `value: i32, errno: i32`:
+//! the new worker's pid (`SPAWN`) or its wait status (`WAIT`), or -1 and an errno. One request is
+//! in flight at a time (a mutex), so replies come in order.
+
+use super::channel;
+use crate::primitive::{lock, Mutex};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Fork a worker; the request carries its channel's descriptor. Replies with its pid.
+const SPAWN: i32 = 1;
+/// Reap worker `pid` (waiting for it to end). Replies with its wait status.
+const WAIT: i32 = 2;
+
+/// How long a reply may take before the server is given up for dead.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to a fork server, shared by every pool of the process.
+#[derive(Debug)]
+pub struct ForkServer {
+    socket: Mutex<OwnedFd>,
+    pid: u32,
+    dead: AtomicBool,
+}
+
+impl ForkServer {
+    /// A client for the server `pid` at the other end of `socket`.
+    pub fn new(socket: OwnedFd, pid: u32) -> ForkServer {
+        ForkServer {
+            socket: Mutex::new(socket),
+            pid,
+            dead: AtomicBool::new(false),
+        }
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the server still answers (false once a request failed).
+    pub fn alive(&self) -> bool {
+        !self.dead.load(Ordering::Relaxed)
+    }
+
+    /// Forks a worker whose channel is `channel` (which the worker finds by its number); returns
+    /// the worker's pid.
+    pub fn spawn(&self, channel: &OwnedFd) -> io::Result<u32> {
+        let pid = self.request(SPAWN, 0, Some(channel))?;
+        u32::try_from(pid).map_err(|_| io::Error::other("the fork server sent a bad pid"))
+    }
+
+    /// Reaps worker `pid`, waiting for it to end; returns its wait status.
+    pub fn wait(&self, pid: u32) -> io::Result<i32> {
+        self.request(WAIT, pid as i32, None)
+    }
+
+    fn request(&self, kind: i32, pid: i32, fd: Option<&OwnedFd>) -> io::Result<i32> {
+        if !self.alive() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the fork server is gone",
+            ));
+        }
+        let socket = lock(&self.socket);
+        match exchange(&socket, kind, pid, fd) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
+            Err(e) => {
+                // The conversation is lost: later requests go elsewhere. The server is our child;
+                // if it ended, reap it.
+                self.dead.store(true, Ordering::Relaxed);
+                // SAFETY: waitpid with WNOHANG on our own child; no memory is written.
+                unsafe {
+                    libc::waitpid(self.pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG)
+                };
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Sends one request and reads its reply: `Ok(Err(errno))` when the server reported a failure
+/// of this request, `Err` when the server cannot be talked to.
+fn exchange(
+    socket: &OwnedFd,
+    kind: i32,
+    pid: i32,
+    fd: Option<&OwnedFd>,
+) -> io::Result<Result<i32, i32>> {
+    let mut request = [0u8; 8];
+    request[..4].copy_from_slice(&kind.to_le_bytes());
+    request[4..].copy_from_slice(&pid.to_le_bytes());
+    let fds: Vec<OwnedFd> = match fd {
+        Some(fd) => vec![fd.try_clone()?],
+        None => Vec::new(),
+    };
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let mut sent = 0;
+    while sent < request.len() {
+        let attach: &[OwnedFd] = if sent == 0 { &fds } else { &[] };
+        match channel::send(socket, &request[sent..], attach) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_for(socket, libc::POLLOUT, deadline)?
+            }
+            Err(e) => return Err(transport(e)),
+        }
+    }
+    drop(fds);
+    let mut reply = [0u8; 8];
+    let mut got = 0;
+    let mut passed = Vec::new();
+    while got < reply.len() {
+        match channel::recv(socket, &mut reply[got..], &mut passed) {
+            Ok(0) => return Err(transport(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_for(socket, libc::POLLIN, deadline)?
+            }
+            Err(e) => return Err(transport(e)),
+        }
+    }
+    let value = i32::from_le_bytes([reply[0], reply[1], reply[2], reply[3]]);
+    let errno = i32::from_le_bytes([reply[4], reply[5], reply[6], reply[7]]);
+    Ok(if value < 0 { Err(errno) } else { Ok(value) })
+}
+
+fn transport(e: io::Error) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        format!("the fork server is gone: {e}"),
+    )
+}
+
+fn wait_for(socket: &OwnedFd, events: libc::c_short, deadline: Instant) -> io::Result<()> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(transport(io::ErrorKind::TimedOut.into()));
+        }
+        let mut pfd = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if ready > 0 {
+            return Ok(());
+        }
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(transport(e));
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+"""The fork server: where process-pool workers are forked from, quickly and safely.
+
+Forking a process that has threads is unsafe: a lock another thread held (in ``malloc``, in an
+I/O buffer, in any library) stays held forever in the child, which has only the forking thread.
+So a pool never forks its parent when the parent has threads. But when the first pool is
+created while the process still has one thread (the operating system's count,
+``/proc/self/task``, not Python's), the pool forks it once, through ``os.fork()`` (so the
+interpreter's and the user's at-fork handlers run), into this fork server. The server never
+starts a thread; every worker of every later pool of the process, and every replacement worker,
+is forked from it in about a millisecond, where a fresh interpreter takes tens of milliseconds.
+If the process has threads when its first pool is created, there is no fork server and workers
+are fresh interpreters.
+
+The server is the parent's child (it dies with the thread that forked it, by
+``PR_SET_PDEATHSIG``, and exits when the parent closes its socket); workers are its children
+(they die with it, so with the parent). It reaps a worker only when the parent asks, and
+replies with its wait status. Protocol: ``crates/treadle-core/src/supervisor/fork_server.rs``.
+A worker inherits what the parent had open and imported when the server was forked, as with the
+standard library's ``fork`` start method; the server's own socket is closed in it.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import signal
+import socket
+import struct
+import sys
+
+from treadle import _worker
+from treadle._treadle import _die_with_parent, _ForkServer
+
+MESSAGE = struct.Struct("<ii")
+SPAWN, WAIT = 1, 2
+
+_server: _ForkServer | None = None
+_server_owner = 0
+
+
+def single_threaded() -> bool:
+    """Whether this process has exactly one thread, by the kernel's count."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def get() -> _ForkServer | None:
+    """This process's fork server, started now if the process has one thread; None when the
+    process has threads and no server was started before."""
+    global _server, _server_owner
+    if _server is not None and _server_owner == os.getpid() and _server.alive():
+        return _server
+    if not hasattr(os, "fork") or not single_threaded():
+        return None
+    _server = _start()
+    _server_owner = os.getpid()
+    return _server
+
+
+def _forget() -> None:
+    global _server
+    _server = None
+
+
+os.register_at_fork(after_in_child=_forget)
+
+
+def _start() -> _ForkServer | None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # What is buffered now would be written again by every process that flushes its copy.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
+    if pid == 0:  # the fork server; it never returns
+        code = 1
+        try:
+            ours.close()
+            code = _serve(theirs)
+        finally:
+            os._exit(code)
+    theirs.close()
+    return _ForkServer(ours.detach(), pid)
+
+
+def _reset_signals() -> None:
+    """Default dispositions for the signals the parent handled in Python; Ctrl-C is the parent's
+    to handle, so SIGINT is ignored; no wake-up descriptor (an event loop's) is written to."""
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        if callable(handler):
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signal.set_wakeup_fd(-1)
+    except (OSError, ValueError):
+        pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _serve(sock: socket.socket) -> int:
+    if not _die_with_parent(os.getppid()):
+        return 1
+    _reset_signals()
+    fd_size = array.array("i").itemsize
+    ancillary = socket.CMSG_SPACE(fd_size)
+    sock.setblocking(True)
+    while True:
+        request = b""
+        fds = array.array("i")
+        while len(request) < MESSAGE.size:
+            data, ancdata, _, _ = sock.recvmsg(MESSAGE.size - len(request), ancillary)
+            for level, kind, cdata in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(cdata[: len(cdata) - len(cdata) % fd_size])
+            if not data:
+                return 0  # the parent closed its end, or exited
+            request += data
+        kind, pid = MESSAGE.unpack(request)
+        if kind == SPAWN and len(fds) == 1:
+            reply = _spawn(sock, fds[0])
+        elif kind == WAIT:
+            try:
+                reply = (os.waitpid(pid, 0)[1], 0)
+            except OSError as error:
+                reply = (-1, error.errno or 0)
+        else:
+            for fd in fds:
+                os.close(fd)
+            reply = (-1, 22)  # EINVAL
+        sock.sendall(MESSAGE.pack(*reply))
+
+
+def _spawn(sock: socket.socket, channel: int) -> tuple[int, int]:
+    server = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as error:
+        os.close(channel)
+        return -1, error.errno or 0
+    if pid == 0:  # a worker; it never returns
+        try:
+            sock.close()
+            if _die_with_parent(server):
+                _worker.main(channel, forked=True)
+        finally:
+            os._exit(1)
+    os.close(channel)
+    return pid, 0
