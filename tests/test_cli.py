@@ -180,6 +180,12 @@ def test_run_without_a_target_is_a_usage_error():
     assert result.returncode == 2
 
 
+def pytest_with_plugin(tmp_path, *args):
+    """A pytest run, in a child, with treadle's plugin."""
+    plugin = ("-p", "treadle.pytest_plugin", "-q", "-p", "no:cacheprovider")
+    return run("-m", "pytest", *plugin, *args, cwd=tmp_path, timeout=300)
+
+
 def test_pytest_plugin_fails_a_deadlocking_test_instead_of_hanging(tmp_path):
     write(
         tmp_path,
@@ -207,18 +213,8 @@ def test_pytest_plugin_fails_a_deadlocking_test_instead_of_hanging(tmp_path):
                 t.join()
         """,
     )
-    result = run(
-        "-m",
-        "pytest",
-        "-p",
-        "treadle.pytest_plugin",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-W",
-        "ignore::pytest.PytestUnhandledThreadExceptionWarning",
-        str(tmp_path),
-        cwd=tmp_path,
+    result = pytest_with_plugin(
+        tmp_path, "-W", "ignore::pytest.PytestUnhandledThreadExceptionWarning", str(tmp_path)
     )
     assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
     assert "treadle detected a deadlock" in result.stdout
@@ -239,19 +235,11 @@ def test_a_third_party_threaded_suite_runs_green_under_the_plugin(tmp_path):
             assert queue.Queue is treadle.Queue
         """,
     )
-    result = run(
-        "-m",
-        "pytest",
-        "-p",
-        "treadle.pytest_plugin",
-        "-q",
-        "-p",
-        "no:cacheprovider",
+    result = pytest_with_plugin(
+        tmp_path,
         "--pyargs",
         "numpy._core.tests.test_multithreading",
         str(tmp_path / "test_probe.py"),
-        cwd=tmp_path,
-        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
