@@ -129,3 +129,43 @@ fn queue_shutdown_releases_a_blocked_getter() {
         assert_eq!(getter.join().unwrap(), Err(GetError::ShutDown));
     });
 }
+
+struct Plain;
+
+impl treadle_core::TaskTypes for Plain {
+    type Job = u32;
+    type Value = u32;
+    type Callback = ();
+}
+
+#[test]
+fn future_cancel_racing_a_worker_lets_exactly_one_win() {
+    use treadle_core::{FutureCell, Start};
+    loom::model(|| {
+        let cell = Arc::new(FutureCell::<Plain>::new(Some(7)));
+        let worker = {
+            let cell = cell.clone();
+            thread::spawn(move || matches!(cell.start(), Start::Started(Some(7))))
+        };
+        let cancelled = matches!(cell.cancel(), Ok(Some(_)));
+        let started = worker.join().unwrap();
+        // The job runs at most once, and a cancelled future never runs it.
+        assert!(cancelled != started);
+    });
+}
+
+#[test]
+fn future_waiter_sees_the_completion() {
+    use treadle_core::{FutureCell, Outcome};
+    loom::model(|| {
+        let cell = Arc::new(FutureCell::<Plain>::new(None));
+        let finisher = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                assert!(cell.finish(Outcome::Returned(1)).is_ok());
+            })
+        };
+        assert!(cell.wait(None));
+        finisher.join().unwrap();
+    });
+}
