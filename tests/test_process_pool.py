@@ -549,3 +549,40 @@ def test_the_pool_futures_cannot_be_pickled(pool):
     future.result(WAIT)
     with pytest.raises((TypeError, pickle.PicklingError)):
         pickle.dumps(future)
+
+
+CTRL_C_PARENT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    import treadle, _process_tasks as tasks
+    with treadle.ProcessPoolExecutor(2) as pool:
+        for _ in range(6):
+            pool.submit(tasks.sleep, 60)
+        time.sleep(0.3)
+        print(" ".join(map(str, pool.worker_pids)), flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_ctrl_c_in_the_parent_stops_the_pool_and_its_workers():
+    script = CTRL_C_PARENT.format(tests=str(Path(__file__).parent))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2
+        start = time.monotonic()
+        parent.send_signal(signal.SIGINT)
+        parent.wait(WAIT)
+        elapsed = time.monotonic() - start
+        stderr = parent.stderr.read()
+    finally:
+        parent.kill()
+        parent.stdout.close()
+        parent.stderr.close()
+    assert "KeyboardInterrupt" in stderr
+    assert elapsed < 5, "the queued 60 s tasks must not be waited for"
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids))
