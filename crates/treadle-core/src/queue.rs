@@ -171,13 +171,33 @@ impl<T> Queue<T> {
         deadline: Option<Instant>,
         ready: impl Fn(&State<T>) -> bool,
     ) -> (MutexGuard<'_, State<T>>, bool) {
-        let mut state = lock(&self.state);
-        let mut spins = if blocking { SPINS_BEFORE_PARKING } else { 0 };
+        let state = lock(&self.state);
+        if ready(&state) {
+            return (state, true);
+        }
+        if !blocking {
+            return (state, false);
+        }
+        self.wait_for(state, condvar, parked, deadline, ready)
+    }
+
+    /// The slow path of [`Queue::lock_when`]: `ready` did not hold at the first look.
+    #[cold]
+    #[inline(never)]
+    fn wait_for<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        condvar: &Condvar,
+        parked: fn(&mut State<T>) -> &mut usize,
+        deadline: Option<Instant>,
+        ready: impl Fn(&State<T>) -> bool,
+    ) -> (MutexGuard<'a, State<T>>, bool) {
+        let mut spins = SPINS_BEFORE_PARKING;
         loop {
             if ready(&state) {
                 return (state, true);
             }
-            if !blocking || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return (state, false);
             }
             if spins > 0 {

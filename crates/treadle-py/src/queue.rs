@@ -158,6 +158,7 @@ pub(crate) fn queue_wait(
 }
 
 /// Puts `item` into `core`, waiting as `wait` allows.
+#[inline]
 pub(crate) fn put_item(
     py: Python<'_>,
     object: &Bound<'_, PyAny>,
@@ -165,8 +166,27 @@ pub(crate) fn put_item(
     item: Py<PyAny>,
     wait: Wait,
 ) -> PyResult<()> {
+    // The first try, attached and without a closure: the common case of a queue with room.
+    let item = match core.try_put(item) {
+        Ok(()) => return Ok(()),
+        Err(PutError::ShutDown(_item)) => return Err(shut_down(py)),
+        Err(PutError::Full(item)) if wait != Wait::Never => item,
+        Err(PutError::Full(_item)) => return Err(Full::new_err(())),
+    };
+    put_item_blocking(py, object, core, item, wait)
+}
+
+#[cold]
+#[inline(never)]
+fn put_item_blocking(
+    py: Python<'_>,
+    object: &Bound<'_, PyAny>,
+    core: &Queue<Py<PyAny>>,
+    item: Py<PyAny>,
+    wait: Wait,
+) -> PyResult<()> {
     let mut slot = Some(item);
-    let put = run(
+    let put = park(
         py,
         QueueRef {
             target: core,
@@ -174,14 +194,9 @@ pub(crate) fn put_item(
         },
         QueueWait::NotFull,
         wait,
-        |blocking, deadline| {
+        |deadline| {
             let item = slot.take()?;
-            let result = if blocking {
-                core.put_until(item, deadline)
-            } else {
-                core.try_put(item)
-            };
-            match result {
+            match core.put_until(item, deadline) {
                 Ok(()) => Some(Ok(())),
                 Err(PutError::ShutDown(item)) => {
                     slot = Some(item);
@@ -203,13 +218,31 @@ pub(crate) fn put_item(
 }
 
 /// Takes an item from `core`, waiting as `wait` allows.
+#[inline]
 pub(crate) fn get_item(
     py: Python<'_>,
     object: &Bound<'_, PyAny>,
     core: &Queue<Py<PyAny>>,
     wait: Wait,
 ) -> PyResult<Py<PyAny>> {
-    let got = run(
+    // The first try, attached and without a closure: the common case of a queue with items.
+    match core.try_get() {
+        Ok(item) => Ok(item),
+        Err(GetError::ShutDown) => Err(shut_down(py)),
+        Err(GetError::Empty) if wait != Wait::Never => get_item_blocking(py, object, core, wait),
+        Err(GetError::Empty) => Err(Empty::new_err(())),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn get_item_blocking(
+    py: Python<'_>,
+    object: &Bound<'_, PyAny>,
+    core: &Queue<Py<PyAny>>,
+    wait: Wait,
+) -> PyResult<Py<PyAny>> {
+    let got = park(
         py,
         QueueRef {
             target: core,
@@ -217,16 +250,9 @@ pub(crate) fn get_item(
         },
         QueueWait::NotEmpty,
         wait,
-        |blocking, deadline| {
-            let result = if blocking {
-                core.get_until(deadline)
-            } else {
-                core.try_get()
-            };
-            match result {
-                Err(GetError::Empty) => None,
-                other => Some(other),
-            }
+        |deadline| match core.get_until(deadline) {
+            Err(GetError::Empty) => None,
+            other => Some(other),
         },
     )?;
     match got {
