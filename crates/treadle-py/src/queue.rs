@@ -16,8 +16,11 @@
 //! cannot reach it under the queue's own lock; `docs/queues.md` says how to port code that uses
 //! them.
 
+mod fast;
 mod heap;
 mod monitor;
+
+pub(crate) use fast::install as install_fast_methods;
 
 use crate::deadlock::Track;
 use crate::errors::cannot_pickle;
@@ -325,6 +328,16 @@ impl PyQueue {
             monitor: (overridden || kind == Kind::Priority).then(Monitor::new),
             overridden,
         })
+    }
+
+    /// The core queue, if it holds the whole queue (no storage step runs Python code).
+    #[inline]
+    fn fast_core(&self) -> Option<&Queue<Py<PyAny>>> {
+        if self.monitor.is_none() {
+            Some(&self.core)
+        } else {
+            None
+        }
     }
 
     fn bound(&self) -> usize {
