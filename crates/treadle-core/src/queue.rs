@@ -207,7 +207,7 @@ impl<T> Queue<T> {
         deadline: Option<Instant>,
         ready: impl Fn(&State<T>) -> bool,
     ) -> (MutexGuard<'a, State<T>>, bool) {
-        let mut spin = !matches!(want, Want::Done);
+        let mut spin = SPINS_BEFORE_PARKING > 0 && !matches!(want, Want::Done);
         loop {
             if ready(&state) {
                 return (state, true);
