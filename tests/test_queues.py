@@ -7,6 +7,7 @@ import gc
 import pickle
 import queue
 import random
+import sys
 import threading
 import time
 import weakref
@@ -489,3 +490,42 @@ def test_join_waits_for_every_task_done_across_threads():
     assert sorted(done) == list(range(200))
     q.put_many([None] * 4)
     assert all(joined(w) for w in workers)
+
+
+@pytest.mark.parametrize(
+    "cls", [treadle.Queue, treadle.LifoQueue, treadle.SimpleQueue, HookedQueue]
+)
+def test_direct_put_and_get_agree_with_every_other_call_form(cls):
+    # `put(item)` and `get()` take a direct path; every other form goes through the full method.
+    q = cls()
+    q.put(1)
+    q.put(2, True)
+    q.put(3, block=True, timeout=WAIT)
+    q.put_nowait(4)
+    got = [q.get(), q.get(True), q.get(block=True, timeout=WAIT), q.get_nowait()]
+    assert sorted(got) == [1, 2, 3, 4]
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    with pytest.raises(TypeError):
+        q.put()
+    with pytest.raises(TypeError):
+        q.get(1, 2, 3)
+    with pytest.raises(TypeError):
+        cls.get(object())
+
+
+def test_refused_direct_put_keeps_reference_counts():
+    q = treadle.Queue(1)
+    item = object()
+    q.put(item)
+    other = object()
+    before = sys.getrefcount(other)
+    with pytest.raises(queue.Full):
+        q.put(other, timeout=0)
+    with pytest.raises(queue.Full):
+        q.put_nowait(other)
+    q.shutdown()
+    with pytest.raises(treadle.ShutDown):
+        q.put(other)
+    assert sys.getrefcount(other) == before
+    assert q.get() is item

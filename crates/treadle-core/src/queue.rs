@@ -22,7 +22,7 @@
 //! The semantics are those of Python 3.13's `queue.Queue`, `shutdown()` included; the module docs
 //! of the binding and `docs/queues.md` explain the rest.
 
-use crate::primitive::{lock, wait_until, Condvar, Mutex, MutexGuard};
+use crate::primitive::{lock, wait_until, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -112,17 +112,29 @@ impl<T> State<T> {
 #[derive(Debug)]
 pub struct Queue<T> {
     state: Mutex<State<T>>,
+    /// The number of items, stored after every change under the mutex: a hint that a spinning
+    /// waiter reads without taking the mutex (and so without taking its cache line from the
+    /// thread that works on the queue). Decisions are made under the mutex only.
+    len_hint: AtomicUsize,
     not_empty: Condvar,
     not_full: Condvar,
     all_tasks_done: Condvar,
 }
 
-/// How many times a blocking operation looks again before it parks (never under loom, where
-/// spinning only multiplies the interleavings).
-const SPINS_BEFORE_PARKING: u32 = if cfg!(loom) { 0 } else { 16 };
+/// How many times a blocking operation reads the length hint before it parks (never under loom,
+/// where spinning only multiplies the interleavings).
+const SPINS_BEFORE_PARKING: u32 = if cfg!(loom) { 0 } else { 1024 };
 
-/// Pause instructions between two looks.
-const SPIN_PAUSES: u32 = 64;
+/// What a waiter waits for, as far as the length hint can tell.
+#[derive(Clone, Copy)]
+enum Want {
+    /// An item: the hint is above zero.
+    Item,
+    /// A free slot: the hint is below the bound.
+    Slot,
+    /// Every task done: the hint cannot tell, so the waiter parks without spinning.
+    Done,
+}
 
 /// Wakes `n` of the `parked` threads on `condvar` (all of them if `n` covers them).
 #[inline]
@@ -153,6 +165,7 @@ impl<T> Queue<T> {
                 parked_putters: 0,
                 parked_joiners: 0,
             }),
+            len_hint: AtomicUsize::new(0),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             all_tasks_done: Condvar::new(),
@@ -165,27 +178,61 @@ impl<T> Queue<T> {
     #[inline]
     fn lock_when(
         &self,
+        want: Want,
         condvar: &Condvar,
         parked: fn(&mut State<T>) -> &mut usize,
         blocking: bool,
         deadline: Option<Instant>,
         ready: impl Fn(&State<T>) -> bool,
     ) -> (MutexGuard<'_, State<T>>, bool) {
-        let mut state = lock(&self.state);
-        let mut spins = if blocking { SPINS_BEFORE_PARKING } else { 0 };
+        let state = lock(&self.state);
+        if ready(&state) {
+            return (state, true);
+        }
+        if !blocking {
+            return (state, false);
+        }
+        self.wait_for(state, want, condvar, parked, deadline, ready)
+    }
+
+    /// The slow path of [`Queue::lock_when`]: `ready` did not hold at the first look.
+    #[cold]
+    #[inline(never)]
+    fn wait_for<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        want: Want,
+        condvar: &Condvar,
+        parked: fn(&mut State<T>) -> &mut usize,
+        deadline: Option<Instant>,
+        ready: impl Fn(&State<T>) -> bool,
+    ) -> (MutexGuard<'a, State<T>>, bool) {
+        let mut spin = SPINS_BEFORE_PARKING > 0 && !matches!(want, Want::Done);
         loop {
             if ready(&state) {
                 return (state, true);
             }
-            if !blocking || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return (state, false);
             }
-            if spins > 0 {
-                // The other side of a hand-off is often a few hundred nanoseconds away: look again
-                // before paying for a sleep and a wake-up.
-                spins -= 1;
+            if spin {
+                // The other side of a hand-off is often a few hundred nanoseconds away: watch the
+                // length hint for a while before paying for a sleep and a wake-up. Reading it
+                // leaves the mutex alone; the mutex is taken again only when the hint looks good.
+                spin = false;
+                let maxsize = state.maxsize;
                 drop(state);
-                for _ in 0..SPIN_PAUSES {
+                let looks_ready = || {
+                    let len = self.len_hint.load(Ordering::Relaxed);
+                    match want {
+                        Want::Item => len > 0,
+                        _ => maxsize == 0 || len < maxsize,
+                    }
+                };
+                for _ in 0..SPINS_BEFORE_PARKING {
+                    if looks_ready() {
+                        break;
+                    }
                     std::hint::spin_loop();
                 }
                 state = lock(&self.state);
@@ -218,6 +265,7 @@ impl<T> Queue<T> {
     #[inline]
     fn lock_for_put(&self, blocking: bool, deadline: Option<Instant>) -> MutexGuard<'_, State<T>> {
         self.lock_when(
+            Want::Slot,
             &self.not_full,
             |s| &mut s.parked_putters,
             blocking,
@@ -231,6 +279,7 @@ impl<T> Queue<T> {
     #[inline]
     fn lock_for_get(&self, blocking: bool, deadline: Option<Instant>) -> MutexGuard<'_, State<T>> {
         self.lock_when(
+            Want::Item,
             &self.not_empty,
             |s| &mut s.parked_getters,
             blocking,
@@ -244,6 +293,7 @@ impl<T> Queue<T> {
     #[inline]
     fn added(&self, mut state: MutexGuard<'_, State<T>>, n: usize) {
         state.unfinished_tasks += n;
+        self.len_hint.store(state.items.len(), Ordering::Relaxed);
         let parked = state.parked_getters;
         drop(state);
         wake(&self.not_empty, parked, n);
@@ -252,6 +302,7 @@ impl<T> Queue<T> {
     /// Unlocks after `n` items were taken, and wakes up to `n` putters.
     #[inline]
     fn removed(&self, state: MutexGuard<'_, State<T>>, n: usize) {
+        self.len_hint.store(state.items.len(), Ordering::Relaxed);
         let parked = state.parked_putters;
         drop(state);
         wake(&self.not_full, parked, n);
@@ -381,6 +432,7 @@ impl<T> Queue<T> {
     /// Waits until every task put has been marked done, or `deadline`. Returns whether they were.
     pub fn join_until(&self, deadline: Option<Instant>) -> bool {
         self.lock_when(
+            Want::Done,
             &self.all_tasks_done,
             |s| &mut s.parked_joiners,
             true,
@@ -399,6 +451,7 @@ impl<T> Queue<T> {
         let mut discarded = Vec::new();
         if immediate {
             discarded.extend(state.items.drain(..));
+            self.len_hint.store(0, Ordering::Relaxed);
             state.unfinished_tasks = state.unfinished_tasks.saturating_sub(discarded.len());
             if state.parked_joiners > 0 {
                 self.all_tasks_done.notify_all();
@@ -459,6 +512,7 @@ impl<T> Queue<T> {
     pub fn push_raw(&self, item: T) {
         let mut state = lock(&self.state);
         state.items.push_back(item);
+        self.len_hint.store(state.items.len(), Ordering::Relaxed);
         let parked = state.parked_getters;
         drop(state);
         wake(&self.not_empty, parked, 1);
@@ -478,6 +532,7 @@ impl<T> Queue<T> {
     pub fn reset(&self, maxsize: usize) -> VecDeque<T> {
         let mut state = lock(&self.state);
         let items = std::mem::take(&mut state.items);
+        self.len_hint.store(0, Ordering::Relaxed);
         state.maxsize = maxsize;
         state.unfinished_tasks = 0;
         state.shut_down = false;

@@ -47,6 +47,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::PyLifoQueue>()?;
     m.add_class::<queue::PyPriorityQueue>()?;
     m.add_class::<simple_queue::PySimpleQueue>()?;
+    queue::install_fast_methods(m.py())?;
     m.add("ShutDown", queue::shut_down_class(m.py())?)?;
     m.add_class::<future::PyFuture>()?;
     m.add_class::<pool::PyThreadPool>()?;

@@ -16,8 +16,11 @@
 //! cannot reach it under the queue's own lock; `docs/queues.md` says how to port code that uses
 //! them.
 
+mod fast;
 mod heap;
 mod monitor;
+
+pub(crate) use fast::install as install_fast_methods;
 
 use crate::deadlock::Track;
 use crate::errors::cannot_pickle;
@@ -158,6 +161,7 @@ pub(crate) fn queue_wait(
 }
 
 /// Puts `item` into `core`, waiting as `wait` allows.
+#[inline]
 pub(crate) fn put_item(
     py: Python<'_>,
     object: &Bound<'_, PyAny>,
@@ -165,8 +169,27 @@ pub(crate) fn put_item(
     item: Py<PyAny>,
     wait: Wait,
 ) -> PyResult<()> {
+    // The first try, attached and without a closure: the common case of a queue with room.
+    let item = match core.try_put(item) {
+        Ok(()) => return Ok(()),
+        Err(PutError::ShutDown(_item)) => return Err(shut_down(py)),
+        Err(PutError::Full(item)) if wait != Wait::Never => item,
+        Err(PutError::Full(_item)) => return Err(Full::new_err(())),
+    };
+    put_item_blocking(py, object, core, item, wait)
+}
+
+#[cold]
+#[inline(never)]
+fn put_item_blocking(
+    py: Python<'_>,
+    object: &Bound<'_, PyAny>,
+    core: &Queue<Py<PyAny>>,
+    item: Py<PyAny>,
+    wait: Wait,
+) -> PyResult<()> {
     let mut slot = Some(item);
-    let put = run(
+    let put = park(
         py,
         QueueRef {
             target: core,
@@ -174,14 +197,9 @@ pub(crate) fn put_item(
         },
         QueueWait::NotFull,
         wait,
-        |blocking, deadline| {
+        |deadline| {
             let item = slot.take()?;
-            let result = if blocking {
-                core.put_until(item, deadline)
-            } else {
-                core.try_put(item)
-            };
-            match result {
+            match core.put_until(item, deadline) {
                 Ok(()) => Some(Ok(())),
                 Err(PutError::ShutDown(item)) => {
                     slot = Some(item);
@@ -203,13 +221,31 @@ pub(crate) fn put_item(
 }
 
 /// Takes an item from `core`, waiting as `wait` allows.
+#[inline]
 pub(crate) fn get_item(
     py: Python<'_>,
     object: &Bound<'_, PyAny>,
     core: &Queue<Py<PyAny>>,
     wait: Wait,
 ) -> PyResult<Py<PyAny>> {
-    let got = run(
+    // The first try, attached and without a closure: the common case of a queue with items.
+    match core.try_get() {
+        Ok(item) => Ok(item),
+        Err(GetError::ShutDown) => Err(shut_down(py)),
+        Err(GetError::Empty) if wait != Wait::Never => get_item_blocking(py, object, core, wait),
+        Err(GetError::Empty) => Err(Empty::new_err(())),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn get_item_blocking(
+    py: Python<'_>,
+    object: &Bound<'_, PyAny>,
+    core: &Queue<Py<PyAny>>,
+    wait: Wait,
+) -> PyResult<Py<PyAny>> {
+    let got = park(
         py,
         QueueRef {
             target: core,
@@ -217,16 +253,9 @@ pub(crate) fn get_item(
         },
         QueueWait::NotEmpty,
         wait,
-        |blocking, deadline| {
-            let result = if blocking {
-                core.get_until(deadline)
-            } else {
-                core.try_get()
-            };
-            match result {
-                Err(GetError::Empty) => None,
-                other => Some(other),
-            }
+        |deadline| match core.get_until(deadline) {
+            Err(GetError::Empty) => None,
+            other => Some(other),
         },
     )?;
     match got {
@@ -299,6 +328,16 @@ impl PyQueue {
             monitor: (overridden || kind == Kind::Priority).then(Monitor::new),
             overridden,
         })
+    }
+
+    /// The core queue, if it holds the whole queue (no storage step runs Python code).
+    #[inline]
+    fn fast_core(&self) -> Option<&Queue<Py<PyAny>>> {
+        if self.monitor.is_none() {
+            Some(&self.core)
+        } else {
+            None
+        }
     }
 
     fn bound(&self) -> usize {

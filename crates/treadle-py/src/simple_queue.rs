@@ -17,6 +17,14 @@ pub(crate) struct PySimpleQueue {
     core: Queue<Py<PyAny>>,
 }
 
+impl PySimpleQueue {
+    /// The core queue, for the direct `put` and `get` (`queue/fast.rs`).
+    #[inline]
+    pub(crate) fn fast_core(&self) -> Option<&Queue<Py<PyAny>>> {
+        Some(&self.core)
+    }
+}
+
 #[pymethods]
 impl PySimpleQueue {
     #[new]
