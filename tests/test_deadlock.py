@@ -510,3 +510,21 @@ def test_a_thread_made_by_c_code_counts_as_able_to_wake_anyone():
     )
     assert out.startswith("REPORTED AFTER"), out
     assert float(out.split()[-1]) >= 0.9
+
+
+def test_waiting_on_futures_nobody_can_finish_is_detected():
+    out = run_child(
+        """
+        import treadle
+        orphan = treadle.Future()  # no pool runs it, and no thread is left to set it
+        for label, wait in (
+            ("wait", lambda: treadle.wait([orphan])),
+            ("as_completed", lambda: next(treadle.as_completed([orphan]))),
+        ):
+            try:
+                wait()
+            except treadle.DeadlockError as err:
+                print(label, [edge.kind for edge in err.cycle])
+        """
+    )
+    assert out.splitlines() == ["wait ['future']", "as_completed ['future']"], out

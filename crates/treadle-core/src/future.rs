@@ -418,6 +418,16 @@ pub struct Completions {
     arrived: Condvar,
 }
 
+/// A thread waiting in `treadle.wait` / `as_completed` can go on once some future is done.
+impl crate::wait_graph::WaitTarget for Completions {
+    fn owner(&self) -> Option<ThreadId> {
+        None
+    }
+    fn is_ready(&self, _ticket: u64) -> bool {
+        !lock(&self.keys).is_empty()
+    }
+}
+
 impl Completions {
     /// An empty queue.
     pub fn new() -> Completions {

@@ -5,6 +5,7 @@
 //! standard library's own `wait` installs its waiters: under the future's `_condition`, after
 //! looking at its `_state`. Either way, indexes come out in completion order.
 
+use crate::deadlock::Track;
 use crate::future::PyFuture;
 use crate::timeout::optional_wait;
 use crate::wait::block_on;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use treadle_core::wait_graph::WaitKind;
 use treadle_core::Completions;
 
 /// Completion order of a set of futures.
@@ -90,10 +92,19 @@ impl PyCompletions {
     /// The index of the next future to be done, waiting at most `timeout` seconds (None: no
     /// future was done in time).
     #[pyo3(signature = (timeout=None))]
-    fn next(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    fn next(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+        let py = slf.py();
         let wait = optional_wait(py, timeout)?;
-        let sink = &self.sink;
-        block_on(py, wait, None, |deadline| sink.pop(deadline))
+        let sink = &slf.get().sink;
+        // In the wait graph as a wait for some future: ownerless (any of them may finish first),
+        // so it counts in stall verdicts only.
+        let track = Track {
+            target: &**sink,
+            kind: WaitKind::Future,
+            ticket: 0,
+            object: slf.as_any(),
+        };
+        block_on(py, wait, Some(track), |deadline| sink.pop(deadline))
     }
 
     /// Stops watching.
