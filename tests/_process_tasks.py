@@ -87,3 +87,29 @@ def has_module(name: str) -> bool:
 
 def parent_pid() -> int:
     return os.getppid()
+
+
+def has_exited(pid: int) -> bool:
+    """Whether process ``pid`` has finished exiting (a zombie, or gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def children(parent: int) -> list[int]:
+    """The pids of the live children of process ``parent``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
+            found.append(int(entry))
+    return found

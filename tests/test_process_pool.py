@@ -467,9 +467,16 @@ FORK_SERVER_DIES = textwrap.dedent(
     with treadle.ProcessPoolExecutor(2) as pool:
         assert pool.submit(tasks.square, 3).result(30) == 9
         server = _forkserver.get()
-        os.kill(server.pid, signal.SIGKILL)
-        # Its workers die with it; the pool starts fresh interpreters instead.
+        forked = tasks.children(server.pid)
+        assert forked
         deadline = time.monotonic() + 30
+        os.kill(server.pid, signal.SIGKILL)
+        # kill() returns before the server and its workers have run their exits: wait for them,
+        # or a worker still alive could serve every task below.
+        while not all(tasks.has_exited(pid) for pid in [server.pid, *forked]):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        # Its workers die with it; the pool starts fresh interpreters instead.
         results = []
         while len(results) < 20:
             assert time.monotonic() < deadline
