@@ -122,7 +122,7 @@ def main() -> None:
     threading.Thread(target=spinner).start()
     event.wait(5)
     print(f"   the other thread looped {spins:,} times while we waited")
-    print("\nRun the benchmarks: python benches/bench_sync.py")
+    print("\nRun the benchmarks: treadle bench --quick")
 
 
 if __name__ == "__main__":

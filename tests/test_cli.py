@@ -175,6 +175,17 @@ def test_version_and_help():
     assert "exit" in helptext.stdout and "--lock-order" in helptext.stdout
 
 
+def test_bench_runs_from_an_installation_anywhere(tmp_path):
+    # Run outside the source tree: the harness ships in the package.
+    unknown = run("-m", "treadle", "bench", "nosuch", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "no benchmark named nosuch" in unknown.stderr and "sync" in unknown.stderr
+    quick = run("-m", "treadle", "bench", "--quick", "sync", cwd=tmp_path, timeout=100)
+    assert quick.returncode == 0, quick.stderr
+    assert "speedup" in quick.stdout
+    assert "Lock acquire+release, uncontended" in quick.stdout
+
+
 def test_run_without_a_target_is_a_usage_error():
     result = run("-m", "treadle", "run")
     assert result.returncode == 2

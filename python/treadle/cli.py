@@ -6,7 +6,7 @@ with a report on stderr and exit status 3 instead of a hang; at exit it says whi
 threads are still alive (the interpreter will wait for them) and which task exceptions nobody
 retrieved (and a program that would have exited 0 exits 3 when it lost some).
 
-``treadle bench [--quick]`` runs the benchmark harness from the source tree.
+``treadle bench [--quick] [name ...]`` runs the benchmark harness (``treadle.benchmarks``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import treadle
-from treadle import deadlock
+from treadle import benchmarks, deadlock
 from treadle._pool import set_unretrieved_handler
 from treadle.patching import patch
 
@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the benchmark harness (ratios against the standard library)",
     )
     bench.add_argument("--quick", action="store_true", help="fewer operations and repeats")
+    bench.add_argument(
+        "names",
+        nargs="*",
+        metavar="name",
+        help=f"which benchmarks to run (default: all): {', '.join(benchmarks.NAMES)}",
+    )
     return parser
 
 
@@ -233,18 +239,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    benches = Path(__file__).resolve().parents[2] / "benches"
-    scripts = sorted(benches.glob("bench_*.py")) if benches.is_dir() else []
-    if not scripts:
+    unknown = [name for name in args.names if name not in benchmarks.NAMES]
+    if unknown:
         print(
-            "treadle bench: the benchmarks ship with treadle's source tree (benches/); "
-            "run this from an installation made from a checkout (scripts/setup)",
+            f"treadle bench: no benchmark named {', '.join(unknown)} "
+            f"(there are: {', '.join(benchmarks.NAMES)})",
             file=sys.stderr,
         )
         return 2
     status = 0
-    for script in scripts:
-        command = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
+    for name in args.names or benchmarks.NAMES:
+        # Each in a fresh interpreter, so that one's threads and pools do not disturb the next.
+        module = f"{benchmarks.__name__}.bench_{name}"
+        command = [sys.executable, "-m", module, *(["--quick"] if args.quick else [])]
         status |= subprocess.call(command)
     return status
 
