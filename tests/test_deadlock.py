@@ -490,26 +490,75 @@ def test_lock_order_both_orders_in_one_thread_gives_no_warning(lock_order):
     assert potential(lock_order) == []
 
 
+C_THREAD_THEN_STALL = """
+import ctypes, time, treadle
+libc = ctypes.CDLL(None)
+{setup}
+# A pure C thread: pthread_create(&id, NULL, {routine}, {argument}).
+thread_id = ctypes.c_ulong()
+routine = ctypes.cast(libc.{routine}, ctypes.c_void_p)
+assert libc.pthread_create(ctypes.byref(thread_id), None, routine, {argument}) == 0
+start = time.monotonic()
+try:
+    treadle.Event().wait()
+except treadle.DeadlockError:
+    print("REPORTED AFTER", round(time.monotonic() - start, 2))
+"""
+
+
+def seconds_to_report_beside_a_c_thread(routine, argument, setup=""):
+    """Starts a C thread running ``routine(argument)``, then stalls the only Python thread on
+    an event nobody sets; returns how long the stall took to be reported."""
+    out = run_child(C_THREAD_THEN_STALL.format(routine=routine, argument=argument, setup=setup))
+    assert out.startswith("REPORTED AFTER"), out
+    return float(out.split()[-1])
+
+
 def test_a_thread_made_by_c_code_counts_as_able_to_wake_anyone():
     """A thread the interpreter does not know (a C library's) may call back into Python, so no
-    stall is judged while one exists; once it ends, the stall is reported."""
+    stall is judged while one could run (here: it sleeps with a deadline, sleep(1)); once it
+    ends, the stall is reported."""
+    assert seconds_to_report_beside_a_c_thread("sleep", "ctypes.c_void_p(1)") >= 0.9
+
+
+def test_a_c_thread_that_only_another_thread_can_wake_does_not_hide_a_stall():
+    """An idle pool thread of a C library sleeps in an untimed wait on a private futex (here:
+    sem_wait on a process-private semaphore nobody posts): it cannot end the stall, so the stall
+    is reported as if it were not there."""
+    setup = (
+        "semaphore = ctypes.create_string_buffer(64)  # a sem_t is 32 bytes on Linux\n"
+        "assert libc.sem_init(semaphore, 0, 0) == 0  # not shared between processes"
+    )
+    assert seconds_to_report_beside_a_c_thread("sem_wait", "semaphore", setup) < 5
+
+
+def test_a_stall_is_reported_in_a_process_that_imported_numpy():
+    """numpy's BLAS starts a pool of C threads at import; idle, they do not hide a stall."""
+    pytest.importorskip("numpy")
     out = run_child(
         """
-        import ctypes, time, treadle
-        libc = ctypes.CDLL(None)
-        # A pure C thread: pthread_create(&id, NULL, sleep, (void *) 1), i.e. sleep(1).
-        thread_id = ctypes.c_ulong()
-        sleep = ctypes.cast(libc.sleep, ctypes.c_void_p)
-        assert libc.pthread_create(ctypes.byref(thread_id), None, sleep, ctypes.c_void_p(1)) == 0
+        import time
+        import numpy
+        import treadle
+        numpy.ones((200, 200)) @ numpy.ones((200, 200))  # wakes the BLAS pool, if there is one
+        event, done = treadle.Event(), treadle.Event()
+        def worker():
+            event.wait()  # nobody sets it
+            done.set()
+        thread = treadle.Thread(target=worker, name="worker")
+        thread.start()
         start = time.monotonic()
         try:
-            treadle.Event().wait()
-        except treadle.DeadlockError:
-            print("REPORTED AFTER", round(time.monotonic() - start, 2))
+            done.wait()
+        except treadle.DeadlockError as err:
+            print("REPORTED AFTER", round(time.monotonic() - start, 2), len(err.cycle))
+        event.set()
+        thread.join(10)
         """
     )
     assert out.startswith("REPORTED AFTER"), out
-    assert float(out.split()[-1]) >= 0.9
+    assert float(out.split()[-2]) < 5
+    assert out.split()[-1] == "2"
 
 
 def test_waiting_on_futures_nobody_can_finish_is_detected():

@@ -15,6 +15,7 @@ pub mod barrier;
 pub mod event;
 pub mod future;
 pub mod lock;
+pub mod os_threads;
 pub mod pool;
 pub mod primitive;
 pub mod queue;

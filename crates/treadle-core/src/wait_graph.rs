@@ -161,6 +161,13 @@ pub struct Stall {
     serials: Vec<(ThreadId, u64)>,
 }
 
+impl Stall {
+    /// The parked threads.
+    pub fn threads(&self) -> impl Iterator<Item = ThreadId> + '_ {
+        self.serials.iter().map(|(thread, _)| *thread)
+    }
+}
+
 /// A published wait; dropping it withdraws the record.
 pub struct Published<'a> {
     graph: &'a WaitGraph,

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use treadle_core::wait_graph::{Edge, Mode, Published, Stall, WaitGraph, WaitKind, WaitTarget};
-use treadle_core::{Event, ThreadId};
+use treadle_core::{os_threads, Event, ThreadId};
 
 /// What a wait is on.
 pub(crate) struct Track<'a, 'py> {
@@ -31,6 +31,9 @@ pub(crate) struct Track<'a, 'py> {
 static IDENTS: Mutex<Option<HashMap<u64, u64>>> = Mutex::new(None);
 /// The reverse: `threading.get_ident()` -> treadle thread number.
 static THREADS: Mutex<Option<HashMap<u64, u64>>> = Mutex::new(None);
+/// treadle thread number -> the kernel's id of the thread (`gettid`), to tell the interpreter's
+/// parked threads from threads made by C code.
+static NATIVE_IDS: Mutex<Option<HashMap<u64, i32>>> = Mutex::new(None);
 /// treadle thread number -> the object it waits on now, for reports.
 static WAITING_ON: Mutex<Option<HashMap<u64, Py<PyAny>>>> = Mutex::new(None);
 /// The main thread's treadle number, once known.
@@ -52,6 +55,7 @@ struct Registration(u64);
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        with_map(&NATIVE_IDS, |native| native.remove(&self.0));
         if let Some(ident) = with_map(&IDENTS, |idents| idents.remove(&self.0)) {
             // A later thread may already have the same ident (they are reused): leave its entry.
             with_map(&THREADS, |threads| {
@@ -90,6 +94,9 @@ pub(crate) fn register_current_thread() -> ThreadId {
         let ident = current_ident();
         with_map(&IDENTS, |idents| idents.insert(me.0, ident));
         with_map(&THREADS, |threads| threads.insert(ident, me.0));
+        with_map(&NATIVE_IDS, |native| {
+            native.insert(me.0, os_threads::current_thread_id())
+        });
         if crate::wait::is_main_thread() {
             MAIN_THREAD.store(me.0, Ordering::Relaxed);
         }
@@ -191,26 +198,33 @@ pub(crate) fn suspect_stall(py: Python<'_>, graph: &WaitGraph) -> PyResult<Optio
     let Some(stall) = graph.find_stall(live) else {
         return Ok(None);
     };
-    if os_threads().is_some_and(|threads| threads > live) || signal_handlers_could_wake(py)? {
+    if foreign_threads_could_wake(&stall, live) || signal_handlers_could_wake(py)? {
         return Ok(None);
     }
     Ok(Some(stall))
 }
 
-/// How many OS threads the process has. More than the interpreter's own means threads made by C
-/// code (a library's worker pool, a callback thread): any of them might call back into Python and
-/// wake a waiter, so no stall is judged while they exist.
-fn os_threads() -> Option<usize> {
-    #[cfg(target_os = "linux")]
-    {
-        std::fs::read_dir("/proc/self/task")
-            .ok()
-            .map(|entries| entries.count())
+/// Whether a thread outside the stall could wake one of its waiters. Besides the `live`
+/// interpreter threads, parked in the stall, the process may have threads made by C code (a
+/// library's worker pool, a callback thread); each could call back into Python, unless it
+/// sleeps in an untimed futex wait, from which only another thread wakes it (an idle pool
+/// thread). See `treadle_core::os_threads`.
+fn foreign_threads_could_wake(stall: &Stall, live: usize) -> bool {
+    let Some(tids) = os_threads::thread_ids() else {
+        return false; // not Linux: nothing to go on, as before threads could be counted
+    };
+    if tids.len() <= live {
+        return false;
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
+    let parked: Vec<i32> = with_map(&NATIVE_IDS, |native| {
+        stall
+            .threads()
+            .filter_map(|thread| native.get(&thread.0).copied())
+            .collect()
+    });
+    tids.iter()
+        .filter(|tid| !parked.contains(tid))
+        .any(|&tid| !os_threads::sleeps_until_woken(tid))
 }
 
 /// A Python signal handler (other than the default SIGINT one) may set an event or release a

@@ -1,0 +1,85 @@
+//! The process's other threads, as the kernel sees them: a stall is judged only when no thread
+//! outside the wait graph could wake a waiter.
+//!
+//! Threads made by C code (a BLAS library's worker pool, a driver's callback thread) are not the
+//! interpreter's and never wait in treadle; any of them might call back into Python and wake a
+//! waiter. One that sleeps in an untimed wait on a private futex (an idle pool thread in
+//! `pthread_cond_wait`) wakes only when another thread wakes it, so it cannot be the one to end
+//! a stall in which every other thread is parked; one that runs, sleeps with a deadline, or
+//! waits in any other call (I/O, `poll`, `nanosleep`) could. Linux only; elsewhere the answer is
+//! "unknown" and the caller judges no stall while foreign threads may exist.
+
+#[cfg(test)]
+mod tests;
+
+/// The ids of the process's threads, or `None` where they cannot be listed.
+pub fn thread_ids() -> Option<Vec<i32>> {
+    #[cfg(target_os = "linux")]
+    {
+        let entries = std::fs::read_dir("/proc/self/task").ok()?;
+        Some(
+            entries
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .collect(),
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// The calling thread's id, as in [`thread_ids`] (`gettid`), or 0 where there is none.
+pub fn current_thread_id() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions and touches no memory.
+        unsafe { libc::gettid() }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Whether thread `tid` of this process sleeps in an untimed wait on a private futex, so that
+/// only another thread of the process can wake it. False when it runs, waits in anything else, or cannot be read.
+pub fn sleeps_until_woken(tid: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+            .is_ok_and(|line| is_untimed_futex_wait(&line))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = tid;
+        false
+    }
+}
+
+/// Whether a `/proc/<pid>/task/<tid>/syscall` line (the system call number, then its six
+/// arguments in hex, then the stack and instruction pointers; `running` when the thread is not
+/// in a call) shows `futex(uaddr, FUTEX_WAIT or FUTEX_WAIT_BITSET, val, NULL, ...)` on a private
+/// futex. A shared one (no `FUTEX_PRIVATE_FLAG`) may live in memory another process can wake it
+/// through (a process-shared semaphore), so it does not count.
+pub fn is_untimed_futex_wait(line: &str) -> bool {
+    const FUTEX_WAIT: u64 = 0;
+    const FUTEX_WAIT_BITSET: u64 = 9;
+    const FUTEX_PRIVATE_FLAG: u64 = 128;
+    const FUTEX_CLOCK_REALTIME: u64 = 256;
+    let mut fields = line.split_ascii_whitespace();
+    let number = fields.next().and_then(|n| n.parse::<i64>().ok());
+    if number != Some(libc::SYS_futex) {
+        return false;
+    }
+    let args: Vec<u64> = fields
+        .take(4)
+        .filter_map(|arg| u64::from_str_radix(arg.strip_prefix("0x")?, 16).ok())
+        .collect();
+    let [_, op, _, timeout] = args[..] else {
+        return false;
+    };
+    let command = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    let private = op & FUTEX_PRIVATE_FLAG != 0;
+    (command == FUTEX_WAIT || command == FUTEX_WAIT_BITSET) && private && timeout == 0
+}
