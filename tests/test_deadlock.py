@@ -167,6 +167,75 @@ def test_cycle_through_a_lock_a_join_and_a_future_is_one_report():
     assert cycle[0].kind == "future" and cycle[0].owner.startswith("W")
 
 
+def parked_in(kind, timeout=10):
+    """Waits until some thread waits in treadle on something of ``kind``."""
+    deadline = time.monotonic() + timeout
+    while f" waits for {kind} " not in treadle.dump_waits():
+        assert time.monotonic() < deadline, f"no thread parked on a {kind}"
+        time.sleep(0.005)
+
+
+def holds_then_waits_on(outer, cond, waiting):
+    """A thread's body: holds ``outer``, then waits on ``cond``; once notified it must re-take
+    ``cond``'s lock before it can let go of ``outer``."""
+
+    def body():
+        with outer, cond:
+            waiting.set()
+            cond.wait()
+
+    return body
+
+
+def test_a_cycle_closed_by_a_condition_reacquire_raises_in_the_other_thread():
+    # The waiter holds `outer` and is notified while the main thread holds the condition's lock
+    # and waits for `outer`: its re-acquire closes the cycle. It cannot fail (wait() must return
+    # with the lock held), so the main thread's wait raises, naming both edges.
+    lock, outer, waiting = treadle.Lock(), treadle.Lock(), threading.Event()
+    cond = treadle.Condition(lock)
+    waiter = run_threads(holds_then_waits_on(outer, cond, waiting), names=["waiter"])[0]
+    assert waiting.wait(10)
+    parked_in("condition")
+    lock.acquire()
+
+    def notify_once_main_waits():
+        parked_in("lock")
+        cond.notify()  # a Lock has no owner: any thread may notify while it is held
+
+    notifier = threading.Thread(target=notify_once_main_waits)
+    notifier.start()
+    start = time.monotonic()
+    with pytest.raises(DeadlockError) as caught:
+        outer.acquire()
+    assert time.monotonic() - start < 5
+    notifier.join(10)
+    assert sorted(edge.kind for edge in caught.value.cycle) == ["lock", "reacquire"]
+    assert "waits to re-take" in str(caught.value)
+    lock.release()  # the waiter re-takes it, returns from wait(), and lets go of `outer`
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert outer.acquire(timeout=5)
+    outer.release()
+
+
+def test_a_condition_reacquire_over_an_rlock_is_in_the_wait_graph():
+    # A default Condition (over an RLock): the main thread notifies, then waits for `outer`
+    # while still holding the condition. Whichever wait is published second closes the cycle;
+    # either way, the main thread's wait is the one that raises.
+    outer, waiting = treadle.Lock(), threading.Event()
+    cond = treadle.Condition()
+    waiter = run_threads(holds_then_waits_on(outer, cond, waiting), names=["waiter"])[0]
+    assert waiting.wait(10)
+    parked_in("condition")
+    with cond:
+        cond.notify()
+        with pytest.raises(DeadlockError) as caught:
+            outer.acquire()
+    assert sorted(edge.kind for edge in caught.value.cycle) == ["lock", "reacquire"]
+    waiter.join(10)
+    assert not waiter.is_alive()
+
+
 def test_rlock_reentry_by_owner_is_not_a_deadlock():
     lock = treadle.RLock()
     with lock, lock, lock:

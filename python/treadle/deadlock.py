@@ -85,7 +85,8 @@ class WaitEdge:
     waiter_ident: int | None
     """Its ``threading.get_ident()``."""
     kind: str
-    """What it waits on: ``lock``, ``rlock``, ``join``, ``future``, ``condition``, ``event``,
+    """What it waits on: ``lock``, ``rlock``, ``join``, ``future``, ``condition`` (a
+    notification), ``reacquire`` (a condition's lock, re-taken after the notification), ``event``,
     ``semaphore``, ``barrier`` or ``queue``."""
     target: str
     """The repr of the object waited on."""
@@ -101,7 +102,10 @@ class WaitEdge:
     def describe(self) -> str:
         """This edge as a line of a report."""
         where = f" (created at {self.created_at})" if self.created_at else ""
-        line = f"thread {self.waiter!r} waits for {self.kind} {self.target}{where}"
+        if self.kind == "reacquire":
+            line = f"thread {self.waiter!r} waits to re-take {self.target}{where} after a wait"
+        else:
+            line = f"thread {self.waiter!r} waits for {self.kind} {self.target}{where}"
         if self.owner is not None:
             relation = {"join": "which is thread", "future": "run by thread"}.get(
                 self.kind, "held by thread"

@@ -53,6 +53,10 @@ pub enum WaitKind {
     Future,
     /// A `Condition`'s notification.
     Condition,
+    /// A `Condition`'s lock, re-taken after a wait (owner: the lock's holder). This wait cannot
+    /// fail (the lock must be held when `wait()` returns), so a cycle it closes is reported by
+    /// the next participant that looks: see [`WaitGraph::find_unraised_cycle`].
+    Reacquire,
     /// An `Event`.
     Event,
     /// A `Semaphore`.
@@ -72,11 +76,17 @@ impl WaitKind {
             WaitKind::Join => "join",
             WaitKind::Future => "future",
             WaitKind::Condition => "condition",
+            WaitKind::Reacquire => "reacquire",
             WaitKind::Event => "event",
             WaitKind::Semaphore => "semaphore",
             WaitKind::Barrier => "barrier",
             WaitKind::Queue => "queue",
         }
+    }
+
+    /// Whether a wait of this kind can end with an error, as a wait that closes a cycle does.
+    pub fn can_fail(self) -> bool {
+        self != WaitKind::Reacquire
     }
 }
 
@@ -138,6 +148,9 @@ impl Record {
     }
 }
 
+/// Which records a verdict was reached on: each thread with its record's serial number.
+type Serials = Vec<(ThreadId, u64)>;
+
 #[derive(Default)]
 struct Records {
     by_thread: HashMap<ThreadId, Record>,
@@ -146,7 +159,9 @@ struct Records {
     starting: usize,
     /// The stall last reported, so that the threads that confirm it at the same time report it
     /// once.
-    reported: Option<Vec<(ThreadId, u64)>>,
+    reported: Option<Serials>,
+    /// The cycle last reported by [`WaitGraph::find_unraised_cycle`], likewise.
+    reported_cycle: Option<Serials>,
 }
 
 /// The process's wait graph.
@@ -276,8 +291,30 @@ impl WaitGraph {
     /// order (the first is `me`'s own). Timed waits are included (the caller decides what a
     /// timed edge means); waits whose target is ready end the walk.
     pub fn find_cycle(&self, me: ThreadId) -> Option<Vec<Edge>> {
-        let records = self.lock();
+        Self::cycle_through(&self.lock(), me).map(|(edges, _)| edges)
+    }
+
+    /// For a parked thread's periodic look: a cycle through `me` that was closed by a wait that
+    /// cannot fail (a condition's re-acquire) and so was not reported when it formed; none with a
+    /// deadline on it. Each such cycle is returned once, to the first participant that looks.
+    pub fn find_unraised_cycle(&self, me: ThreadId) -> Option<Vec<Edge>> {
+        let mut records = self.lock();
+        let (edges, mut serials) = Self::cycle_through(&records, me)?;
+        if edges.iter().all(|edge| edge.kind.can_fail()) || edges.iter().any(|edge| edge.timed) {
+            return None;
+        }
+        serials.sort_unstable();
+        if records.reported_cycle.as_ref() == Some(&serials) {
+            return None;
+        }
+        records.reported_cycle = Some(serials);
+        Some(edges)
+    }
+
+    /// The owned cycle through `me`, with each record's serial number.
+    fn cycle_through(records: &Records, me: ThreadId) -> Option<(Vec<Edge>, Serials)> {
         let mut edges = Vec::new();
+        let mut serials = Vec::new();
         let mut current = me;
         loop {
             let record = records.by_thread.get(&current)?;
@@ -287,8 +324,9 @@ impl WaitGraph {
             let edge = record.edge(current);
             let owner = edge.owner?;
             edges.push(edge);
+            serials.push((current, record.serial));
             if owner == me {
-                return Some(edges);
+                return Some((edges, serials));
             }
             if edges.len() > records.by_thread.len() {
                 // A cycle that does not pass through `me`: not this wait's to report.

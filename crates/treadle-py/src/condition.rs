@@ -97,11 +97,11 @@ impl PyCondition {
     fn acquire_restore(&self, py: Python<'_>, saved: Saved) -> PyResult<()> {
         match (&self.lock, saved) {
             (LockRef::RLock(lock), Saved::RLock(saved)) => {
-                lock.get().restore(py, saved);
+                lock.get().restore(lock.bind(py).as_any(), saved);
                 Ok(())
             }
             (LockRef::Lock(lock), Saved::Lock) => {
-                lock.get().acquire_uninterrupted(py);
+                lock.get().reacquire(lock.bind(py).as_any());
                 Ok(())
             }
             (LockRef::Other(lock), Saved::Other(state)) => {

@@ -146,6 +146,16 @@ impl Tracked<'_> {
     }
 
     /// A wait with a deadline ran out: if it was part of a cycle, that is worth a log line.
+    /// For the periodic look of a parked wait: reports a cycle through this thread that a wait
+    /// which cannot fail (a condition's re-acquire) closed; in raise mode, the error to end this
+    /// wait with. Whether one was found.
+    pub(crate) fn report_unraised_cycle(&self, py: Python<'_>) -> PyResult<bool> {
+        match self.graph.find_unraised_cycle(self.published.thread()) {
+            Some(cycle) => self.report(py, &cycle, "cycle").map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     pub(crate) fn timed_out(&self, py: Python<'_>) {
         if let Some(cycle) = self.graph.find_cycle(self.published.thread()) {
             if let Err(error) = call_reporter(py, &cycle, "timeout", Mode::Warn) {
@@ -163,21 +173,11 @@ pub(crate) fn publish<'a>(
     track: &Track<'a, '_>,
     timed: bool,
 ) -> PyResult<Tracked<'a>> {
-    let me = register_current_thread();
-    with_map(&WAITING_ON, |waiting| {
-        waiting.insert(me.0, track.object.clone().unbind())
-    });
-    // SAFETY: the `Published` lives in the returned `Tracked`, which the caller drops before the
-    // wait returns, while `track.target` (borrowed for 'a) is still alive.
-    let published = unsafe { graph.publish(track.target, track.kind, timed, track.ticket) };
-    let mut tracked = Tracked {
-        published,
-        graph,
-        reported: false,
-    };
+    let mut tracked = publish_unchecked(graph, track, timed);
     if timed {
         return Ok(tracked);
     }
+    let me = tracked.published.thread();
     if let Some(cycle) = graph.find_cycle(me) {
         // A plain Lock may be released by any thread: waiting on one's own Lock is a deadlock
         // only if no other thread is left to release it, which is the stall check's question.
@@ -188,6 +188,27 @@ pub(crate) fn publish<'a>(
         }
     }
     Ok(tracked)
+}
+
+/// Publishes the calling thread's wait with no cycle check: for a wait that cannot fail (a
+/// condition's re-acquire), whose cycles the other participants report when they look.
+pub(crate) fn publish_unchecked<'a>(
+    graph: &'a WaitGraph,
+    track: &Track<'a, '_>,
+    timed: bool,
+) -> Tracked<'a> {
+    let me = register_current_thread();
+    with_map(&WAITING_ON, |waiting| {
+        waiting.insert(me.0, track.object.clone().unbind())
+    });
+    // SAFETY: the `Published` lives in the returned `Tracked`, which the caller drops before the
+    // wait returns, while `track.target` (borrowed for 'a) is still alive.
+    let published = unsafe { graph.publish(track.target, track.kind, timed, track.ticket) };
+    Tracked {
+        published,
+        graph,
+        reported: false,
+    }
 }
 
 /// Whether every live thread is parked in treadle with nothing ready: a stall to confirm.

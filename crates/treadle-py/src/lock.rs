@@ -85,10 +85,17 @@ impl PyLock {
         self.raw.release().map_err(lock_error)
     }
 
-    /// Takes the lock with no interruption and no deadlock check (a condition's re-acquire).
-    pub(crate) fn acquire_uninterrupted(&self, py: Python<'_>) {
+    /// Re-takes the lock, `object`, after a condition wait: with no interruption and no error,
+    /// in the wait graph while it waits.
+    pub(crate) fn reacquire(&self, object: &Bound<'_, PyAny>) {
         if !self.raw.try_acquire() {
-            crate::wait::block_uninterrupted(py, || self.raw.acquire_until(None));
+            let track = Track {
+                target: self,
+                kind: WaitKind::Reacquire,
+                ticket: 0,
+                object,
+            };
+            crate::wait::block_reacquire(object.py(), track, || self.raw.acquire_until(None));
         }
         self.holder.store(current_ident(), Ordering::Relaxed);
     }
@@ -215,11 +222,20 @@ impl PyRLock {
         }
     }
 
-    /// Re-takes the lock after `release_save`, whatever happens, with the interpreter released.
-    pub(crate) fn restore(&self, py: Python<'_>, saved: SavedOwnership) {
+    /// Re-takes the lock, `object`, after `release_save`, whatever happens, with the interpreter
+    /// released and in the wait graph while it waits.
+    pub(crate) fn restore(&self, object: &Bound<'_, PyAny>, saved: SavedOwnership) {
         let deadline = Some(std::time::Instant::now());
         if !self.raw.acquire_restore(saved, deadline) {
-            crate::wait::block_uninterrupted(py, || self.raw.acquire_restore(saved, None));
+            let track = Track {
+                target: &self.raw,
+                kind: WaitKind::Reacquire,
+                ticket: 0,
+                object,
+            };
+            crate::wait::block_reacquire(object.py(), track, || {
+                self.raw.acquire_restore(saved, None)
+            });
         }
     }
 }
@@ -286,9 +302,9 @@ impl PyRLock {
         Ok((saved.count, saved.owner.0))
     }
 
-    fn _acquire_restore(&self, py: Python<'_>, state: (usize, u64)) {
-        self.restore(
-            py,
+    fn _acquire_restore(slf: &Bound<'_, Self>, state: (usize, u64)) {
+        slf.get().restore(
+            slf.as_any(),
             SavedOwnership {
                 count: state.0,
                 owner: ThreadId(state.1),

@@ -84,6 +84,10 @@ where
         if deadline.is_some() || reported {
             return Ok(Next::Poll);
         }
+        if tracked.report_unraised_cycle(py)? {
+            reported = true;
+            return Ok(Next::Poll);
+        }
         if let Some(stall) = suspect.take() {
             if let Some(edges) = graph.confirm_stall(&stall) {
                 reported = true;
@@ -163,11 +167,29 @@ where
     Ok(block_on(py, wait, track, |deadline| attempt(deadline).then_some(()))?.is_some())
 }
 
-/// Waits with no deadline and no interruption: for re-taking a lock that a condition wait gave
-/// up, which must happen before any exception can be raised to the caller.
+/// Waits with no deadline, no interruption and no place in the wait graph: for re-taking a
+/// queue's internal mutex (held only for a few steps of storage, never across a wait).
 pub(crate) fn block_uninterrupted<F>(py: Python<'_>, attempt: F) -> bool
 where
     F: FnOnce() -> bool + Send,
 {
     py.detach(attempt)
+}
+
+/// Re-takes a lock that a condition wait gave up: no deadline, no interruption and no error (the
+/// lock must be held again before any exception can reach the caller), but published in the wait
+/// graph while it waits, so that a cycle it closes is reported by another participant (see
+/// `WaitGraph::find_unraised_cycle`).
+pub(crate) fn block_reacquire<F>(py: Python<'_>, track: Track<'_, '_>, attempt: F)
+where
+    F: FnOnce() -> bool + Send,
+{
+    let graph = WaitGraph::global();
+    if graph.mode() == Mode::Off {
+        py.detach(attempt);
+        return;
+    }
+    let tracked = deadlock::publish_unchecked(graph, &track, false);
+    py.detach(attempt);
+    drop(tracked);
 }

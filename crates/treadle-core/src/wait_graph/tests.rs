@@ -155,3 +155,74 @@ fn a_stall_is_reported_once_by_the_threads_that_confirm_it() {
     assert!(graph.confirm_stall(&stall).is_some());
     assert!(graph.confirm_stall(&stall).is_none());
 }
+
+/// Runs `body(me, other)` while another thread, `other`, is parked in the graph on a target
+/// owned by `me`, published as `kind`.
+fn with_other_parked(
+    graph: &Arc<WaitGraph>,
+    kind: WaitKind,
+    body: impl FnOnce(ThreadId, ThreadId),
+) {
+    let me = ThreadId::current();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let parked = Arc::new(Barrier::new(2));
+    let release = Arc::new(Barrier::new(2));
+    let other = {
+        let (graph, parked, release) = (graph.clone(), parked.clone(), release.clone());
+        thread::spawn(move || {
+            tx.send(ThreadId::current()).unwrap();
+            let target = owned_by(me);
+            // SAFETY: dropped before `target`.
+            let published = unsafe { graph.publish(&*target, kind, false, 0) };
+            parked.wait();
+            release.wait();
+            drop(published);
+        })
+    };
+    let other_id = rx.recv().unwrap();
+    parked.wait();
+    body(me, other_id);
+    release.wait();
+    other.join().unwrap();
+}
+
+#[test]
+fn a_cycle_closed_by_a_reacquire_is_found_once_by_a_participant_that_looks() {
+    let graph = Arc::new(WaitGraph::new(Mode::Raise));
+    // The other thread re-takes a condition's lock, held by this one; this one then waits on a
+    // lock the other holds. The re-acquire cannot fail, so this thread's look must report it.
+    with_other_parked(&graph, WaitKind::Reacquire, |me, other| {
+        let target = owned_by(other);
+        // SAFETY: dropped before `target`.
+        let published = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
+        let cycle = graph.find_unraised_cycle(me).expect("an unraised cycle");
+        assert_eq!(
+            cycle.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            vec![WaitKind::Lock, WaitKind::Reacquire]
+        );
+        // Reported once, however many look.
+        assert!(graph.find_unraised_cycle(me).is_none());
+        assert!(graph.find_cycle(me).is_some());
+        drop(published);
+    });
+}
+
+#[test]
+fn a_cycle_of_waits_that_can_fail_is_not_an_unraised_one() {
+    // Such a cycle was reported when it formed, by the wait that closed it.
+    let graph = Arc::new(WaitGraph::new(Mode::Raise));
+    with_other_parked(&graph, WaitKind::Lock, |me, other| {
+        let target = owned_by(other);
+        // SAFETY: dropped before `target`.
+        let published = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
+        assert!(graph.find_cycle(me).is_some());
+        assert!(graph.find_unraised_cycle(me).is_none());
+        drop(published);
+        // Nor one with a deadline on it, even through a re-acquire.
+        let target = owned_by(other);
+        // SAFETY: dropped before `target`.
+        let published = unsafe { graph.publish(&*target, WaitKind::Reacquire, true, 0) };
+        assert!(graph.find_unraised_cycle(me).is_none());
+        drop(published);
+    });
+}
