@@ -169,10 +169,15 @@ def test_cancel_of_a_queued_task_succeeds_and_of_a_running_one_fails(tmp_path):
         running = pool.submit(tasks.announce_then_sleep, str(marker), 0.5)
         wait_for_pid_file(marker)
         queued = [pool.submit(tasks.square, i) for i in range(4)]
+        # As the standard library's: a task a worker holds is running, one in the queue is not.
+        assert running.running() and not queued[-1].running()
+        assert "state=running" in repr(running) and "state=pending" in repr(queued[-1])
         assert not running.cancel()
         assert queued[-1].cancel()
+        assert not queued[-1].running()
         assert queued[-1].cancelled()
         assert [f.result(WAIT) for f in queued[:-1]] == [0, 1, 4]
+        assert not running.running() and running.done()
 
 
 def test_wait_and_as_completed_see_process_futures(pool):

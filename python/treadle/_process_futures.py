@@ -15,6 +15,7 @@ from treadle._pool import Future as _TreadleFuture
 
 class _Canceller(Protocol):
     def _cancel_task(self, task_id: int, interrupt: bool) -> bool: ...
+    def _task_queued(self, task_id: int) -> bool: ...
 
 
 class Future(_TreadleFuture):
@@ -25,6 +26,16 @@ class Future(_TreadleFuture):
         _TreadleFuture.__init__(self)
         self._pool = pool
         self._task_id = task_id
+
+    def running(self) -> bool:
+        """Whether the task is running: as in the standard library's process pool, a task that
+        a worker holds (it runs it, or runs it next) is running, one still in the pool's queue
+        is not. A task whose result is on its way counts as running until it is done."""
+        return not self.done() and not self._pool._task_queued(self._task_id)
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        return text.replace("state=pending", "state=running") if self.running() else text
 
     def cancel(self, interrupt: bool = False) -> bool:
         """Cancels the task if no worker has started it. With ``interrupt=True``, a running
@@ -42,8 +53,8 @@ def new_future(pool: _Canceller, task_id: int) -> Future:
 
 
 def mark_cancelled(future: _TreadleFuture) -> bool:
-    """Cancels ``future`` (the pool never marks its futures running, so the plain cancel
-    applies): waiters and callbacks are told."""
+    """Cancels ``future`` (its state in the cell is never set running: ``running()`` asks the
+    pool instead, so the plain cancel applies): waiters and callbacks are told."""
     return _TreadleFuture.cancel(future)
 
 

@@ -399,6 +399,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
 
     # -- cancelling and stopping ---------------------------------------------------------
 
+    def _task_queued(self, task_id: int) -> bool:
+        return self._supervisor.queued(task_id)
+
     def _cancel_task(self, task_id: int, interrupt: bool) -> bool:
         outcome = self._supervisor.cancel(task_id, interrupt)
         if outcome in ("cancelled", "interrupted"):

@@ -413,6 +413,11 @@ impl Supervisor {
         CancelOutcome::Interrupted
     }
 
+    /// Whether task `id` waits in the pool's queue, not yet handed to a worker.
+    pub fn is_queued(&self, id: u64) -> bool {
+        lock(&self.state).pending.iter().any(|task| task.id == id)
+    }
+
     /// Stops taking tasks; the workers exit once the queued tasks are done. With
     /// `cancel_pending`, tasks no worker has yet are dropped and their ids returned.
     pub fn shutdown(&self, cancel_pending: bool) -> Vec<u64> {

@@ -102,6 +102,11 @@ impl PySupervisor {
         }
     }
 
+    /// Whether task `id` waits in the queue, not yet handed to a worker.
+    fn queued(&self, id: u64) -> bool {
+        self.core.is_queued(id)
+    }
+
     /// Stops taking tasks; returns the ids of queued tasks dropped when `cancel_pending`.
     fn shutdown(&self, cancel_pending: bool) -> Vec<u64> {
         self.core.shutdown(cancel_pending)
