@@ -9,6 +9,10 @@
 use crate::primitive::{lock, wait_until, AtomicBool, Condvar, Mutex, Ordering};
 use std::time::Instant;
 
+/// How many times a wait reads the flag before it parks (never under loom, where spinning only
+/// multiplies the interleavings).
+const SPINS_BEFORE_PARKING: u32 = if cfg!(loom) { 0 } else { 1024 };
+
 /// A flag that threads can wait to become true.
 #[derive(Debug, Default)]
 pub struct Event {
@@ -60,6 +64,15 @@ impl Event {
     /// Waits until the flag is set, or was set after `ticket` was taken, or `deadline` passes.
     /// Returns whether the event fired.
     pub fn wait_until(&self, ticket: EventTicket, deadline: Option<Instant>) -> bool {
+        // The setter is often a few microseconds away (a hand-off between two threads): watch the
+        // flag for a while before paying for a sleep and a wake-up. A set() and clear() both
+        // within the spin are caught by the generation check below.
+        for _ in 0..SPINS_BEFORE_PARKING {
+            if self.is_set() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
         if self.is_set() {
             return true;
         }

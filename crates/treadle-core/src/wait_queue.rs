@@ -12,7 +12,7 @@
 //! queued it leaves without a notification; if a notifier had already dequeued it, the notification
 //! is its own, and the caller decides whether to report success or hand it on.
 
-use crate::primitive::{lock, wait_until, Arc, Condvar, Mutex};
+use crate::primitive::{lock, wait_until, Arc, AtomicBool, Condvar, Mutex, Ordering};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -20,12 +20,26 @@ use std::time::Instant;
 #[derive(Debug, Default)]
 pub struct Waiter {
     notified: Mutex<bool>,
+    /// `notified`, readable without the mutex, for a waiter spinning before it parks.
+    fired: AtomicBool,
     wake: Condvar,
 }
+
+/// How many times a waiter reads its signal before it parks (never under loom, where spinning
+/// only multiplies the interleavings).
+const SPINS_BEFORE_PARKING: u32 = if cfg!(loom) { 0 } else { 1024 };
 
 impl Waiter {
     /// Parks until this waiter is notified or `deadline` passes; returns whether it was notified.
     pub fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        // The notifier is often a few microseconds away (a hand-off between two threads): watch
+        // the signal for a while before paying for a sleep and a wake-up.
+        for _ in 0..SPINS_BEFORE_PARKING {
+            if self.fired.load(Ordering::Acquire) {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
         let mut notified = lock(&self.notified);
         while !*notified {
             let (next, timed_out) = wait_until(&self.wake, notified, deadline);
@@ -44,6 +58,7 @@ impl Waiter {
 
     fn fire(&self) {
         *lock(&self.notified) = true;
+        self.fired.store(true, Ordering::Release);
         // Notify after unlocking: the waiter re-checks the flag under the mutex, so nothing is
         // lost, and it does not wake only to block on a mutex its waker still holds.
         self.wake.notify_one();
