@@ -1,5 +1,6 @@
-//! Model checks of the lock, the condition queue and the event under every interleaving loom
-//! explores. Run with `RUSTFLAGS="--cfg loom" cargo test -p treadle-core --test loom --release`.
+//! Model checks of the lock, the condition queue, the event, the queue, the future and the pool
+//! under every interleaving loom explores. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p treadle-core --test loom --release`.
 #![cfg(loom)]
 
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -167,5 +168,43 @@ fn future_waiter_sees_the_completion() {
         };
         assert!(cell.wait(None));
         finisher.join().unwrap();
+    });
+}
+
+#[test]
+fn pool_submission_reaches_a_worker_parking_at_the_same_time() {
+    use treadle_core::{FutureCell, Next, Pool};
+    loom::model(|| {
+        let pool = Arc::new(Pool::<Plain>::new(1, 0));
+        let worker = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                pool.worker_idle();
+                matches!(pool.next(None), Next::Run(_))
+            })
+        };
+        let cell = std::sync::Arc::new(FutureCell::<Plain>::new(Some(1)));
+        // Whether or not the worker was counted idle yet, the future is taken (a lost wake-up
+        // would leave the worker parked forever, which loom reports as a deadlock).
+        assert!(pool.submit(&cell, None).is_ok());
+        assert!(worker.join().unwrap());
+        assert_eq!(pool.pending(), 0);
+    });
+}
+
+#[test]
+fn pool_shutdown_releases_a_parked_worker() {
+    use treadle_core::{Next, Pool};
+    loom::model(|| {
+        let pool = Arc::new(Pool::<Plain>::new(1, 0));
+        let worker = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                pool.worker_idle();
+                matches!(pool.next(None), Next::Exit)
+            })
+        };
+        assert!(pool.shut_down(false).is_empty());
+        assert!(worker.join().unwrap());
     });
 }
