@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -223,9 +224,11 @@ def test_initializer_runs_in_each_worker_and_a_failing_one_breaks_the_pool(caplo
 
     with caplog.at_level(logging.CRITICAL, logger="concurrent.futures"):
         pool = treadle.ThreadPoolExecutor(1, initializer=bad)
+        assert pool._broken is False  # the standard library's attribute, which code reads
         future = pool.submit(int)
         with pytest.raises(cf.thread.BrokenThreadPool):
             future.result(timeout=T)
+        assert "initializer failed" in pool._broken
         with pytest.raises(cf.thread.BrokenThreadPool):
             pool.submit(int)
         pool.shutdown()
@@ -279,6 +282,44 @@ def test_map_return_exceptions_yields_failures_in_place(pool):
     results = list(pool.map(lambda x: 1 / x, [1, 0, 2], timeout=T, return_exceptions=True))
     assert results[0] == 1 and results[2] == 0.5
     assert isinstance(results[1], ZeroDivisionError)
+
+
+def test_map_return_exceptions_still_raises_when_the_wait_runs_out(pool):
+    # A timeout of the wait is not the task's outcome: it raises, and the task is cancelled.
+    # Every worker is busy, so the map's first future is still queued when the wait runs out.
+    gate = threading.Event()
+    busy = [pool.submit(gate.wait, T) for _ in range(pool._max_workers)]
+    results = pool.map(lambda x: x, [1, 2, 3], timeout=0.2, return_exceptions=True)
+    with pytest.raises(TimeoutError):
+        list(results)
+    gate.set()
+    assert all(f.result(T) for f in busy)
+    # The task's own TimeoutError is its outcome, yielded in place.
+    results = pool.map(
+        lambda e: (_ for _ in ()).throw(e),
+        [TimeoutError("mine")],
+        timeout=T,
+        return_exceptions=True,
+    )
+    assert [str(r) for r in results] == ["mine"]
+
+
+def test_map_frees_each_result_the_caller_drops(pool):
+    # As the standard library's map (CPython issue 14406): no reference is kept to a result
+    # already handed out.
+    class Item:
+        pass
+
+    for item in pool.map(lambda _: Item(), range(10), timeout=T):
+        ref = weakref.ref(item)
+        del item
+        gc.collect()
+        assert ref() is None
+    for item in pool.map(lambda _: Item(), range(10), timeout=T, return_exceptions=True):
+        ref = weakref.ref(item)
+        del item
+        gc.collect()
+        assert ref() is None
 
 
 def test_map_buffersize_submits_only_ahead_of_the_consumer(pool):

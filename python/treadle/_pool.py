@@ -220,13 +220,11 @@ def as_completed(fs: Iterable[_cf.Future[Any]], timeout: float | None = None) ->
     """Yield the futures (treadle's or the standard library's) as they complete, as
     ``concurrent.futures.as_completed`` does."""
     end_time = None if timeout is None else timeout + time.monotonic()
-    fs = set(fs)
-    total = len(fs)
-    order: list[Any] = list(fs)
-    del fs
-    watch = _Completions(order)
+    futures = list(set(fs))
+    total = pending = len(futures)
+    watch = _Completions(futures)
+    del fs, futures
     watch.watch()
-    pending = total
     try:
         while pending:
             ready = watch.ready()
@@ -240,8 +238,8 @@ def as_completed(fs: Iterable[_cf.Future[Any]], timeout: float | None = None) ->
                 ready = [arrived]
             for index in ready:
                 pending -= 1
-                future, order[index] = order[index], None
-                yield future
+                # Nothing here keeps a future once it is yielded (as the standard library's).
+                yield watch.take(index)
     finally:
         watch.close()
 
@@ -271,7 +269,27 @@ def _result_or_cancel(future: Future, timeout: float | None = None) -> Any:
         del future
 
 
-class ThreadPoolExecutor(_ThreadPool, _cf.ThreadPoolExecutor):
+def _result_or_error(future: Future, timeout: float | None = None) -> Any:
+    """The future's result, or the exception the task ended with (``CancelledError`` if it was
+    cancelled), for ``return_exceptions``. A wait that runs out of time raises ``TimeoutError``
+    and cancels the future, as without ``return_exceptions``."""
+    try:
+        try:
+            return future.result(timeout)
+        except CancelledError as error:
+            if future.cancelled():
+                return error
+            raise
+        except Exception as error:
+            if future.done() and not future.cancelled() and future.exception(0) is error:
+                return error
+            future.cancel()
+            raise
+    finally:
+        del future
+
+
+class ThreadPoolExecutor(_ThreadPool, _cf.ThreadPoolExecutor):  # type: ignore[misc]  # _broken: read-only
     """``concurrent.futures.ThreadPoolExecutor``, with its engine in Rust.
 
     Extra keyword arguments:
@@ -377,19 +395,13 @@ class ThreadPoolExecutor(_ThreadPool, _cf.ThreadPoolExecutor):
                         and (args := next(zipped, None))
                     ):
                         fs.appendleft(executor.submit(fn, *args))
-                    future = fs.pop()
                     remaining = None if end_time is None else end_time - time.monotonic()
-                    if not return_exceptions:
-                        yield _result_or_cancel(future, remaining)
-                        continue
-                    try:
-                        value = _result_or_cancel(future, remaining)
-                    except (Exception, CancelledError) as error:
-                        if not future.done():
-                            raise
-                        value = error
-                    yield value
-                    del future
+                    # No local name holds the future or its value while the caller has it, so
+                    # that a result the caller drops is freed (as the standard library's map).
+                    if return_exceptions:
+                        yield _result_or_error(fs.pop(), remaining)
+                    else:
+                        yield _result_or_cancel(fs.pop(), remaining)
             finally:
                 for future in fs:
                     future.cancel()

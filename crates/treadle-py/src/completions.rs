@@ -20,20 +20,56 @@ use treadle_core::Completions;
 #[pyclass(frozen, name = "_Completions", module = "treadle")]
 pub(crate) struct PyCompletions {
     sink: Arc<Completions>,
-    futures: Vec<Py<PyAny>>,
+    /// The futures watched; a slot is emptied when its future is taken (see `take`).
+    futures: Mutex<Vec<Option<Py<PyAny>>>>,
     /// `id(future)` -> index, for the standard library's futures.
     foreign: Mutex<HashMap<usize, usize>>,
 }
 
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 impl PyCompletions {
+    /// The futures still watched (references taken under the mutex, used without it: the calls
+    /// made on them run Python code, which may come back here).
+    fn watched(&self, py: Python<'_>) -> Vec<(usize, Py<PyAny>)> {
+        locked(&self.futures)
+            .iter()
+            .enumerate()
+            .filter_map(|(index, future)| Some((index, future.as_ref()?.clone_ref(py))))
+            .collect()
+    }
+
+    /// Stops watching `future`: unsubscribes from a treadle future, or removes this waiter from
+    /// a standard one's `_waiters`, under its `_condition`.
+    fn unwatch(slf: &Bound<'_, Self>, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        let this = slf.get();
+        if let Ok(own) = future.cast::<PyFuture>() {
+            own.get().cell.unsubscribe(&this.sink);
+            return Ok(());
+        }
+        locked(&this.foreign).remove(&(future.as_ptr() as usize));
+        let condition = future.getattr("_condition")?;
+        condition.call_method0("acquire")?;
+        let waiters = future.getattr("_waiters");
+        let removed = waiters.and_then(|waiters| {
+            if waiters.contains(slf)? {
+                waiters.call_method1("remove", (slf,))?;
+            }
+            Ok(())
+        });
+        condition.call_method0("release")?;
+        removed
+    }
+
     fn push_foreign(&self, future: &Bound<'_, PyAny>) {
-        let index = match self.foreign.lock() {
-            Ok(foreign) => foreign.get(&(future.as_ptr() as usize)).copied(),
-            Err(poisoned) => poisoned
-                .into_inner()
-                .get(&(future.as_ptr() as usize))
-                .copied(),
-        };
+        let index = locked(&self.foreign)
+            .get(&(future.as_ptr() as usize))
+            .copied();
         if let Some(index) = index {
             self.sink.push(index);
         }
@@ -46,7 +82,7 @@ impl PyCompletions {
     fn new(futures: Vec<Py<PyAny>>) -> Self {
         PyCompletions {
             sink: Arc::new(Completions::new()),
-            futures,
+            futures: Mutex::new(futures.into_iter().map(Some).collect()),
             foreign: Mutex::new(HashMap::new()),
         }
     }
@@ -55,7 +91,7 @@ impl PyCompletions {
     fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        for (index, future) in this.futures.iter().enumerate() {
+        for (index, future) in this.watched(py) {
             let future = future.bind(py);
             if let Ok(own) = future.cast::<PyFuture>() {
                 if !own.get().cell.subscribe(&this.sink, index) {
@@ -70,9 +106,7 @@ impl PyCompletions {
                 if state == "CANCELLED_AND_NOTIFIED" || state == "FINISHED" {
                     this.sink.push(index);
                 } else {
-                    if let Ok(mut foreign) = this.foreign.lock() {
-                        foreign.insert(future.as_ptr() as usize, index);
-                    }
+                    locked(&this.foreign).insert(future.as_ptr() as usize, index);
                     future.getattr("_waiters")?.call_method1("append", (slf,))?;
                 }
                 Ok(())
@@ -110,26 +144,24 @@ impl PyCompletions {
     /// Stops watching.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let this = slf.get();
-        for future in &this.futures {
-            let future = future.bind(py);
-            if let Ok(own) = future.cast::<PyFuture>() {
-                own.get().cell.unsubscribe(&this.sink);
-                continue;
-            }
-            let condition = future.getattr("_condition")?;
-            condition.call_method0("acquire")?;
-            let waiters = future.getattr("_waiters");
-            let removed = waiters.and_then(|waiters| {
-                if waiters.contains(slf)? {
-                    waiters.call_method1("remove", (slf,))?;
-                }
-                Ok(())
-            });
-            condition.call_method0("release")?;
-            removed?;
+        for (_, future) in slf.get().watched(py) {
+            Self::unwatch(slf, future.bind(py))?;
         }
         Ok(())
+    }
+
+    /// The future at `index` (one reported done), which stops being watched: nothing here
+    /// keeps it any more, so that `as_completed` holds no future it has yielded.
+    fn take(slf: &Bound<'_, Self>, index: usize) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let taken = locked(&slf.get().futures)
+            .get_mut(index)
+            .and_then(Option::take);
+        let Some(future) = taken else {
+            return Ok(py.None());
+        };
+        Self::unwatch(slf, future.bind(py))?;
+        Ok(future)
     }
 
     /// Waiter protocol of `concurrent.futures`: a watched future returned.

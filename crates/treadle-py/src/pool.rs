@@ -392,6 +392,17 @@ impl PyThreadPool {
     fn _pending(&self) -> PyResult<usize> {
         Ok(self.shared()?.core.pending())
     }
+
+    /// As the standard library's `ThreadPoolExecutor._broken`: False, or why the pool broke
+    /// (a thread initializer failed).
+    #[getter]
+    fn _broken<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(if self.shared()?.core.is_broken() {
+            pyo3::types::PyString::new(py, BROKEN).into_any()
+        } else {
+            pyo3::types::PyBool::new(py, false).to_owned().into_any()
+        })
+    }
 }
 
 struct WorkerGuard<'a>(&'a PoolShared);
