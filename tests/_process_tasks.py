@@ -113,3 +113,25 @@ def children(parent: int) -> list[int]:
         if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
             found.append(int(entry))
     return found
+
+
+class ExitWhenPickled:
+    """A value whose pickling (in the worker, as a result) calls ``sys.exit``."""
+
+    def __reduce__(self):
+        raise SystemExit(7)
+
+
+def exit_when_result_pickled() -> ExitWhenPickled:
+    return ExitWhenPickled()
+
+
+class Item:
+    """Something to hold a weak reference to."""
+
+    def method(self) -> int:
+        return 1
+
+
+def make_item(_: object) -> Item:
+    return Item()

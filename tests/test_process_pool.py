@@ -4,6 +4,7 @@ times out and interrupts tasks, and moves large buffers through shared memory.""
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import os
 import pickle
 import signal
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -224,6 +226,35 @@ def test_unpicklable_result_fails_its_own_future_only(pool):
     with pytest.raises(TypeError, match=r"result\.inner"):
         bad.result(WAIT)
     assert good.result(WAIT) == 16
+
+
+def test_a_result_whose_pickling_exits_fails_its_future_with_that_exit(pool):
+    # As in the standard library: the SystemExit is the task's outcome, not a worker crash.
+    with pytest.raises(SystemExit):
+        pool.submit(tasks.exit_when_result_pickled).result(WAIT)
+    assert pool.submit(tasks.square, 3).result(WAIT) == 9
+
+
+def test_map_frees_each_result_the_caller_drops(pool):
+    # As the standard library's map (CPython issue 14406), with and without chunks.
+    for chunksize in (1, 3):
+        for item in pool.map(tasks.make_item, range(7), timeout=WAIT, chunksize=chunksize):
+            ref = weakref.ref(item)
+            del item
+            gc.collect()
+            assert ref() is None
+
+
+def test_the_pool_keeps_no_callable_once_its_task_is_done(pool):
+    # A bound method submitted and dropped: its object is freed once the task is done, even
+    # while the pool waits for more work.
+    item = tasks.Item()
+    freed = threading.Event()
+    ref = weakref.ref(item, lambda _: freed.set())
+    future = pool.submit(item.method)
+    del item
+    assert future.result(WAIT) == 1
+    assert freed.wait(WAIT), ref()
 
 
 def test_unpicklable_exception_still_fails_the_future(pool):

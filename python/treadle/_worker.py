@@ -280,6 +280,9 @@ class Worker:
         except Exception as exc:
             self.send_exception(task, unpicklable_result(outcome, exc))
             return
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the task's outcome
+            self.send_exception(task, exc)
+            return
         try:
             self.channel.send(RETURNED, task, data, out_fds)
         finally:

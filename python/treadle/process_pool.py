@@ -27,6 +27,7 @@ from types import BuiltinFunctionType, FunctionType
 from typing import Any, NamedTuple
 
 from treadle import _forkserver, _pickling, _process_futures, _worker
+from treadle._pool import _result_or_cancel
 from treadle._process_futures import Future
 from treadle._treadle import TaskTimeoutError, _Supervisor
 
@@ -144,6 +145,10 @@ def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
     loads = pickle.loads
     set_result = _process_futures.set_result
     while True:
+        # Nothing of a batch outlives it here: while this thread waits for the next one, the
+        # last task's callable and value belong to their future alone (a dropped callable, such
+        # as a bound method, and its object can be freed).
+        event = task = value = None
         for event in supervisor.poll(None):
             kind = event[0]
             if kind == "returned" and not event[3]:
@@ -385,14 +390,16 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                     following = next(tasks, None)
                     if following is not None:
                         futures.append(submit_one(following))
-                future = futures.popleft()
                 left = None if end_time is None else end_time - time.monotonic()
-                result = future.result(left)
-                if chunked:
-                    yield from result
-                else:
-                    yield result
-                del future, result
+                # No local name holds a value while the caller has it (as the standard
+                # library's map): a result the caller drops is freed.
+                if not chunked:
+                    yield _result_or_cancel(futures.popleft(), left)
+                    continue
+                chunk = _result_or_cancel(futures.popleft(), left)
+                chunk.reverse()
+                while chunk:
+                    yield chunk.pop()
         finally:
             for future in futures:
                 future.cancel()
