@@ -257,6 +257,52 @@ def test_the_pool_keeps_no_callable_once_its_task_is_done(pool):
     assert freed.wait(WAIT), ref()
 
 
+MAIN_INITIALIZER = textwrap.dedent(
+    """
+    import multiprocessing, threading, treadle
+
+    SETTING = LOCK = None  # the initializer sets them in each worker; the parent's stay None
+
+    def init(value, lock):
+        global SETTING, LOCK
+        SETTING, LOCK = value, lock
+
+    def read(_):
+        with LOCK:
+            return SETTING
+
+    if __name__ == "__main__":
+        if {threaded!r}:  # a parent with a thread has fresh interpreters for workers
+            threading.Thread(target=threading.Event().wait, daemon=True).start()
+        with multiprocessing.Manager() as manager:
+            initargs = ("set", manager.Lock())  # a manager's lock is a picklable proxy
+            with treadle.ProcessPoolExecutor(2, initializer=init, initargs=initargs) as pool:
+                print(sorted(set(pool.map(read, range(20)))), SETTING)
+        try:
+            lock = multiprocessing.Lock()
+            treadle.ProcessPoolExecutor(1, initializer=init, initargs=("set", lock))
+        except Exception as error:
+            print(type(error).__name__, error)
+    """
+)
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["forked workers", "fresh workers"])
+def test_an_initializer_from_main_sets_globals_its_tasks_see(tmp_path, threaded):
+    # The classic pattern, in a script: functions of __main__ travel by value, and still share
+    # one module namespace in each worker.
+    script = tmp_path / "script.py"
+    script.write_text(MAIN_INITIALIZER.format(threaded=threaded))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=WAIT
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "['set'] None"
+    # A multiprocessing lock travels only by inheritance: named at construction.
+    assert lines[1].startswith("RuntimeError cannot pickle initargs[1]._semlock"), lines
+
+
 def test_unpicklable_exception_still_fails_the_future(pool):
     with pytest.raises(ValueError):
         pool.submit(tasks.fail, "plain").result(WAIT)

@@ -6,6 +6,8 @@ or result cannot be pickled.
 
 from __future__ import annotations
 
+import importlib
+import io
 import pickle
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -47,7 +49,48 @@ def dumps_any(
         if cloudpickle is None:
             raise
     restart()
-    return cloudpickle.dumps(value, protocol=5, buffer_callback=buffer_callback)  # type: ignore[no-any-return]
+    file = io.BytesIO()
+    _pickler(cloudpickle)(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+    return file.getvalue()
+
+
+class _MainModule:
+    """Unpickles, in a worker, as the module that holds the shared ``__main__`` namespace."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (importlib.import_module, (_worker.MAIN_NAMESPACE_MODULE,))
+
+
+class _MainNamespace:
+    """Unpickles, in a worker, as the namespace all of ``__main__``'s functions share there."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (getattr, (_MainModule(), "namespace"))
+
+
+_MAIN_NAMESPACE = _MainNamespace()
+_picklers: dict[int, type] = {}
+
+
+def _pickler(cloudpickle: Any) -> type:
+    """cloudpickle's pickler, except that a function of ``__main__`` (sent by value) gets the
+    worker's one shared ``__main__`` namespace as its globals, where cloudpickle would give each
+    pickle a namespace of its own: an initializer that sets a global with ``global`` and the
+    tasks that read it must see one module, as they do in the standard library's workers."""
+    pickler = _picklers.get(id(cloudpickle))
+    if pickler is not None:
+        return pickler
+
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc,name-defined]
+        def _function_getnewargs(self, func: Any) -> Any:
+            newargs = super()._function_getnewargs(func)
+            main = sys.modules.get("__main__")
+            if main is not None and func.__globals__ is vars(main):
+                return (newargs[0], _MAIN_NAMESPACE, *newargs[2:])
+            return newargs
+
+    _picklers[id(cloudpickle)] = Pickler
+    return Pickler
 
 
 def dump_task(
@@ -102,6 +145,19 @@ def dump_function(fn: object) -> bytes:
         return dumps_any(fn)
     except Exception as error:
         raise unpicklable_error("the function", fn, error) from error
+
+
+def dump_initializer(initializer: object, initargs: tuple[Any, ...]) -> bytes:
+    """The pool's initializer and its arguments, pickled once for every worker; an error names
+    the initializer or the argument (``initargs[0]._semlock``) that cannot be pickled. Objects
+    that travel between processes only by inheritance (``multiprocessing``'s locks, semaphores
+    and queues) are such arguments: a ``multiprocessing.Manager()``'s proxies are not."""
+    try:
+        return dumps_any((initializer, initargs))
+    except Exception as error:
+        if _fails(initializer):
+            raise unpicklable_error("the initializer", initializer, error) from error
+        raise unpicklable_error("initargs", initargs, error) from error
 
 
 def load(payload: bytes, fds: list[int]) -> Any:

@@ -15,6 +15,7 @@ to it.
 from __future__ import annotations
 
 import array
+import builtins
 import itertools
 import mmap
 import os
@@ -25,6 +26,7 @@ import struct
 import sys
 import time
 import traceback
+import types
 from collections import deque
 
 HEADER = struct.Struct("<IBBHQ")
@@ -37,6 +39,32 @@ READY, RETURNED, RAISED, INIT_FAILED, SKIPPED = 16, 17, 18, 19, 20
 
 # Payload kinds of a TASK frame: one call; a list of argument tuples; a list of single arguments.
 CALL, CHUNK, CHUNK1 = 0, 1, 2
+
+#: The module (in ``sys.modules`` only) whose ``namespace`` is the globals of every function of
+#: the parent's ``__main__`` that reaches this worker by value (cloudpickle's way with
+#: ``__main__``): one namespace for all of them, as one module would be, so that what an
+#: initializer sets with ``global`` the tasks see. See ``treadle._pickling``.
+MAIN_NAMESPACE_MODULE = "_treadle_main_namespace"
+
+
+class MainNamespace(dict):  # type: ignore[type-arg]
+    """The shared globals of ``__main__``'s functions in a worker. ``update`` (which cloudpickle
+    calls with the globals a function refers to, as the parent had them) adds only the names not
+    yet set: what the worker's own code assigned stays, as in a forked worker, whose module is
+    the parent's as it was at the fork, then the worker's own."""
+
+    def update(self, other: object = (), /, **names: object) -> None:  # type: ignore[override]
+        for name, value in dict(other, **names).items():  # type: ignore[call-overload]
+            self.setdefault(name, value)
+
+
+def _register_main_namespace() -> None:
+    module = types.ModuleType(MAIN_NAMESPACE_MODULE)
+    module.namespace = MainNamespace(__name__="__main__", __builtins__=builtins)  # type: ignore[attr-defined]
+    sys.modules.setdefault(MAIN_NAMESPACE_MODULE, module)
+
+
+_register_main_namespace()
 
 FD_SIZE = array.array("i").itemsize
 
@@ -239,6 +267,10 @@ class Worker:
             site.main()
             sys.path[:] = setup["sys_path"]
         self.threshold = setup["threshold"]
+        if setup.get("authkey") is not None and not forked:
+            from multiprocessing import process
+
+            process.current_process().authkey = setup["authkey"]
         if setup["initializer"] is not None:
             try:
                 initializer, initargs = pickle.loads(setup["initializer"])

@@ -170,6 +170,16 @@ def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
                 _resolve(task, event)
 
 
+def _authkey() -> bytes | None:
+    """The parent's ``multiprocessing`` authentication key, if it uses ``multiprocessing``: a
+    fresh worker takes it, as the standard library's spawned children do, so that it can talk
+    to the parent's managers (a ``Manager().Lock()`` passed as an argument)."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is None:
+        return None
+    return bytes(process.current_process().authkey)
+
+
 def _finder_needs_site() -> bool:
     """Whether the parent imports through a finder that a ``.pth`` file installed (editable
     installs), which a worker started without ``site`` would lack."""
@@ -233,13 +243,14 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         self._threshold = _pickling.SHARED_MEMORY_THRESHOLD
         initializer_payload = None
         if initializer is not None:
-            initializer_payload = _pickling.dump_function((initializer, tuple(initargs)))
+            initializer_payload = _pickling.dump_initializer(initializer, tuple(initargs))
         init = _pickling.dumps_any(
             {
                 "sys_path": list(sys.path),
                 "run_site": _finder_needs_site(),
                 "threshold": self._threshold,
                 "initializer": initializer_payload,
+                "authkey": _authkey(),
             }
         )
         fork_server = None
