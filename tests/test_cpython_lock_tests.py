@@ -17,6 +17,11 @@ class RLockTests(lock_tests.RLockTests):
     locktype = staticmethod(treadle.RLock)
 
 
+class ConditionAsRLockTests(lock_tests.RLockTests):
+    # As CPython's test_threading: a Condition (over an RLock by default) used as an RLock.
+    locktype = staticmethod(treadle.Condition)
+
+
 class EventTests(lock_tests.EventTests):
     eventtype = staticmethod(treadle.Event)
 

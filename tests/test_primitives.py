@@ -353,3 +353,51 @@ def test_ctrl_c_interrupts_a_blocked_main_thread(kind):
     assert proc.returncode == 0, proc.stderr
     waited = float(proc.stdout.split()[-1])
     assert waited < 2.0
+
+
+def test_deprecated_aliases_warn_as_threading_does():
+    event = treadle.Event()
+    with pytest.warns(DeprecationWarning, match=r"use is_set\(\)"):
+        assert event.isSet() is False
+    cond = treadle.Condition()
+    with cond, pytest.warns(DeprecationWarning, match=r"use notify_all\(\)"):
+        cond.notifyAll()
+
+
+def test_a_condition_delegates_the_lock_protocol_to_its_lock():
+    # threading.Condition takes _release_save/_acquire_restore/_is_owned from its lock, so that
+    # a Condition can itself be the lock of another Condition.
+    outer = treadle.Condition(treadle.Condition())
+    with outer:
+        assert outer.wait(0.01) is False
+        assert outer._is_owned()
+    plain = treadle.Condition(treadle.Lock())
+    plain.acquire()
+    state = plain._release_save()
+    assert not plain._is_owned()
+    plain._acquire_restore(state)
+    assert plain._is_owned()
+    plain.release()
+    with pytest.raises(RuntimeError):
+        treadle.Condition()._release_save()
+
+
+def test_rlock_arguments_are_ignored_as_threading_does():
+    # threading.RLock ignores arguments; since 3.13 it warns that passing them is deprecated. A
+    # subclass's own __init__ takes its own arguments, with no warning.
+    if sys.version_info >= (3, 13):
+        with pytest.warns(DeprecationWarning, match="Passing arguments to RLock"):
+            lock = treadle.RLock(1, a=2)
+    else:
+        lock = treadle.RLock(1, a=2)
+    assert lock.acquire(timeout=1)
+    lock.release()
+
+    class Custom(treadle.RLock):
+        def __init__(self, a, *, b):
+            super().__init__()
+            self.a, self.b = a, b
+
+    custom = Custom(1, b=2)
+    with custom:
+        assert (custom.a, custom.b) == (1, 2)

@@ -254,6 +254,51 @@ impl PyCondition {
         self.is_owned(py)
     }
 
+    /// As `threading.Condition` (which takes it from its lock): releases the lock however many
+    /// times it is held and returns what `_acquire_restore` needs to take it back.
+    fn _release_save<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.lock {
+            LockRef::RLock(lock) => lock.bind(py).call_method0("_release_save"),
+            LockRef::Lock(lock) => lock.get().release_raw().map(|()| py.None().into_bound(py)),
+            LockRef::Other(lock) => {
+                let lock = lock.bind(py);
+                match lock.getattr("_release_save") {
+                    Ok(release_save) => release_save.call0(),
+                    Err(_) => lock
+                        .call_method0("release")
+                        .map(|_| py.None().into_bound(py)),
+                }
+            }
+        }
+    }
+
+    /// As `threading.Condition`: takes the lock back as `_release_save` left it.
+    fn _acquire_restore(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        match &self.lock {
+            LockRef::RLock(lock) => lock.bind(py).call_method1("_acquire_restore", (state,))?,
+            LockRef::Lock(lock) => lock.bind(py).call_method0("acquire")?,
+            LockRef::Other(lock) => {
+                let lock = lock.bind(py);
+                match lock.getattr("_acquire_restore") {
+                    Ok(acquire_restore) => acquire_restore.call1((state,))?,
+                    Err(_) => lock.call_method0("acquire")?,
+                }
+            }
+        };
+        Ok(())
+    }
+
+    /// The recursion count of the underlying `RLock` (a condition used as an RLock answers as
+    /// one); other locks have none.
+    fn _recursion_count(&self) -> PyResult<usize> {
+        match &self.lock {
+            LockRef::RLock(lock) => Ok(lock.get().raw.recursion_count()),
+            _ => Err(pyo3::exceptions::PyAttributeError::new_err(
+                "a Condition over a lock that is not an RLock has no _recursion_count()",
+            )),
+        }
+    }
+
     /// Wait until notified or until `timeout` seconds pass; returns False on timeout.
     #[pyo3(signature = (timeout=None))]
     fn wait(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
@@ -314,9 +359,15 @@ impl PyCondition {
         Ok(())
     }
 
-    /// Deprecated alias of `notify_all`, as in `threading`.
+    /// Deprecated alias of `notify_all`, as in `threading` (with its `DeprecationWarning`).
     #[pyo3(name = "notifyAll")]
     fn notify_all_alias(&self, py: Python<'_>) -> PyResult<()> {
+        PyErr::warn(
+            py,
+            &py.get_type::<pyo3::exceptions::PyDeprecationWarning>(),
+            c"notifyAll() is deprecated, use notify_all() instead",
+            1,
+        )?;
         self.notify_all(py)
     }
 

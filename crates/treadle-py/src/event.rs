@@ -39,10 +39,16 @@ impl PyEvent {
         self.core.is_set()
     }
 
-    /// Deprecated alias of `is_set`, as in `threading`.
+    /// Deprecated alias of `is_set`, as in `threading` (with its `DeprecationWarning`).
     #[pyo3(name = "isSet")]
-    fn is_set_alias(&self) -> bool {
-        self.core.is_set()
+    fn is_set_alias(&self, py: Python<'_>) -> PyResult<bool> {
+        PyErr::warn(
+            py,
+            &py.get_type::<pyo3::exceptions::PyDeprecationWarning>(),
+            c"isSet() is deprecated, use is_set() instead",
+            1,
+        )?;
+        Ok(self.core.is_set())
     }
 
     /// Set the flag and wake every waiting thread.

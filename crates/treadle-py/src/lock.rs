@@ -178,7 +178,7 @@ impl PyLock {
 
 /// A reentrant lock, as `threading.RLock`: owned by the thread that took it, which may take it
 /// again and must release it as many times.
-#[pyclass(frozen, weakref, name = "RLock", module = "treadle")]
+#[pyclass(frozen, weakref, subclass, name = "RLock", module = "treadle")]
 pub(crate) struct PyRLock {
     pub(crate) raw: RawRLock,
     origin: Option<Box<str>>,
@@ -242,9 +242,28 @@ impl PyRLock {
 
 #[pymethods]
 impl PyRLock {
+    /// Arguments are ignored, as `threading.RLock` ignores them (a subclass's `__init__` takes
+    /// its own); on Python 3.13 and later, passing them to `RLock` itself is deprecated there,
+    /// and warns here too.
     #[new]
-    fn new(py: Python<'_>) -> Self {
-        PyRLock::new_at(py)
+    #[classmethod]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(
+        cls: &Bound<'_, pyo3::types::PyType>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Self> {
+        let py = cls.py();
+        let given = !args.is_empty() || kwargs.is_some_and(|kwargs| !kwargs.is_empty());
+        if given && cls.is(py.get_type::<PyRLock>()) && py.version_info() >= (3, 13) {
+            PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyDeprecationWarning>(),
+                c"Passing arguments to RLock is deprecated and will be removed in 3.15",
+                1,
+            )?;
+        }
+        Ok(PyRLock::new_at(py))
     }
 
     /// Acquire the lock (again, if this thread owns it), blocking or not, with an optional timeout.
