@@ -573,13 +573,46 @@ FORK_SERVER_DIES = textwrap.dedent(
 )
 
 
-def test_a_pool_whose_fork_server_dies_goes_on_with_fresh_interpreters():
-    script = FORK_SERVER_DIES.format(tests=str(Path(__file__).parent))
+def run_script_ok(script):
+    """Runs ``script`` (formatted with this folder as ``tests``) in a fresh interpreter, which
+    must print just "ok"."""
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT * 2
+        [sys.executable, "-c", script.format(tests=str(Path(__file__).parent))],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 2,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_a_pool_whose_fork_server_dies_goes_on_with_fresh_interpreters():
+    run_script_ok(FORK_SERVER_DIES)
+
+
+PIPE_OUTLIVES_THE_POOL = textwrap.dedent(
+    """
+    import os, select, sys, tempfile
+    sys.path.insert(0, {tests!r})
+    import _process_tasks as tasks
+    import treadle
+    read_end, write_end = os.pipe()  # open when the fork server is forked
+    log = tempfile.TemporaryFile()
+    with treadle.ProcessPoolExecutor(2) as pool:
+        assert pool.submit(tasks.square, 3).result(30) == 9
+        # A regular file stays open in the workers, as after any fork.
+        assert pool.submit(os.fstat, log.fileno()).result(30).st_size == 0
+    os.close(write_end)
+    # The fork server outlives the pool, but holds no copy of the pipe: the reader sees EOF.
+    ready, _, _ = select.select([read_end], [], [], 10)
+    assert ready and os.read(read_end, 1) == b"", "the pipe's write end is still held"
+    print("ok", flush=True)
+    """
+)
+
+
+def test_the_fork_server_keeps_no_pipe_of_the_parent_open():
+    run_script_ok(PIPE_OUTLIVES_THE_POOL)
 
 
 def test_a_parent_with_threads_is_never_forked():

@@ -16,7 +16,8 @@ The server is the parent's child (it dies with the thread that forked it, by
 (they die with it, so with the parent). It reaps a worker only when the parent asks, and
 replies with its wait status. Protocol: ``crates/treadle-core/src/supervisor/fork_server.rs``.
 A worker inherits what the parent had open and imported when the server was forked, as with the
-standard library's ``fork`` start method; the server's own socket is closed in it.
+standard library's ``fork`` start method, except its pipes and sockets (see
+``_let_go_of_pipes_and_sockets``); the server's own socket is closed in it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import array
 import os
 import signal
 import socket
+import stat
 import struct
 import sys
 
@@ -113,9 +115,43 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def _let_go_of_pipes_and_sockets(keep: int) -> None:
+    """Points each inherited pipe and socket of the parent (but stdin, stdout, stderr and the
+    server's own socket ``keep``) at ``/dev/null``. The server lives as long as the parent: were
+    it to hold the parent's end of a pipe or socket, the other end would never see it closed (a
+    child waiting for EOF on its stdin, ``multiprocessing``'s resource tracker waiting to be
+    stopped). The descriptor numbers stay taken, so that an object of the parent's that still
+    names one can never close a descriptor opened later in a worker. Regular files stay open,
+    as after any fork (a worker may log to the parent's log file)."""
+    try:
+        descriptors = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for fd in descriptors:
+            if fd in (0, 1, 2, keep, null):
+                continue
+            try:
+                mode = os.fstat(fd).st_mode
+            except OSError:
+                continue  # the listing's own descriptor, already closed
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                os.dup2(null, fd, inheritable=os.get_inheritable(fd))
+    finally:
+        os.close(null)
+    # The parent's resource tracker is reached through one of those pipes: a worker that needs
+    # a tracker starts its own, as a spawned child would.
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    if tracker is not None:
+        tracker._resource_tracker._fd = None
+        tracker._resource_tracker._pid = None
+
+
 def _serve(sock: socket.socket) -> int:
     if not _die_with_parent(os.getppid()):
         return 1
+    _let_go_of_pipes_and_sockets(sock.fileno())
     _reset_signals()
     fd_size = array.array("i").itemsize
     ancillary = socket.CMSG_SPACE(fd_size)
