@@ -171,18 +171,27 @@ fn future_waiter_sees_the_completion() {
     });
 }
 
+/// A one-worker pool whose worker goes idle and asks for its next step, on a thread of its
+/// own: returns the pool and that thread, which answers whether the step was the expected one.
+fn pool_with_a_worker_expecting(
+    expected: fn(&treadle_core::Next<Plain>) -> bool,
+) -> (Arc<treadle_core::Pool<Plain>>, thread::JoinHandle<bool>) {
+    let pool = Arc::new(treadle_core::Pool::<Plain>::new(1, 0));
+    let worker = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            pool.worker_idle();
+            expected(&pool.next(None))
+        })
+    };
+    (pool, worker)
+}
+
 #[test]
 fn pool_submission_reaches_a_worker_parking_at_the_same_time() {
-    use treadle_core::{FutureCell, Next, Pool};
+    use treadle_core::{FutureCell, Next};
     loom::model(|| {
-        let pool = Arc::new(Pool::<Plain>::new(1, 0));
-        let worker = {
-            let pool = pool.clone();
-            thread::spawn(move || {
-                pool.worker_idle();
-                matches!(pool.next(None), Next::Run(_))
-            })
-        };
+        let (pool, worker) = pool_with_a_worker_expecting(|next| matches!(next, Next::Run(_)));
         let cell = std::sync::Arc::new(FutureCell::<Plain>::new(Some(1)));
         // Whether or not the worker was counted idle yet, the future is taken (a lost wake-up
         // would leave the worker parked forever, which loom reports as a deadlock).
@@ -194,16 +203,9 @@ fn pool_submission_reaches_a_worker_parking_at_the_same_time() {
 
 #[test]
 fn pool_shutdown_releases_a_parked_worker() {
-    use treadle_core::{Next, Pool};
+    use treadle_core::Next;
     loom::model(|| {
-        let pool = Arc::new(Pool::<Plain>::new(1, 0));
-        let worker = {
-            let pool = pool.clone();
-            thread::spawn(move || {
-                pool.worker_idle();
-                matches!(pool.next(None), Next::Exit)
-            })
-        };
+        let (pool, worker) = pool_with_a_worker_expecting(|next| matches!(next, Next::Exit));
         assert!(pool.shut_down(false).is_empty());
         assert!(worker.join().unwrap());
     });
