@@ -6,6 +6,7 @@ or result cannot be pickled.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import pickle
@@ -69,17 +70,14 @@ class _MainNamespace:
 
 
 _MAIN_NAMESPACE = _MainNamespace()
-_picklers: dict[int, type] = {}
 
 
+@functools.cache
 def _pickler(cloudpickle: Any) -> type:
     """cloudpickle's pickler, except that a function of ``__main__`` (sent by value) gets the
     worker's one shared ``__main__`` namespace as its globals, where cloudpickle would give each
     pickle a namespace of its own: an initializer that sets a global with ``global`` and the
     tasks that read it must see one module, as they do in the standard library's workers."""
-    pickler = _picklers.get(id(cloudpickle))
-    if pickler is not None:
-        return pickler
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc,name-defined]
         def _function_getnewargs(self, func: Any) -> Any:
@@ -89,7 +87,6 @@ def _pickler(cloudpickle: Any) -> type:
                 return (newargs[0], _MAIN_NAMESPACE, *newargs[2:])
             return newargs
 
-    _picklers[id(cloudpickle)] = Pickler
     return Pickler
 
 
