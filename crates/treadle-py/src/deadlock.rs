@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use treadle_core::wait_graph::{Edge, Mode, Published, Stall, WaitGraph, WaitKind, WaitTarget};
-use treadle_core::{os_threads, Event, ThreadId};
+use treadle_core::{Event, ThreadId};
+use treadle_os::os_threads;
 
 /// What a wait is on.
 pub(crate) struct Track<'a, 'py> {
@@ -229,7 +230,7 @@ pub(crate) fn suspect_stall(py: Python<'_>, graph: &WaitGraph) -> PyResult<Optio
 /// interpreter threads, parked in the stall, the process may have threads made by C code (a
 /// library's worker pool, a callback thread); each could call back into Python, unless it
 /// sleeps in an untimed futex wait, from which only another thread wakes it (an idle pool
-/// thread). See `treadle_core::os_threads`.
+/// thread). See `treadle_os::os_threads`.
 fn foreign_threads_could_wake(stall: &Stall, live: usize) -> bool {
     let Some(tids) = os_threads::thread_ids() else {
         return false; // not Linux: nothing to go on, as before threads could be counted

@@ -13,9 +13,8 @@ use pyo3::types::{PyBytes, PyTuple};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
-use treadle_core::supervisor::{
-    CancelOutcome, Config, Event, Exit, ForkServer, SubmitError, Supervisor, Task,
-};
+use treadle_os::process::Signal;
+use treadle_os::{CancelOutcome, Config, Event, Exit, ForkServer, SubmitError, Supervisor, Task};
 
 pyo3::import_exception!(concurrent.futures.process, BrokenProcessPool);
 
@@ -83,7 +82,7 @@ impl PySupervisor {
             timeout,
         };
         self.core.submit(task).map_err(|e| match e {
-            SubmitError::Closed => {
+            SubmitError::ShutDown => {
                 PyRuntimeError::new_err("cannot schedule new futures after shutdown")
             }
             SubmitError::Broken(reason) => BrokenProcessPool::new_err(reason.to_string()),
@@ -113,8 +112,10 @@ impl PySupervisor {
     }
 
     /// Signals every worker and drops the queued tasks (their ids are returned).
-    fn terminate(&self, signal: i32) -> Vec<u64> {
-        self.core.terminate(signal)
+    fn terminate(&self, signal: i32) -> PyResult<Vec<u64>> {
+        let signal = Signal::from_named_raw(signal)
+            .ok_or_else(|| PyValueError::new_err(format!("invalid signal number {signal}")))?;
+        Ok(self.core.terminate(signal))
     }
 
     /// The pids of the workers serving now.
@@ -176,14 +177,7 @@ impl PyForkServer {
 /// still `parent`: False if it died already (the signal would never come).
 #[pyfunction]
 pub(crate) fn _die_with_parent(parent: i32) -> PyResult<bool> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
-        return Err(PyOSError::new_err(
-            std::io::Error::last_os_error().to_string(),
-        ));
-    }
-    // SAFETY: getppid has no preconditions.
-    Ok(unsafe { libc::getppid() } == parent)
+    treadle_os::die_with_parent(parent).map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
 fn owned_fds(fds: Vec<i32>) -> PyResult<Vec<OwnedFd>> {

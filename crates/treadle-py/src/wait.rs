@@ -28,15 +28,7 @@ pub(crate) const STALL_GRACE: Duration = Duration::from_millis(30);
 /// Whether the calling thread is the process's main thread, the one Python runs signal handlers in.
 /// (After `fork()`, the forking thread is the child's main thread, and this still holds.)
 pub(crate) fn is_main_thread() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and getpid have no preconditions and cannot fail.
-        unsafe { libc::gettid() == libc::getpid() }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        true
-    }
+    treadle_os::os_threads::is_main_thread()
 }
 
 /// Calls `attempt(deadline)` with the interpreter released until it yields a value or `wait`'s

@@ -1,5 +1,6 @@
-use super::frame::{self, Header};
 use super::*;
+use crate::channel;
+use crate::frame::{self, Header};
 use std::io::Write;
 
 #[test]
@@ -38,19 +39,6 @@ fn descriptors_travel_with_bytes() {
     let mut one = [0u8; 1];
     std::io::Read::read_exact(&mut y, &mut one).unwrap();
     assert_eq!(&one, b"!");
-}
-
-#[test]
-fn oom_kill_counter_is_read_from_either_cgroup_version() {
-    assert_eq!(
-        oom_kill_count("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n"),
-        Some(2)
-    );
-    assert_eq!(
-        oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 7\n"),
-        Some(7)
-    );
-    assert_eq!(oom_kill_count("oom 1\n"), None);
 }
 
 fn config(script: &str) -> Config {
@@ -115,6 +103,6 @@ fn terminate_ends_every_worker_then_closes() {
         .poll(Some(Instant::now() + Duration::from_millis(50)))
         .is_none());
     assert_eq!(supervisor.pids().len(), 1);
-    assert!(supervisor.terminate(libc::SIGKILL).is_empty());
+    assert!(supervisor.terminate(Signal::KILL).is_empty());
     poll_until(&supervisor, |e| matches!(e, Event::Closed));
 }

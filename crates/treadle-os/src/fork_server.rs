@@ -14,17 +14,22 @@
 //! the new worker's pid (`SPAWN`) or its wait status (`WAIT`), or -1 and an errno. One request is
 //! in flight at a time (a mutex), so replies come in order.
 
-use super::channel;
-use crate::primitive::{lock, Mutex};
+use crate::channel;
+use parking_lot::Mutex;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::process::{waitpid, Pid, WaitOptions};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Fork a worker; the request carries its channel's descriptor. Replies with its pid.
-const SPAWN: i32 = 1;
+pub const SPAWN: i32 = 1;
 /// Reap worker `pid` (waiting for it to end). Replies with its wait status.
-const WAIT: i32 = 2;
+pub const WAIT: i32 = 2;
+/// A request's and a reply's layout as Python's `struct` module spells it
+/// (`treadle/_forkserver.py`).
+pub const MESSAGE_FORMAT: &str = "<ii";
 
 /// How long a reply may take before the server is given up for dead.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,7 +81,7 @@ impl ForkServer {
                 "the fork server is gone",
             ));
         }
-        let socket = lock(&self.socket);
+        let socket = self.socket.lock();
         match exchange(&socket, kind, pid, fd) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
@@ -84,10 +89,9 @@ impl ForkServer {
                 // The conversation is lost: later requests go elsewhere. The server is our child;
                 // if it ended, reap it.
                 self.dead.store(true, Ordering::Relaxed);
-                // SAFETY: waitpid with WNOHANG on our own child; no memory is written.
-                unsafe {
-                    libc::waitpid(self.pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG)
-                };
+                if let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) {
+                    let _ = waitpid(Some(pid), WaitOptions::NOHANG);
+                }
                 Err(e)
             }
         }
@@ -117,7 +121,7 @@ fn exchange(
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_for(socket, libc::POLLOUT, deadline)?
+                wait_for(socket, PollFlags::OUT, deadline)?
             }
             Err(e) => return Err(transport(e)),
         }
@@ -132,7 +136,7 @@ fn exchange(
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_for(socket, libc::POLLIN, deadline)?
+                wait_for(socket, PollFlags::IN, deadline)?
             }
             Err(e) => return Err(transport(e)),
         }
@@ -149,28 +153,20 @@ fn transport(e: io::Error) -> io::Error {
     )
 }
 
-fn wait_for(socket: &OwnedFd, events: libc::c_short, deadline: Instant) -> io::Result<()> {
+fn wait_for(socket: &OwnedFd, events: PollFlags, deadline: Instant) -> io::Result<()> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(transport(io::ErrorKind::TimedOut.into()));
         }
-        let mut pfd = libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events,
-            revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ready > 0 {
-            return Ok(());
-        }
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(transport(e));
-            }
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        match poll(&mut [PollFd::new(socket, events)], Some(&timeout)) {
+            Ok(ready) if ready > 0 => return Ok(()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(transport(e.into())),
         }
     }
 }

@@ -3,7 +3,7 @@ use super::*;
 fn futex_line(op: u64, timeout: u64) -> String {
     format!(
         "{} 0x7fdac21e5ae0 {op:#x} 0x0 {timeout:#x} 0x0 0xffffffff 0x7ffd0 0x7f123",
-        libc::SYS_futex
+        SYS_FUTEX
     )
 }
 
@@ -27,7 +27,7 @@ fn a_timed_wait_a_wake_or_another_call_could_end_by_itself() {
     assert!(!is_untimed_futex_wait("running"));
     assert!(!is_untimed_futex_wait("-1 0x7ffd 0x7f12")); // blocked outside a call
     assert!(!is_untimed_futex_wait(""));
-    assert!(!is_untimed_futex_wait(&format!("{} 0x1", libc::SYS_futex)));
+    assert!(!is_untimed_futex_wait(&format!("{} 0x1", SYS_FUTEX)));
 }
 
 #[test]

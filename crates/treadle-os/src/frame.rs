@@ -10,10 +10,27 @@
 //! frame as `SCM_RIGHTS` ancillary data, attached to the `sendmsg` that carries its first byte, so
 //! they always arrive no later than the frame's header; the receiver keeps them in a FIFO and
 //! hands each frame the next `fds` of them. The Python side (`treadle/_worker.py`) reads and
-//! writes the same layout with `struct.Struct("<IBBHQ")`.
+//! writes the same layout with `struct.Struct("<IBBHQ")` ([`HEADER_FORMAT`]).
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 16;
+
+/// The header's layout as Python's `struct` module spells it (`treadle/_worker.py` uses it).
+pub const HEADER_FORMAT: &str = "<IBBHQ";
+
+/// Every frame kind by the name the Python side gives it: the one list both sides are checked
+/// against (`_treadle._wire()`, `tests/test_wire.py`).
+pub const KINDS: [(&str, u8); 9] = [
+    ("INIT", to_worker::INIT),
+    ("TASK", to_worker::TASK),
+    ("CANCEL", to_worker::CANCEL),
+    ("EXIT", to_worker::EXIT),
+    ("READY", from_worker::READY),
+    ("RETURNED", from_worker::RETURNED),
+    ("RAISED", from_worker::RAISED),
+    ("INIT_FAILED", from_worker::INIT_FAILED),
+    ("SKIPPED", from_worker::SKIPPED),
+];
 
 /// Frame kinds from the parent to a worker.
 pub mod to_worker {

@@ -6,6 +6,7 @@
 //! its parent is still alive (else the signal would never come), and moves its end of the channel
 //! to descriptor 3. Nothing is forked but a process about to `exec`, so a parent with threads is
 //! safe. Exits are watched through a pidfd, which `poll` reports readable when the process ends.
+//! Everything is a rustix call; the one `unsafe` is `pre_exec` itself.
 //!
 //! Or a worker is forked by a fork server ([`ForkServer`]), a copy of the parent made while it had
 //! one thread; the worker is then the server's child, which reaps it when asked and says how it
@@ -14,12 +15,19 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::Arc;
 
-use super::fork_server::ForkServer;
+pub use rustix::process::Signal;
+use rustix::process::{
+    getpid, getppid, kill_process, pidfd_open, pidfd_send_signal, set_parent_process_death_signal,
+    Pid, PidfdFlags,
+};
+
+use crate::channel::readable_now;
+use crate::fork_server::ForkServer;
 
 /// The descriptor a worker finds its channel on.
 pub const CHANNEL_FD: i32 = 3;
@@ -43,11 +51,33 @@ impl From<ExitStatus> for Exit {
     }
 }
 
+impl Exit {
+    /// From a wait status as `waitpid` reports it.
+    pub fn from_wait_status(status: i32) -> Exit {
+        Exit::from(ExitStatus::from_raw(status))
+    }
+
+    /// "exit code 3" or "signal 9".
+    pub fn describe(self) -> String {
+        match self {
+            Exit::Code(code) => format!("exit code {code}"),
+            Exit::Signal(signal) => format!("signal {signal}"),
+        }
+    }
+}
+
+/// Asks for `SIGKILL` when this process's parent (thread) dies, then checks that the parent is
+/// still `parent`: false if it died already (the signal would never come).
+pub fn die_with_parent(parent: i32) -> io::Result<bool> {
+    set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(getppid().map_or(0, |pid| pid.as_raw_nonzero().get()) == parent)
+}
+
 /// A running worker process.
 #[derive(Debug)]
 pub(crate) struct Process {
     pid: u32,
-    pidfd: Option<OwnedFd>,
+    pidfd: Option<Arc<OwnedFd>>,
     origin: Origin,
 }
 
@@ -69,35 +99,30 @@ impl Process {
         args: &[OsString],
         channel: &OwnedFd,
     ) -> io::Result<Process> {
-        let channel = channel.as_raw_fd();
-        // SAFETY: getpid has no preconditions.
-        let parent = unsafe { libc::getpid() };
+        // The child's copy: `dup2` onto CHANNEL_FD clears close-on-exec on the new number, and
+        // the copy is never that number (the original holds it, if anything does).
+        let channel = channel.try_clone()?;
+        let parent = getpid();
         let mut command = Command::new(program);
         command.args(args);
         // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
-        // system calls (prctl, getppid, dup2, fcntl); it allocates nothing and takes no lock.
+        // system calls (prctl, getppid, dup2); it allocates nothing and takes no lock. The
+        // `OwnedFd` made for CHANNEL_FD is never dropped (`ManuallyDrop`): `dup2` only needs a
+        // number to replace, and the child's descriptor 3 is whatever it inherited, or nothing.
         unsafe {
             command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(io::Error::last_os_error());
+                set_parent_process_death_signal(Some(Signal::KILL))?;
+                if getppid() != Some(parent) {
+                    return Err(io::Error::other("the parent process died"));
                 }
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                if channel == CHANNEL_FD {
-                    // dup2 onto itself would keep close-on-exec set: clear it instead.
-                    if libc::fcntl(channel, libc::F_SETFD, 0) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                } else if libc::dup2(channel, CHANNEL_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                let mut target = std::mem::ManuallyDrop::new(OwnedFd::from_raw_fd(CHANNEL_FD));
+                rustix::io::dup2(&channel, &mut target)?;
                 Ok(())
             });
         }
         let child = command.spawn()?;
         let pid = child.id();
-        let pidfd = pidfd_open(pid);
+        let pidfd = pidfd_of(pid).ok().map(Arc::new);
         Ok(Process {
             pid,
             pidfd,
@@ -109,14 +134,16 @@ impl Process {
     pub(crate) fn fork_from(server: &Arc<ForkServer>, channel: &OwnedFd) -> io::Result<Process> {
         let pid = server.spawn(channel)?;
         // The worker cannot be reaped (so its pid cannot be reused) before we ask the server.
-        let Some(pidfd) = pidfd_open(pid) else {
-            let error = io::Error::last_os_error();
-            let _ = server.wait(pid);
-            return Err(error);
+        let pidfd = match pidfd_of(pid) {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                let _ = server.wait(pid);
+                return Err(error);
+            }
         };
         Ok(Process {
             pid,
-            pidfd: Some(pidfd),
+            pidfd: Some(Arc::new(pidfd)),
             origin: Origin::Forked {
                 server: server.clone(),
                 ended: None,
@@ -131,31 +158,24 @@ impl Process {
 
     /// A descriptor that polls readable once the process has ended (`None` on kernels before
     /// 5.3; the supervisor then polls with `try_exit` on a short timer).
-    pub(crate) fn pidfd(&self) -> Option<&OwnedFd> {
+    pub(crate) fn pidfd(&self) -> Option<&Arc<OwnedFd>> {
         self.pidfd.as_ref()
     }
 
     /// Sends `signal` to the process, unless it was already reaped.
-    pub(crate) fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: Signal) {
         match &self.origin {
-            // SAFETY: the process is our child and not yet reaped (reaping consumes `Process`),
-            // so its pid cannot have been reused.
-            Origin::Child(child) => unsafe {
-                libc::kill(child.id() as libc::pid_t, signal);
-            },
+            // The process is our child and not yet reaped (reaping consumes `Process`), so its
+            // pid cannot have been reused.
+            Origin::Child(child) => {
+                if let Some(pid) = pid_of(child.id()) {
+                    let _ = kill_process(pid, signal);
+                }
+            }
+            // A pidfd names one process for good, so no other process can be signalled.
             Origin::Forked { ended: None, .. } => {
                 if let Some(pidfd) = &self.pidfd {
-                    // SAFETY: pidfd_send_signal takes a pidfd, a signal and no info; a pidfd
-                    // names one process for good, so no other process can be signalled.
-                    unsafe {
-                        libc::syscall(
-                            libc::SYS_pidfd_send_signal,
-                            pidfd.as_raw_fd(),
-                            signal,
-                            std::ptr::null::<libc::siginfo_t>(),
-                            0,
-                        )
-                    };
+                    let _ = pidfd_send_signal(&**pidfd, signal);
                 }
             }
             Origin::Forked { ended: Some(_), .. } => {}
@@ -174,13 +194,12 @@ impl Process {
                 ended: Some(exit), ..
             } => Some(*exit),
             Origin::Forked { server, ended } => {
-                if !super::pollin(self.pidfd.as_ref()) {
+                if !self.pidfd.as_ref().map_or(true, |fd| readable_now(&**fd)) {
                     return None;
                 }
-                let exit = match server.wait(self.pid) {
-                    Ok(status) => Exit::from(ExitStatus::from_raw(status)),
-                    Err(_) => Exit::Code(-1),
-                };
+                let exit = server
+                    .wait(self.pid)
+                    .map_or(Exit::Code(-1), Exit::from_wait_status);
                 *ended = Some(exit);
                 Some(exit)
             }
@@ -198,57 +217,23 @@ impl Process {
                 ended: Some(exit), ..
             } => *exit,
             Origin::Forked { .. } => {
-                self.signal(libc::SIGKILL);
+                self.signal(Signal::KILL);
                 let Origin::Forked { server, .. } = &self.origin else {
                     unreachable!()
                 };
-                match server.wait(self.pid) {
-                    Ok(status) => Exit::from(ExitStatus::from_raw(status)),
-                    Err(_) => Exit::Code(-1),
-                }
+                server
+                    .wait(self.pid)
+                    .map_or(Exit::Code(-1), Exit::from_wait_status)
             }
         }
     }
 }
 
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags, no memory; it returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the syscall succeeded, so `fd` is a new descriptor owned by nobody else.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+fn pid_of(pid: u32) -> Option<Pid> {
+    Pid::from_raw(i32::try_from(pid).ok()?)
 }
 
-/// How many processes the kernel's OOM killer has killed in this process's memory cgroup, if the
-/// cgroup says (v2 `memory.events`, or v1 `memory.oom_control`).
-pub fn oom_kills() -> Option<u64> {
-    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let mut candidates = Vec::new();
-    for line in groups.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        if controllers.is_empty() {
-            candidates.push(format!("/sys/fs/cgroup{path}/memory.events"));
-            candidates.push("/sys/fs/cgroup/memory.events".to_owned());
-        } else if controllers.split(',').any(|c| c == "memory") {
-            candidates.push(format!("/sys/fs/cgroup/memory{path}/memory.oom_control"));
-            candidates.push("/sys/fs/cgroup/memory/memory.oom_control".to_owned());
-        }
-    }
-    candidates
-        .iter()
-        .find_map(|file| std::fs::read_to_string(file).ok())
-        .and_then(|text| oom_kill_count(&text))
-}
-
-/// The `oom_kill N` counter in a cgroup memory file.
-pub fn oom_kill_count(text: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        (words.next() == Some("oom_kill"))
-            .then(|| words.next()?.parse().ok())
-            .flatten()
-    })
+fn pidfd_of(pid: u32) -> io::Result<OwnedFd> {
+    let pid = pid_of(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(pidfd_open(pid, PidfdFlags::empty())?)
 }

@@ -6,55 +6,43 @@
 //! waiter. One that sleeps in an untimed wait on a private futex (an idle pool thread in
 //! `pthread_cond_wait`) wakes only when another thread wakes it, so it cannot be the one to end
 //! a stall in which every other thread is parked; one that runs, sleeps with a deadline, or
-//! waits in any other call (I/O, `poll`, `nanosleep`) could. Linux only; elsewhere the answer is
-//! "unknown" and the caller judges no stall while foreign threads may exist.
+//! waits in any other call (I/O, `poll`, `nanosleep`) could. Read from `/proc/self/task`; where it
+//! cannot be read the answer is "unknown" and the caller judges no stall while foreign threads
+//! may exist.
 
 #[cfg(test)]
 mod tests;
 
+/// The `futex` system call's number on this architecture.
+pub const SYS_FUTEX: u32 = linux_raw_sys::general::__NR_futex;
+
 /// The ids of the process's threads, or `None` where they cannot be listed.
 pub fn thread_ids() -> Option<Vec<i32>> {
-    #[cfg(target_os = "linux")]
-    {
-        let entries = std::fs::read_dir("/proc/self/task").ok()?;
-        Some(
-            entries
-                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-                .collect(),
-        )
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
+    let entries = std::fs::read_dir("/proc/self/task").ok()?;
+    Some(
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
 }
 
-/// The calling thread's id, as in [`thread_ids`] (`gettid`), or 0 where there is none.
+/// The calling thread's id, as in [`thread_ids`] (`gettid`).
 pub fn current_thread_id() -> i32 {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid has no preconditions and touches no memory.
-        unsafe { libc::gettid() }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        0
-    }
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// Whether the calling thread is the process's main thread (its id is the process's), the one
+/// Python runs signal handlers in. After `fork()`, the forking thread is the child's main thread.
+pub fn is_main_thread() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
 }
 
 /// Whether thread `tid` of this process sleeps in an untimed wait on a private futex, so that
-/// only another thread of the process can wake it. False when it runs, waits in anything else, or cannot be read.
+/// only another thread of the process can wake it. False when it runs, waits in anything else,
+/// or cannot be read.
 pub fn sleeps_until_woken(tid: i32) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
-            .is_ok_and(|line| is_untimed_futex_wait(&line))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = tid;
-        false
-    }
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .is_ok_and(|line| is_untimed_futex_wait(&line))
 }
 
 /// Whether a `/proc/<pid>/task/<tid>/syscall` line (the system call number, then its six
@@ -69,7 +57,7 @@ pub fn is_untimed_futex_wait(line: &str) -> bool {
     const FUTEX_CLOCK_REALTIME: u64 = 256;
     let mut fields = line.split_ascii_whitespace();
     let number = fields.next().and_then(|n| n.parse::<i64>().ok());
-    if number != Some(libc::SYS_futex) {
+    if number != Some(i64::from(SYS_FUTEX)) {
         return false;
     }
     let args: Vec<u64> = fields

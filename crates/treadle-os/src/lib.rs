@@ -1,0 +1,28 @@
+//! treadle's Linux layer: everything that talks to the kernel about processes, on `rustix`.
+//!
+//! - [`supervisor`]: the process pool's supervisor, split into its state machine (no I/O,
+//!   testable without processes) and its poller (`ppoll` over sockets, pidfds and an eventfd).
+//! - [`fork_server`]: the client of the fork server workers are forked from.
+//! - [`process`]: starting a worker (fork-and-exec, or by the fork server) and learning how it
+//!   ended; `PR_SET_PDEATHSIG` so that workers die with their parent.
+//! - [`channel`]: a worker's socket pair, `SCM_RIGHTS` descriptor passing, the poller's eventfd.
+//! - [`frame`]: the wire format parent and worker speak, defined once (the Python worker is
+//!   checked against it).
+//! - [`os_threads`] and [`oom`]: the `/proc` and cgroup readers (the process's threads for stall
+//!   verdicts, the OOM-kill counter for crash reports).
+//!
+//! Nothing here knows about Python, and `treadle-core` (portable, model-checked with loom) knows
+//! nothing of this crate; the bindings use both. `unsafe` appears only where rustix has no safe
+//! call (`pre_exec`), each block with its `// SAFETY:` argument.
+
+pub mod channel;
+pub mod fork_server;
+pub mod frame;
+pub mod oom;
+pub mod os_threads;
+pub mod process;
+pub mod supervisor;
+
+pub use fork_server::ForkServer;
+pub use process::{die_with_parent, Exit, CHANNEL_FD};
+pub use supervisor::{CancelOutcome, Config, Event, SubmitError, Supervisor, Task};

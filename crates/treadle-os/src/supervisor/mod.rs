@@ -1,0 +1,274 @@
+//! The process supervisor behind `treadle.ProcessPoolExecutor`: it owns the worker processes,
+//! hands them tasks, watches them exit, enforces task deadlines, and replaces a worker that
+//! crashed, timed out or was interrupted, failing only the task it was running.
+//!
+//! # Model
+//!
+//! Three files, one job each:
+//!
+//! - `state.rs`: the rules. Tasks not yet sent, and per worker the tasks sent to it (in order: a
+//!   worker runs them one after another, so the oldest unanswered one is the one running) and
+//!   what is to become of it; what a submission, a cancellation, a frame, an exit or a deadline
+//!   does to them. No I/O: workers are reached through a `Link`.
+//! - `connection.rs`: a live worker, its process and its end of the channel (the real `Link`).
+//! - `poller.rs`: the I/O loop, [`Supervisor::poll`].
+//!
+//! One mutex guards the state. Any thread may submit, cancel or shut down; a submission is
+//! written to an idle worker's socket right away, from the submitting thread, with a
+//! non-blocking send. One thread, the *poller* (the pool's supervisor thread), calls
+//! [`Supervisor::poll`]: it waits in `ppoll` (with the mutex released) on every worker's socket
+//! and pidfd, an eventfd other threads use to wake it, and the nearest task deadline; then it
+//! reads results, reaps dead workers, kills the overdue ones, starts replacements, and returns
+//! what happened as [`Event`]s for the binding to resolve futures with. Only the poller adds or
+//! removes workers; the descriptors it polls unlocked are shared (`Arc`) with its list, so a
+//! worker removed meanwhile cannot close one under it. Processes are spawned with the mutex
+//! released.
+//!
+//! # When a task starts
+//!
+//! A worker takes up to `prefetch` tasks at a time so that tiny tasks do not wait for a round
+//! trip; more, up to `MAX_HELD`, while its recent tasks were short: as many as it runs in about
+//! `HELD_WORK` by its recent pace, so that a task never waits long behind others on one worker
+//! while another is idle. Its oldest unanswered task counts as running from the moment the worker said it was
+//! ready or answered the task before; that is when its deadline starts. A task sent but not yet
+//! started that is cancelled is skipped by the worker (a `CANCEL` frame); one that is running is
+//! interrupted by killing its worker, whose other, unstarted tasks go back to the front of the
+//! queue.
+//!
+//! # Shared memory
+//!
+//! Descriptors travel with frames (`SCM_RIGHTS`): the binding creates anonymous `memfd` segments
+//! for large buffers and the supervisor passes them on, so no segment has a name and none
+//! outlives the processes that map it.
+
+mod connection;
+mod poller;
+mod state;
+
+use crate::channel::Waker;
+use crate::fork_server::ForkServer;
+use crate::frame::{self, to_worker, FrameError};
+use crate::process::Exit;
+use connection::Connection;
+use parking_lot::Mutex;
+use rustix::process::Signal;
+use state::{Limits, State};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to start a pool's workers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The program (a Python interpreter) and its arguments; the worker finds its channel on
+    /// descriptor [`crate::process::CHANNEL_FD`].
+    pub program: OsString,
+    /// Arguments after the program name.
+    pub args: Vec<OsString>,
+    /// How many workers to keep running.
+    pub workers: usize,
+    /// Replace a worker after it ran this many tasks.
+    pub max_tasks_per_child: Option<u64>,
+    /// The `INIT` frame's payload, sent to every worker first.
+    pub init: Vec<u8>,
+    /// How many tasks a worker may hold at once (at least 1).
+    pub prefetch: usize,
+    /// Where workers are forked from, when there is a fork server; workers are started with
+    /// `program` when there is none or it is gone.
+    pub fork_server: Option<Arc<ForkServer>>,
+}
+
+/// A task to run: its id (chosen by the caller, unique in the pool), its pickled payload, the
+/// shared-memory segments that hold its large buffers, and its time limit.
+#[derive(Debug)]
+pub struct Task {
+    /// The caller's id for it.
+    pub id: u64,
+    /// The frame payload.
+    pub payload: Vec<u8>,
+    /// Segments that travel with it.
+    pub fds: Vec<OwnedFd>,
+    /// How long it may run once started.
+    pub timeout: Option<Duration>,
+}
+
+/// What happened to a task (or the pool), for the binding to act on.
+#[derive(Debug)]
+pub enum Event {
+    /// The task returned: the pickled value and its segments.
+    Returned {
+        /// The task.
+        id: u64,
+        /// Pickled value.
+        payload: Vec<u8>,
+        /// Segments holding its out-of-band buffers.
+        fds: Vec<OwnedFd>,
+    },
+    /// The task raised: the pickled exception and its segments.
+    Raised {
+        /// The task.
+        id: u64,
+        /// Pickled exception.
+        payload: Vec<u8>,
+        /// Segments holding its out-of-band buffers.
+        fds: Vec<OwnedFd>,
+    },
+    /// The worker running the task died.
+    Crashed {
+        /// The task.
+        id: u64,
+        /// The worker's pid.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
+        /// Whether the kernel's OOM killer killed a process of this cgroup meanwhile.
+        oom: bool,
+    },
+    /// The task ran past its time limit; its worker was killed.
+    TimedOut {
+        /// The task.
+        id: u64,
+        /// The worker's pid.
+        pid: u32,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The task's worker was stopped by [`Supervisor::terminate`].
+    Terminated {
+        /// The task.
+        id: u64,
+        /// The worker's pid.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
+    },
+    /// The pool cannot run tasks any more (workers fail to start, or the initializer failed).
+    Broken {
+        /// The task.
+        id: u64,
+        /// Why.
+        reason: Arc<str>,
+    },
+    /// Shutdown finished: every worker has exited. The last event.
+    Closed,
+}
+
+/// Why `submit` refused a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The pool is shut down.
+    ShutDown,
+    /// The pool is broken, for this reason.
+    Broken(Arc<str>),
+    /// The payload or descriptors do not fit a frame.
+    Frame(FrameError),
+}
+
+/// What `cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task had not been sent to a worker; it is dropped.
+    Cancelled,
+    /// The task is with a worker and `interrupt` was not asked: it goes on.
+    Running,
+    /// The task was with a worker: skipped if not started, else its worker was killed.
+    Interrupted,
+    /// No such task (already finished, or never submitted).
+    Unknown,
+}
+
+/// A pool's supervisor. See the module documentation.
+#[derive(Debug)]
+pub struct Supervisor {
+    config: Config,
+    state: Mutex<State<Connection>>,
+    /// Whether the poller waits in `ppoll` (written and read with `state` locked).
+    poller_asleep: AtomicBool,
+    wake: Waker,
+}
+
+impl Supervisor {
+    /// A supervisor for `config`; workers start on the first [`Supervisor::poll`].
+    pub fn new(config: Config) -> io::Result<Supervisor> {
+        let limits = Limits {
+            workers: config.workers,
+            prefetch: config.prefetch,
+            max_tasks_per_child: config.max_tasks_per_child,
+        };
+        Ok(Supervisor {
+            config,
+            state: Mutex::new(State::new(limits)),
+            poller_asleep: AtomicBool::new(false),
+            wake: Waker::new()?,
+        })
+    }
+
+    /// Queues a task, writing it to an idle worker at once if there is one.
+    pub fn submit(&self, task: Task) -> Result<(), SubmitError> {
+        frame::encode(to_worker::TASK, 0, &[], task.fds.len()).map_err(SubmitError::Frame)?;
+        if task.payload.len() > u32::MAX as usize {
+            return Err(SubmitError::Frame(FrameError::TooLarge));
+        }
+        let mut state = self.state.lock();
+        let needs_poller = state.submit(task, Instant::now())?;
+        if needs_poller && self.poller_asleep.load(Ordering::Relaxed) {
+            self.wake.wake();
+        }
+        Ok(())
+    }
+
+    /// Cancels a task: drops it if no worker has it; with `interrupt`, skips it (not started)
+    /// or kills its worker (running) too.
+    pub fn cancel(&self, id: u64, interrupt: bool) -> CancelOutcome {
+        let outcome = self.state.lock().cancel(id, interrupt, Instant::now());
+        if outcome == CancelOutcome::Interrupted {
+            self.wake.wake();
+        }
+        outcome
+    }
+
+    /// Whether task `id` waits in the pool's queue, not yet handed to a worker.
+    pub fn is_queued(&self, id: u64) -> bool {
+        self.state.lock().is_queued(id)
+    }
+
+    /// Stops taking tasks; the workers exit once the queued tasks are done. With
+    /// `cancel_pending`, tasks no worker has yet are dropped and their ids returned.
+    pub fn shutdown(&self, cancel_pending: bool) -> Vec<u64> {
+        let dropped = self.state.lock().shutdown(cancel_pending);
+        self.wake.wake();
+        dropped
+    }
+
+    /// Shuts down at once: drops the queued tasks (their ids are returned) and sends `signal`
+    /// to every worker; the tasks they were running end with [`Event::Terminated`].
+    pub fn terminate(&self, signal: Signal) -> Vec<u64> {
+        let dropped = self.state.lock().terminate(signal);
+        self.wake.wake();
+        dropped
+    }
+
+    /// The pids of the workers serving now.
+    pub fn pids(&self) -> Vec<u32> {
+        self.state.lock().pids()
+    }
+
+    /// Why the pool is broken, if it is.
+    pub fn broken(&self) -> Option<Arc<str>> {
+        self.state.lock().broken()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        for worker in self.state.get_mut().workers.drain(..) {
+            worker.link.process.kill_and_reap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! The supervisor's I/O loop, run by one thread (the pool's supervisor thread): start the
+//! workers that are missing, wait in `ppoll` with the state unlocked, read what workers sent,
+//! reap those that ended, and hand the state machine what happened.
+//!
+//! The descriptors polled unlocked (each worker's socket and pidfd, and the waker) are shared
+//! with the list of workers (`Arc`), so they stay open while the poller waits even if another
+//! thread changes the state meanwhile; only this thread removes workers, so the index of each
+//! worker polled is still its index when the poll returns.
+
+use super::connection::Connection;
+use super::state::{Link, Worker};
+use super::{Event, Supervisor};
+use crate::channel;
+use crate::frame::{self, to_worker};
+use crate::oom::oom_kills;
+use crate::process::Process;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a worker that hung up is looked at when the kernel has no pidfds.
+const REAP_POLL: Duration = Duration::from_millis(5);
+
+/// What one polled descriptor stands for.
+#[derive(Clone, Copy)]
+enum Polled {
+    /// Worker `w`'s socket.
+    Socket(usize),
+    /// A worker's pidfd: the reaping pass that follows the poll looks at every worker.
+    Exit,
+}
+
+impl Supervisor {
+    /// Runs the supervisor until something happens or `deadline` passes: returns the events
+    /// (`None` only when the deadline passed with none). Called by one thread, the poller.
+    pub fn poll(&self, deadline: Option<Instant>) -> Option<Vec<Event>> {
+        loop {
+            let mut state = self.state.lock();
+            self.poller_asleep.store(false, Ordering::Relaxed);
+            self.tend(&mut state);
+            let events = state.take_events();
+            if !events.is_empty() {
+                return Some(events);
+            }
+            let missing = state.missing_workers();
+            if missing > 0 {
+                drop(state);
+                let started: Vec<io::Result<Connection>> =
+                    (0..missing).map(|_| self.start_worker()).collect();
+                let mut state = self.state.lock();
+                for connection in started {
+                    match connection {
+                        Ok(connection) => state.workers.push(Worker::new(connection, oom_kills())),
+                        Err(e) => state.start_failed(&e.to_string()),
+                    }
+                }
+                state.dispatch(Instant::now());
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                return None;
+            }
+            let mut wait_until = deadline;
+            if let Some(at) = state.next_deadline() {
+                wait_until = Some(wait_until.map_or(at, |until| until.min(at)));
+            }
+            let mut watched: Vec<(Arc<OwnedFd>, PollFlags, Polled)> = Vec::new();
+            for (w, worker) in state.workers.iter().enumerate() {
+                let connection = &worker.link;
+                if !connection.hung_up {
+                    let mut events = PollFlags::IN;
+                    if connection.has_outgoing() {
+                        events |= PollFlags::OUT;
+                    }
+                    watched.push((connection.socket.clone(), events, Polled::Socket(w)));
+                }
+                match connection.process.pidfd() {
+                    Some(pidfd) => watched.push((pidfd.clone(), PollFlags::IN, Polled::Exit)),
+                    None if connection.hung_up => {
+                        let at = now + REAP_POLL;
+                        wait_until = Some(wait_until.map_or(at, |until| until.min(at)));
+                    }
+                    None => {}
+                }
+            }
+            self.poller_asleep.store(true, Ordering::Relaxed);
+            drop(state);
+            let ready = wait(&self.wake, &watched, wait_until);
+            self.wake.reset();
+            let mut state = self.state.lock();
+            self.poller_asleep.store(false, Ordering::Relaxed);
+            for (revents, polled) in ready {
+                let Polled::Socket(w) = polled else { continue };
+                if revents.contains(PollFlags::OUT) {
+                    state.workers[w].link.flush();
+                }
+                if revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+                    read_from(&mut state, w);
+                }
+            }
+        }
+    }
+
+    /// Everything that needs no waiting: kill the overdue, reap, retire, dispatch, close.
+    fn tend(&self, state: &mut super::State<Connection>) {
+        let now = Instant::now();
+        state.expire(now);
+        let mut w = 0;
+        while w < state.workers.len() {
+            match state.workers[w].link.try_exit() {
+                Some(exit) => {
+                    // What it sent before it ended (an initializer's failure) comes first.
+                    if !state.workers[w].link.hung_up {
+                        read_from(state, w);
+                    }
+                    state.worker_ended(w, exit, oom_kills);
+                }
+                None => w += 1,
+            }
+        }
+        state.settle(now);
+    }
+
+    fn start_worker(&self) -> io::Result<Connection> {
+        let (ours, theirs) = channel::socket_pair()?;
+        let config = &self.config;
+        let process = match &config.fork_server {
+            // Whatever stops the server from forking one (it died, no pidfds), a fresh
+            // interpreter may still start.
+            Some(server) if server.alive() => match Process::fork_from(server, &theirs) {
+                Ok(process) => process,
+                Err(_) => Process::spawn(&config.program, &config.args, &theirs)?,
+            },
+            _ => Process::spawn(&config.program, &config.args, &theirs)?,
+        };
+        drop(theirs);
+        let init = frame::encode(to_worker::INIT, 0, &config.init, 0)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "init payload too large"))?;
+        Ok(Connection::new(process, ours, init))
+    }
+}
+
+/// Reads what worker `w` sent and hands each whole frame to the state machine.
+fn read_from(state: &mut super::State<Connection>, w: usize) {
+    let frames = state.workers[w].link.receive();
+    let now = Instant::now();
+    for frame in frames {
+        state.on_frame(w, frame.header, frame.payload, frame.fds, now);
+    }
+    if state.workers[w].link.hung_up {
+        state.hung_up(w);
+    }
+}
+
+/// `ppoll` on the waker and `watched` until one is ready or `until` passes; returns what each
+/// ready descriptor stands for, with its events.
+fn wait(
+    waker: &channel::Waker,
+    watched: &[(Arc<OwnedFd>, PollFlags, Polled)],
+    until: Option<Instant>,
+) -> Vec<(PollFlags, Polled)> {
+    let mut fds = Vec::with_capacity(watched.len() + 1);
+    fds.push(PollFd::new(waker, PollFlags::IN));
+    fds.extend(
+        watched
+            .iter()
+            .map(|(fd, events, _)| PollFd::new(&**fd, *events)),
+    );
+    let timeout = until.map(|until| {
+        let left = until.saturating_duration_since(Instant::now());
+        Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        })
+    });
+    if poll(&mut fds, timeout.as_ref()).is_err() {
+        return Vec::new();
+    }
+    fds[1..]
+        .iter()
+        .zip(watched)
+        .filter(|(fd, _)| !fd.revents().is_empty())
+        .map(|(fd, (_, _, polled))| (fd.revents(), *polled))
+        .collect()
+}

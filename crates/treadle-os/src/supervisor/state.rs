@@ -1,0 +1,556 @@
+//! The supervisor's state machine: the tasks no worker has yet, what each worker holds, and what
+//! every happening (a submission, a cancellation, a frame from a worker, a worker's end, a
+//! deadline) does to them. Its output is [`Event`]s for the binding, and frames and signals for
+//! workers.
+//!
+//! It does no I/O of its own: a worker is reached through a [`Link`] (queue a frame, write what
+//! the socket takes, send a signal), so its rules are tested with a fake link and no process
+//! (`state/tests.rs`); `connection.rs` is the real link and `poller.rs` drives it.
+//!
+//! # Invariants
+//!
+//! - A task is in exactly one place: `pending`, one worker's `sent`, or handed back (in an
+//!   event, or as an id dropped by `shutdown`/`terminate`/`cancel`). Only a task in `sent` that
+//!   was cancelled is kept without being reported again: the worker still answers it
+//!   (`SKIPPED`, or a late result), and that answer is swallowed.
+//! - A worker runs the tasks it holds one after another, so the oldest unanswered one is the one
+//!   running. It counts as started from the moment the worker said it was ready or answered the
+//!   task before (`head_started`), and its deadline counts from then: a task that waits behind
+//!   others on the same worker is not charged for their time.
+//! - Only a `Serving` worker is given tasks; one that was killed has its unstarted tasks put
+//!   back at the front of the queue, in order, before anything else is dispatched.
+//! - `Closed` is the last event, reported once: after shutdown, when no worker is left and
+//!   nothing is pending.
+
+use super::{CancelOutcome, Event, SubmitError, Task};
+use crate::frame::{self, from_worker, to_worker, Header};
+use crate::process::Exit;
+use rustix::process::Signal;
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How many workers in a row may die before saying they are ready until the pool gives up.
+const START_FAILURES_TO_BREAK: u32 = 3;
+/// Most tasks a worker holds, however short its tasks are.
+const MAX_HELD: usize = 64;
+/// About how much work (by a worker's recent pace) it may hold beyond `prefetch` tasks.
+const HELD_WORK: Duration = Duration::from_millis(1);
+
+/// How the state machine reaches a worker.
+pub(crate) trait Link {
+    /// The worker's pid.
+    fn pid(&self) -> u32;
+    /// Queues a frame to be written with the next [`Link::flush`].
+    fn queue(&mut self, bytes: Vec<u8>, fds: Vec<OwnedFd>);
+    /// Writes what the worker takes now; returns whether bytes are left for later.
+    fn flush(&mut self) -> bool;
+    /// Sends `signal` to the worker's process.
+    fn signal(&self, signal: Signal);
+
+    /// Queues a frame and writes what the worker takes now.
+    fn post(&mut self, bytes: Vec<u8>) {
+        self.queue(bytes, Vec::new());
+        self.flush();
+    }
+}
+
+/// The parts of a pool's configuration the rules need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// How many workers to keep serving.
+    pub(crate) workers: usize,
+    /// How many tasks a worker may hold at once (at least 1).
+    pub(crate) prefetch: usize,
+    /// Replace a worker after it ran this many tasks.
+    pub(crate) max_tasks_per_child: Option<u64>,
+}
+
+/// A task a worker holds, kept until it is answered so that it can be sent again if the worker
+/// dies before starting it.
+#[derive(Debug)]
+struct Sent {
+    task: Task,
+    cancelled: bool,
+}
+
+/// What is to become of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// It takes tasks.
+    Serving,
+    /// It was told to exit after its tasks (recycling, shutdown).
+    Retiring,
+    /// It was killed; its tasks were already dealt with.
+    Killed,
+    /// `terminate` signalled it; its tasks fail when it ends.
+    Terminating,
+}
+
+/// One worker: its link and what the rules know of it.
+#[derive(Debug)]
+pub(crate) struct Worker<L> {
+    pub(crate) link: L,
+    fate: Fate,
+    ready: bool,
+    sent: VecDeque<Sent>,
+    head_started: Option<Instant>,
+    dispatched: u64,
+    oom_kills_at_start: Option<u64>,
+    /// The recent time per task (a moving average of the time from a task's start to its
+    /// answer), once the worker answered one.
+    pace: Option<Duration>,
+}
+
+impl<L: Link> Worker<L> {
+    /// A worker just started (its `INIT` frame already queued); `oom_kills` is the cgroup's
+    /// OOM-kill count now.
+    pub(crate) fn new(link: L, oom_kills: Option<u64>) -> Worker<L> {
+        Worker {
+            link,
+            fate: Fate::Serving,
+            ready: false,
+            sent: VecDeque::new(),
+            head_started: None,
+            dispatched: 0,
+            oom_kills_at_start: oom_kills,
+            pace: None,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fate(&self) -> Fate {
+        self.fate
+    }
+
+    fn has_room(&self, limits: &Limits) -> bool {
+        self.fate == Fate::Serving
+            && self.sent.len() < self.capacity(limits)
+            && limits
+                .max_tasks_per_child
+                .map_or(true, |max| self.dispatched < max)
+    }
+
+    /// How many tasks it may hold: `prefetch`, or more while its tasks are short.
+    fn capacity(&self, limits: &Limits) -> usize {
+        let base = limits.prefetch.max(1);
+        let Some(pace) = self.pace else { return base };
+        let by_pace = HELD_WORK.as_nanos() / pace.as_nanos().max(1);
+        (by_pace.min(MAX_HELD as u128) as usize).max(base)
+    }
+
+    /// Records that the running task was answered `now`.
+    fn answered(&mut self, now: Instant) {
+        if let Some(started) = self.head_started {
+            let took = now.saturating_duration_since(started);
+            self.pace = Some(match self.pace {
+                None => took,
+                Some(pace) => (pace * 7 + took) / 8,
+            });
+        }
+    }
+
+    /// The running task's deadline.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let head = self.sent.front()?;
+        if self.fate != Fate::Serving || head.cancelled {
+            return None;
+        }
+        self.head_started?.checked_add(head.task.timeout?)
+    }
+
+    fn mark_head_started(&mut self, now: Instant) {
+        self.head_started = (self.ready && !self.sent.is_empty()).then_some(now);
+    }
+}
+
+/// A pool's tasks and workers. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct State<L> {
+    limits: Limits,
+    pending: VecDeque<Task>,
+    pub(crate) workers: Vec<Worker<L>>,
+    events: Vec<Event>,
+    closing: bool,
+    closed_reported: bool,
+    broken: Option<Arc<str>>,
+    start_failures: u32,
+}
+
+impl<L: Link> State<L> {
+    pub(crate) fn new(limits: Limits) -> State<L> {
+        State {
+            limits,
+            pending: VecDeque::new(),
+            workers: Vec::new(),
+            events: Vec::new(),
+            closing: false,
+            closed_reported: false,
+            broken: None,
+            start_failures: 0,
+        }
+    }
+
+    /// Queues a task and dispatches it if a worker has room. `Ok(true)` when the poller must
+    /// look (a worker was left with bytes to write, or a task waits or has a deadline).
+    pub(crate) fn submit(&mut self, task: Task, now: Instant) -> Result<bool, SubmitError> {
+        if let Some(reason) = &self.broken {
+            return Err(SubmitError::Broken(reason.clone()));
+        }
+        if self.closing {
+            return Err(SubmitError::ShutDown);
+        }
+        let timed = task.timeout.is_some();
+        self.pending.push_back(task);
+        let stuck = self.dispatch(now);
+        Ok(timed || stuck || !self.pending.is_empty())
+    }
+
+    /// Cancels a task: drops it if no worker has it; with `interrupt`, has it skipped (not
+    /// started) or kills its worker (running).
+    pub(crate) fn cancel(&mut self, id: u64, interrupt: bool, now: Instant) -> CancelOutcome {
+        if let Some(at) = self.pending.iter().position(|task| task.id == id) {
+            self.pending.remove(at);
+            return CancelOutcome::Cancelled;
+        }
+        let Some((w, at)) = self.workers.iter().enumerate().find_map(|(w, worker)| {
+            let at = worker
+                .sent
+                .iter()
+                .position(|sent| sent.task.id == id && !sent.cancelled)?;
+            Some((w, at))
+        }) else {
+            return CancelOutcome::Unknown;
+        };
+        if !interrupt {
+            return CancelOutcome::Running;
+        }
+        let running = at == 0 && self.workers[w].head_started.is_some();
+        if running {
+            self.workers[w].sent.pop_front();
+            self.kill(w);
+        } else {
+            let worker = &mut self.workers[w];
+            worker.sent[at].cancelled = true;
+            if let Ok(bytes) = frame::encode(to_worker::CANCEL, id, &[], 0) {
+                worker.link.post(bytes);
+            }
+        }
+        self.dispatch(now);
+        CancelOutcome::Interrupted
+    }
+
+    /// Whether task `id` waits in the queue, not yet handed to a worker.
+    pub(crate) fn is_queued(&self, id: u64) -> bool {
+        self.pending.iter().any(|task| task.id == id)
+    }
+
+    /// Stops taking tasks; with `cancel_pending`, drops the queued ones and returns their ids.
+    pub(crate) fn shutdown(&mut self, cancel_pending: bool) -> Vec<u64> {
+        self.closing = true;
+        if cancel_pending {
+            self.pending.drain(..).map(|task| task.id).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Stops at once: drops the queued tasks (their ids are returned) and sends `signal` to
+    /// every worker; the tasks they hold end with [`Event::Terminated`].
+    pub(crate) fn terminate(&mut self, signal: Signal) -> Vec<u64> {
+        self.closing = true;
+        let dropped = self.pending.drain(..).map(|task| task.id).collect();
+        for worker in &mut self.workers {
+            if matches!(worker.fate, Fate::Serving | Fate::Retiring) {
+                worker.fate = Fate::Terminating;
+            }
+            if worker.fate == Fate::Terminating {
+                worker.link.signal(signal);
+            }
+        }
+        dropped
+    }
+
+    /// The pids of the workers serving now.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.workers
+            .iter()
+            .filter(|w| w.fate == Fate::Serving)
+            .map(|w| w.link.pid())
+            .collect()
+    }
+
+    /// Why the pool is broken, if it is.
+    pub(crate) fn broken(&self) -> Option<Arc<str>> {
+        self.broken.clone()
+    }
+
+    /// The events since the last call.
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// How many workers to start to have `limits.workers` serving.
+    pub(crate) fn missing_workers(&self) -> usize {
+        // A pool shut down before its workers started still runs what was queued.
+        if self.broken.is_some() || (self.closing && self.pending.is_empty()) {
+            return 0;
+        }
+        let serving = self
+            .workers
+            .iter()
+            .filter(|w| w.fate == Fate::Serving)
+            .count();
+        self.limits.workers.saturating_sub(serving)
+    }
+
+    /// A worker could not be started; enough failures in a row break the pool.
+    pub(crate) fn start_failed(&mut self, why: &str) {
+        self.start_failures += 1;
+        if self.start_failures >= START_FAILURES_TO_BREAK {
+            let reason = format!(
+                "worker processes fail to start ({} in a row; last: {why})",
+                self.start_failures
+            );
+            self.break_pool(reason.into());
+        }
+    }
+
+    /// Kills the workers whose running task is past its deadline; each such task ends with
+    /// [`Event::TimedOut`].
+    pub(crate) fn expire(&mut self, now: Instant) {
+        for w in 0..self.workers.len() {
+            let worker = &mut self.workers[w];
+            if worker.deadline().is_some_and(|at| at <= now) {
+                let head = worker.sent.pop_front().expect("a deadline has a task");
+                let pid = worker.link.pid();
+                self.kill(w);
+                self.events.push(Event::TimedOut {
+                    id: head.task.id,
+                    pid,
+                    timeout: head.task.timeout.unwrap_or_default(),
+                });
+            }
+        }
+    }
+
+    /// The soonest deadline of a running task.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.workers.iter().filter_map(Worker::deadline).min()
+    }
+
+    /// Everything that follows a change and needs no waiting: retire the workers that are done,
+    /// dispatch, and report `Closed` when it is time. Returns whether a worker was left with
+    /// bytes it could not take yet.
+    pub(crate) fn settle(&mut self, now: Instant) -> bool {
+        let drained = self.closing && self.pending.is_empty();
+        for worker in &mut self.workers {
+            let spent = self
+                .limits
+                .max_tasks_per_child
+                .is_some_and(|max| worker.dispatched >= max);
+            let idle = worker.sent.is_empty();
+            if worker.fate == Fate::Serving && idle && (spent || drained) {
+                worker.fate = Fate::Retiring;
+                if let Ok(bytes) = frame::encode(to_worker::EXIT, 0, &[], 0) {
+                    worker.link.post(bytes);
+                }
+            }
+        }
+        let stuck = self.dispatch(now);
+        if self.closing
+            && self.workers.is_empty()
+            && self.pending.is_empty()
+            && !self.closed_reported
+        {
+            self.closed_reported = true;
+            self.events.push(Event::Closed);
+        }
+        stuck
+    }
+
+    /// Sends pending tasks to workers with room, least loaded first. Returns whether a worker
+    /// was left with bytes it could not take yet (the poller must watch for it to take more).
+    pub(crate) fn dispatch(&mut self, now: Instant) -> bool {
+        let limits = self.limits;
+        while !self.pending.is_empty() {
+            let Some(worker) = self
+                .workers
+                .iter_mut()
+                .filter(|w| w.has_room(&limits))
+                .min_by_key(|w| (w.sent.len(), !w.ready))
+            else {
+                break;
+            };
+            let task = self.pending.pop_front().expect("checked non-empty");
+            let bytes = match frame::encode(to_worker::TASK, task.id, &task.payload, task.fds.len())
+            {
+                Ok(bytes) => bytes,
+                Err(_) => continue,
+            };
+            let fds = task
+                .fds
+                .iter()
+                .filter_map(|fd| fd.try_clone().ok())
+                .collect();
+            worker.sent.push_back(Sent {
+                task,
+                cancelled: false,
+            });
+            worker.dispatched += 1;
+            if worker.sent.len() == 1 {
+                worker.mark_head_started(now);
+            }
+            worker.link.queue(bytes, fds);
+        }
+        let mut stuck = false;
+        for worker in &mut self.workers {
+            stuck |= worker.link.flush();
+        }
+        stuck
+    }
+
+    /// Kills worker `w` whose running task was already taken off (timed out or interrupted);
+    /// its other tasks never started and go back to the front of the queue.
+    fn kill(&mut self, w: usize) {
+        let worker = &mut self.workers[w];
+        worker.link.signal(Signal::KILL);
+        worker.fate = Fate::Killed;
+        worker.head_started = None;
+        let unstarted: Vec<Sent> = worker.sent.drain(..).filter(|s| !s.cancelled).collect();
+        self.requeue(unstarted);
+    }
+
+    /// Puts tasks a worker held but never started back at the front of the queue, in order.
+    fn requeue(&mut self, unstarted: impl IntoIterator<Item = Sent>) {
+        let unstarted: Vec<Sent> = unstarted.into_iter().collect();
+        for sent in unstarted.into_iter().rev() {
+            self.pending.push_front(sent.task);
+        }
+    }
+
+    fn break_pool(&mut self, reason: Arc<str>) {
+        self.broken = Some(reason.clone());
+        self.closing = true;
+        for task in self.pending.drain(..) {
+            self.events.push(Event::Broken {
+                id: task.id,
+                reason: reason.clone(),
+            });
+        }
+        for worker in &mut self.workers {
+            for sent in worker.sent.drain(..).filter(|s| !s.cancelled) {
+                self.events.push(Event::Broken {
+                    id: sent.task.id,
+                    reason: reason.clone(),
+                });
+            }
+            worker.link.signal(Signal::KILL);
+            worker.fate = Fate::Killed;
+        }
+    }
+
+    /// Worker `w` closed its channel: make sure it is on its way out (a process already exiting
+    /// keeps its own exit status).
+    pub(crate) fn hung_up(&mut self, w: usize) {
+        let worker = &self.workers[w];
+        if worker.fate != Fate::Killed {
+            worker.link.signal(Signal::KILL);
+        }
+    }
+
+    /// A whole frame from worker `w`.
+    pub(crate) fn on_frame(
+        &mut self,
+        w: usize,
+        header: Header,
+        payload: Vec<u8>,
+        fds: Vec<OwnedFd>,
+        now: Instant,
+    ) {
+        let worker = &mut self.workers[w];
+        match header.kind {
+            from_worker::READY => {
+                worker.ready = true;
+                worker.mark_head_started(now);
+                self.start_failures = 0;
+            }
+            from_worker::INIT_FAILED => {
+                let reason = String::from_utf8_lossy(&payload).into_owned();
+                self.break_pool(reason.into());
+            }
+            from_worker::RETURNED | from_worker::RAISED | from_worker::SKIPPED => {
+                let Some(at) = worker.sent.iter().position(|s| s.task.id == header.task) else {
+                    return;
+                };
+                let sent = worker.sent.remove(at).expect("position is in range");
+                if at == 0 && !sent.cancelled {
+                    worker.answered(now);
+                }
+                worker.mark_head_started(now);
+                if sent.cancelled || worker.fate == Fate::Killed {
+                    return;
+                }
+                let id = sent.task.id;
+                self.events.push(match header.kind {
+                    from_worker::RETURNED => Event::Returned { id, payload, fds },
+                    from_worker::RAISED => Event::Raised { id, payload, fds },
+                    _ => return,
+                });
+            }
+            _ => {
+                // A frame this parent never asks for: the worker is not speaking the protocol.
+                worker.link.signal(Signal::KILL);
+            }
+        }
+    }
+
+    /// Worker `w`'s process has ended: its tasks fail, go back to the queue or are forgotten,
+    /// by its fate. `oom_kills` reads the cgroup's OOM-kill count now (only for a crash).
+    pub(crate) fn worker_ended(
+        &mut self,
+        w: usize,
+        exit: Exit,
+        oom_kills: impl FnOnce() -> Option<u64>,
+    ) {
+        let worker = self.workers.swap_remove(w);
+        let pid = worker.link.pid();
+        let mut sent = worker.sent.into_iter().filter(|s| !s.cancelled);
+        match worker.fate {
+            Fate::Killed | Fate::Retiring => self.requeue(sent),
+            Fate::Terminating => {
+                for s in sent {
+                    self.events.push(Event::Terminated {
+                        id: s.task.id,
+                        pid,
+                        exit,
+                    });
+                }
+            }
+            Fate::Serving if !worker.ready => {
+                self.requeue(sent);
+                self.start_failed(&exit.describe());
+            }
+            Fate::Serving => {
+                if let Some(head) = sent.next() {
+                    let oom = exit == Exit::Signal(Signal::KILL.as_raw())
+                        && matches!(
+                            (worker.oom_kills_at_start, oom_kills()),
+                            (Some(before), Some(after)) if after > before
+                        );
+                    self.events.push(Event::Crashed {
+                        id: head.task.id,
+                        pid,
+                        exit,
+                        oom,
+                    });
+                }
+                self.requeue(sent);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
