@@ -28,7 +28,7 @@ pub use barrier::{Arrival, Barrier, BarrierError};
 pub use event::Event;
 pub use future::{Completed, Completions, FutureCell, Outcome, Start, Status, TaskTypes};
 pub use lock::RawLock;
-pub use pool::{Next, Pool, Refused};
+pub use pool::{Next, Pool, SubmitError};
 pub use queue::{GetError, Order, PutError, Queue, QueueWait, TooManyTaskDone};
 pub use rlock::RawRLock;
 pub use semaphore::{Semaphore, SemaphoreError};

@@ -38,7 +38,7 @@ struct State<T: TaskTypes> {
 
 /// Why a submission was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub enum SubmitError {
     /// The pool was shut down (or broken).
     ShutDown,
     /// The pool is bounded and full, and the deadline passed.
@@ -104,17 +104,17 @@ impl<T: TaskTypes> Pool<T> {
         &self,
         cell: &Arc<FutureCell<T>>,
         deadline: Option<Instant>,
-    ) -> Result<bool, Refused> {
+    ) -> Result<bool, SubmitError> {
         let mut state = lock(&self.state);
         loop {
             if state.shut_down || state.broken {
-                return Err(Refused::ShutDown);
+                return Err(SubmitError::ShutDown);
             }
             if state.max_pending == 0 || state.queue.len() < state.max_pending {
                 break;
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Err(Refused::Full);
+                return Err(SubmitError::Full);
             }
             state.parked_submitters += 1;
             let (next, _) = wait_until(&self.room, state, deadline);
@@ -194,7 +194,7 @@ impl<T: TaskTypes> Pool<T> {
 
     /// Stops taking submissions; workers finish the queue and exit. With `cancel_queued`, the
     /// queue is emptied instead and its futures returned, for the caller to cancel.
-    pub fn shut_down(&self, cancel_queued: bool) -> Vec<Arc<FutureCell<T>>> {
+    pub fn shutdown(&self, cancel_queued: bool) -> Vec<Arc<FutureCell<T>>> {
         let mut state = lock(&self.state);
         state.shut_down = true;
         let drained = if cancel_queued {
@@ -225,7 +225,7 @@ impl<T: TaskTypes> Pool<T> {
         lock(&self.state).broken
     }
 
-    /// Whether `shut_down` was called.
+    /// Whether `shutdown` was called.
     pub fn is_shut_down(&self) -> bool {
         lock(&self.state).shut_down
     }

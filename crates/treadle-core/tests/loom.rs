@@ -206,7 +206,7 @@ fn pool_shutdown_releases_a_parked_worker() {
     use treadle_core::Next;
     loom::model(|| {
         let (pool, worker) = pool_with_a_worker_expecting(|next| matches!(next, Next::Exit));
-        assert!(pool.shut_down(false).is_empty());
+        assert!(pool.shutdown(false).is_empty());
         assert!(worker.join().unwrap());
     });
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use treadle_core::pool::{WAITING_FOR_DEADLINE, WAITING_FOR_WORK};
-use treadle_core::{Next, Outcome, Pool, Refused, Start};
+use treadle_core::{Next, Outcome, Pool, Start, SubmitError};
 
 pyo3::import_exception!(concurrent.futures.thread, BrokenThreadPool);
 pyo3::import_exception!(queue, Full);
@@ -114,15 +114,15 @@ impl PoolShared {
         failures.push((Arc::clone(cell), name));
     }
 
-    fn refused(&self, refused: Refused) -> PyErr {
+    fn submit_error(&self, error: SubmitError) -> PyErr {
         if self.core.is_broken() {
             return BrokenThreadPool::new_err(BROKEN);
         }
-        match refused {
-            Refused::ShutDown => {
+        match error {
+            SubmitError::ShutDown => {
                 PyRuntimeError::new_err("cannot schedule new futures after shutdown")
             }
-            Refused::Full => Full::new_err("the pool's max_pending tasks are queued"),
+            SubmitError::Full => Full::new_err("the pool's max_pending tasks are queued"),
         }
     }
 }
@@ -173,7 +173,7 @@ impl Drop for PyThreadPool {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.get() {
             // The executor is gone: its workers finish the queue and end.
-            drop(shared.core.shut_down(false));
+            drop(shared.core.shutdown(false));
             shared.core.close_timers();
         }
     }
@@ -215,29 +215,29 @@ impl PyThreadPool {
             return Err(PyRuntimeError::new_err("a new future was not pending"));
         }
         let queued = match shared.core.submit(cell, Some(Instant::now())) {
-            Err(Refused::Full) if shared.on_full == OnFull::CallerRuns => {
+            Err(SubmitError::Full) if shared.on_full == OnFull::CallerRuns => {
                 if let Start::Started(Some(job)) = cell.start() {
                     run_job(py, Some(shared), cell, job);
                 }
                 return Ok(future);
             }
-            Err(Refused::Full) if shared.on_full == OnFull::Block => {
+            Err(SubmitError::Full) if shared.on_full == OnFull::Block => {
                 let core = &shared.core;
                 crate::wait::block_on(py, Wait::Until(None), None, |deadline| {
                     match core.submit(cell, deadline) {
-                        Err(Refused::Full) => None,
+                        Err(SubmitError::Full) => None,
                         other => Some(other),
                     }
                 })
-                .map(|outcome| outcome.unwrap_or(Err(Refused::Full)))
+                .map(|outcome| outcome.unwrap_or(Err(SubmitError::Full)))
             }
             other => Ok(other),
         };
         let spawn = match queued {
             Ok(Ok(spawn)) => spawn,
-            Ok(Err(refused)) => {
+            Ok(Err(error)) => {
                 drop(cell.cancel());
-                return Err(shared.refused(refused));
+                return Err(shared.submit_error(error));
             }
             Err(error) => {
                 drop(cell.cancel());
@@ -348,7 +348,7 @@ impl PyThreadPool {
     /// Stops submissions; with `cancel_futures`, cancels what is still queued.
     fn _shutdown_pool(&self, py: Python<'_>, cancel_futures: bool) -> PyResult<()> {
         let shared = self.shared()?;
-        let drained = shared.core.shut_down(cancel_futures);
+        let drained = shared.core.shutdown(cancel_futures);
         shared.core.close_timers();
         for cell in drained {
             if let Ok(Some(mut done)) = cell.cancel() {

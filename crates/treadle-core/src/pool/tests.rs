@@ -64,7 +64,7 @@ fn bounded_pool_refuses_at_the_deadline() {
     let pool = Pool::<Plain>::new(1, 1);
     pool.submit(&cell(1), None).unwrap();
     let refused = pool.submit(&cell(2), Some(Instant::now() + Duration::from_millis(5)));
-    assert_eq!(refused, Err(Refused::Full));
+    assert_eq!(refused, Err(SubmitError::Full));
 }
 
 #[test]
@@ -81,17 +81,17 @@ fn blocked_submitter_gets_room_when_a_worker_takes_work() {
 }
 
 #[test]
-fn shut_down_drains_or_returns_the_queue() {
+fn shutdown_drains_or_returns_the_queue() {
     let pool = Pool::<Plain>::new(1, 0);
     pool.submit(&cell(1), None).unwrap();
-    assert!(pool.shut_down(false).is_empty());
-    assert_eq!(pool.submit(&cell(2), None), Err(Refused::ShutDown));
+    assert!(pool.shutdown(false).is_empty());
+    assert_eq!(pool.submit(&cell(2), None), Err(SubmitError::ShutDown));
     assert!(matches!(pool.next(None), Next::Run(_)));
     assert!(matches!(pool.next(None), Next::Exit));
 
     let pool = Pool::<Plain>::new(1, 0);
     pool.submit(&cell(1), None).unwrap();
-    assert_eq!(pool.shut_down(true).len(), 1);
+    assert_eq!(pool.shutdown(true).len(), 1);
     assert!(matches!(pool.next(None), Next::Exit));
 }
 
