@@ -16,16 +16,25 @@ pub(crate) use std::sync::{
     Arc, Condvar, Mutex, MutexGuard,
 };
 
+use std::sync::PoisonError;
 use std::time::Instant;
 
 /// Locks `mutex`, ignoring poisoning: the state behind every treadle mutex is kept consistent at
 /// each step, and no user code runs while one is held, so a panic cannot leave it half-updated.
+/// (The bindings and `treadle-os` use `parking_lot`, which has no poisoning.)
 #[inline]
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`] for a `std` mutex that loom does not model: the process-wide wait graph, a static.
+#[cfg(not(loom))]
+pub(crate) use lock as lock_std;
+
+/// [`lock`] for a `std` mutex that loom does not model: the process-wide wait graph, a static.
+#[cfg(loom)]
+pub(crate) fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Waits on `condvar` until notified or until `deadline`; returns the guard and whether the
@@ -36,13 +45,10 @@ pub(crate) fn wait_until<'a, T>(
     deadline: Option<Instant>,
 ) -> (MutexGuard<'a, T>, bool) {
     match deadline {
-        None => {
-            let guard = match condvar.wait(guard) {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            (guard, false)
-        }
+        None => (
+            condvar.wait(guard).unwrap_or_else(PoisonError::into_inner),
+            false,
+        ),
         Some(deadline) => timed_wait(condvar, guard, deadline),
     }
 }

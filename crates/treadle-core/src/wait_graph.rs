@@ -25,6 +25,7 @@
 //! The graph uses `std`'s mutex even under loom: it is a diagnostic beside the primitives, checked
 //! by its own tests, not part of their models.
 
+use crate::primitive::lock_std;
 use crate::thread_id::ThreadId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -242,10 +243,7 @@ impl WaitGraph {
     }
 
     fn lock(&self) -> MutexGuard<'_, Records> {
-        match self.records.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock_std(&self.records)
     }
 
     /// Publishes that the calling thread is about to wait on `target`.

@@ -9,9 +9,10 @@ use crate::deadlock::Track;
 use crate::future::PyFuture;
 use crate::timeout::optional_wait;
 use crate::wait::block_on;
+use parking_lot::Mutex;
 use pyo3::prelude::*;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use treadle_core::wait_graph::WaitKind;
 use treadle_core::Completions;
@@ -26,18 +27,12 @@ pub(crate) struct PyCompletions {
     foreign: Mutex<HashMap<usize, usize>>,
 }
 
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 impl PyCompletions {
     /// The futures still watched (references taken under the mutex, used without it: the calls
     /// made on them run Python code, which may come back here).
     fn watched(&self, py: Python<'_>) -> Vec<(usize, Py<PyAny>)> {
-        locked(&self.futures)
+        self.futures
+            .lock()
             .iter()
             .enumerate()
             .filter_map(|(index, future)| Some((index, future.as_ref()?.clone_ref(py))))
@@ -52,7 +47,7 @@ impl PyCompletions {
             own.get().cell.unsubscribe(&this.sink);
             return Ok(());
         }
-        locked(&this.foreign).remove(&(future.as_ptr() as usize));
+        this.foreign.lock().remove(&(future.as_ptr() as usize));
         let condition = future.getattr("_condition")?;
         condition.call_method0("acquire")?;
         let waiters = future.getattr("_waiters");
@@ -67,7 +62,9 @@ impl PyCompletions {
     }
 
     fn push_foreign(&self, future: &Bound<'_, PyAny>) {
-        let index = locked(&self.foreign)
+        let index = self
+            .foreign
+            .lock()
             .get(&(future.as_ptr() as usize))
             .copied();
         if let Some(index) = index {
@@ -106,7 +103,7 @@ impl PyCompletions {
                 if state == "CANCELLED_AND_NOTIFIED" || state == "FINISHED" {
                     this.sink.push(index);
                 } else {
-                    locked(&this.foreign).insert(future.as_ptr() as usize, index);
+                    this.foreign.lock().insert(future.as_ptr() as usize, index);
                     future.getattr("_waiters")?.call_method1("append", (slf,))?;
                 }
                 Ok(())
@@ -154,7 +151,10 @@ impl PyCompletions {
     /// keeps it any more, so that `as_completed` holds no future it has yielded.
     fn take(slf: &Bound<'_, Self>, index: usize) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let taken = locked(&slf.get().futures)
+        let taken = slf
+            .get()
+            .futures
+            .lock()
             .get_mut(index)
             .and_then(Option::take);
         let Some(future) = taken else {

@@ -8,6 +8,7 @@
 //! registers (`_set_reporter`), so that formatting lives in Python and this crate does not import
 //! the package above it.
 
+use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -15,7 +16,6 @@ use pyo3::types::PyList;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
 use treadle_core::wait_graph::{Edge, Mode, Published, Stall, WaitGraph, WaitKind, WaitTarget};
 use treadle_core::{Event, ThreadId};
 use treadle_os::os_threads;
@@ -45,11 +45,7 @@ fn with_map<K, V, R>(
     map: &Mutex<Option<HashMap<K, V>>>,
     f: impl FnOnce(&mut HashMap<K, V>) -> R,
 ) -> R {
-    let mut guard = match map.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    f(guard.get_or_insert_with(HashMap::new))
+    f(map.lock().get_or_insert_with(HashMap::new))
 }
 
 struct Registration(u64);
@@ -291,10 +287,7 @@ fn call_reporter<'py>(
     verdict: &str,
     mode: Mode,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let reporter = match REPORTER.lock() {
-        Ok(guard) => guard.as_ref().map(|r| r.clone_ref(py)),
-        Err(poisoned) => poisoned.into_inner().as_ref().map(|r| r.clone_ref(py)),
-    };
+    let reporter = REPORTER.lock().as_ref().map(|r| r.clone_ref(py));
     let Some(reporter) = reporter else {
         return Ok(None);
     };
@@ -315,10 +308,7 @@ fn mode_name(mode: Mode) -> &'static str {
 /// to raise, or None. Each edge is `(waiter_ident, kind, waited_object, owner_ident, timed)`.
 #[pyfunction]
 pub(crate) fn _set_reporter(reporter: Py<PyAny>) {
-    match REPORTER.lock() {
-        Ok(mut guard) => *guard = Some(reporter),
-        Err(poisoned) => *poisoned.into_inner() = Some(reporter),
-    }
+    *REPORTER.lock() = Some(reporter);
 }
 
 /// `set_mode("raise" | "warn" | "off")`.
@@ -466,10 +456,7 @@ pub(crate) fn lock_order_on() -> bool {
 #[cold]
 pub(crate) fn lock_order_event(lock: &Bound<'_, PyAny>, acquired: bool) -> PyResult<()> {
     let py = lock.py();
-    let hook = match LOCK_ORDER_HOOK.lock() {
-        Ok(guard) => guard.as_ref().map(|h| h.clone_ref(py)),
-        Err(poisoned) => poisoned.into_inner().as_ref().map(|h| h.clone_ref(py)),
-    };
+    let hook = LOCK_ORDER_HOOK.lock().as_ref().map(|h| h.clone_ref(py));
     match hook {
         Some(hook) => hook.bind(py).call1((lock, acquired)).map(drop),
         None => Ok(()),
@@ -481,10 +468,7 @@ pub(crate) fn lock_order_event(lock: &Bound<'_, PyAny>, acquired: bool) -> PyRes
 #[pyfunction]
 pub(crate) fn _set_lock_order_hook(hook: Option<Py<PyAny>>) {
     let on = hook.is_some();
-    match LOCK_ORDER_HOOK.lock() {
-        Ok(mut guard) => *guard = hook,
-        Err(poisoned) => *poisoned.into_inner() = hook,
-    }
+    *LOCK_ORDER_HOOK.lock() = hook;
     LOCK_ORDER.store(on, Ordering::Relaxed);
 }
 

@@ -14,13 +14,14 @@
 use crate::cancel::TaskTimeoutError;
 use crate::future::{copy_context, new_future, notify, run_job, Cell, Job, PyFuture, PyTask};
 use crate::timeout::Wait;
+use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use treadle_core::pool::{WAITING_FOR_DEADLINE, WAITING_FOR_WORK};
 use treadle_core::{Next, Outcome, Pool, Start, SubmitError};
@@ -60,13 +61,6 @@ pub(crate) struct PoolShared {
     failures: Mutex<Vec<(Arc<Cell>, Py<PyAny>)>>,
 }
 
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 fn key(cell: &Arc<Cell>) -> usize {
     Arc::as_ptr(cell) as usize
 }
@@ -80,12 +74,12 @@ impl PoolShared {
         limit: Duration,
     ) {
         let entry = (future.clone_ref(py), limit.as_secs_f64());
-        locked(&self.timed).insert(key(cell), entry);
+        self.timed.lock().insert(key(cell), entry);
         self.core.add_deadline(Instant::now() + limit, cell);
     }
 
     pub(crate) fn end_deadline(&self, cell: &Arc<Cell>) {
-        let entry = locked(&self.timed).remove(&key(cell));
+        let entry = self.timed.lock().remove(&key(cell));
         drop(entry);
     }
 
@@ -101,7 +95,7 @@ impl PoolShared {
                 .map_or_else(|_| py.None(), Bound::unbind),
             Err(_) => py.None(),
         };
-        let mut failures = locked(&self.failures);
+        let mut failures = self.failures.lock();
         if failures.len() >= 1024 {
             // Keep the list to the failures that may still be lost.
             let kept: Vec<_> = failures.drain(..).collect();
@@ -109,7 +103,7 @@ impl PoolShared {
             *failures = lost;
             drop(failures);
             drop(seen);
-            failures = locked(&self.failures);
+            failures = self.failures.lock();
         }
         failures.push((Arc::clone(cell), name));
     }
@@ -363,7 +357,7 @@ impl PyThreadPool {
     /// The exceptions of failed futures that nobody retrieved, as `(exception, name)` pairs;
     /// each is handed out once.
     fn _take_lost(&self, py: Python<'_>) -> PyResult<Vec<(Py<PyAny>, Py<PyAny>)>> {
-        let failures: Vec<_> = locked(&self.shared()?.failures).drain(..).collect();
+        let failures: Vec<_> = self.shared()?.failures.lock().drain(..).collect();
         let mut lost = Vec::new();
         for (cell, name) in failures {
             if cell.take_unreported_failure() {
@@ -479,7 +473,9 @@ pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
             break;
         };
         for cell in due {
-            let entry = locked(&shared.timed)
+            let entry = shared
+                .timed
+                .lock()
                 .get(&key(&cell))
                 .map(|(future, limit)| (future.clone_ref(py), *limit));
             let Some((future, limit)) = entry else {

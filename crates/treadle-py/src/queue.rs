@@ -27,6 +27,7 @@ use crate::errors::cannot_pickle;
 use crate::timeout::{deadline_after, Wait};
 use crate::wait::block_on;
 use monitor::{Held, Monitor};
+use parking_lot::Mutex;
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -34,7 +35,6 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 use treadle_core::wait_graph::{WaitKind, WaitTarget};
 use treadle_core::{GetError, Order, PutError, Queue, QueueWait};
@@ -363,16 +363,16 @@ impl PyQueue {
     // The storage steps, as the base class implements them.
 
     fn take_heap(&self) -> Vec<Py<PyAny>> {
-        std::mem::take(&mut *self.heap.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.heap.lock())
     }
 
     fn restore_heap(&self, heap: Vec<Py<PyAny>>) {
-        *self.heap.lock().unwrap_or_else(|e| e.into_inner()) = heap;
+        *self.heap.lock() = heap;
     }
 
     fn raw_len(&self) -> usize {
         match self.kind {
-            Kind::Priority => self.heap.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            Kind::Priority => self.heap.lock().len(),
             _ => self.core.len(),
         }
     }
