@@ -138,7 +138,13 @@ class _Hooks:
             loc._treadle_reset()
 
 
-_treadle._set_pool_hooks(Future, _Hooks())
+_treadle._set_pool_hooks(
+    Future,
+    lost=_Hooks.lost,
+    callback_failed=_Hooks.callback_failed,
+    initializer_failed=_Hooks.initializer_failed,
+    clear_locals=_Hooks.clear_locals,
+)
 
 
 # --- local ------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 //! `treadle.Barrier`.
 
-use crate::deadlock::Track;
-use crate::errors::{address, broken_barrier, cannot_pickle, type_path};
-use crate::timeout::{optional_wait, Wait};
-use crate::wait::block_on;
+use crate::runtime::errors::{address, broken_barrier, cannot_pickle, type_path};
+use crate::runtime::timeout::{optional_wait, Wait};
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_on;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};

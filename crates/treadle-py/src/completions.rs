@@ -5,10 +5,10 @@
 //! standard library's own `wait` installs its waiters: under the future's `_condition`, after
 //! looking at its `_state`. Either way, indexes come out in completion order.
 
-use crate::deadlock::Track;
 use crate::future::PyFuture;
-use crate::timeout::optional_wait;
-use crate::wait::block_on;
+use crate::runtime::timeout::optional_wait;
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_on;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use std::collections::HashMap;

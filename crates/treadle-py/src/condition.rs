@@ -5,11 +5,11 @@
 //! (`threading.Lock`, a user's class) the lock's own `_release_save` / `_acquire_restore` /
 //! `_is_owned` are used when it has them, and `release()` / `acquire()` otherwise.
 
-use crate::deadlock::Track;
-use crate::errors::lock_error;
 use crate::lock::{PyLock, PyRLock};
-use crate::timeout::{optional_wait, seconds, seconds_wait, Wait};
-use crate::wait::block_on;
+use crate::runtime::errors::lock_error;
+use crate::runtime::timeout::{optional_wait, seconds, seconds_wait, Wait};
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_on;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyTuple};
@@ -380,6 +380,6 @@ impl PyCondition {
     }
 
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Err(crate::errors::cannot_pickle(slf.as_any()))
+        Err(crate::runtime::errors::cannot_pickle(slf.as_any()))
     }
 }

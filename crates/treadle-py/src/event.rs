@@ -1,11 +1,11 @@
 //! `treadle.Event`.
 
 use crate::condition::PyCondition;
-use crate::deadlock::Track;
-use crate::errors::{address, cannot_pickle, type_path};
 use crate::lock::PyLock;
-use crate::timeout::optional_wait;
-use crate::wait::block_until;
+use crate::runtime::errors::{address, cannot_pickle, type_path};
+use crate::runtime::timeout::optional_wait;
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_until;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};

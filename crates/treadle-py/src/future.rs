@@ -12,11 +12,11 @@
 //! Done-callbacks and foreign waiters are Python code: they run in the completing thread after
 //! the core's mutex is released, as the standard library runs them after its own lock.
 
-use crate::cancel::TaskScope;
-use crate::deadlock::Track;
-use crate::errors::address;
-use crate::pool::{self, PoolShared};
-use crate::timeout::optional_wait;
+use crate::runtime::errors::address;
+use crate::runtime::hooks::{self, PoolHooks};
+use crate::runtime::timeout::optional_wait;
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_until;
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -50,57 +50,44 @@ pub(crate) struct Job {
     pub(crate) timeout: Option<Duration>,
 }
 
-/// Hooks set by the `treadle` package: the Python class of futures, and the object whose
-/// methods log a failed callback, report a lost exception, and clear `treadle.local`s.
-static FUTURE_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static HOOKS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// `_set_pool_hooks(future_class, hooks)`.
+/// `_set_pool_hooks(future_class, *, lost, callback_failed, initializer_failed, clear_locals)`:
+/// what `treadle._pool` hands down at import (see `runtime::hooks::PoolHooks`).
 #[pyfunction]
+#[pyo3(signature = (future_class, *, lost, callback_failed, initializer_failed, clear_locals))]
 pub(crate) fn _set_pool_hooks(
     py: Python<'_>,
     future_class: Py<PyType>,
-    hooks: Py<PyAny>,
+    lost: Py<PyAny>,
+    callback_failed: Py<PyAny>,
+    initializer_failed: Py<PyAny>,
+    clear_locals: Py<PyAny>,
 ) -> PyResult<()> {
-    FUTURE_CLASS
-        .set(py, future_class)
-        .map_err(|_| PyRuntimeError::new_err("pool hooks are already set"))?;
-    let _ = HOOKS.set(py, hooks);
-    Ok(())
+    hooks::set_pool(
+        py,
+        PoolHooks {
+            future_class,
+            lost,
+            callback_failed,
+            initializer_failed,
+            clear_locals,
+        },
+    )
 }
 
-/// Calls `hooks.<name>(*args)`; an error in a hook is unraisable (it must not hide the
-/// task's own outcome).
-pub(crate) fn call_hook<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) {
-    let Some(hooks) = HOOKS.get(py) else { return };
-    if let Err(error) = hooks.bind(py).call_method1(name, args) {
-        error.write_unraisable(py, None);
-    }
-}
-
-/// A new `treadle.Future` (the Python class) for a pool.
-pub(crate) fn new_future<'py>(
-    py: Python<'py>,
-    pool: &Arc<PoolShared>,
-    name: Option<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyFuture>> {
-    let class = FUTURE_CLASS
-        .get(py)
-        .ok_or_else(|| PyRuntimeError::new_err("treadle is not initialised"))?;
-    let future = class.bind(py).call0()?.cast_into::<PyFuture>()?;
-    let this = future.get();
-    let _ = this.pool.set(Arc::clone(pool));
-    if let Some(name) = name {
-        let _ = this.name.set(name);
-    }
-    Ok(future)
+/// The executor a future was submitted to, as the future sees it: for help mode, where a
+/// worker waiting on a future still queued in its own pool runs it instead of parking.
+pub(crate) trait Executor: Send + Sync {
+    /// Whether the calling thread is one of the executor's workers.
+    fn is_current_worker(&self) -> bool;
+    /// Runs `job`, the future's own, just started, on the calling thread.
+    fn run(&self, py: Python<'_>, cell: &Arc<Cell>, job: Job);
 }
 
 /// The native half of `treadle.Future`.
 #[pyclass(subclass, frozen, name = "_FutureBase", module = "treadle")]
 pub(crate) struct PyFuture {
     pub(crate) cell: Arc<Cell>,
-    pool: OnceLock<Arc<PoolShared>>,
+    executor: OnceLock<Arc<dyn Executor>>,
     name: OnceLock<Py<PyAny>>,
     condition: PyOnceLock<Py<PyAny>>,
     waiters: PyOnceLock<Py<PyList>>,
@@ -122,7 +109,9 @@ pub(crate) fn report_lost(py: Python<'_>, cell: &Cell, name: Option<&Py<PyAny>>)
     });
     if let Some(exception) = exception {
         let name = name.map_or_else(|| py.None(), |name| name.clone_ref(py));
-        call_hook(py, "lost", (exception, name));
+        if let Some(hooks) = hooks::pool(py) {
+            hooks::call(py, &hooks.lost, (exception, name));
+        }
     }
 }
 
@@ -148,106 +137,9 @@ pub(crate) fn notify(py: Python<'_>, future: &Bound<'_, PyAny>, done: Completed<
 
 fn run_callback(py: Python<'_>, future: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>) {
     if let Err(error) = callback.call1((future,)) {
-        call_hook(py, "callback_failed", (future, error.into_value(py)));
-    }
-}
-
-/// Runs a job on the calling thread, in its context, with its future's cell as the current
-/// task, and completes the future.
-pub(crate) fn run_job(py: Python<'_>, pool: Option<&Arc<PoolShared>>, cell: &Arc<Cell>, job: Job) {
-    let Job {
-        future,
-        func,
-        args,
-        kwargs,
-        context,
-        timeout,
-    } = job;
-    if let (Some(pool), Some(limit)) = (pool, timeout) {
-        pool.start_deadline(py, cell, &future, limit);
-    }
-    pool::clear_locals(py);
-    let outcome = {
-        let _scope = TaskScope::enter(cell);
-        call_in_context(py, &func, &args, kwargs.as_ref(), context.as_ref())
-    };
-    if let (Some(pool), Some(_)) = (pool, timeout) {
-        pool.end_deadline(cell);
-    }
-    drop((func, args, kwargs, context));
-    let outcome = match outcome {
-        Ok(value) => Outcome::Returned(value),
-        Err(error) => Outcome::Raised(error.into_value(py).into_any()),
-    };
-    complete(py, pool, cell, future.bind(py), outcome);
-}
-
-/// Stores `outcome` and runs what follows; a late outcome (the future was interrupted) is
-/// dropped.
-pub(crate) fn complete(
-    py: Python<'_>,
-    pool: Option<&Arc<PoolShared>>,
-    cell: &Arc<Cell>,
-    future: &Bound<'_, PyAny>,
-    outcome: Outcome<Py<PyAny>>,
-) {
-    let raised = matches!(outcome, Outcome::Raised(_));
-    match cell.finish(outcome) {
-        Ok(done) => {
-            if raised {
-                if let Some(pool) = pool {
-                    pool.record_failure(py, cell, future);
-                }
-            }
-            notify(py, future, done);
+        if let Some(hooks) = hooks::pool(py) {
+            hooks::call(py, &hooks.callback_failed, (future, error.into_value(py)));
         }
-        Err(late) => drop(late),
-    }
-}
-
-fn call_in_context(
-    py: Python<'_>,
-    func: &Py<PyAny>,
-    args: &Py<PyTuple>,
-    kwargs: Option<&Py<PyDict>>,
-    context: Option<&Py<PyAny>>,
-) -> PyResult<Py<PyAny>> {
-    let Some(context) = context else {
-        return Ok(func
-            .bind(py)
-            .call(args.bind(py), kwargs.map(|k| k.bind(py)))?
-            .unbind());
-    };
-    // SAFETY: attached to the interpreter; `context` is a `contextvars.Context` (made by
-    // `copy_context`), entered and exited on this thread around the call.
-    if unsafe { PyContext_Enter(context.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let result = func
-        .bind(py)
-        .call(args.bind(py), kwargs.map(|k| k.bind(py)));
-    // SAFETY: as above; the context entered just before.
-    if unsafe { PyContext_Exit(context.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
-    }
-    Ok(result?.unbind())
-}
-
-extern "C" {
-    fn PyContext_CopyCurrent() -> *mut pyo3::ffi::PyObject;
-    fn PyContext_Enter(context: *mut pyo3::ffi::PyObject) -> std::os::raw::c_int;
-    fn PyContext_Exit(context: *mut pyo3::ffi::PyObject) -> std::os::raw::c_int;
-}
-
-/// A copy of the calling thread's `contextvars` context.
-pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    // SAFETY: attached; PyContext_CopyCurrent returns a new reference or null with an error set.
-    unsafe {
-        let context = PyContext_CopyCurrent();
-        if context.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        Ok(Bound::from_owned_ptr(py, context).unbind())
     }
 }
 
@@ -271,6 +163,14 @@ fn description(status: Status) -> &'static str {
 }
 
 impl PyFuture {
+    /// Ties a new future to the executor it was submitted to, and its name for reports.
+    pub(crate) fn attach(&self, executor: Arc<dyn Executor>, name: Option<Py<PyAny>>) {
+        let _ = self.executor.set(executor);
+        if let Some(name) = name {
+            let _ = self.name.set(name);
+        }
+    }
+
     fn condition<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
         self.condition
             .get_or_try_init(py, || {
@@ -321,10 +221,10 @@ impl PyFuture {
         if this.cell.is_done() {
             return Ok(true);
         }
-        if let Some(pool) = this.pool.get() {
-            if pool::is_worker_of(pool) {
+        if let Some(executor) = this.executor.get() {
+            if executor.is_current_worker() {
                 if let Start::Started(Some(job)) = this.cell.start() {
-                    run_job(py, Some(pool), &this.cell, job);
+                    executor.run(py, &this.cell, job);
                     return Ok(true);
                 }
             }
@@ -337,7 +237,7 @@ impl PyFuture {
             object: slf.as_any(),
         };
         let cell = &this.cell;
-        crate::wait::block_until(py, wait, Some(track), |deadline| cell.wait(deadline))
+        block_until(py, wait, Some(track), |deadline| cell.wait(deadline))
     }
 
     /// `result()` or (`want_exception`) `exception()`.
@@ -391,7 +291,7 @@ impl PyFuture {
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         PyFuture {
             cell: Arc::new(Cell::new(None)),
-            pool: OnceLock::new(),
+            executor: OnceLock::new(),
             name: OnceLock::new(),
             condition: PyOnceLock::new(),
             waiters: PyOnceLock::new(),

@@ -7,26 +7,24 @@
 use pyo3::prelude::*;
 
 mod barrier;
-mod cancel;
+mod cancellation;
 mod completions;
 mod condition;
 mod deadlock;
-mod errors;
 mod event;
 mod future;
 mod lock;
 mod pool;
 mod process_pool;
 mod queue;
+mod runtime;
 mod semaphore;
 mod simple_queue;
-mod timeout;
-mod wait;
 
 /// The native module behind the `treadle` package.
 #[pymodule(gil_used = false)]
 fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    timeout::init(m.py())?;
+    runtime::timeout::init(m.py())?;
     m.add_class::<lock::PyLock>()?;
     m.add_class::<lock::PyRLock>()?;
     m.add_class::<condition::PyCondition>()?;
@@ -34,15 +32,18 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<semaphore::PyBoundedSemaphore>()?;
     m.add_class::<event::PyEvent>()?;
     m.add_class::<barrier::PyBarrier>()?;
-    m.add_class::<deadlock::PyThreadDone>()?;
+    m.add_class::<deadlock::thread_done::PyThreadDone>()?;
     m.add_function(wrap_pyfunction!(deadlock::set_mode, m)?)?;
     m.add_function(wrap_pyfunction!(deadlock::get_mode, m)?)?;
     m.add_function(wrap_pyfunction!(deadlock::_set_reporter, m)?)?;
     m.add_function(wrap_pyfunction!(deadlock::_waits, m)?)?;
-    m.add_function(wrap_pyfunction!(deadlock::_set_lock_order_hook, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        deadlock::lock_order::_set_lock_order_hook,
+        m
+    )?)?;
     m.add_function(wrap_pyfunction!(deadlock::_thread_starting, m)?)?;
     m.add_function(wrap_pyfunction!(deadlock::_current_thread_number, m)?)?;
-    deadlock::register_current_thread();
+    runtime::threads::register_current_thread();
     m.add_class::<queue::PyQueue>()?;
     m.add_class::<queue::PyLifoQueue>()?;
     m.add_class::<queue::PyPriorityQueue>()?;
@@ -58,18 +59,18 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pool::_run_timer, m)?)?;
     m.add_function(wrap_pyfunction!(pool::_locals_in_use, m)?)?;
     m.add_function(wrap_pyfunction!(pool::_interpreter_exiting, m)?)?;
-    m.add_function(wrap_pyfunction!(cancel::sleep, m)?)?;
-    m.add_function(wrap_pyfunction!(cancel::check_cancelled, m)?)?;
-    m.add_function(wrap_pyfunction!(cancel::cancelled, m)?)?;
-    m.add("Cancelled", m.py().get_type::<cancel::Cancelled>())?;
+    m.add_function(wrap_pyfunction!(cancellation::sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(cancellation::check_cancelled, m)?)?;
+    m.add_function(wrap_pyfunction!(cancellation::cancelled, m)?)?;
+    m.add("Cancelled", m.py().get_type::<runtime::cancel::Cancelled>())?;
     m.add(
         "TaskTimeoutError",
-        m.py().get_type::<cancel::TaskTimeoutError>(),
+        m.py().get_type::<runtime::cancel::TaskTimeoutError>(),
     )?;
     m.add_class::<process_pool::PySupervisor>()?;
     m.add_class::<process_pool::PyForkServer>()?;
     m.add_function(wrap_pyfunction!(process_pool::_die_with_parent, m)?)?;
-    m.add("TIMEOUT_MAX", timeout::timeout_max())?;
+    m.add("TIMEOUT_MAX", runtime::timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! `treadle.Lock` and `treadle.RLock`.
 
-use crate::deadlock::{
-    creation_site, current_ident, lock_order_event, lock_order_on, thread_of_ident, Track,
-};
-use crate::errors::{address, cannot_pickle, lock_error, type_path};
-use crate::timeout::{lock_wait, Wait};
-use crate::wait::block_until;
+use crate::deadlock::lock_order::{creation_site, lock_order_event, lock_order_on};
+use crate::runtime::errors::{address, cannot_pickle, lock_error, type_path};
+use crate::runtime::threads::{current_ident, thread_of_ident};
+use crate::runtime::timeout::{lock_wait, Wait};
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_until;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,7 +95,9 @@ impl PyLock {
                 ticket: 0,
                 object,
             };
-            crate::wait::block_reacquire(object.py(), track, || self.raw.acquire_until(None));
+            crate::runtime::wait::block_reacquire(object.py(), track, || {
+                self.raw.acquire_until(None)
+            });
         }
         self.holder.store(current_ident(), Ordering::Relaxed);
     }
@@ -233,7 +235,7 @@ impl PyRLock {
                 ticket: 0,
                 object,
             };
-            crate::wait::block_reacquire(object.py(), track, || {
+            crate::runtime::wait::block_reacquire(object.py(), track, || {
                 self.raw.acquire_restore(saved, None)
             });
         }

@@ -5,8 +5,8 @@
 //! and resolving futures happen in Python; `poll` is the pool's supervisor thread's wait, with
 //! the interpreter released.
 
-use crate::timeout::{deadline_after, seconds, Wait};
-use crate::wait::block_on;
+use crate::runtime::timeout::{deadline_after, seconds, Wait};
+use crate::runtime::wait::block_on;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};

@@ -22,10 +22,10 @@ mod monitor;
 
 pub(crate) use fast::install as install_fast_methods;
 
-use crate::deadlock::Track;
-use crate::errors::cannot_pickle;
-use crate::timeout::{deadline_after, Wait};
-use crate::wait::block_on;
+use crate::runtime::errors::cannot_pickle;
+use crate::runtime::timeout::{deadline_after, Wait};
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_on;
 use monitor::{Held, Monitor};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyIndexError, PyValueError};

@@ -1,9 +1,9 @@
 //! `treadle.Semaphore` and `treadle.BoundedSemaphore`.
 
-use crate::deadlock::Track;
-use crate::errors::{address, cannot_pickle, semaphore_error, type_path};
-use crate::timeout::{optional_wait, Wait};
-use crate::wait::block_until;
+use crate::runtime::errors::{address, cannot_pickle, semaphore_error, type_path};
+use crate::runtime::timeout::{optional_wait, Wait};
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_until;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};

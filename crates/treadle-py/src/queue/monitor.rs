@@ -8,7 +8,7 @@
 //! A waiter enqueues itself while it holds the mutex and only then releases it, so a notification
 //! made under the mutex afterwards cannot be missed (the argument of `treadle.Condition`).
 
-use crate::wait::{block_uninterrupted, block_until};
+use crate::runtime::wait::{block_uninterrupted, block_until};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 use treadle_core::{QueueWait, RawLock, WaitQueue};
@@ -54,9 +54,12 @@ impl Monitor {
     pub(crate) fn enter(&self, py: Python<'_>) -> PyResult<Held<'_>> {
         if !self.mutex.try_acquire() {
             // A lock wait, not a queue wait: its owner is whichever thread runs a storage step.
-            block_until(py, crate::timeout::Wait::Until(None), None, |deadline| {
-                self.mutex.acquire_until(deadline)
-            })?;
+            block_until(
+                py,
+                crate::runtime::timeout::Wait::Until(None),
+                None,
+                |deadline| self.mutex.acquire_until(deadline),
+            )?;
         }
         Ok(Held(self))
     }
@@ -82,7 +85,7 @@ impl Monitor {
                 object,
             },
             what,
-            crate::timeout::Wait::Until(deadline),
+            crate::runtime::timeout::Wait::Until(deadline),
             |deadline| waiter.wait_until(deadline).then_some(()),
         );
         // A notification spent on a waiter that leaves anyway goes to the next one, so that it is

@@ -7,16 +7,17 @@
 //! raises) ends the wait, as it ends `threading.Lock.acquire`. Core waits are built to be
 //! resumed, so slicing changes nothing but latency to a signal.
 //!
-//! A wait given a [`Track`] also takes part in deadlock detection (see `deadlock.rs`): it is
+//! A wait given a [`Track`] also takes part in deadlock detection (see `tracking.rs`): it is
 //! published in the wait graph before parking and withdrawn after, checked for an owned cycle
 //! once, and, while it has no deadline, looks for a stall every [`STALL_POLL`].
 
-use crate::cancel;
-use crate::deadlock::{self, Track};
-use crate::timeout::Wait;
+use super::cancel;
+use super::timeout::Wait;
+use super::tracking::{self, Track};
 use pyo3::prelude::*;
 use std::time::{Duration, Instant};
 use treadle_core::wait_graph::{Mode, Stall, WaitGraph};
+use treadle_os::os_threads::is_main_thread;
 
 /// How long the main thread parks before it looks for pending signals.
 pub(crate) const SIGNAL_POLL: Duration = Duration::from_millis(20);
@@ -24,12 +25,6 @@ pub(crate) const SIGNAL_POLL: Duration = Duration::from_millis(20);
 pub(crate) const STALL_POLL: Duration = Duration::from_millis(200);
 /// How long a suspected stall must last, unchanged, to be reported.
 pub(crate) const STALL_GRACE: Duration = Duration::from_millis(30);
-
-/// Whether the calling thread is the process's main thread, the one Python runs signal handlers in.
-/// (After `fork()`, the forking thread is the child's main thread, and this still holds.)
-pub(crate) fn is_main_thread() -> bool {
-    treadle_os::os_threads::is_main_thread()
-}
 
 /// Calls `attempt(deadline)` with the interpreter released until it yields a value or `wait`'s
 /// deadline passes (`Ok(None)`). `attempt` must return `None` only when the deadline it was given
@@ -63,7 +58,7 @@ where
             Ok(Next::Poll)
         });
     };
-    let tracked = deadlock::publish(py, graph, &track, deadline.is_some())?;
+    let tracked = tracking::publish(py, graph, &track, deadline.is_some())?;
     let poll = if main || task.is_some() {
         SIGNAL_POLL.min(cancel::POLL)
     } else {
@@ -87,7 +82,7 @@ where
             }
             return Ok(Next::Poll);
         }
-        suspect = deadlock::suspect_stall(py, graph)?;
+        suspect = tracking::suspect_stall(py, graph)?;
         Ok(if suspect.is_some() {
             Next::Soon
         } else {
@@ -181,7 +176,7 @@ where
         py.detach(attempt);
         return;
     }
-    let tracked = deadlock::publish_unchecked(graph, &track, false);
+    let tracked = tracking::publish_unchecked(graph, &track, false);
     py.detach(attempt);
     drop(tracked);
 }

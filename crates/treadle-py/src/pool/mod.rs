@@ -11,141 +11,31 @@
 //! thread ([`_run_timer`], started with the first such task) interrupts it at its deadline and
 //! fails its future with `TaskTimeoutError` at once.
 
-use crate::cancel::TaskTimeoutError;
-use crate::future::{copy_context, new_future, notify, run_job, Cell, Job, PyFuture, PyTask};
-use crate::timeout::Wait;
+mod job;
+mod shared;
+mod worker;
+
+pub(crate) use shared::_locals_in_use;
+pub(crate) use worker::{_run_timer, _run_worker, PyPoolHandle};
+
+use crate::future::{notify, Job, PyFuture};
+use crate::runtime::hooks;
+use crate::runtime::timeout::Wait;
+use crate::runtime::wait::block_on;
+use job::{copy_context, run_job};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use std::cell::RefCell;
+use shared::{OnFull, PoolShared, BROKEN};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use treadle_core::pool::{WAITING_FOR_DEADLINE, WAITING_FOR_WORK};
-use treadle_core::{Next, Outcome, Pool, Start, SubmitError};
-
-pyo3::import_exception!(concurrent.futures.thread, BrokenThreadPool);
-pyo3::import_exception!(queue, Full);
-
-const BROKEN: &str = "A thread initializer failed, the thread pool is not usable anymore";
+use treadle_core::{Outcome, Pool, Start, SubmitError};
 
 /// Set when the interpreter begins to exit: no new submissions, as in the standard library.
 static INTERPRETER_EXITING: AtomicBool = AtomicBool::new(false);
-/// Set once a `treadle.local` exists: workers then clear them between tasks.
-static LOCALS_IN_USE: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    /// The pool whose worker this thread is.
-    static WORKER_OF: RefCell<Option<Arc<PoolShared>>> = const { RefCell::new(None) };
-}
-
-/// What `max_pending` does when the queue is full.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OnFull {
-    Block,
-    Raise,
-    CallerRuns,
-}
-
-/// A pool's state shared by the executor object, its workers and its timer.
-pub(crate) struct PoolShared {
-    core: Pool<PyTask>,
-    on_full: OnFull,
-    task_timeout: Option<Duration>,
-    timer_started: AtomicBool,
-    /// Running futures with a time limit: the future object and the limit in seconds.
-    timed: Mutex<HashMap<usize, (Py<PyAny>, f64)>>,
-    /// Futures that raised, to report at shut-down those nobody retrieved.
-    failures: Mutex<Vec<(Arc<Cell>, Py<PyAny>)>>,
-}
-
-fn key(cell: &Arc<Cell>) -> usize {
-    Arc::as_ptr(cell) as usize
-}
-
-impl PoolShared {
-    pub(crate) fn start_deadline(
-        &self,
-        py: Python<'_>,
-        cell: &Arc<Cell>,
-        future: &Py<PyAny>,
-        limit: Duration,
-    ) {
-        let entry = (future.clone_ref(py), limit.as_secs_f64());
-        self.timed.lock().insert(key(cell), entry);
-        self.core.add_deadline(Instant::now() + limit, cell);
-    }
-
-    pub(crate) fn end_deadline(&self, cell: &Arc<Cell>) {
-        let entry = self.timed.lock().remove(&key(cell));
-        drop(entry);
-    }
-
-    pub(crate) fn record_failure(
-        &self,
-        py: Python<'_>,
-        cell: &Arc<Cell>,
-        future: &Bound<'_, PyAny>,
-    ) {
-        let name = match future.cast::<PyFuture>() {
-            Ok(future) => future
-                .getattr("name")
-                .map_or_else(|_| py.None(), Bound::unbind),
-            Err(_) => py.None(),
-        };
-        let mut failures = self.failures.lock();
-        if failures.len() >= 1024 {
-            // Keep the list to the failures that may still be lost.
-            let kept: Vec<_> = failures.drain(..).collect();
-            let (lost, seen): (Vec<_>, Vec<_>) = kept.into_iter().partition(|(c, _)| c.is_lost());
-            *failures = lost;
-            drop(failures);
-            drop(seen);
-            failures = self.failures.lock();
-        }
-        failures.push((Arc::clone(cell), name));
-    }
-
-    fn submit_error(&self, error: SubmitError) -> PyErr {
-        if self.core.is_broken() {
-            return BrokenThreadPool::new_err(BROKEN);
-        }
-        match error {
-            SubmitError::ShutDown => {
-                PyRuntimeError::new_err("cannot schedule new futures after shutdown")
-            }
-            SubmitError::Full => Full::new_err("the pool's max_pending tasks are queued"),
-        }
-    }
-}
-
-/// Whether the calling thread is one of `pool`'s workers.
-pub(crate) fn is_worker_of(pool: &Arc<PoolShared>) -> bool {
-    WORKER_OF.with(|worker| {
-        worker
-            .borrow()
-            .as_ref()
-            .is_some_and(|own| Arc::ptr_eq(own, pool))
-    })
-}
-
-/// On a pool worker, about to start a task (not nested in another): clear `treadle.local`s.
-pub(crate) fn clear_locals(py: Python<'_>) {
-    if LOCALS_IN_USE.load(Ordering::Relaxed)
-        && crate::cancel::current().is_none()
-        && WORKER_OF.with(|worker| worker.borrow().is_some())
-    {
-        crate::future::call_hook(py, "clear_locals", ());
-    }
-}
-
-/// `_locals_in_use()`: a `treadle.local` was made.
-#[pyfunction]
-pub(crate) fn _locals_in_use() {
-    LOCALS_IN_USE.store(true, Ordering::Relaxed);
-}
 
 /// `_interpreter_exiting()`: refuse new submissions from now on.
 #[pyfunction]
@@ -153,9 +43,21 @@ pub(crate) fn _interpreter_exiting() {
     INTERPRETER_EXITING.store(true, Ordering::Relaxed);
 }
 
-/// A worker's or the timer's handle on the pool (it does not keep the executor alive).
-#[pyclass(frozen, name = "_PoolHandle", module = "treadle")]
-pub(crate) struct PyPoolHandle(Arc<PoolShared>);
+/// A new `treadle.Future` (the Python class the package registered) for a pool.
+fn new_future<'py>(
+    py: Python<'py>,
+    pool: &Arc<PoolShared>,
+    name: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyFuture>> {
+    let class = hooks::pool(py)
+        .map(|hooks| &hooks.future_class)
+        .ok_or_else(|| PyRuntimeError::new_err("treadle is not initialised"))?;
+    let future = class.bind(py).call0()?.cast_into::<PyFuture>()?;
+    future
+        .get()
+        .attach(Arc::clone(pool) as Arc<dyn crate::future::Executor>, name);
+    Ok(future)
+}
 
 /// The native half of `treadle.ThreadPoolExecutor`.
 #[pyclass(subclass, frozen, name = "_ThreadPool", module = "treadle")]
@@ -211,13 +113,13 @@ impl PyThreadPool {
         let queued = match shared.core.submit(cell, Some(Instant::now())) {
             Err(SubmitError::Full) if shared.on_full == OnFull::CallerRuns => {
                 if let Start::Started(Some(job)) = cell.start() {
-                    run_job(py, Some(shared), cell, job);
+                    run_job(py, Some(&**shared), cell, job);
                 }
                 return Ok(future);
             }
             Err(SubmitError::Full) if shared.on_full == OnFull::Block => {
                 let core = &shared.core;
-                crate::wait::block_on(py, Wait::Until(None), None, |deadline| {
+                block_on(py, Wait::Until(None), None, |deadline| {
                     match core.submit(cell, deadline) {
                         Err(SubmitError::Full) => None,
                         other => Some(other),
@@ -397,119 +299,4 @@ impl PyThreadPool {
             pyo3::types::PyBool::new(py, false).to_owned().into_any()
         })
     }
-}
-
-struct WorkerGuard<'a>(&'a PoolShared);
-
-impl Drop for WorkerGuard<'_> {
-    fn drop(&mut self) {
-        self.0.core.worker_exited();
-        WORKER_OF.with(|worker| worker.borrow_mut().take());
-    }
-}
-
-/// A worker thread's body: run the initializer, then queued futures until the pool is shut
-/// down and drained.
-#[pyfunction]
-pub(crate) fn _run_worker(
-    py: Python<'_>,
-    handle: &Bound<'_, PyPoolHandle>,
-    initializer: &Bound<'_, PyAny>,
-    initargs: &Bound<'_, PyTuple>,
-) -> PyResult<()> {
-    let shared = Arc::clone(&handle.get().0);
-    crate::deadlock::register_current_thread();
-    let _guard = WorkerGuard(&shared);
-    if !initializer.is_none() {
-        if let Err(error) = initializer.call1(initargs) {
-            crate::future::call_hook(py, "initializer_failed", (error.into_value(py),));
-            for cell in shared.core.break_pool() {
-                let error = BrokenThreadPool::new_err(BROKEN).into_value(py).into_any();
-                if let Some(mut done) = cell.interrupt(Some(Outcome::Raised(error))) {
-                    if let Some(job) = done.job.take() {
-                        notify(py, job.future.bind(py), done);
-                    }
-                }
-            }
-            return Ok(());
-        }
-    }
-    WORKER_OF.with(|worker| *worker.borrow_mut() = Some(Arc::clone(&shared)));
-    shared.core.worker_idle();
-    loop {
-        let next = match shared.core.next(Some(Instant::now())) {
-            Next::Idle => {
-                // Published while idle, so that a process stalled with idle workers around is
-                // still recognised as stalled (they can act only once work arrives).
-                let _idle = parked_in_graph(py, handle, &shared, WAITING_FOR_WORK);
-                py.detach(|| shared.core.next(None))
-            }
-            next => next,
-        };
-        match next {
-            Next::Run(cell) => {
-                if let Start::Started(Some(job)) = cell.start() {
-                    run_job(py, Some(&shared), &cell, job);
-                }
-                shared.core.worker_idle();
-            }
-            Next::Idle => {}
-            Next::Exit => return Ok(()),
-        }
-    }
-}
-
-/// The timer thread's body: interrupt tasks at their deadline until the pool is shut down and
-/// no deadline is left.
-#[pyfunction]
-pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
-    let shared = Arc::clone(&handle.get().0);
-    loop {
-        let due = {
-            let _waiting = parked_in_graph(py, handle, &shared, WAITING_FOR_DEADLINE);
-            py.detach(|| shared.core.expired(None))
-        };
-        let Some(due) = due else {
-            break;
-        };
-        for cell in due {
-            let entry = shared
-                .timed
-                .lock()
-                .get(&key(&cell))
-                .map(|(future, limit)| (future.clone_ref(py), *limit));
-            let Some((future, limit)) = entry else {
-                continue;
-            };
-            let error =
-                TaskTimeoutError::new_err(format!("the task ran past its time limit of {limit} s"));
-            let error = error.into_value(py).into_any();
-            if let Some(done) = cell.interrupt(Some(Outcome::Raised(error))) {
-                shared.record_failure(py, &cell, future.bind(py));
-                notify(py, future.bind(py), done);
-            }
-        }
-    }
-}
-
-/// Publishes one of the pool's own threads as parked (see `WaitTarget for Pool`), while the
-/// returned guard lives. `None` when deadlock detection is off.
-fn parked_in_graph<'a>(
-    py: Python<'_>,
-    handle: &'a Bound<'_, PyPoolHandle>,
-    shared: &'a PoolShared,
-    ticket: u64,
-) -> Option<crate::deadlock::Tracked<'a>> {
-    let graph = treadle_core::wait_graph::WaitGraph::global();
-    if graph.mode() == treadle_core::wait_graph::Mode::Off {
-        return None;
-    }
-    let track = crate::deadlock::Track {
-        target: &shared.core,
-        kind: treadle_core::wait_graph::WaitKind::Queue,
-        ticket,
-        object: handle.as_any(),
-    };
-    // Untimed: an idle worker cannot act by itself; nor can the timer without deadlines.
-    crate::deadlock::publish(py, graph, &track, false).ok()
 }

@@ -1,0 +1,140 @@
+//! The threads of a thread pool: a worker's loop ([`_run_worker`]) and the timer's
+//! ([`_run_timer`]). Both are the targets of real `threading` threads that the Python class
+//! starts; both park detached, published in the wait graph as parked, so that a process
+//! stalled with idle workers around is still recognised as stalled.
+
+use super::job::run_job;
+use super::shared::{key, set_worker_of, BrokenThreadPool, PoolShared, BROKEN};
+use crate::future::notify;
+use crate::runtime::cancel::TaskTimeoutError;
+use crate::runtime::hooks;
+use crate::runtime::threads::register_current_thread;
+use crate::runtime::tracking::{publish, Track, Tracked};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use std::sync::Arc;
+use std::time::Instant;
+use treadle_core::pool::{WAITING_FOR_DEADLINE, WAITING_FOR_WORK};
+use treadle_core::wait_graph::{Mode, WaitGraph, WaitKind};
+use treadle_core::{Next, Outcome, Start};
+
+/// A worker's or the timer's handle on the pool (it does not keep the executor alive).
+#[pyclass(frozen, name = "_PoolHandle", module = "treadle")]
+pub(crate) struct PyPoolHandle(pub(crate) Arc<PoolShared>);
+
+struct WorkerGuard<'a>(&'a PoolShared);
+
+impl Drop for WorkerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.core.worker_exited();
+        set_worker_of(None);
+    }
+}
+
+/// A worker thread's body: run the initializer, then queued futures until the pool is shut
+/// down and drained.
+#[pyfunction]
+pub(crate) fn _run_worker(
+    py: Python<'_>,
+    handle: &Bound<'_, PyPoolHandle>,
+    initializer: &Bound<'_, PyAny>,
+    initargs: &Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    let shared = Arc::clone(&handle.get().0);
+    register_current_thread();
+    let _guard = WorkerGuard(&shared);
+    if !initializer.is_none() {
+        if let Err(error) = initializer.call1(initargs) {
+            if let Some(hooks) = hooks::pool(py) {
+                hooks::call(py, &hooks.initializer_failed, (error.into_value(py),));
+            }
+            for cell in shared.core.break_pool() {
+                let error = BrokenThreadPool::new_err(BROKEN).into_value(py).into_any();
+                if let Some(mut done) = cell.interrupt(Some(Outcome::Raised(error))) {
+                    if let Some(job) = done.job.take() {
+                        notify(py, job.future.bind(py), done);
+                    }
+                }
+            }
+            return Ok(());
+        }
+    }
+    set_worker_of(Some(Arc::clone(&shared)));
+    shared.core.worker_idle();
+    loop {
+        let next = match shared.core.next(Some(Instant::now())) {
+            Next::Idle => {
+                // Published while idle, so that a process stalled with idle workers around is
+                // still recognised as stalled (they can act only once work arrives).
+                let _idle = parked_in_graph(py, handle, &shared, WAITING_FOR_WORK);
+                py.detach(|| shared.core.next(None))
+            }
+            next => next,
+        };
+        match next {
+            Next::Run(cell) => {
+                if let Start::Started(Some(job)) = cell.start() {
+                    run_job(py, Some(&*shared), &cell, job);
+                }
+                shared.core.worker_idle();
+            }
+            Next::Idle => {}
+            Next::Exit => return Ok(()),
+        }
+    }
+}
+
+/// The timer thread's body: interrupt tasks at their deadline until the pool is shut down and
+/// no deadline is left.
+#[pyfunction]
+pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
+    let shared = Arc::clone(&handle.get().0);
+    loop {
+        let due = {
+            let _waiting = parked_in_graph(py, handle, &shared, WAITING_FOR_DEADLINE);
+            py.detach(|| shared.core.expired(None))
+        };
+        let Some(due) = due else {
+            break;
+        };
+        for cell in due {
+            let entry = shared
+                .timed
+                .lock()
+                .get(&key(&cell))
+                .map(|(future, limit)| (future.clone_ref(py), *limit));
+            let Some((future, limit)) = entry else {
+                continue;
+            };
+            let error =
+                TaskTimeoutError::new_err(format!("the task ran past its time limit of {limit} s"));
+            let error = error.into_value(py).into_any();
+            if let Some(done) = cell.interrupt(Some(Outcome::Raised(error))) {
+                shared.record_failure(py, &cell, future.bind(py));
+                notify(py, future.bind(py), done);
+            }
+        }
+    }
+}
+
+/// Publishes one of the pool's own threads as parked (see `WaitTarget for Pool`), while the
+/// returned guard lives. `None` when deadlock detection is off.
+fn parked_in_graph<'a>(
+    py: Python<'_>,
+    handle: &'a Bound<'_, PyPoolHandle>,
+    shared: &'a PoolShared,
+    ticket: u64,
+) -> Option<Tracked<'a>> {
+    let graph = WaitGraph::global();
+    if graph.mode() == Mode::Off {
+        return None;
+    }
+    let track = Track {
+        target: &shared.core,
+        kind: WaitKind::Queue,
+        ticket,
+        object: handle.as_any(),
+    };
+    // Untimed: an idle worker cannot act by itself; nor can the timer without deadlines.
+    publish(py, graph, &track, false).ok()
+}
