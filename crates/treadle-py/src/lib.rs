@@ -19,7 +19,6 @@ mod process_pool;
 mod queue;
 mod runtime;
 mod semaphore;
-mod simple_queue;
 
 /// The native module behind the `treadle` package.
 #[pymodule(gil_used = false)]
@@ -47,7 +46,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::PyQueue>()?;
     m.add_class::<queue::PyLifoQueue>()?;
     m.add_class::<queue::PyPriorityQueue>()?;
-    m.add_class::<simple_queue::PySimpleQueue>()?;
+    m.add_class::<queue::PySimpleQueue>()?;
     queue::install_fast_methods(m.py())?;
     m.add("ShutDown", queue::shut_down_class(m.py())?)?;
     m.add_class::<future::PyFuture>()?;

@@ -14,8 +14,8 @@
 //! hands back is released with `Py_DECREF`, as the thread is attached), so it needs none of what
 //! the trampoline provides.
 
-use super::PyQueue;
-use crate::simple_queue::PySimpleQueue;
+use super::py_queue::PyQueue;
+use super::simple::PySimpleQueue;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

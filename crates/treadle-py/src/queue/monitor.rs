@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 use treadle_core::{QueueWait, RawLock, WaitQueue};
 
-use super::park;
+use super::wait::{park, QueueRef};
 use pyo3::prelude::*;
 
 /// Lock, conditions and counters of a queue run as a monitor.
@@ -80,7 +80,7 @@ impl Monitor {
         let _ = self.mutex.release();
         let outcome = park(
             py,
-            super::QueueRef {
+            QueueRef {
                 target: &*waiter,
                 object,
             },

@@ -4,7 +4,9 @@
 //! blocks, so it is safe to call from `__del__` and signal handlers, like the C `SimpleQueue`
 //! (no Python code runs while the core mutex is held, so a re-entrant put cannot deadlock).
 
-use crate::queue::{generic_alias, get_item, put_item, queue_wait, Block};
+use super::alias::generic_alias;
+use super::items::{get_item, put_item};
+use super::wait::{queue_wait, Block};
 use crate::runtime::errors::cannot_pickle;
 use crate::runtime::timeout::Wait;
 use pyo3::prelude::*;

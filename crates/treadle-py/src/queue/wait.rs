@@ -1,0 +1,99 @@
+//! How a queue call waits: `block` and `timeout` read as `queue.Queue` reads them, and every
+//! blocking queue wait parked through the runtime's `block_on`, published in the wait graph.
+
+use crate::runtime::timeout::{deadline_after, Wait};
+use crate::runtime::tracking::Track;
+use crate::runtime::wait::block_on;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::time::Instant;
+use treadle_core::wait_graph::{WaitKind, WaitTarget};
+use treadle_core::QueueWait;
+
+/// What a queue wait is on: for the wait graph, and the Python object for its reports.
+#[derive(Clone, Copy)]
+pub(crate) struct QueueRef<'a, 'py> {
+    pub(crate) target: &'a dyn WaitTarget,
+    pub(crate) object: &'a Bound<'py, PyAny>,
+}
+
+/// Every blocking queue wait goes through here.
+///
+/// The wait is published in the wait graph (queue waits have no owner, so they are judged when
+/// every live thread is parked), the interpreter released, and the wait sliced for Ctrl-C.
+pub(crate) fn park<T, F>(
+    py: Python<'_>,
+    queue: QueueRef<'_, '_>,
+    what: QueueWait,
+    wait: Wait,
+    attempt: F,
+) -> PyResult<Option<T>>
+where
+    T: Send,
+    F: FnMut(Option<Instant>) -> Option<T> + Send,
+{
+    let track = Track {
+        target: queue.target,
+        kind: WaitKind::Queue,
+        ticket: what.ticket(),
+        object: queue.object,
+    };
+    block_on(py, wait, Some(track), attempt)
+}
+
+/// Runs a core operation once without waiting and then, if `wait` allows, parked until it
+/// succeeds or the deadline passes. `attempt(blocking, deadline)` returns `None` for "not yet".
+pub(crate) fn run<T, F>(
+    py: Python<'_>,
+    queue: QueueRef<'_, '_>,
+    what: QueueWait,
+    wait: Wait,
+    mut attempt: F,
+) -> PyResult<Option<T>>
+where
+    T: Send,
+    F: FnMut(bool, Option<Instant>) -> Option<T> + Send,
+{
+    if let Some(done) = attempt(false, None) {
+        return Ok(Some(done));
+    }
+    if wait == Wait::Never {
+        return Ok(None);
+    }
+    park(py, queue, what, wait, |deadline| attempt(true, deadline))
+}
+
+/// A `block` argument: any object, read by its truth value as `queue.Queue` reads it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block(pub(crate) bool);
+
+impl FromPyObject<'_, '_> for Block {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        obj.is_truthy().map(Block)
+    }
+}
+
+/// `block` and `timeout` as `queue.Queue.get` reads them.
+pub(crate) fn queue_wait(
+    Block(block): Block,
+    timeout: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Wait> {
+    if !block {
+        return Ok(Wait::Never);
+    }
+    let Some(timeout) = timeout.filter(|timeout| !timeout.is_none()) else {
+        return Ok(Wait::Until(None));
+    };
+    let seconds: f64 = timeout.extract()?;
+    if seconds.is_nan() {
+        return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
+    }
+    if seconds < 0.0 {
+        return Err(PyValueError::new_err(
+            "'timeout' must be a non-negative number",
+        ));
+    }
+    Ok(Wait::Until(deadline_after(seconds)))
+}
