@@ -9,7 +9,8 @@
 
 use super::connection::Connection;
 use super::state::{Link, Worker};
-use super::{Event, Supervisor};
+use super::task::Event;
+use super::Supervisor;
 use crate::channel;
 use crate::frame::{self, to_worker};
 use crate::oom::oom_kills;

@@ -22,7 +22,7 @@
 //! - `Closed` is the last event, reported once: after shutdown, when no worker is left and
 //!   nothing is pending.
 
-use super::{CancelOutcome, Event, SubmitError, Task};
+use super::task::{CancelOutcome, Event, SubmitError, Task};
 use crate::frame::{self, from_worker, to_worker, Header};
 use crate::process::Exit;
 use rustix::process::Signal;

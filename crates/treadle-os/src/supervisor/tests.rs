@@ -2,6 +2,8 @@ use super::*;
 use crate::channel;
 use crate::frame::{self, Header};
 use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 #[test]
 fn header_round_trips() {
