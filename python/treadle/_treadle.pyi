@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Iterable
 from types import GenericAlias, TracebackType
-from typing import Any, Generic, Literal, NoReturn, Self, TypeVar, final
+from typing import Any, ClassVar, Generic, Literal, NoReturn, Self, TypeVar, final
 
 from typing_extensions import disjoint_base
 
@@ -24,13 +24,23 @@ __all__ = [
     "ShutDown",
     "SimpleQueue",
     "TaskTimeoutError",
+    "_Answer",
+    "_Broken",
+    "_CancelOutcome",
+    "_Closed",
     "_Completions",
+    "_Crashed",
     "_ForkServer",
     "_FutureBase",
     "_PoolHandle",
+    "_Raised",
+    "_Returned",
     "_Supervisor",
+    "_Terminated",
     "_ThreadDone",
     "_ThreadPool",
+    "_TimedOut",
+    "_WorkerEnded",
     "__version__",
     "_current_thread_number",
     "_die_with_parent",
@@ -342,9 +352,74 @@ class _Supervisor:
         fork_server: _ForkServer | None = None,
     ) -> _Supervisor: ...
     def submit(self, id: int, payload: bytes, fds: list[int], timeout: float | None) -> None: ...
-    def cancel(self, id: int, interrupt: bool) -> str: ...
+    def cancel(self, id: int, interrupt: bool) -> _CancelOutcome: ...
     def queued(self, id: int) -> bool: ...
     def shutdown(self, cancel_pending: bool) -> list[int]: ...
     def terminate(self, signal: int) -> list[int]: ...
     def pids(self) -> list[int]: ...
-    def poll(self, timeout: float | None = None) -> list[tuple[Any, ...]]: ...
+    def poll(
+        self, timeout: float | None = None
+    ) -> list[_Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Broken | _Closed]: ...
+
+# What the supervisor tells Python: one record per kind of event, and what a cancellation did.
+
+@disjoint_base
+class _Answer:
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def fds(self) -> list[int]: ...
+
+@final
+class _Returned(_Answer): ...
+
+@final
+class _Raised(_Answer): ...
+
+@disjoint_base
+class _WorkerEnded:
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def exitcode(self) -> int | None: ...
+    @property
+    def signal(self) -> int | None: ...
+
+@final
+class _Crashed(_WorkerEnded):
+    @property
+    def out_of_memory(self) -> bool: ...
+
+@final
+class _Terminated(_WorkerEnded): ...
+
+@final
+class _TimedOut:
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+
+@final
+class _Broken:
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def message(self) -> str: ...
+
+@final
+class _Closed: ...
+
+@final
+class _CancelOutcome:
+    CANCELLED: ClassVar[_CancelOutcome]
+    RUNNING: ClassVar[_CancelOutcome]
+    INTERRUPTED: ClassVar[_CancelOutcome]
+    UNKNOWN: ClassVar[_CancelOutcome]
+    def __int__(self) -> int: ...

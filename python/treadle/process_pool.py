@@ -4,7 +4,7 @@ in Rust, with per-task timeouts, ``cancel(interrupt=True)``, and a pool that hea
 Workers are forked from a fork server (``treadle/_forkserver.py``) that the first pool forks while
 the process has one thread; when it has threads by then, workers are fresh interpreters
 (``python -S -P treadle/_worker.py``) started by the supervisor
-(``crates/treadle-core/src/supervisor.rs``). A process with threads is never forked. Arguments
+(``crates/treadle-os/src/supervisor/``). A process with threads is never forked. Arguments
 are pickled here, in the caller's thread; results are unpickled by the pool's supervisor thread,
 which waits in Rust without the interpreter. Design and limits: ``docs/process_pool.md``.
 """
@@ -29,7 +29,19 @@ from typing import Any, NamedTuple
 from treadle import _forkserver, _pickling, _process_futures, _worker
 from treadle._pool import _result_or_cancel
 from treadle._process_futures import Future
-from treadle._treadle import TaskTimeoutError, _Supervisor
+from treadle._treadle import (
+    TaskTimeoutError,
+    _Broken,
+    _CancelOutcome,
+    _Closed,
+    _Crashed,
+    _Raised,
+    _Returned,
+    _Supervisor,
+    _Terminated,
+    _TimedOut,
+    _WorkerEnded,
+)
 
 __all__ = ["ProcessPoolExecutor", "TaskTimeoutError", "WorkerCrashedError"]
 
@@ -86,9 +98,9 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _crash_error(task: _Task, event: tuple[Any, ...], cause: str) -> WorkerCrashedError:
-    _, _, pid, code, signum, *rest = event
-    oom = bool(rest and rest[0])
+def _crash_error(task: _Task, event: _WorkerEnded, cause: str) -> WorkerCrashedError:
+    pid, code, signum = event.pid, event.exitcode, event.signal
+    oom = isinstance(event, _Crashed) and event.out_of_memory
     if signum is not None:
         how = f"was killed by {_signal_name(signum)}"
     else:
@@ -102,42 +114,42 @@ def _crash_error(task: _Task, event: tuple[Any, ...], cause: str) -> WorkerCrash
     )
 
 
-def _resolve(task: _Task, event: tuple[Any, ...]) -> None:
-    kind = event[0]
+def _resolve(
+    task: _Task, event: _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Broken
+) -> None:
     future = task.future
-    if kind == "returned":
+    if isinstance(event, _Returned):
         try:
-            value = _pickling.load(event[2], event[3])
+            value = _pickling.load(event.payload, event.fds)
         except BaseException as error:
             _process_futures.set_exception(future, error)
         else:
             _process_futures.set_result(future, value)
-    elif kind == "raised":
+    elif isinstance(event, _Raised):
         try:
-            raised, text = _pickling.load(event[2], event[3])
+            raised, text = _pickling.load(event.payload, event.fds)
             raised.__cause__ = _RemoteTraceback(text)
         except BaseException as unpickling:
             raised = unpickling
         _process_futures.set_exception(future, raised)
-    elif kind == "crashed":
+    elif isinstance(event, _Crashed):
         _process_futures.set_exception(
             future, _crash_error(task, event, "; the pool replaced it and goes on")
         )
-    elif kind == "terminated":
+    elif isinstance(event, _Terminated):
         _process_futures.set_exception(
             future, _crash_error(task, event, ", stopped by terminate_workers() or kill_workers()")
         )
-    elif kind == "timed_out":
-        _, _, pid, seconds = event
+    elif isinstance(event, _TimedOut):
         _process_futures.set_exception(
             future,
             TaskTimeoutError(
-                f"task {task.name!r} ran longer than its time limit of {seconds:g} s; its worker "
-                f"(pid {pid}) was killed and replaced"
+                f"task {task.name!r} ran longer than its time limit of {event.seconds:g} s; its "
+                f"worker (pid {event.pid}) was killed and replaced"
             ),
         )
-    elif kind == "broken":
-        _process_futures.set_exception(future, BrokenProcessPool(event[2]))
+    else:
+        _process_futures.set_exception(future, BrokenProcessPool(event.message))
 
 
 def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
@@ -150,22 +162,21 @@ def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
         # as a bound method, and its object can be freed).
         event = task = value = None
         for event in supervisor.poll(None):
-            kind = event[0]
-            if kind == "returned" and not event[3]:
+            if type(event) is _Returned and not event.fds:
                 # The common case, in as few steps as can be: a value with no segments.
-                task = tasks.pop(event[1], None)
+                task = tasks.pop(event.task_id, None)
                 if task is None:
                     continue
                 try:
-                    value = loads(event[2])
+                    value = loads(event.payload)
                 except BaseException as error:
                     _process_futures.set_exception(task.future, error)
                 else:
                     set_result(task.future, value)
                 continue
-            if kind == "closed":
+            if type(event) is _Closed:
                 return
-            task = tasks.pop(event[1], None)
+            task = tasks.pop(event.task_id, None)
             if task is not None:
                 _resolve(task, event)
 
@@ -422,7 +433,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
 
     def _cancel_task(self, task_id: int, interrupt: bool) -> bool:
         outcome = self._supervisor.cancel(task_id, interrupt)
-        if outcome in ("cancelled", "interrupted"):
+        if outcome in (_CancelOutcome.CANCELLED, _CancelOutcome.INTERRUPTED):
             self._tasks.pop(task_id, None)
             return True
         return False

@@ -69,6 +69,16 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process_pool::PySupervisor>()?;
     m.add_class::<process_pool::PyForkServer>()?;
     m.add_function(wrap_pyfunction!(process_pool::_die_with_parent, m)?)?;
+    m.add_class::<process_pool::events::PyAnswer>()?;
+    m.add_class::<process_pool::events::PyReturned>()?;
+    m.add_class::<process_pool::events::PyRaised>()?;
+    m.add_class::<process_pool::events::PyWorkerEnded>()?;
+    m.add_class::<process_pool::events::PyCrashed>()?;
+    m.add_class::<process_pool::events::PyTerminated>()?;
+    m.add_class::<process_pool::events::PyTimedOut>()?;
+    m.add_class::<process_pool::events::PyBroken>()?;
+    m.add_class::<process_pool::events::PyClosed>()?;
+    m.add_class::<process_pool::events::PyCancelOutcome>()?;
     m.add("TIMEOUT_MAX", runtime::timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,20 +1,22 @@
 //! `treadle._treadle._Supervisor`: the binding of the core's process supervisor, used by
 //! `treadle.ProcessPoolExecutor` (`python/treadle/process_pool.py`).
 //!
-//! Thin: it moves bytes and descriptors across and turns the core's events into tuples. Pickling
-//! and resolving futures happen in Python; `poll` is the pool's supervisor thread's wait, with
-//! the interpreter released.
+//! Thin: it moves bytes and descriptors across and turns the supervisor's events into typed
+//! records (`events.rs`). Pickling and resolving futures happen in Python; `poll` is the pool's
+//! supervisor thread's wait, with the interpreter released.
+
+pub(crate) mod events;
 
 use crate::runtime::timeout::{deadline_after, seconds, Wait};
 use crate::runtime::wait::block_on;
+use events::PyCancelOutcome;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 use treadle_os::process::Signal;
-use treadle_os::{CancelOutcome, Config, Event, Exit, ForkServer, SubmitError, Supervisor, Task};
+use treadle_os::{Config, ForkServer, SubmitError, Supervisor, Task};
 
 pyo3::import_exception!(concurrent.futures.process, BrokenProcessPool);
 
@@ -90,15 +92,10 @@ impl PySupervisor {
         })
     }
 
-    /// Cancels task `id`: "cancelled" (it had not been sent), "running" (sent; no interrupt
-    /// asked), "interrupted" (skipped, or its worker killed), "unknown" (already over).
-    fn cancel(&self, id: u64, interrupt: bool) -> &'static str {
-        match self.core.cancel(id, interrupt) {
-            CancelOutcome::Cancelled => "cancelled",
-            CancelOutcome::Running => "running",
-            CancelOutcome::Interrupted => "interrupted",
-            CancelOutcome::Unknown => "unknown",
-        }
+    /// Cancels task `id`: `CANCELLED` (it had not been sent), `RUNNING` (sent; no interrupt
+    /// asked), `INTERRUPTED` (skipped, or its worker killed), `UNKNOWN` (already over).
+    fn cancel(&self, id: u64, interrupt: bool) -> PyCancelOutcome {
+        self.core.cancel(id, interrupt).into()
     }
 
     /// Whether task `id` waits in the queue, not yet handed to a worker.
@@ -124,20 +121,16 @@ impl PySupervisor {
     }
 
     /// Waits (without the interpreter) until something happens or `timeout` seconds pass, and
-    /// returns the events as tuples (an empty list on timeout).
+    /// returns the events as records (an empty list on timeout).
     #[pyo3(signature = (timeout=None))]
-    fn poll<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: Option<f64>,
-    ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    fn poll<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let wait = Wait::Until(timeout.and_then(deadline_after));
         let core = &self.core;
         let events = block_on(py, wait, None, |deadline| core.poll(deadline))?;
         events
             .unwrap_or_default()
             .into_iter()
-            .map(|event| event_tuple(py, event))
+            .map(|event| events::to_python(py, event))
             .collect()
     }
 }
@@ -190,37 +183,4 @@ fn owned_fds(fds: Vec<i32>) -> PyResult<Vec<OwnedFd>> {
         // close them; each is open and now owned only here.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect())
-}
-
-fn exit_parts(exit: Exit) -> (Option<i32>, Option<i32>) {
-    match exit {
-        Exit::Code(code) => (Some(code), None),
-        Exit::Signal(signal) => (None, Some(signal)),
-    }
-}
-
-fn event_tuple(py: Python<'_>, event: Event) -> PyResult<Bound<'_, PyTuple>> {
-    let raw =
-        |fds: Vec<OwnedFd>| -> Vec<i32> { fds.into_iter().map(IntoRawFd::into_raw_fd).collect() };
-    match event {
-        Event::Returned { id, payload, fds } => {
-            ("returned", id, PyBytes::new(py, &payload), raw(fds)).into_pyobject(py)
-        }
-        Event::Raised { id, payload, fds } => {
-            ("raised", id, PyBytes::new(py, &payload), raw(fds)).into_pyobject(py)
-        }
-        Event::Crashed { id, pid, exit, oom } => {
-            let (code, signal) = exit_parts(exit);
-            ("crashed", id, pid, code, signal, oom).into_pyobject(py)
-        }
-        Event::TimedOut { id, pid, timeout } => {
-            ("timed_out", id, pid, timeout.as_secs_f64()).into_pyobject(py)
-        }
-        Event::Terminated { id, pid, exit } => {
-            let (code, signal) = exit_parts(exit);
-            ("terminated", id, pid, code, signal).into_pyobject(py)
-        }
-        Event::Broken { id, reason } => ("broken", id, reason.to_string()).into_pyobject(py),
-        Event::Closed => ("closed",).into_pyobject(py),
-    }
 }
