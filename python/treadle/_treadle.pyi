@@ -53,6 +53,7 @@ __all__ = [
     "_set_reporter",
     "_thread_starting",
     "_waits",
+    "_wire",
     "cancelled",
     "check_cancelled",
     "get_mode",
@@ -423,3 +424,5 @@ class _CancelOutcome:
     INTERRUPTED: ClassVar[_CancelOutcome]
     UNKNOWN: ClassVar[_CancelOutcome]
     def __int__(self) -> int: ...
+
+def _wire() -> dict[str, int | str]: ...

@@ -79,6 +79,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process_pool::events::PyBroken>()?;
     m.add_class::<process_pool::events::PyClosed>()?;
     m.add_class::<process_pool::events::PyCancelOutcome>()?;
+    m.add_function(wrap_pyfunction!(process_pool::wire::_wire, m)?)?;
     m.add("TIMEOUT_MAX", runtime::timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

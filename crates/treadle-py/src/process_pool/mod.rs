@@ -3,9 +3,11 @@
 //!
 //! Thin: it moves bytes and descriptors across and turns the supervisor's events into typed
 //! records (`events.rs`). Pickling and resolving futures happen in Python; `poll` is the pool's
-//! supervisor thread's wait, with the interpreter released.
+//! supervisor thread's wait, with the interpreter released. `wire.rs` exposes the wire formats
+//! for the Python side to be checked against.
 
 pub(crate) mod events;
+pub(crate) mod wire;
 
 use crate::runtime::timeout::{deadline_after, seconds, Wait};
 use crate::runtime::wait::block_on;

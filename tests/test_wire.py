@@ -1,0 +1,58 @@
+"""The wire formats are defined once, in Rust (``crates/treadle-os``): the worker script and the
+fork server, which cannot import treadle's native module, must speak exactly what Rust does."""
+
+from __future__ import annotations
+
+import struct
+
+from treadle import _forkserver, _treadle, _worker
+
+WIRE = _treadle._wire()
+LAYOUT = {
+    "HEADER_FORMAT",
+    "HEADER_SIZE",
+    "CHANNEL_FD",
+    "FORK_SERVER_SPAWN",
+    "FORK_SERVER_WAIT",
+    "FORK_SERVER_MESSAGE_FORMAT",
+}
+#: Rust's frame kinds: every other name it gives.
+RUST_KINDS = sorted(set(WIRE) - LAYOUT)
+
+FRAME_KINDS = [
+    "INIT",
+    "TASK",
+    "CANCEL",
+    "EXIT",
+    "READY",
+    "RETURNED",
+    "RAISED",
+    "INIT_FAILED",
+    "SKIPPED",
+]
+
+
+def test_the_worker_reads_and_writes_rusts_frame_header() -> None:
+    assert _worker.HEADER.format == WIRE["HEADER_FORMAT"]
+    assert _worker.HEADER.size == WIRE["HEADER_SIZE"]
+    assert struct.calcsize(str(WIRE["HEADER_FORMAT"])) == WIRE["HEADER_SIZE"]
+
+
+def test_the_worker_knows_every_frame_kind_by_rusts_number() -> None:
+    for name in RUST_KINDS:
+        assert getattr(_worker, name, None) == WIRE[name], f"{name}: worker and Rust disagree"
+    assert len({WIRE[name] for name in RUST_KINDS}) == len(RUST_KINDS), "two kinds share a number"
+
+
+def test_rust_knows_the_frame_kinds_the_protocol_has() -> None:
+    assert RUST_KINDS == sorted(FRAME_KINDS)
+
+
+def test_the_worker_finds_its_channel_where_rust_puts_it() -> None:
+    assert _worker.CHANNEL_FD == WIRE["CHANNEL_FD"]
+
+
+def test_the_fork_server_speaks_rusts_requests() -> None:
+    assert _forkserver.MESSAGE.format == WIRE["FORK_SERVER_MESSAGE_FORMAT"]
+    assert _forkserver.SPAWN == WIRE["FORK_SERVER_SPAWN"]
+    assert _forkserver.WAIT == WIRE["FORK_SERVER_WAIT"]
