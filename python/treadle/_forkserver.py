@@ -14,7 +14,7 @@ are fresh interpreters.
 The server is the parent's child (it dies with the thread that forked it, by
 ``PR_SET_PDEATHSIG``, and exits when the parent closes its socket); workers are its children
 (they die with it, so with the parent). It reaps a worker only when the parent asks, and
-replies with its wait status. Protocol: ``crates/treadle-core/src/supervisor/fork_server.rs``.
+replies with its wait status. Protocol: ``crates/treadle-os/src/fork_server.rs``.
 A worker inherits what the parent had open and imported when the server was forked, as with the
 standard library's ``fork`` start method, except its pipes and sockets (see
 ``_let_go_of_pipes_and_sockets``); the server's own socket is closed in it.

@@ -3,9 +3,9 @@
 Started by the parent's supervisor as ``python -S -P .../treadle/_worker.py`` (no ``site``, and
 without importing the ``treadle`` package, so that it starts fast); the first frame (``INIT``)
 brings the parent's ``sys.path``, which makes the parent's modules importable. The frame layout
-is ``crates/treadle-core/src/supervisor/frame.rs``'s: a ``<IBBHQ`` header (payload length, kind,
-descriptor count, reserved, task id), then the payload; descriptors (shared-memory segments)
-travel as ``SCM_RIGHTS`` with the frame.
+is ``crates/treadle-os/src/frame.rs``'s (``tests/test_wire.py`` holds this file to it): a
+``<IBBHQ`` header (payload length, kind, descriptor count, reserved, task id), then the payload;
+descriptors (shared-memory segments) travel as ``SCM_RIGHTS`` with the frame.
 
 Only the standard library is imported here, so the module runs as a script as well as
 ``treadle._worker``. The channel is an inherited, anonymous socket: no other process can send

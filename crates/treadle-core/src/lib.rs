@@ -1,15 +1,24 @@
-//! treadle's core: the synchronization primitives behind `treadle.Lock`, `RLock`, `Condition`,
-//! `Semaphore`, `BoundedSemaphore`, `Event` and `Barrier`, in pure Rust.
+//! treadle's portable core, in pure Rust: the state machines behind treadle's threads-side
+//! Python API.
 //!
-//! Nothing here knows about Python. Every blocking operation takes an optional deadline and returns
-//! when it succeeds or the deadline passes, leaving the primitive in a consistent state, so that the
-//! binding layer can wait in slices (to run Python's signal handlers between them) and restart the
-//! wait. Safety never relies on a global interpreter lock: every primitive is `Send + Sync` and
+//! - The synchronization primitives behind `treadle.Lock`, `RLock`, `Condition`, `Semaphore`,
+//!   `BoundedSemaphore`, `Event` and `Barrier` ([`lock`], [`rlock`], [`wait_queue`], [`event`],
+//!   [`semaphore`], [`barrier`]).
+//! - The queue behind `Queue`, `LifoQueue`, `PriorityQueue` and `SimpleQueue` ([`queue`]).
+//! - The thread-pool engine and the future's state ([`pool`], [`future`]).
+//! - The wait graph that deadlock detection walks ([`wait_graph`], [`thread_id`]).
+//!
+//! Nothing here knows about Python, nor about one operating system: the process supervisor and
+//! the `/proc` readers are in `treadle-os`. Every blocking operation takes an optional deadline
+//! and returns when it succeeds or the deadline passes, leaving its state consistent, so that the
+//! binding layer can wait in slices (to run Python's signal handlers between them) and restart
+//! the wait. Safety never relies on a global interpreter lock: every type is `Send + Sync` and
 //! correct under free-threaded Python.
 //!
 //! Blocking is built on `std::sync::{Mutex, Condvar}` and atomics only, reached through the
-//! [`primitive`] module, which swaps them for loom's models under `cfg(loom)` so that the lock and
-//! the condition queue are model-checked (`tests/loom.rs`).
+//! [`primitive`] module, which swaps them for loom's models under `cfg(loom)` so that the lock,
+//! the condition queue, the event, the queue, the future cell and the pool are model-checked
+//! (`tests/loom.rs`).
 
 pub mod barrier;
 pub mod event;

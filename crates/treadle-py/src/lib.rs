@@ -1,8 +1,11 @@
-//! `treadle._treadle`: the Python bindings of treadle's core.
+//! `treadle._treadle`: the Python bindings of `treadle-core` (primitives, queues, the thread
+//! pool, futures, the wait graph) and `treadle-os` (the process supervisor).
 //!
 //! Thin wrappers only: argument parsing with `threading`'s rules and messages, exception mapping,
-//! and releasing the interpreter around every blocking wait ([`wait`]). The semantics live in
-//! `treadle-core`.
+//! and releasing the interpreter around every blocking wait. The semantics live in the crates
+//! below. The modules are layered: [`runtime`] (waiting, timeouts, errors, the cancel token, the
+//! thread registry, wait tracking, the hook registry) imports nothing above it; the classes
+//! stand on it; `tests/test_layers.py` checks that no import closes a cycle.
 
 use pyo3::prelude::*;
 
