@@ -34,7 +34,6 @@ from treadle._pool import (
     sleep,
     wait,
 )
-from treadle._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 from treadle._treadle import (
     TIMEOUT_MAX,
     Barrier,
@@ -56,6 +55,7 @@ from treadle.deadlock import (
 )
 from treadle.patching import patch, patched, unpatch
 from treadle.process_pool import ProcessPoolExecutor, WorkerCrashedError
+from treadle.queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 
 __all__ = [
     "ALL_COMPLETED",
