@@ -1,9 +1,9 @@
 """``treadle.ProcessPoolExecutor``: ``concurrent.futures.ProcessPoolExecutor`` on a supervisor
 in Rust, with per-task timeouts, ``cancel(interrupt=True)``, and a pool that heals itself.
 
-Workers are forked from a fork server (``treadle/_forkserver.py``) that the first pool forks while
-the process has one thread; when it has threads by then, workers are fresh interpreters
-(``python -S -P treadle/_worker.py``) started by the supervisor
+Workers are forked from a fork server (``treadle/multiprocessing/fork_server.py``) that the first
+pool forks while the process has one thread; when it has threads by then, workers are fresh
+interpreters (``python -S -P treadle/multiprocessing/worker.py``) started by the supervisor
 (``crates/treadle-core/src/supervisor.rs``). A process with threads is never forked. Arguments
 are pickled here, in the caller's thread; results are unpickled by the pool's supervisor thread,
 which waits in Rust without the interpreter. Design and limits: ``docs/process_pool.md``.
@@ -26,10 +26,13 @@ from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # ty
 from types import BuiltinFunctionType, FunctionType
 from typing import Any, NamedTuple
 
-from treadle import _forkserver, _pickling, _process_futures, _worker
+from treadle import _process_futures
 from treadle._pool import _result_or_cancel
 from treadle._process_futures import Future
 from treadle._treadle import TaskTimeoutError, _Supervisor
+from treadle.multiprocessing import fork_server as _forkserver
+from treadle.multiprocessing import pickling as _pickling
+from treadle.multiprocessing import wire, worker
 
 __all__ = ["ProcessPoolExecutor", "TaskTimeoutError", "WorkerCrashedError"]
 
@@ -37,7 +40,7 @@ __all__ = ["ProcessPoolExecutor", "TaskTimeoutError", "WorkerCrashedError"]
 #: round trip between tiny tasks.
 PREFETCH = 2
 
-_WORKER_SCRIPT = _worker.__file__
+_WORKER_SCRIPT = worker.__file__
 _pool_numbers = itertools.count(1)
 
 
@@ -297,10 +300,10 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         errors."""
         if timeout is not None and not timeout > 0:
             raise ValueError("timeout must be None or a positive number of seconds")
-        return self._schedule(_worker.CALL, fn, tuple(args), kwargs or {}, timeout, name)
+        return self._schedule(wire.CALL, fn, tuple(args), kwargs or {}, timeout, name)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        return self._schedule(_worker.CALL, fn, args, kwargs, self._task_timeout, None)
+        return self._schedule(wire.CALL, fn, args, kwargs, self._task_timeout, None)
 
     def _schedule(
         self,
@@ -366,13 +369,13 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         name = _name_of(fn)
         calls = zip(*iterables, strict=False)
         if chunksize == 1:
-            tasks: Iterator[tuple[int, Any]] = ((_worker.CALL, call) for call in calls)
+            tasks: Iterator[tuple[int, Any]] = ((wire.CALL, call) for call in calls)
         elif len(iterables) == 1:
             # Single arguments travel as they are, not as 1-tuples.
             items = iter(iterables[0])
-            tasks = ((_worker.CHUNK1, chunk) for chunk in _chunks(items, chunksize))
+            tasks = ((wire.CHUNK1, chunk) for chunk in _chunks(items, chunksize))
         else:
-            tasks = ((_worker.CHUNK, chunk) for chunk in _chunks(calls, chunksize))
+            tasks = ((wire.CHUNK, chunk) for chunk in _chunks(calls, chunksize))
 
         def submit_one(task: tuple[int, Any]) -> Future:
             kind, args = task
