@@ -52,10 +52,12 @@ def test_every_public_name_is_reachable_and_listed(name):
 
 
 def test_a_lazily_loaded_name_is_the_object_of_its_module():
-    from treadle import _pool, patching, process_pool
+    from treadle import futures, patching
 
-    assert treadle.ThreadPoolExecutor is _pool.ThreadPoolExecutor
-    assert treadle.ProcessPoolExecutor is process_pool.ProcessPoolExecutor
+    assert treadle.futures is futures
+    assert treadle.ThreadPoolExecutor is futures.thread.ThreadPoolExecutor
+    assert treadle.ProcessPoolExecutor is futures.process.ProcessPoolExecutor
+    assert treadle.Future is futures.future.Future
     assert treadle.patch is patching.patch
     assert treadle.dump_waits is treadle.deadlock.dump_waits
 

@@ -13,7 +13,7 @@ True
 
 from threading import BrokenBarrierError
 
-from treadle import deadlock
+from treadle import _lazy, deadlock
 from treadle._treadle import (
     TIMEOUT_MAX,
     Barrier,
@@ -41,8 +41,10 @@ from treadle.queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from treadle import futures as futures
     from treadle import patching as patching
-    from treadle._pool import (
+    from treadle.deadlock import dump_waits
+    from treadle.futures import (
         ALL_COMPLETED,
         FIRST_COMPLETED,
         FIRST_EXCEPTION,
@@ -51,15 +53,15 @@ if TYPE_CHECKING:
         CancelledError,
         Future,
         InvalidStateError,
+        ProcessPoolExecutor,
         ThreadPoolExecutor,
+        WorkerCrashedError,
         as_completed,
         local,
         set_unretrieved_handler,
         wait,
     )
-    from treadle.deadlock import dump_waits
     from treadle.patching import patch, patched, unpatch
-    from treadle.process_pool import ProcessPoolExecutor, WorkerCrashedError
 
 
 __all__ = [
@@ -116,8 +118,9 @@ __all__ = [
 # What a program that only makes locks does not need loads on first use (PEP 562), so that
 # ``import treadle`` costs what ``import threading`` does: the pools (with concurrent.futures,
 # logging, multiprocessing), the deadlock reports, patch().
-_THREAD_POOL = frozenset(
+_FUTURES = frozenset(
     (
+        "futures",
         "ALL_COMPLETED",
         "FIRST_COMPLETED",
         "FIRST_EXCEPTION",
@@ -126,7 +129,9 @@ _THREAD_POOL = frozenset(
         "CancelledError",
         "Future",
         "InvalidStateError",
+        "ProcessPoolExecutor",
         "ThreadPoolExecutor",
+        "WorkerCrashedError",
         "as_completed",
         "local",
         "set_unretrieved_handler",
@@ -136,20 +141,16 @@ _THREAD_POOL = frozenset(
 
 
 def __getattr__(name: str) -> object:
-    if name in _THREAD_POOL:
-        import treadle._pool as module
-    elif name in ("ProcessPoolExecutor", "WorkerCrashedError"):
-        import treadle.process_pool as module
+    if name in _FUTURES:
+        import treadle.futures as module
     elif name in ("patch", "patched", "unpatch", "patching"):
         import treadle.patching as module
     elif name == "dump_waits":
         module = deadlock
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
-    globals()[name] = value
-    return value
+    return _lazy.bind(globals(), name, module)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return _lazy.listing(globals(), __all__)

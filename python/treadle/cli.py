@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from treadle import benchmarks, deadlock
-from treadle._pool import set_unretrieved_handler
 from treadle._treadle import __version__
+from treadle.futures import set_unretrieved_handler
 from treadle.patching import patch
 
 DEADLOCK_EXIT_STATUS = 3

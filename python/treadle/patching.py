@@ -96,8 +96,7 @@ def patch() -> None:
 
 
 def _executors() -> dict[str, Any]:
-    from treadle._pool import ThreadPoolExecutor
-    from treadle.process_pool import ProcessPoolExecutor
+    from treadle.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
     return {"ThreadPoolExecutor": ThreadPoolExecutor, "ProcessPoolExecutor": ProcessPoolExecutor}
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 
+from treadle import _lazy
 from treadle._treadle import get_mode, set_mode
 from treadle.deadlock import verdict  # noqa: F401  (registers the core's reporter)
 from treadle.deadlock.errors import DeadlockError, DeadlockWarning, PotentialDeadlockWarning
@@ -54,18 +55,16 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # PEP 562: the report machinery and lock-order mode load on first use.
     if name in ("WaitEdge", "dump_waits", "_set_deadlock_handler"):
-        from treadle.deadlock import report as module
+        import treadle.deadlock.report as module
     elif name in ("enable_lock_order", "disable_lock_order"):
-        from treadle.deadlock import lock_order as module
+        import treadle.deadlock.lock_order as module
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
+    return _lazy.bind(globals(), name, module)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return _lazy.listing(globals(), __all__)
 
 
 if os.environ.get("TREADLE_DEADLOCK"):

@@ -103,7 +103,7 @@ class Channel:
             self.received_at = now
             self._receive(block=False)
         if any(frame[0] == CANCEL for frame in self.frames):
-            kept = deque()
+            kept: deque[tuple[int, int, bytes, list[int]]] = deque()
             for frame in self.frames:
                 if frame[0] == CANCEL:
                     cancelled.add(frame[1])

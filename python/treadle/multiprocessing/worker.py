@@ -42,6 +42,10 @@ from treadle.multiprocessing.wire import (
     Channel,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class MainNamespace(dict):  # type: ignore[type-arg]
     """The shared globals of ``__main__``'s functions in a worker. ``update`` (which cloudpickle
@@ -67,7 +71,7 @@ class Worker:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.threshold = 1 << 62
-        self.functions: dict[bytes, object] = {}
+        self.functions: dict[bytes, Callable[..., object]] = {}
 
     def start(self, forked: bool = False) -> bool:
         frame = self.channel.next_frame()
@@ -98,9 +102,9 @@ class Worker:
         self.channel.send(READY, 0, b"")
         return True
 
-    def function(self, fn: object) -> object:
+    def function(self, fn: object) -> Callable[..., object]:
         if not isinstance(fn, bytes):
-            return fn
+            return fn  # type: ignore[return-value]
         found = self.functions.get(fn)
         if found is None:
             if len(self.functions) > 64:
@@ -112,9 +116,9 @@ class Worker:
         kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds))
         fn = self.function(fn)
         if kind == CHUNK1:
-            return list(map(fn, args))  # type: ignore[call-overload]
+            return list(map(fn, args))
         if kind == CHUNK:
-            return list(itertools.starmap(fn, args))  # type: ignore[call-overload]
+            return list(itertools.starmap(fn, args))
         return fn(*args, **kwargs)
 
     def answer(self, task: int, payload: bytes, fds: list[int]) -> None:

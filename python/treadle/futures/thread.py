@@ -1,248 +1,33 @@
-"""treadle's thread pool: ``ThreadPoolExecutor``, ``Future``, ``wait`` and ``as_completed``.
+r"""``treadle.ThreadPoolExecutor``: ``concurrent.futures.ThreadPoolExecutor`` with its queue and
+worker loop in Rust.
 
 The API and semantics of ``concurrent.futures`` (Python 3.14's ``map(buffersize=)`` included, on
-every supported Python), with the future's state, the queue and the worker loop in Rust. A
-``treadle.Future`` *is* a ``concurrent.futures.Future`` and a ``treadle.ThreadPoolExecutor`` *is* a
-``concurrent.futures.ThreadPoolExecutor`` (for ``isinstance``, ``asyncio.wrap_future`` and
-``loop.set_default_executor``); the exceptions are the standard library's own.
+every supported Python). A ``treadle.ThreadPoolExecutor`` *is* a
+``concurrent.futures.ThreadPoolExecutor`` (for ``isinstance`` and ``loop.set_default_executor``),
+its futures are :class:`treadle.Future`\ s; the exceptions are the standard library's own.
 
 On top: interruptible tasks (``cancel(interrupt=True)``, time limits), bounded submission
 (``max_pending``), help mode for nested waits, a copy of the submitter's ``contextvars`` context
-per task, :class:`local` cleared between tasks, and exceptions nobody retrieved reported. See
-``docs/thread_pool.md``.
+per task, :class:`~treadle.local` cleared between tasks, and exceptions nobody retrieved
+reported. See ``docs/thread_pool.md``.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
-import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures as _cf
-from concurrent.futures import (
-    ALL_COMPLETED,
-    FIRST_COMPLETED,
-    FIRST_EXCEPTION,
-    BrokenExecutor,
-    CancelledError,
-    InvalidStateError,
-)
-from concurrent.futures._base import DoneAndNotDoneFutures
-from concurrent.futures.thread import BrokenThreadPool
+from concurrent.futures import CancelledError
 from typing import Any, Literal
 
 from treadle import _treadle
-from treadle._treadle import (
-    Cancelled,
-    TaskTimeoutError,
-    _Completions,
-    _FutureBase,
-    _ThreadPool,
-    cancelled,
-    check_cancelled,
-    sleep,
-)
-
-__all__ = [
-    "ALL_COMPLETED",
-    "FIRST_COMPLETED",
-    "FIRST_EXCEPTION",
-    "BrokenExecutor",
-    "BrokenThreadPool",
-    "Cancelled",
-    "CancelledError",
-    "Future",
-    "InvalidStateError",
-    "TaskTimeoutError",
-    "ThreadPoolExecutor",
-    "as_completed",
-    "cancelled",
-    "check_cancelled",
-    "local",
-    "set_unretrieved_handler",
-    "sleep",
-    "wait",
-]
-
-logger = logging.getLogger("treadle")
-_cf_logger = logging.getLogger("concurrent.futures")
-
-
-class Future(_FutureBase, _cf.Future):  # type: ignore[misc,override]
-    """The result of a task: ``concurrent.futures.Future``'s API, its state in Rust.
-
-    ``cancel(interrupt=True)`` also asks a running task to stop; ``name`` is the name given to
-    ``schedule``.
-    """
-
-    __init__ = _FutureBase.__init__
-
-
-# --- never silent -----------------------------------------------------------------------------
-
-_unretrieved_handler: Callable[[BaseException, object], object] | None = None
-
-
-def _default_unretrieved(exception: BaseException, name: object) -> None:
-    task = f"task {name!r}" if name is not None else "a task"
-    logger.error(
-        "exception in %s was never retrieved",
-        task,
-        exc_info=(type(exception), exception, exception.__traceback__),
-    )
-
-
-def set_unretrieved_handler(
-    handler: Callable[[BaseException, object], object] | None,
-) -> Callable[[BaseException, object], object] | None:
-    """Replace how an exception nobody retrieved is reported: ``handler(exception, task_name)``.
-
-    ``None`` restores the default (the ``treadle`` logger, at ERROR, with the traceback).
-    Returns the previous handler.
-    """
-    global _unretrieved_handler
-    previous = _unretrieved_handler
-    _unretrieved_handler = handler
-    return previous
-
-
-class _Hooks:
-    """What the native side calls back into Python for."""
-
-    @staticmethod
-    def lost(exception: BaseException, name: object) -> None:
-        (_unretrieved_handler or _default_unretrieved)(exception, name)
-
-    @staticmethod
-    def callback_failed(future: Future, exception: BaseException) -> None:
-        _cf_logger.error(
-            "exception calling callback for %r",
-            future,
-            exc_info=(type(exception), exception, exception.__traceback__),
-        )
-
-    @staticmethod
-    def initializer_failed(exception: BaseException) -> None:
-        _cf_logger.critical(
-            "Exception in initializer:",
-            exc_info=(type(exception), exception, exception.__traceback__),
-        )
-
-    @staticmethod
-    def clear_locals() -> None:
-        for loc in list(_locals):
-            loc._treadle_reset()
-
-
-_treadle._set_pool_hooks(Future, _Hooks())
-
-
-# --- local ------------------------------------------------------------------------------------
-
-_locals: weakref.WeakKeyDictionary[local, tuple[tuple[Any, ...], dict[str, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-class local(threading.local):
-    """A ``threading.local`` that pool workers clear between tasks, so that nothing one task
-    stored is seen by the next (a subclass's ``__init__`` runs again, as in a new thread)."""
-
-    def __new__(cls, /, *args: Any, **kwargs: Any) -> local:
-        if (args or kwargs) and cls.__init__ is object.__init__:
-            raise TypeError("Initialization arguments are not supported")
-        self = super().__new__(cls, *args, **kwargs)
-        _locals[self] = (args, kwargs)
-        _treadle._locals_in_use()
-        return self
-
-    def _treadle_reset(self) -> None:
-        args, kwargs = _locals.get(self, ((), {}))
-        state = self.__dict__
-        state.clear()
-        if type(self).__init__ is not object.__init__:
-            self.__init__(*args, **kwargs)  # type: ignore[misc]
-
-
-# --- wait and as_completed --------------------------------------------------------------------
-
-
-def wait(
-    fs: Iterable[_cf.Future[Any]],
-    timeout: float | None = None,
-    return_when: str = ALL_COMPLETED,
-    *,
-    cancel_pending: bool = False,
-) -> DoneAndNotDoneFutures[Any]:
-    """Wait for the futures (treadle's or the standard library's) as ``concurrent.futures.wait``
-    does; with ``cancel_pending=True``, cancel those not done when it returns."""
-    fs = set(fs)
-    order = list(fs)
-    watch = _Completions(order)
-    done: set[_cf.Future[Any]] = set()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    watch.watch()
-    try:
-        ready = watch.ready()
-        while True:
-            for index in ready:
-                done.add(order[index])
-            if len(done) == len(order):
-                break
-            if return_when == FIRST_COMPLETED and done:
-                break
-            if return_when == FIRST_EXCEPTION and any(
-                not f.cancelled() and f._exception is not None
-                for f in (order[index] for index in ready)
-            ):
-                break
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            arrived = watch.next(remaining)
-            if arrived is None:
-                break
-            ready = [arrived, *watch.ready()]
-    finally:
-        watch.close()
-    not_done = fs - done
-    if cancel_pending:
-        for future in not_done:
-            future.cancel()
-    return DoneAndNotDoneFutures(done, not_done)
-
-
-def as_completed(fs: Iterable[_cf.Future[Any]], timeout: float | None = None) -> Iterator[Any]:
-    """Yield the futures (treadle's or the standard library's) as they complete, as
-    ``concurrent.futures.as_completed`` does."""
-    end_time = None if timeout is None else timeout + time.monotonic()
-    futures = list(set(fs))
-    total = pending = len(futures)
-    watch = _Completions(futures)
-    del fs, futures
-    watch.watch()
-    try:
-        while pending:
-            ready = watch.ready()
-            if not ready:
-                wait_timeout = None if end_time is None else end_time - time.monotonic()
-                arrived = None
-                if wait_timeout is None or wait_timeout >= 0:
-                    arrived = watch.next(wait_timeout)
-                if arrived is None:
-                    raise TimeoutError(f"{pending} (of {total}) futures unfinished")
-                ready = [arrived]
-            for index in ready:
-                pending -= 1
-                # Nothing here keeps a future once it is yielded (as the standard library's).
-                yield watch.take(index)
-    finally:
-        watch.close()
-
+from treadle._treadle import _ThreadPool
+from treadle.futures.future import Future, _Hooks
 
 # --- the executor -----------------------------------------------------------------------------
 

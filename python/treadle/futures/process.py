@@ -26,10 +26,10 @@ from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # ty
 from types import BuiltinFunctionType, FunctionType
 from typing import Any, NamedTuple
 
-from treadle import _process_futures
-from treadle._pool import _result_or_cancel
-from treadle._process_futures import Future
 from treadle._treadle import TaskTimeoutError, _Supervisor
+from treadle.futures import process_future as _process_futures
+from treadle.futures.process_future import Future
+from treadle.futures.thread import _result_or_cancel
 from treadle.multiprocessing import fork_server as _forkserver
 from treadle.multiprocessing import pickling as _pickling
 from treadle.multiprocessing import wire, worker
