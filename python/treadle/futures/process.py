@@ -11,16 +11,13 @@ which waits in Rust without the interpreter. Design and limits: ``docs/process_p
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
 import os
 import pickle
 import signal
 import sys
 import threading
-import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # type: ignore[attr-defined]
 from types import BuiltinFunctionType, FunctionType
@@ -28,8 +25,8 @@ from typing import Any, NamedTuple
 
 from treadle._treadle import TaskTimeoutError, _Supervisor
 from treadle.futures import process_future as _process_futures
+from treadle.futures.executor import Executor, MapSubmit, check_timeout
 from treadle.futures.process_future import Future
-from treadle.futures.thread import _result_or_cancel
 from treadle.multiprocessing import fork_server as _forkserver
 from treadle.multiprocessing import pickling as _pickling
 from treadle.multiprocessing import wire, worker
@@ -206,7 +203,7 @@ def _chunks(calls: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-class ProcessPoolExecutor(concurrent.futures.Executor):
+class ProcessPoolExecutor(Executor):
     """A pool of worker processes with ``concurrent.futures.ProcessPoolExecutor``'s interface
     (3.14's included), per-task timeouts, and ``cancel(interrupt=True)``.
 
@@ -230,17 +227,12 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         if max_workers is None:
             count = getattr(os, "process_cpu_count", os.cpu_count)()
             max_workers = count or 1
-        elif max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
+        self._check_arguments(max_workers, initializer, task_timeout)
         if max_tasks_per_child is not None:
             if not isinstance(max_tasks_per_child, int):
                 raise TypeError("max_tasks_per_child must be an integer")
             if max_tasks_per_child <= 0:
                 raise ValueError("max_tasks_per_child must be >= 1")
-        if task_timeout is not None and not task_timeout > 0:
-            raise ValueError("task_timeout must be None or a positive number of seconds")
         self._max_workers = max_workers
         self._task_timeout = task_timeout
         self._threshold = _pickling.SHARED_MEMORY_THRESHOLD
@@ -280,7 +272,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             daemon=True,
         )
         self._thread.start()
-        _live_pools.add(self)
+        self._register_for_exit()
         # A pool dropped without shutdown() still lets its workers finish and exit.
         weakref.finalize(self, self._supervisor.shutdown, False)
 
@@ -298,8 +290,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         """Runs ``fn(*args, **kwargs)`` in a worker and returns its future. ``timeout`` limits
         how long it may run (seconds, from when a worker starts it); ``name`` appears in
         errors."""
-        if timeout is not None and not timeout > 0:
-            raise ValueError("timeout must be None or a positive number of seconds")
+        check_timeout("timeout", timeout)
         return self._schedule(wire.CALL, fn, tuple(args), kwargs or {}, timeout, name)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -346,25 +337,13 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             return self._pickled(fn)
         return data
 
-    def map(  # type: ignore[override]
-        self,
-        fn: Callable[..., Any],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-    ) -> Iterator[Any]:
-        """As ``concurrent.futures.ProcessPoolExecutor.map`` (3.14), on every Python:
-        ``chunksize`` calls travel as one task; at most ``buffersize`` tasks are submitted ahead
-        of the results consumed."""
+    def _map_tasks(
+        self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunksize: int
+    ) -> tuple[Iterator[Any], MapSubmit, bool]:
+        """``map``'s tasks, as ``concurrent.futures.ProcessPoolExecutor.map``'s: ``chunksize``
+        calls travel as one task, ``fn`` is pickled once for all of them."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        if buffersize is not None:
-            if not isinstance(buffersize, int):
-                raise TypeError("buffersize must be an integer or None")
-            if buffersize < 1:
-                raise ValueError("buffersize must be None or > 0")
-        end_time = None if timeout is None else timeout + time.monotonic()
         fn_bytes = _pickling.dump_function(fn)
         name = _name_of(fn)
         calls = zip(*iterables, strict=False)
@@ -377,46 +356,12 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         else:
             tasks = ((wire.CHUNK, chunk) for chunk in _chunks(calls, chunksize))
 
-        def submit_one(task: tuple[int, Any]) -> Future:
+        def submit(pool: ProcessPoolExecutor, task: tuple[int, Any]) -> Any:
             kind, args = task
-            return self._schedule(kind, fn_bytes, args, {}, self._task_timeout, name)
+            future = pool._schedule(kind, fn_bytes, args, {}, pool._task_timeout, name)
+            return future if kind == wire.CALL else (future, len(args))
 
-        if buffersize is None:
-            futures = deque(submit_one(task) for task in tasks)
-        else:
-            futures = deque(submit_one(task) for task in itertools.islice(tasks, buffersize))
-        pool = weakref.ref(self)
-        return self._results(futures, tasks, end_time, chunksize > 1, buffersize, pool, submit_one)
-
-    @staticmethod
-    def _results(
-        futures: deque[Future],
-        tasks: Iterator[tuple[int, Any]],
-        end_time: float | None,
-        chunked: bool,
-        buffersize: int | None,
-        pool: weakref.ref[ProcessPoolExecutor],
-        submit_one: Callable[[tuple[int, Any]], Future],
-    ) -> Iterator[Any]:
-        try:
-            while futures:
-                if buffersize is not None and pool() is not None:
-                    following = next(tasks, None)
-                    if following is not None:
-                        futures.append(submit_one(following))
-                left = None if end_time is None else end_time - time.monotonic()
-                # No local name holds a value while the caller has it (as the standard
-                # library's map): a result the caller drops is freed.
-                if not chunked:
-                    yield _result_or_cancel(futures.popleft(), left)
-                    continue
-                chunk = _result_or_cancel(futures.popleft(), left)
-                chunk.reverse()
-                while chunk:
-                    yield chunk.pop()
-        finally:
-            for future in futures:
-                future.cancel()
+        return tasks, submit, chunksize > 1
 
     # -- cancelling and stopping ---------------------------------------------------------
 
@@ -442,7 +387,6 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             self._cancel_dropped(self._supervisor.shutdown(cancel_futures))
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
-        _live_pools.discard(self)
 
     def _stop_workers(self, signum: int) -> None:
         with self._shutdown_lock:
@@ -472,14 +416,3 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     def worker_pids(self) -> list[int]:
         """The pids of the workers serving now."""
         return list(self._supervisor.pids())
-
-
-_live_pools: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
-
-
-def _shut_down_at_exit() -> None:
-    for pool in list(_live_pools):
-        pool.shutdown(wait=True)
-
-
-threading._register_atexit(_shut_down_at_exit)  # type: ignore[attr-defined]

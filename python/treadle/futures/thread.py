@@ -1,10 +1,10 @@
-r"""``treadle.ThreadPoolExecutor``: ``concurrent.futures.ThreadPoolExecutor`` with its queue and
+"""``treadle.ThreadPoolExecutor``: ``concurrent.futures.ThreadPoolExecutor`` with its queue and
 worker loop in Rust.
 
 The API and semantics of ``concurrent.futures`` (Python 3.14's ``map(buffersize=)`` included, on
 every supported Python). A ``treadle.ThreadPoolExecutor`` *is* a
 ``concurrent.futures.ThreadPoolExecutor`` (for ``isinstance`` and ``loop.set_default_executor``),
-its futures are :class:`treadle.Future`\ s; the exceptions are the standard library's own.
+its futures are ``treadle.Future`` objects; the exceptions are the standard library's own.
 
 On top: interruptible tasks (``cancel(interrupt=True)``, time limits), bounded submission
 (``max_pending``), help mode for nested waits, a copy of the submitter's ``contextvars`` context
@@ -14,67 +14,20 @@ reported. See ``docs/thread_pool.md``.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
 import threading
-import time
-import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent import futures as _cf
-from concurrent.futures import CancelledError
 from typing import Any, Literal
 
 from treadle import _treadle
 from treadle._treadle import _ThreadPool
-from treadle.futures.future import Future, _Hooks
-
-# --- the executor -----------------------------------------------------------------------------
-
-_executors: weakref.WeakSet[ThreadPoolExecutor] = weakref.WeakSet()
+from treadle.futures.executor import Executor
+from treadle.futures.future import _Hooks
 
 
-def _python_exit() -> None:
-    # As concurrent.futures does: at interpreter exit, no new work, and the queued work is done.
-    _treadle._interpreter_exiting()
-    for executor in list(_executors):
-        executor.shutdown(wait=True)
-
-
-threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
-
-
-def _result_or_cancel(future: Future, timeout: float | None = None) -> Any:
-    try:
-        try:
-            return future.result(timeout)
-        finally:
-            future.cancel()
-    finally:
-        del future
-
-
-def _result_or_error(future: Future, timeout: float | None = None) -> Any:
-    """The future's result, or the exception the task ended with (``CancelledError`` if it was
-    cancelled), for ``return_exceptions``. A wait that runs out of time raises ``TimeoutError``
-    and cancels the future, as without ``return_exceptions``."""
-    try:
-        try:
-            return future.result(timeout)
-        except CancelledError as error:
-            if future.cancelled():
-                return error
-            raise
-        except Exception as error:
-            if future.done() and not future.cancelled() and future.exception(0) is error:
-                return error
-            future.cancel()
-            raise
-    finally:
-        del future
-
-
-class ThreadPoolExecutor(_ThreadPool, _cf.ThreadPoolExecutor):  # type: ignore[misc]  # _broken: read-only
+class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type: ignore[misc]  # _broken: read-only
     """``concurrent.futures.ThreadPoolExecutor``, with its engine in Rust.
 
     Extra keyword arguments:
@@ -103,10 +56,7 @@ class ThreadPoolExecutor(_ThreadPool, _cf.ThreadPoolExecutor):  # type: ignore[m
     ) -> None:
         if max_workers is None:
             max_workers = min(32, (os.cpu_count() or 1) + 4)  # as in Python 3.11-3.12
-        if max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
+        self._check_arguments(max_workers, initializer, task_timeout)
         if max_pending is not None and max_pending <= 0:
             raise ValueError("max_pending must be greater than 0 or None")
         self._setup(max_workers, max_pending or 0, on_full, task_timeout)
@@ -119,7 +69,7 @@ class ThreadPoolExecutor(_ThreadPool, _cf.ThreadPoolExecutor):  # type: ignore[m
         self._thread_numbers = itertools.count().__next__
         self._timer: threading.Thread | None = None
         self._shutdown = False
-        _executors.add(self)
+        self._register_for_exit()
 
     def _adjust_thread_count(self) -> None:
         # Called by submit when the queue has more work than idle workers, below max_workers.
@@ -144,54 +94,6 @@ class ThreadPoolExecutor(_ThreadPool, _cf.ThreadPoolExecutor):  # type: ignore[m
             daemon=True,
         )
         self._timer.start()
-
-    def map(
-        self,
-        fn: Callable[..., Any],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-        return_exceptions: bool = False,
-    ) -> Iterator[Any]:
-        """``Executor.map`` (with 3.14's ``buffersize``); with ``return_exceptions=True``, a
-        task's exception is yielded in its place instead of ending the iteration."""
-        if buffersize is not None and not isinstance(buffersize, int):
-            raise TypeError("buffersize must be an integer or None")
-        if buffersize is not None and buffersize < 1:
-            raise ValueError("buffersize must be None or > 0")
-        end_time = None if timeout is None else timeout + time.monotonic()
-        zipped = zip(*iterables, strict=False)
-        if buffersize:
-            fs = collections.deque(
-                self.submit(fn, *args) for args in itertools.islice(zipped, buffersize)
-            )
-        else:
-            fs = collections.deque(self.submit(fn, *args) for args in zipped)
-        executor_weakref = weakref.ref(self)
-
-        def result_iterator() -> Iterator[Any]:
-            try:
-                fs.reverse()
-                while fs:
-                    if (
-                        buffersize
-                        and (executor := executor_weakref())
-                        and (args := next(zipped, None))
-                    ):
-                        fs.appendleft(executor.submit(fn, *args))
-                    remaining = None if end_time is None else end_time - time.monotonic()
-                    # No local name holds the future or its value while the caller has it, so
-                    # that a result the caller drops is freed (as the standard library's map).
-                    if return_exceptions:
-                        yield _result_or_error(fs.pop(), remaining)
-                    else:
-                        yield _result_or_cancel(fs.pop(), remaining)
-            finally:
-                for future in fs:
-                    future.cancel()
-
-        return result_iterator()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """As ``Executor.shutdown``; then (if ``wait``) reports the exceptions of tasks that
