@@ -7,7 +7,7 @@ constants, and treadle's additions: interruptible tasks (``Cancelled``, ``check_
 (``WorkerCrashedError``), ``local`` and ``set_unretrieved_handler``. The process pool (with
 ``concurrent.futures.process`` and ``multiprocessing``) loads on first use.
 
-Modules: ``future`` (``Future``, never-silent reporting), ``local``, ``waiting`` (``wait``,
+Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``waiting`` (``wait``,
 ``as_completed``), ``thread`` (the thread pool), ``process`` and ``process_future`` (the process
 pool and its futures).
 """
@@ -27,7 +27,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from treadle import _lazy
 from treadle._treadle import Cancelled, TaskTimeoutError, cancelled, check_cancelled, sleep
 from treadle.futures.future import Future, set_unretrieved_handler
-from treadle.futures.local import local
+from treadle.futures.task_local import local
 from treadle.futures.thread import ThreadPoolExecutor
 from treadle.futures.waiting import as_completed, wait
 

@@ -14,7 +14,7 @@ from concurrent import futures as _cf
 
 from treadle import _treadle
 from treadle._treadle import _FutureBase
-from treadle.futures.local import _locals
+from treadle.futures.task_local import _locals
 
 logger = logging.getLogger("treadle")
 _cf_logger = logging.getLogger("concurrent.futures")
