@@ -646,3 +646,87 @@ def test_waiting_on_futures_nobody_can_finish_is_detected():
         """
     )
     assert out.splitlines() == ["wait ['future']", "as_completed ['future']"], out
+
+
+def test_a_program_that_never_used_treadle_deadlock_gets_the_full_report():
+    """The report machinery loads at the first verdict: the hook the core calls is registered
+    by ``import treadle`` alone."""
+    out = run_child(
+        """
+        import sys, threading, treadle
+        print("report loaded:", "treadle.deadlock.report" in sys.modules)
+        a, b = treadle.Lock(), treadle.Lock()
+        both_hold_one = threading.Barrier(2)
+        errors = []
+        def worker(first, second):
+            with first:
+                both_hold_one.wait(5)
+                try:
+                    with second:
+                        pass
+                except treadle.DeadlockError as err:
+                    errors.append(err)
+        threads = [threading.Thread(target=worker, args=pair) for pair in ((a, b), (b, a))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        [err] = errors
+        print(str(err).splitlines()[0])
+        print("stacks:", "Stacks at detection" in str(err), "in worker" in str(err))
+        print([edge.kind for edge in err.cycle])
+        """
+    )
+    assert out.splitlines() == [
+        "report loaded: False",
+        "deadlock: 2 threads wait on each other",
+        "stacks: True True",
+        "['lock', 'lock']",
+    ], out
+
+
+def test_a_verdict_while_a_parked_thread_holds_an_import_lock_the_report_needs_is_plain():
+    """A thread parked in the middle of importing a module that the report needs (dataclasses,
+    here) holds that module's import lock: the verdict does not wait for it forever, it raises
+    with a plain report."""
+    out = run_child(
+        """
+        import importlib.util, sys, threading, time, treadle
+        import treadle.deadlock.verdict
+        treadle.deadlock.verdict.IMPORT_PATIENCE = 0.5
+        never = treadle.Event()
+
+        class ParkedLoader:
+            def create_module(self, spec):
+                return None
+            def exec_module(self, module):
+                never.wait()
+
+        class ParkingFinder:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                if name == "dataclasses":
+                    return importlib.util.spec_from_loader(name, ParkedLoader())
+                return None
+
+        assert "dataclasses" not in sys.modules
+        sys.meta_path.insert(0, ParkingFinder)
+        threading.Thread(target=lambda: __import__("dataclasses"), daemon=True).start()
+        while not any(kind == "event" for _, kind, *_ in treadle._treadle._waits()):
+            time.sleep(0.01)
+        lock = treadle.Lock()
+        lock.acquire()
+        start = time.monotonic()
+        try:
+            lock.acquire()
+        except treadle.DeadlockError as err:
+            print(round(time.monotonic() - start, 1), err.cycle)
+            print(err)
+        """
+    )
+    lines = out.splitlines()
+    assert 0.4 <= float(lines[0].split()[0]) < 5, out
+    assert lines[0].split()[1] == "[]", out
+    assert lines[1].startswith("deadlock ("), out
+    assert "thread 'MainThread' waits for lock (Lock)" in lines[1], out
+    assert "plain report" in lines[1], out

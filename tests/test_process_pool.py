@@ -545,10 +545,10 @@ FORK_SERVER_DIES = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import _process_tasks as tasks
     import treadle
-    from treadle import _forkserver
+    from treadle.multiprocessing import fork_server
     with treadle.ProcessPoolExecutor(2) as pool:
         assert pool.submit(tasks.square, 3).result(30) == 9
-        server = _forkserver.get()
+        server = fork_server.get()
         forked = tasks.children(server.pid)
         assert forked
         deadline = time.monotonic() + 30
@@ -567,7 +567,8 @@ FORK_SERVER_DIES = textwrap.dedent(
             except treadle.WorkerCrashedError:
                 pass
         assert results == [16] * 20
-        assert pool.submit(tasks.has_module, "treadle._forkserver").result(30) is False
+        forked = pool.submit(tasks.has_module, "treadle.multiprocessing.fork_server").result(30)
+        assert forked is False
     print("ok", flush=True)
     """
 )

@@ -1,11 +1,14 @@
-"""The wire formats are defined once, in Rust (``crates/treadle-os``): the worker script and the
-fork server, which cannot import treadle's native module, must speak exactly what Rust does."""
+"""The wire formats are defined once, in Rust (``crates/treadle-os``): the worker's wire module and
+the fork server, which do not use treadle's native module to speak, must say exactly what Rust
+does."""
 
 from __future__ import annotations
 
 import struct
 
-from treadle import _forkserver, _treadle, _worker
+from treadle import _treadle
+from treadle.multiprocessing import fork_server as _forkserver
+from treadle.multiprocessing import wire as _worker
 
 WIRE = _treadle._wire()
 LAYOUT = {

@@ -13,49 +13,56 @@ True
 
 from threading import BrokenBarrierError
 
-from treadle import deadlock
-from treadle._pool import (
-    ALL_COMPLETED,
-    FIRST_COMPLETED,
-    FIRST_EXCEPTION,
-    BrokenExecutor,
-    BrokenThreadPool,
-    Cancelled,
-    CancelledError,
-    Future,
-    InvalidStateError,
-    TaskTimeoutError,
-    ThreadPoolExecutor,
-    as_completed,
-    cancelled,
-    check_cancelled,
-    local,
-    set_unretrieved_handler,
-    sleep,
-    wait,
-)
-from treadle._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
+from treadle import _lazy, deadlock
 from treadle._treadle import (
     TIMEOUT_MAX,
     Barrier,
     BoundedSemaphore,
+    Cancelled,
     Condition,
     Event,
     Lock,
     RLock,
     Semaphore,
+    TaskTimeoutError,
     __version__,
+    cancelled,
+    check_cancelled,
+    sleep,
 )
 from treadle.deadlock import (
     DeadlockError,
     DeadlockWarning,
     PotentialDeadlockWarning,
     Thread,
-    dump_waits,
     main_thread,
 )
-from treadle.patching import patch, patched, unpatch
-from treadle.process_pool import ProcessPoolExecutor, WorkerCrashedError
+from treadle.queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from treadle import futures as futures
+    from treadle import patching as patching
+    from treadle.deadlock import dump_waits
+    from treadle.futures import (
+        ALL_COMPLETED,
+        FIRST_COMPLETED,
+        FIRST_EXCEPTION,
+        BrokenExecutor,
+        BrokenThreadPool,
+        CancelledError,
+        Future,
+        InvalidStateError,
+        ProcessPoolExecutor,
+        ThreadPoolExecutor,
+        WorkerCrashedError,
+        as_completed,
+        local,
+        set_unretrieved_handler,
+        wait,
+    )
+    from treadle.patching import patch, patched, unpatch
+
 
 __all__ = [
     "ALL_COMPLETED",
@@ -106,3 +113,44 @@ __all__ = [
     "unpatch",
     "wait",
 ]
+
+
+# What a program that only makes locks does not need loads on first use (PEP 562), so that
+# ``import treadle`` costs what ``import threading`` does: the pools (with concurrent.futures,
+# logging, multiprocessing), the deadlock reports, patch().
+_FUTURES = frozenset(
+    (
+        "futures",
+        "ALL_COMPLETED",
+        "FIRST_COMPLETED",
+        "FIRST_EXCEPTION",
+        "BrokenExecutor",
+        "BrokenThreadPool",
+        "CancelledError",
+        "Future",
+        "InvalidStateError",
+        "ProcessPoolExecutor",
+        "ThreadPoolExecutor",
+        "WorkerCrashedError",
+        "as_completed",
+        "local",
+        "set_unretrieved_handler",
+        "wait",
+    )
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _FUTURES:
+        import treadle.futures as module
+    elif name in ("patch", "patched", "unpatch", "patching"):
+        import treadle.patching as module
+    elif name == "dump_waits":
+        module = deadlock
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _lazy.bind(globals(), name, module)
+
+
+def __dir__() -> list[str]:
+    return _lazy.listing(globals(), __all__)

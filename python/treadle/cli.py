@@ -24,9 +24,9 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-import treadle
 from treadle import benchmarks, deadlock
-from treadle._pool import set_unretrieved_handler
+from treadle._treadle import __version__
+from treadle.futures import set_unretrieved_handler
 from treadle.patching import patch
 
 DEADLOCK_EXIT_STATUS = 3
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
             "hanging."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"treadle {treadle.__version__}")
+    parser.add_argument("--version", action="version", version=f"treadle {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser(

@@ -21,14 +21,16 @@ same modules.
 from __future__ import annotations
 
 import _thread
+import concurrent.futures
 import contextlib
 import queue
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-import treadle
-from treadle import deadlock
+from treadle import _treadle
+from treadle import queue as treadle_queue
+from treadle.deadlock import threads
 
 __all__ = ["is_patched", "patch", "patched", "unpatch"]
 
@@ -42,7 +44,6 @@ _THREADING_NAMES = (
     "Barrier",
 )
 _QUEUE_NAMES = ("Queue", "LifoQueue", "PriorityQueue", "SimpleQueue")
-_EXECUTOR_NAMES = ("ThreadPoolExecutor", "ProcessPoolExecutor")
 
 _saved: dict[tuple[Any, str], Any] = {}
 _state_lock = _thread.allocate_lock()
@@ -61,13 +62,13 @@ def _patch_thread_class() -> None:
     original_start = threading.Thread.start
 
     def start(self):
-        deadlock._start_tracked(lambda: original_start(self))
+        threads._start_tracked(lambda: original_start(self))
 
     def _bootstrap_inner(self):
-        deadlock._run_tracked(self, lambda: original_bootstrap(self))
+        threads._run_tracked(self, lambda: original_bootstrap(self))
 
     def join(self, timeout=None):
-        deadlock._join_tracked(self, timeout, lambda t: original_join(self, t))
+        threads._join_tracked(self, timeout, lambda t: original_join(self, t))
 
     join.__doc__ = original_join.__doc__
     start.__doc__ = original_start.__doc__
@@ -81,16 +82,23 @@ def patch() -> None:
     with _state_lock:
         if _saved:
             return
+        # The executors' modules (and what they import: logging, multiprocessing) load before
+        # threading is patched, so that the locks they make at import are the standard ones,
+        # as when they were imported before patch() was called.
+        executors = _executors()
         for name in _THREADING_NAMES:
-            _replace(threading, name, getattr(treadle, name))
+            _replace(threading, name, getattr(_treadle, name))
         for name in _QUEUE_NAMES:
-            _replace(queue, name, getattr(treadle, name))
-        import concurrent.futures as futures
-
-        for name in _EXECUTOR_NAMES:
-            if hasattr(treadle, name):
-                _replace(futures, name, getattr(treadle, name))
+            _replace(queue, name, getattr(treadle_queue, name))
+        for name, executor in executors.items():
+            _replace(concurrent.futures, name, executor)
         _patch_thread_class()
+
+
+def _executors() -> dict[str, Any]:
+    from treadle.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    return {"ThreadPoolExecutor": ThreadPoolExecutor, "ProcessPoolExecutor": ProcessPoolExecutor}
 
 
 def unpatch() -> None:

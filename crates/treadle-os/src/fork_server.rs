@@ -1,5 +1,5 @@
 //! The client side of a fork server: a copy of the parent process, forked while the parent had
-//! one thread, that forks workers on request (`python/treadle/_forkserver.py` is the server).
+//! one thread, that forks workers on request (`python/treadle/multiprocessing/fork_server.py` is the server).
 //!
 //! Forking a process that has threads is unsafe (a lock another thread held stays held forever in
 //! the child), so a parent with threads never forks; but a process forked from it while it had one
@@ -28,7 +28,7 @@ pub const SPAWN: i32 = 1;
 /// Reap worker `pid` (waiting for it to end). Replies with its wait status.
 pub const WAIT: i32 = 2;
 /// A request's and a reply's layout as Python's `struct` module spells it
-/// (`treadle/_forkserver.py`).
+/// (`treadle/multiprocessing/fork_server.py`).
 pub const MESSAGE_FORMAT: &str = "<ii";
 
 /// How long a reply may take before the server is given up for dead.

@@ -51,7 +51,7 @@ pub(crate) struct Job {
 }
 
 /// `_set_pool_hooks(future_class, *, lost, callback_failed, initializer_failed, clear_locals)`:
-/// what `treadle._pool` hands down at import (see `runtime::hooks::PoolHooks`).
+/// what `treadle.futures.future` hands down at import (see `runtime::hooks::PoolHooks`).
 #[pyfunction]
 #[pyo3(signature = (future_class, *, lost, callback_failed, initializer_failed, clear_locals))]
 pub(crate) fn _set_pool_hooks(

@@ -1,5 +1,5 @@
 //! `treadle._treadle._Supervisor`: the binding of the core's process supervisor, used by
-//! `treadle.ProcessPoolExecutor` (`python/treadle/process_pool.py`).
+//! `treadle.ProcessPoolExecutor` (`python/treadle/futures/process.py`).
 //!
 //! Thin: it moves bytes and descriptors across and turns the supervisor's events into typed
 //! records (`events.rs`). Pickling and resolving futures happen in Python; `poll` is the pool's
@@ -137,7 +137,7 @@ impl PySupervisor {
     }
 }
 
-/// A connection to a fork server (`treadle/_forkserver.py`), shared by the pools that fork their
+/// A connection to a fork server (`treadle/multiprocessing/fork_server.py`), shared by the pools that fork their
 /// workers from it.
 #[pyclass(frozen, name = "_ForkServer", module = "treadle")]
 pub(crate) struct PyForkServer {

@@ -1,7 +1,7 @@
 //! `_wire()`: the wire formats the Python side speaks with Rust, read from their one
 //! definition in `treadle-os` (frame kinds and header layout, the worker's channel descriptor,
-//! the fork server's requests), so that `tests/test_wire.py` can hold `treadle._worker` and
-//! `treadle._forkserver` to them.
+//! the fork server's requests), so that `tests/test_wire.py` can hold `treadle.multiprocessing.wire` and
+//! `treadle.multiprocessing.fork_server` to them.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;

@@ -13,7 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// What the thread pool and futures call back, set by `treadle._pool` with `_set_pool_hooks`.
+/// What the thread pool and futures call back, set by `treadle.futures.future` with `_set_pool_hooks`.
 pub(crate) struct PoolHooks {
     /// The Python class of futures (`treadle.Future`), which pools instantiate.
     pub(crate) future_class: Py<PyType>,

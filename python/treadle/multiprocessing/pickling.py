@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from treadle import _worker
+from treadle.multiprocessing import segments, wire
 
 #: Buffers of this many bytes or more travel through shared memory rather than the socket.
 SHARED_MEMORY_THRESHOLD = 256 * 1024
@@ -59,7 +59,7 @@ class _MainModule:
     """Unpickles, in a worker, as the module that holds the shared ``__main__`` namespace."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (importlib.import_module, (_worker.MAIN_NAMESPACE_MODULE,))
+        return (importlib.import_module, (wire.MAIN_NAMESPACE_MODULE,))
 
 
 class _MainNamespace:
@@ -95,20 +95,20 @@ def dump_task(
 ) -> tuple[bytes, list[int]]:
     """A task's frame payload and its shared-memory segments. Raises, naming the culprit, if
     the callable or an argument cannot be pickled."""
-    if kind == _worker.CALL and (_has_raw_buffers(args) or _has_raw_buffers(kwargs.values())):  # type: ignore[arg-type]
-        args = tuple(_worker.wrap_large(arg, threshold) for arg in args)  # type: ignore[attr-defined]
-        kwargs = {k: _worker.wrap_large(v, threshold) for k, v in kwargs.items()}
+    if kind == wire.CALL and (_has_raw_buffers(args) or _has_raw_buffers(kwargs.values())):  # type: ignore[arg-type]
+        args = tuple(segments.wrap_large(arg, threshold) for arg in args)  # type: ignore[attr-defined]
+        kwargs = {k: segments.wrap_large(v, threshold) for k, v in kwargs.items()}
     value = (kind, fn, args, kwargs)
     # The common case in one step: pickle takes it all by reference.
-    large, out_of_band = _worker.collector(threshold)
+    large, out_of_band = segments.collector(threshold)
     try:
         data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
     except Exception:
         data = _MAIN
     if _MAIN not in data:
-        return data, _worker.to_segments(large)
+        return data, segments.to_segments(large)
     try:
-        return _worker.dump(value, threshold, dumps_any)
+        return segments.dump(value, threshold, dumps_any)
     except Exception as error:
         raise _task_error(fn, args, kwargs, error) from error
 
@@ -159,7 +159,7 @@ def dump_initializer(initializer: object, initargs: tuple[Any, ...]) -> bytes:
 
 def load(payload: bytes, fds: list[int]) -> Any:
     """Unpickles a payload whose large buffers are in the segments ``fds`` (which it closes)."""
-    return pickle.loads(payload, buffers=_worker.map_segments(fds))
+    return pickle.loads(payload, buffers=segments.map_segments(fds))
 
 
 def _task_error(fn: object, args: Any, kwargs: dict[str, Any], error: Exception) -> Exception:

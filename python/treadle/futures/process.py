@@ -1,9 +1,9 @@
 """``treadle.ProcessPoolExecutor``: ``concurrent.futures.ProcessPoolExecutor`` on a supervisor
 in Rust, with per-task timeouts, ``cancel(interrupt=True)``, and a pool that heals itself.
 
-Workers are forked from a fork server (``treadle/_forkserver.py``) that the first pool forks while
-the process has one thread; when it has threads by then, workers are fresh interpreters
-(``python -S -P treadle/_worker.py``) started by the supervisor
+Workers are forked from a fork server (``treadle/multiprocessing/fork_server.py``) that the first
+pool forks while the process has one thread; when it has threads by then, workers are fresh
+interpreters (``python -S -P treadle/multiprocessing/worker.py``) started by the supervisor
 (``crates/treadle-os/src/supervisor/``). A process with threads is never forked. Arguments
 are pickled here, in the caller's thread; results are unpickled by the pool's supervisor thread,
 which waits in Rust without the interpreter. Design and limits: ``docs/process_pool.md``.
@@ -11,24 +11,18 @@ which waits in Rust without the interpreter. Design and limits: ``docs/process_p
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
 import os
 import pickle
 import signal
 import sys
 import threading
-import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # type: ignore[attr-defined]
 from types import BuiltinFunctionType, FunctionType
 from typing import Any, NamedTuple
 
-from treadle import _forkserver, _pickling, _process_futures, _worker
-from treadle._pool import _result_or_cancel
-from treadle._process_futures import Future
 from treadle._treadle import (
     TaskTimeoutError,
     _Broken,
@@ -42,6 +36,12 @@ from treadle._treadle import (
     _TimedOut,
     _WorkerEnded,
 )
+from treadle.futures import process_future as _process_futures
+from treadle.futures.executor import Executor, MapSubmit, check_timeout
+from treadle.futures.process_future import Future
+from treadle.multiprocessing import fork_server as _forkserver
+from treadle.multiprocessing import pickling as _pickling
+from treadle.multiprocessing import wire, worker
 
 __all__ = ["ProcessPoolExecutor", "TaskTimeoutError", "WorkerCrashedError"]
 
@@ -49,7 +49,7 @@ __all__ = ["ProcessPoolExecutor", "TaskTimeoutError", "WorkerCrashedError"]
 #: round trip between tiny tasks.
 PREFETCH = 2
 
-_WORKER_SCRIPT = _worker.__file__
+_WORKER_SCRIPT = worker.__file__
 _pool_numbers = itertools.count(1)
 
 
@@ -214,7 +214,7 @@ def _chunks(calls: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-class ProcessPoolExecutor(concurrent.futures.Executor):
+class ProcessPoolExecutor(Executor):
     """A pool of worker processes with ``concurrent.futures.ProcessPoolExecutor``'s interface
     (3.14's included), per-task timeouts, and ``cancel(interrupt=True)``.
 
@@ -238,17 +238,12 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         if max_workers is None:
             count = getattr(os, "process_cpu_count", os.cpu_count)()
             max_workers = count or 1
-        elif max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
+        self._check_arguments(max_workers, initializer, task_timeout)
         if max_tasks_per_child is not None:
             if not isinstance(max_tasks_per_child, int):
                 raise TypeError("max_tasks_per_child must be an integer")
             if max_tasks_per_child <= 0:
                 raise ValueError("max_tasks_per_child must be >= 1")
-        if task_timeout is not None and not task_timeout > 0:
-            raise ValueError("task_timeout must be None or a positive number of seconds")
         self._max_workers = max_workers
         self._task_timeout = task_timeout
         self._threshold = _pickling.SHARED_MEMORY_THRESHOLD
@@ -288,7 +283,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             daemon=True,
         )
         self._thread.start()
-        _live_pools.add(self)
+        self._register_for_exit()
         # A pool dropped without shutdown() still lets its workers finish and exit.
         weakref.finalize(self, self._supervisor.shutdown, False)
 
@@ -306,12 +301,11 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         """Runs ``fn(*args, **kwargs)`` in a worker and returns its future. ``timeout`` limits
         how long it may run (seconds, from when a worker starts it); ``name`` appears in
         errors."""
-        if timeout is not None and not timeout > 0:
-            raise ValueError("timeout must be None or a positive number of seconds")
-        return self._schedule(_worker.CALL, fn, tuple(args), kwargs or {}, timeout, name)
+        check_timeout("timeout", timeout)
+        return self._schedule(wire.CALL, fn, tuple(args), kwargs or {}, timeout, name)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        return self._schedule(_worker.CALL, fn, args, kwargs, self._task_timeout, None)
+        return self._schedule(wire.CALL, fn, args, kwargs, self._task_timeout, None)
 
     def _schedule(
         self,
@@ -354,77 +348,31 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             return self._pickled(fn)
         return data
 
-    def map(  # type: ignore[override]
-        self,
-        fn: Callable[..., Any],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-    ) -> Iterator[Any]:
-        """As ``concurrent.futures.ProcessPoolExecutor.map`` (3.14), on every Python:
-        ``chunksize`` calls travel as one task; at most ``buffersize`` tasks are submitted ahead
-        of the results consumed."""
+    def _map_tasks(
+        self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunksize: int
+    ) -> tuple[Iterator[Any], MapSubmit, bool]:
+        """``map``'s tasks, as ``concurrent.futures.ProcessPoolExecutor.map``'s: ``chunksize``
+        calls travel as one task, ``fn`` is pickled once for all of them."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        if buffersize is not None:
-            if not isinstance(buffersize, int):
-                raise TypeError("buffersize must be an integer or None")
-            if buffersize < 1:
-                raise ValueError("buffersize must be None or > 0")
-        end_time = None if timeout is None else timeout + time.monotonic()
         fn_bytes = _pickling.dump_function(fn)
         name = _name_of(fn)
         calls = zip(*iterables, strict=False)
         if chunksize == 1:
-            tasks: Iterator[tuple[int, Any]] = ((_worker.CALL, call) for call in calls)
+            tasks: Iterator[tuple[int, Any]] = ((wire.CALL, call) for call in calls)
         elif len(iterables) == 1:
             # Single arguments travel as they are, not as 1-tuples.
             items = iter(iterables[0])
-            tasks = ((_worker.CHUNK1, chunk) for chunk in _chunks(items, chunksize))
+            tasks = ((wire.CHUNK1, chunk) for chunk in _chunks(items, chunksize))
         else:
-            tasks = ((_worker.CHUNK, chunk) for chunk in _chunks(calls, chunksize))
+            tasks = ((wire.CHUNK, chunk) for chunk in _chunks(calls, chunksize))
 
-        def submit_one(task: tuple[int, Any]) -> Future:
+        def submit(pool: ProcessPoolExecutor, task: tuple[int, Any]) -> Any:
             kind, args = task
-            return self._schedule(kind, fn_bytes, args, {}, self._task_timeout, name)
+            future = pool._schedule(kind, fn_bytes, args, {}, pool._task_timeout, name)
+            return future if kind == wire.CALL else (future, len(args))
 
-        if buffersize is None:
-            futures = deque(submit_one(task) for task in tasks)
-        else:
-            futures = deque(submit_one(task) for task in itertools.islice(tasks, buffersize))
-        pool = weakref.ref(self)
-        return self._results(futures, tasks, end_time, chunksize > 1, buffersize, pool, submit_one)
-
-    @staticmethod
-    def _results(
-        futures: deque[Future],
-        tasks: Iterator[tuple[int, Any]],
-        end_time: float | None,
-        chunked: bool,
-        buffersize: int | None,
-        pool: weakref.ref[ProcessPoolExecutor],
-        submit_one: Callable[[tuple[int, Any]], Future],
-    ) -> Iterator[Any]:
-        try:
-            while futures:
-                if buffersize is not None and pool() is not None:
-                    following = next(tasks, None)
-                    if following is not None:
-                        futures.append(submit_one(following))
-                left = None if end_time is None else end_time - time.monotonic()
-                # No local name holds a value while the caller has it (as the standard
-                # library's map): a result the caller drops is freed.
-                if not chunked:
-                    yield _result_or_cancel(futures.popleft(), left)
-                    continue
-                chunk = _result_or_cancel(futures.popleft(), left)
-                chunk.reverse()
-                while chunk:
-                    yield chunk.pop()
-        finally:
-            for future in futures:
-                future.cancel()
+        return tasks, submit, chunksize > 1
 
     # -- cancelling and stopping ---------------------------------------------------------
 
@@ -450,7 +398,6 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             self._cancel_dropped(self._supervisor.shutdown(cancel_futures))
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
-        _live_pools.discard(self)
 
     def _stop_workers(self, signum: int) -> None:
         with self._shutdown_lock:
@@ -480,14 +427,3 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     def worker_pids(self) -> list[int]:
         """The pids of the workers serving now."""
         return list(self._supervisor.pids())
-
-
-_live_pools: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
-
-
-def _shut_down_at_exit() -> None:
-    for pool in list(_live_pools):
-        pool.shutdown(wait=True)
-
-
-threading._register_atexit(_shut_down_at_exit)  # type: ignore[attr-defined]

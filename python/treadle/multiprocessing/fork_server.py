@@ -30,8 +30,8 @@ import stat
 import struct
 import sys
 
-from treadle import _worker
 from treadle._treadle import _die_with_parent, _ForkServer
+from treadle.multiprocessing import worker
 
 MESSAGE = struct.Struct("<ii")
 SPAWN, WAIT = 1, 2
@@ -193,7 +193,7 @@ def _spawn(sock: socket.socket, channel: int) -> tuple[int, int]:
         try:
             sock.close()
             if _die_with_parent(server):
-                _worker.main(channel, forked=True)
+                worker.main(channel, forked=True)
         finally:
             os._exit(1)
     os.close(channel)

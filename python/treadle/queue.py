@@ -1,4 +1,5 @@
-"""treadle's thread queues: ``Queue``, ``LifoQueue``, ``PriorityQueue`` and ``SimpleQueue``.
+"""``treadle.queue``: a drop-in for the standard library's ``queue`` module: ``Queue``,
+``LifoQueue``, ``PriorityQueue`` and ``SimpleQueue``.
 
 The same API and semantics as the standard library's ``queue`` module (Python 3.13's
 ``shutdown()`` included, on every supported Python), implemented in Rust. The exceptions are the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any, Protocol
 
-from treadle._pool import Future as _TreadleFuture
+from treadle.futures.future import Future as _TreadleFuture
 
 
 class _Canceller(Protocol):

@@ -1,0 +1,33 @@
+"""The exceptions and warnings of deadlock detection. Loaded with ``treadle``, so that a deadlock
+can always be raised, whatever else is loaded yet."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from treadle.deadlock.report import WaitEdge
+
+
+class DeadlockError(RuntimeError):
+    """Raised by the wait that would have completed a deadlock.
+
+    ``str(err)`` is the report; ``err.cycle`` is the same as a list of :class:`WaitEdge`.
+    The other threads of the cycle keep waiting, so the program can recover (for example by
+    releasing what the raising thread holds).
+    """
+
+    def __init__(self, message: str, cycle: list[WaitEdge]):
+        super().__init__(message)
+        self.cycle = cycle
+
+
+class DeadlockWarning(RuntimeWarning):
+    """Issued instead of raising :class:`DeadlockError` in ``"warn"`` mode."""
+
+
+class PotentialDeadlockWarning(RuntimeWarning):
+    """Lock-order mode saw two locks taken in both orders by different threads.
+
+    No thread hung this time, but two threads running those paths at once can deadlock. The
+    message has both acquisition stacks.
+    """

@@ -1,0 +1,210 @@
+"""The one base of treadle's executors: what the thread pool and the process pool share.
+
+* The checks of the arguments every executor takes, with one rule and one message each; a time
+  limit (``task_timeout``, ``schedule(timeout=)``) is None or a positive, finite number of
+  seconds (``ValueError`` otherwise), in both pools.
+* ``map``, with 3.14's ``buffersize`` and treadle's ``return_exceptions``, and its result
+  iterator, which keeps no reference to a future or a value once it has yielded it (as the
+  standard library's), so that a result the caller drops is freed.
+* The at-exit registry: at interpreter exit, as ``concurrent.futures`` does, the executors take
+  no new work and finish their queued work.
+
+A subclass provides ``submit`` and ``shutdown``, and ``_map_tasks`` if ``map`` should not submit
+one task per call.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import math
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures as _cf
+from concurrent.futures import CancelledError
+from typing import Any
+
+from treadle import _treadle
+
+#: Submits one task of a ``map``: ``submit(executor, task)``, a future, or for a chunked map a
+#: ``(future, number of calls)`` pair.
+MapSubmit = Callable[[Any, Any], Any]
+
+
+def check_timeout(name: str, seconds: float | None) -> None:
+    """A time limit for tasks: None (no limit) or a positive, finite number of seconds."""
+    if seconds is not None and not 0 < seconds < math.inf:
+        raise ValueError(f"{name} must be a positive number of seconds or None")
+
+
+class Executor(_cf.Executor):
+    """``concurrent.futures.Executor`` with what treadle's executors share: argument checks,
+    ``map`` and the at-exit registry."""
+
+    @staticmethod
+    def _check_arguments(
+        max_workers: int, initializer: Callable[..., object] | None, task_timeout: float | None
+    ) -> None:
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        check_timeout("task_timeout", task_timeout)
+
+    def _register_for_exit(self) -> None:
+        """Shut this executor down at interpreter exit (it is forgotten when it is freed)."""
+        _live_executors.add(self)
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        return_exceptions: bool = False,
+    ) -> Iterator[Any]:
+        """``Executor.map`` (with 3.14's ``buffersize``: at most that many tasks are submitted
+        ahead of the results consumed); with ``return_exceptions=True``, a task's exception is
+        yielded in its place instead of ending the iteration."""
+        if buffersize is not None and not isinstance(buffersize, int):
+            raise TypeError("buffersize must be an integer or None")
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        tasks, submit, chunked = self._map_tasks(fn, iterables, chunksize)
+        if buffersize:
+            futures = collections.deque(
+                submit(self, task) for task in itertools.islice(tasks, buffersize)
+            )
+        else:
+            futures = collections.deque(submit(self, task) for task in tasks)
+        collect = _result_or_error if return_exceptions else _result_or_cancel
+        more = tasks if buffersize else None
+        return _results(futures, more, weakref.ref(self), submit, end_time, collect, chunked)
+
+    def _map_tasks(
+        self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunksize: int
+    ) -> tuple[Iterator[Any], MapSubmit, bool]:
+        """How ``map`` submits its calls: the tasks, the function that submits one, and whether
+        a task is a chunk of calls whose result is the list of theirs. Here: one task a call."""
+
+        def submit(executor: Any, args: tuple[Any, ...]) -> Any:
+            return executor.submit(fn, *args)
+
+        return zip(*iterables, strict=False), submit, False
+
+
+def _results(
+    futures: collections.deque[Any],
+    more: Iterator[Any] | None,
+    executor: weakref.ref[Executor],
+    submit: MapSubmit,
+    end_time: float | None,
+    collect: Callable[[Any, float | None], Any],
+    chunked: bool,
+) -> Iterator[Any]:
+    """``map``'s results in order. With ``more`` (``buffersize``), one more task is submitted
+    for each result taken, as long as the executor lives."""
+    try:
+        futures.reverse()
+        while futures:
+            if more is not None:
+                _submit_next(futures, more, executor, submit)
+            remaining = None if end_time is None else end_time - time.monotonic()
+            # No local name holds the future or its value while the caller has it, so that a
+            # result the caller drops is freed (as the standard library's map).
+            if not chunked:
+                yield collect(futures.pop(), remaining)
+                continue
+            chunk = _chunk_results(futures.pop(), remaining, collect)
+            chunk.reverse()
+            while chunk:
+                yield chunk.pop()
+    finally:
+        for entry in futures:
+            (entry[0] if chunked else entry).cancel()
+
+
+def _submit_next(
+    futures: collections.deque[Any],
+    more: Iterator[Any],
+    executor_ref: weakref.ref[Executor],
+    submit: MapSubmit,
+) -> None:
+    executor = executor_ref()
+    if executor is None:
+        return
+    task = next(more, _END)
+    if task is not _END:
+        futures.appendleft(submit(executor, task))
+
+
+_END = object()
+
+
+def _chunk_results(
+    entry: tuple[_cf.Future[Any], int],
+    timeout: float | None,
+    collect: Callable[[Any, float | None], Any],
+) -> list[Any]:
+    """The results of a chunk's calls; with ``return_exceptions``, the chunk's exception stands
+    in for each of them."""
+    future, calls = entry
+    del entry
+    results = collect(future, timeout)
+    return results if isinstance(results, list) else [results] * calls
+
+
+def _result_or_cancel(future: _cf.Future[Any], timeout: float | None = None) -> Any:
+    try:
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()
+    finally:
+        del future
+
+
+def _result_or_error(future: _cf.Future[Any], timeout: float | None = None) -> Any:
+    """The future's result, or the exception the task ended with (``CancelledError`` if it was
+    cancelled), for ``return_exceptions``. A wait that runs out of time raises ``TimeoutError``
+    and cancels the future, as without ``return_exceptions``."""
+    try:
+        try:
+            return future.result(timeout)
+        except CancelledError as error:
+            if future.cancelled():
+                return error
+            raise
+        except Exception as error:
+            if future.done() and not future.cancelled() and future.exception(0) is error:
+                return error
+            future.cancel()
+            raise
+    finally:
+        del future
+
+
+_live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+def _shut_down_at_exit() -> None:
+    # As concurrent.futures does: at interpreter exit, no new work, and the queued work is done.
+    # Thread pools go last, as when each pool had a hook of its own: work that the other pools'
+    # callbacks hand them meanwhile still runs.
+    for thread_pools in (False, True):
+        if thread_pools:
+            _treadle._interpreter_exiting()
+        for executor in list(_live_executors):
+            if isinstance(executor, _cf.ThreadPoolExecutor) is thread_pools:
+                executor.shutdown(wait=True)
+
+
+try:
+    threading._register_atexit(_shut_down_at_exit)  # type: ignore[attr-defined]
+except RuntimeError:
+    # First loaded while the interpreter exits: no new work, as for the pools made before.
+    _treadle._interpreter_exiting()

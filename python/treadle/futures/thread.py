@@ -1,0 +1,121 @@
+"""``treadle.ThreadPoolExecutor``: ``concurrent.futures.ThreadPoolExecutor`` with its queue and
+worker loop in Rust.
+
+The API and semantics of ``concurrent.futures`` (Python 3.14's ``map(buffersize=)`` included, on
+every supported Python). A ``treadle.ThreadPoolExecutor`` *is* a
+``concurrent.futures.ThreadPoolExecutor`` (for ``isinstance`` and ``loop.set_default_executor``),
+its futures are ``treadle.Future`` objects; the exceptions are the standard library's own.
+
+On top: interruptible tasks (``cancel(interrupt=True)``, time limits), bounded submission
+(``max_pending``), help mode for nested waits, a copy of the submitter's ``contextvars`` context
+per task, :class:`~treadle.local` cleared between tasks, and exceptions nobody retrieved
+reported. See ``docs/thread_pool.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent import futures as _cf
+from typing import Any, Literal
+
+from treadle import _treadle
+from treadle._treadle import _ThreadPool
+from treadle.futures.executor import Executor
+from treadle.futures.future import _Hooks
+
+
+class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type: ignore[misc]  # _broken: read-only
+    """``concurrent.futures.ThreadPoolExecutor``, with its engine in Rust.
+
+    Extra keyword arguments:
+
+    * ``max_pending``: at most this many tasks queued (not started); ``on_full`` says what a
+      submission does when they are: ``"block"`` (wait for room), ``"raise"`` (``queue.Full``)
+      or ``"caller_runs"`` (run the task in the submitting thread);
+    * ``task_timeout``: a time limit (seconds from its start) for every task; see ``schedule``;
+    * ``raise_unretrieved``: ``shutdown()`` raises an ``ExceptionGroup`` of the exceptions no one
+      retrieved, instead of logging them.
+    """
+
+    _counter = itertools.count().__next__
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        max_pending: int | None = None,
+        on_full: str = "block",
+        task_timeout: float | None = None,
+        raise_unretrieved: bool = False,
+    ) -> None:
+        if max_workers is None:
+            max_workers = min(32, (os.cpu_count() or 1) + 4)  # as in Python 3.11-3.12
+        self._check_arguments(max_workers, initializer, task_timeout)
+        if max_pending is not None and max_pending <= 0:
+            raise ValueError("max_pending must be greater than 0 or None")
+        self._setup(max_workers, max_pending or 0, on_full, task_timeout)
+        self._max_workers = max_workers
+        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
+        self._initializer = initializer  # type: ignore[assignment]
+        self._initargs = initargs
+        self._raise_unretrieved = raise_unretrieved
+        self._threads: set[threading.Thread] = set()
+        self._thread_numbers = itertools.count().__next__
+        self._timer: threading.Thread | None = None
+        self._shutdown = False
+        self._register_for_exit()
+
+    def _adjust_thread_count(self) -> None:
+        # Called by submit when the queue has more work than idle workers, below max_workers.
+        name = f"{self._thread_name_prefix or self}_{self._thread_numbers()}"
+        thread = threading.Thread(
+            name=name,
+            target=_treadle._run_worker,
+            args=(self._handle(), self._initializer, self._initargs),
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._worker_not_started()
+            raise
+        self._threads.add(thread)
+
+    def _start_timer(self) -> None:
+        self._timer = threading.Thread(
+            name=f"{self._thread_name_prefix}_timer",
+            target=_treadle._run_timer,
+            args=(self._handle(),),
+            daemon=True,
+        )
+        self._timer.start()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As ``Executor.shutdown``; then (if ``wait``) reports the exceptions of tasks that
+        nobody retrieved, or raises them as an ``ExceptionGroup`` if ``raise_unretrieved``."""
+        self._shutdown = True
+        self._shutdown_pool(cancel_futures)
+        if not wait:
+            return
+        me = threading.current_thread()
+        for thread in list(self._threads):
+            if thread is not me:
+                thread.join()
+        lost = self._take_lost()
+        if not lost:
+            return
+        if self._raise_unretrieved:
+            raise BaseExceptionGroup(
+                f"{len(lost)} task exceptions were never retrieved", [e for e, _ in lost]
+            )
+        for exception, name in lost:
+            _Hooks.lost(exception, name)
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Literal[False]:
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False

@@ -1,0 +1,123 @@
+"""The wire between a process pool and its workers: the frame layout, the frame kinds, and the
+worker's end of the channel.
+
+The layout is ``crates/treadle-os/src/frame.rs``'s: a ``<IBBHQ`` header (payload
+length, kind, descriptor count, reserved, task id), then the payload; descriptors (shared-memory
+segments, ``treadle.multiprocessing.segments``) travel as ``SCM_RIGHTS`` with the frame. The
+channel is an inherited, anonymous socket: no other process can send to it. Standard library
+only: a worker imports it before it knows the parent's ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import array
+import socket
+import struct
+import time
+from collections import deque
+
+HEADER = struct.Struct("<IBBHQ")
+CHANNEL_FD = 3
+
+# To the worker.
+INIT, TASK, CANCEL, EXIT = 1, 2, 3, 4
+# From the worker.
+READY, RETURNED, RAISED, INIT_FAILED, SKIPPED = 16, 17, 18, 19, 20
+
+# Payload kinds of a TASK frame: one call; a list of argument tuples; a list of single arguments.
+CALL, CHUNK, CHUNK1 = 0, 1, 2
+
+#: The module (in ``sys.modules`` only) whose ``namespace`` is the globals of every function of
+#: the parent's ``__main__`` that reaches this worker by value (cloudpickle's way with
+#: ``__main__``): one namespace for all of them, as one module would be, so that what an
+#: initializer sets with ``global`` the tasks see. See ``treadle.multiprocessing.pickling``.
+MAIN_NAMESPACE_MODULE = "_treadle_main_namespace"
+
+
+FD_SIZE = array.array("i").itemsize
+
+#: Between tiny tasks, a worker looks for CANCEL frames at most this often (seconds): a task
+#: cancelled within this long of the worker's last read may run, and its result is dropped.
+RECHECK = 0.0002
+
+
+class Channel:
+    """Frames in and out over the inherited socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.fds: deque[int] = deque()
+        self.frames: deque[tuple[int, int, bytes, list[int]]] = deque()
+        self.received_at = 0.0
+        self.scratch = bytearray(256 * 1024)
+        self.ancillary = socket.CMSG_SPACE(255 * FD_SIZE)
+
+    def _receive(self, block: bool) -> bool:
+        """Reads what is there (waiting for something if ``block``); False at end of stream."""
+        flags = 0 if block else socket.MSG_DONTWAIT
+        try:
+            n, ancdata, msg_flags, _ = self.sock.recvmsg_into([self.scratch], self.ancillary, flags)
+        except BlockingIOError:
+            return True
+        if msg_flags & socket.MSG_CTRUNC:
+            raise OSError("file descriptors were dropped in transit")
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(data[: len(data) - len(data) % FD_SIZE])
+                self.fds.extend(fds)
+        if n == 0:
+            return False
+        self.buffer += memoryview(self.scratch)[:n]
+        self._parse()
+        return True
+
+    def _parse(self) -> None:
+        buffer = self.buffer
+        at = 0
+        while len(buffer) - at >= HEADER.size:
+            length, kind, nfds, _, task = HEADER.unpack_from(buffer, at)
+            end = at + HEADER.size + length
+            if len(buffer) < end or len(self.fds) < nfds:
+                break
+            payload = bytes(buffer[at + HEADER.size : end])
+            at = end
+            fds = [self.fds.popleft() for _ in range(nfds)]
+            self.frames.append((kind, task, payload, fds))
+        del buffer[:at]
+
+    def next_frame(self) -> tuple[int, int, bytes, list[int]] | None:
+        """The next frame, waiting for it; None when the parent closed the channel."""
+        while not self.frames:
+            if not self._receive(block=True):
+                return None
+            self.received_at = time.monotonic()
+        return self.frames.popleft()
+
+    def take_cancellations(self, cancelled: set[int]) -> None:
+        """Reads frames already sent (unless the socket was read in the last
+        ``RECHECK`` seconds) and moves the CANCELs among them into ``cancelled``."""
+        now = time.monotonic()
+        if now - self.received_at >= RECHECK:
+            self.received_at = now
+            self._receive(block=False)
+        if any(frame[0] == CANCEL for frame in self.frames):
+            kept: deque[tuple[int, int, bytes, list[int]]] = deque()
+            for frame in self.frames:
+                if frame[0] == CANCEL:
+                    cancelled.add(frame[1])
+                else:
+                    kept.append(frame)
+            self.frames = kept
+
+    def send(self, kind: int, task: int, payload: bytes, fds: list[int] = ()) -> None:  # type: ignore[assignment]
+        header = HEADER.pack(len(payload), kind, len(fds), 0, task)
+        if not fds:
+            self.sock.sendall(header + payload)
+            return
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        sent = self.sock.sendmsg([header, payload], rights)
+        rest = memoryview(header + payload)[sent:]
+        if rest:
+            self.sock.sendall(rest)

@@ -1,0 +1,214 @@
+"""A process-pool worker: runs the tasks its parent sends over descriptor 3, one after another.
+
+Started by the parent's supervisor as ``python -S -P .../treadle/multiprocessing/worker.py`` (no
+``site``, so that it starts fast); the first frame (``INIT``) brings the parent's ``sys.path``,
+which makes the parent's modules importable. Forked workers (``fork_server``) call :func:`main`
+instead. The frames are ``wire``'s, the large buffers ``segments``'; run as a script, the worker
+finds them by putting the folder that holds ``treadle`` on ``sys.path`` (``import treadle``
+costs what ``import threading`` does).
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import os
+import pickle
+import signal
+import socket
+import sys
+import types
+
+if not __package__:
+    # Run as a script: the modules beside this one are found as treadle's. Last on the path, so
+    # that nothing there hides a module of the standard library.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from treadle.multiprocessing.segments import dump, map_segments, wrap_large
+from treadle.multiprocessing.wire import (
+    CANCEL,
+    CHANNEL_FD,
+    CHUNK,
+    CHUNK1,
+    EXIT,
+    INIT,
+    INIT_FAILED,
+    MAIN_NAMESPACE_MODULE,
+    RAISED,
+    READY,
+    RETURNED,
+    SKIPPED,
+    TASK,
+    Channel,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class MainNamespace(dict):  # type: ignore[type-arg]
+    """The shared globals of ``__main__``'s functions in a worker. ``update`` (which cloudpickle
+    calls with the globals a function refers to, as the parent had them) adds only the names not
+    yet set: what the worker's own code assigned stays, as in a forked worker, whose module is
+    the parent's as it was at the fork, then the worker's own."""
+
+    def update(self, other: object = (), /, **names: object) -> None:  # type: ignore[override]
+        for name, value in dict(other, **names).items():  # type: ignore[call-overload]
+            self.setdefault(name, value)
+
+
+def _register_main_namespace() -> None:
+    module = types.ModuleType(MAIN_NAMESPACE_MODULE)
+    module.namespace = MainNamespace(__name__="__main__", __builtins__=builtins)  # type: ignore[attr-defined]
+    sys.modules.setdefault(MAIN_NAMESPACE_MODULE, module)
+
+
+_register_main_namespace()
+
+
+class Worker:
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.threshold = 1 << 62
+        self.functions: dict[bytes, Callable[..., object]] = {}
+
+    def start(self, forked: bool = False) -> bool:
+        frame = self.channel.next_frame()
+        if frame is None or frame[0] != INIT:
+            return False
+        setup = pickle.loads(frame[2])
+        sys.path[:] = setup["sys_path"]
+        if setup["run_site"] and not forked:
+            import site
+
+            site.main()
+            sys.path[:] = setup["sys_path"]
+        self.threshold = setup["threshold"]
+        if setup.get("authkey") is not None and not forked:
+            from multiprocessing import process
+
+            process.current_process().authkey = setup["authkey"]
+        if setup["initializer"] is not None:
+            try:
+                initializer, initargs = pickle.loads(setup["initializer"])
+                initializer(*initargs)
+            except BaseException:
+                import traceback
+
+                text = traceback.format_exc()
+                self.channel.send(INIT_FAILED, 0, f"the initializer failed:\n{text}".encode())
+                return False
+        self.channel.send(READY, 0, b"")
+        return True
+
+    def function(self, fn: object) -> Callable[..., object]:
+        if not isinstance(fn, bytes):
+            return fn  # type: ignore[return-value]
+        found = self.functions.get(fn)
+        if found is None:
+            if len(self.functions) > 64:
+                self.functions.clear()
+            found = self.functions[fn] = pickle.loads(fn)
+        return found
+
+    def run(self, payload: bytes, fds: list[int]) -> object:
+        kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds))
+        fn = self.function(fn)
+        if kind == CHUNK1:
+            return list(map(fn, args))
+        if kind == CHUNK:
+            return list(itertools.starmap(fn, args))
+        return fn(*args, **kwargs)
+
+    def answer(self, task: int, payload: bytes, fds: list[int]) -> None:
+        try:
+            outcome = self.run(payload, fds)
+        except BaseException as exc:
+            self.send_exception(task, exc)
+            return
+        try:
+            data, out_fds = dump(wrap_large(outcome, self.threshold), self.threshold)
+        except Exception as exc:
+            self.send_exception(task, unpicklable_result(outcome, exc))
+            return
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the task's outcome
+            self.send_exception(task, exc)
+            return
+        try:
+            self.channel.send(RETURNED, task, data, out_fds)
+        finally:
+            for fd in out_fds:
+                os.close(fd)
+
+    def send_exception(self, task: int, exc: BaseException) -> None:
+        import traceback  # loaded once a task raises: a fresh worker starts without it
+
+        text = "".join(traceback.format_exception(exc))
+        try:
+            data, fds = dump((exc, text), self.threshold)
+        except Exception as error:
+            substitute = RuntimeError(
+                f"the task raised {type(exc).__qualname__}: {exc}, "
+                f"which cannot be pickled ({error})"
+            )
+            data, fds = dump((substitute, text), self.threshold)
+        try:
+            self.channel.send(RAISED, task, data, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def serve(self) -> None:
+        cancelled: set[int] = set()
+        while True:
+            frame = self.channel.next_frame()
+            if frame is None:
+                return
+            kind, task, payload, fds = frame
+            if kind == EXIT:
+                return
+            if kind == CANCEL:
+                cancelled.add(task)
+                continue
+            if kind != TASK:
+                continue
+            self.channel.take_cancellations(cancelled)
+            if task in cancelled:
+                cancelled.discard(task)
+                for fd in fds:
+                    os.close(fd)
+                self.channel.send(SKIPPED, task, b"")
+                continue
+            self.answer(task, payload, fds)
+
+
+def unpicklable_result(value: object, error: Exception) -> Exception:
+    """The error for a result that cannot be pickled, naming the part that cannot be."""
+    try:
+        from treadle.multiprocessing.pickling import unpicklable_error
+
+        return unpicklable_error("result", value, error)
+    except ImportError:
+        return type(error)(f"the result cannot be pickled: {error}")
+
+
+def main(channel: int = CHANNEL_FD, forked: bool = False) -> None:
+    """Serves the parent on descriptor ``channel``, then exits the process. ``forked``: this
+    process is a fork of the parent (``fork_server``), not a fresh interpreter; its signal
+    dispositions were reset by the fork server."""
+    if not forked:
+        # Ctrl-C reaches the whole process group; the parent decides what happens to the pool.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=channel)
+    sock.set_inheritable(False)
+    worker = Worker(Channel(sock))
+    if worker.start(forked):
+        worker.serve()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
