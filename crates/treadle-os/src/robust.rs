@@ -61,16 +61,24 @@ impl RobustMutex {
     /// Takes the mutex, waiting until `deadline` at the most (`None`: no limit). `Ok(None)`
     /// when the deadline passed first.
     pub fn lock(&self, deadline: Option<Instant>) -> io::Result<Option<Locked>> {
+        match self.try_lock()? {
+            Some(locked) => Ok(Some(locked)),
+            None => self.lock_slow(deadline),
+        }
+    }
+
+    /// Takes the mutex if it is free; `Ok(None)` when another thread holds it.
+    #[inline]
+    pub fn try_lock(&self) -> io::Result<Option<Locked>> {
         // SAFETY: the mutex was initialized by `init` (the region's contract) and lives as long
         // as `self`.
         let code = unsafe { libc::pthread_mutex_trylock(self.raw.get()) };
         match code {
-            0 => return Ok(Some(Locked::Clean)),
-            libc::EOWNERDEAD => return Ok(Some(Locked::OwnerDied)),
-            libc::EBUSY => {}
-            other => return Err(io::Error::from_raw_os_error(other)),
+            0 => Ok(Some(Locked::Clean)),
+            libc::EOWNERDEAD => Ok(Some(Locked::OwnerDied)),
+            libc::EBUSY => Ok(None),
+            other => Err(io::Error::from_raw_os_error(other)),
         }
-        self.lock_slow(deadline)
     }
 
     #[cold]

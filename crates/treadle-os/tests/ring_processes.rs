@@ -41,7 +41,7 @@ fn soon() -> Option<Instant> {
 fn take_vec(ring: &Ring, deadline: Option<Instant>) -> Option<(u32, Vec<u8>)> {
     loop {
         if let Some(record) = ring
-            .take(deadline, |kind, pieces| (kind, pieces.concat()))
+            .take(true, |kind, pieces| (kind, pieces.concat()))
             .unwrap()
         {
             return Some(record);
@@ -122,7 +122,7 @@ fn a_reader_killed_mid_record_leaves_it_to_the_next() {
     let started = Ring::create(1 << 20, 0).unwrap();
     ring.put(7, &[b"kept"], false, None).unwrap();
     let child = in_child(|| {
-        ring.take(None, |_, _| {
+        ring.take(true, |_, _| {
             started.put(0, &[b"reading"], false, None).unwrap();
             std::thread::sleep(Duration::from_secs(60));
         })

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 
 mod barrier;
 mod cancellation;
+mod channel;
 mod completions;
 mod condition;
 mod deadlock;
@@ -83,6 +84,13 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process_pool::events::PyClosed>()?;
     m.add_class::<process_pool::events::PyCancelOutcome>()?;
     m.add_function(wrap_pyfunction!(process_pool::wire::_wire, m)?)?;
+    m.add_class::<channel::PyRing>()?;
+    m.add_class::<channel::PyChannel>()?;
+    m.add_function(wrap_pyfunction!(channel::_set_channel_pickler, m)?)?;
+    m.add(
+        "AbandonedQueueError",
+        m.py().get_type::<channel::AbandonedQueueError>(),
+    )?;
     m.add("TIMEOUT_MAX", runtime::timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

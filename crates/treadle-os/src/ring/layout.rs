@@ -276,6 +276,12 @@ impl Ring {
         }
     }
 
+    /// Handles of `role` listed in the table, the dead's included (one load: a cheap look on a
+    /// hot path): `Some(0)` once every holder of that role let go, `None` if that cannot be told.
+    pub fn listed(&self, role: Role) -> Option<u32> {
+        self.header().holders.listed_anywhere(role)
+    }
+
     /// Handles of `role` this process holds.
     pub fn held_here(&self, role: Role) -> u32 {
         self.header().holders.here(this_pid(), role)

@@ -5,7 +5,6 @@ use super::layout::{pack, pad8, unpack, Ring, BLOCK, BLOCK_HEADER, RECORD_HEADER
 use crate::robust::Locked;
 use std::io;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 /// Pieces a record is handed over in without allocating (a record of up to 7 blocks).
 const INLINE_PIECES: usize = 8;
@@ -13,16 +12,16 @@ const INLINE_PIECES: usize = 8;
 impl Ring {
     /// Takes the oldest record if there is one: `read(kind, pieces)` gets its payload as the
     /// pieces it spans (copy them out: they are reused once it returns) and `take` returns what
-    /// `read` returned. `Ok(None)` when the ring is empty, or the read lock is busy past
-    /// `deadline`.
+    /// `read` returned. `Ok(None)` when the ring is empty, or when another reader holds the
+    /// read lock (held only while a record is copied out) and not `wait_for_lock`.
     pub fn take<R>(
         &self,
-        deadline: Option<Instant>,
+        wait_for_lock: bool,
         read: impl FnOnce(u32, &[&[u8]]) -> R,
     ) -> io::Result<Option<R>> {
         let mut read = Some(read);
         let mut out = None;
-        self.take_many(1, deadline, |kind, pieces| {
+        self.take_many(1, wait_for_lock, |kind, pieces| {
             if let Some(read) = read.take() {
                 out = Some(read(kind, pieces));
             }
@@ -31,21 +30,25 @@ impl Ring {
     }
 
     /// Takes up to `max` records, oldest first, under one hold of the read lock, handing each to
-    /// `read` as [`Ring::take`] does; returns how many it took (0 when the ring is empty or the
-    /// read lock is busy past `deadline`).
+    /// `read` as [`Ring::take`] does; returns how many it took (0 when the ring is empty, or
+    /// the read lock is held and not `wait_for_lock`).
     pub fn take_many(
         &self,
         max: usize,
-        deadline: Option<Instant>,
+        wait_for_lock: bool,
         mut read: impl FnMut(u32, &[&[u8]]),
     ) -> io::Result<usize> {
         let header = self.header();
         if max == 0 || self.is_empty() {
             return Ok(0);
         }
-        let locked = match header.read_lock.lock(deadline)? {
-            Some(locked) => locked,
-            None => return Ok(0),
+        let locked = if wait_for_lock {
+            header.read_lock.lock(None)?
+        } else {
+            header.read_lock.try_lock()?
+        };
+        let Some(locked) = locked else {
+            return Ok(0);
         };
         if locked == Locked::OwnerDied {
             // A reader that died before it moved the position left its record to us.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 fn take_vec(ring: &Ring, deadline: Option<Instant>) -> Option<(u32, Vec<u8>)> {
     loop {
         if let Some(record) = ring
-            .take(deadline, |kind, pieces| (kind, pieces.concat()))
+            .take(true, |kind, pieces| (kind, pieces.concat()))
             .unwrap()
         {
             return Some(record);
@@ -192,13 +192,13 @@ fn many_records_go_in_and_out_in_one_step_each() {
     ));
     let mut got = Vec::new();
     assert_eq!(
-        ring.take_many(2, now(), |_, p| got.push(p.concat()))
+        ring.take_many(2, true, |_, p| got.push(p.concat()))
             .unwrap(),
         2
     );
     assert_eq!(ring.put_many(&records[3..], false, now()).unwrap(), 2);
     assert_eq!(
-        ring.take_many(10, now(), |_, p| got.push(p.concat()))
+        ring.take_many(10, true, |_, p| got.push(p.concat()))
             .unwrap(),
         3
     );

@@ -53,9 +53,9 @@ impl Ring {
         )
     }
 
-    /// Waits until readers have taken more than `taken` records in all, or `deadline` passes
-    /// (`false`); may return early.
-    pub(super) fn wait_for_space(&self, taken: u64, deadline: Option<Instant>) -> bool {
+    /// Waits until readers have taken more than `taken` records in all ([`Ring::taken`] before
+    /// a put found no room), or `deadline` passes (`false`); may return early.
+    pub fn wait_for_room(&self, taken: u64, deadline: Option<Instant>) -> bool {
         let header = self.header();
         wait_on(
             &header.space_seq,

@@ -12,6 +12,8 @@ pub enum PutError {
     /// The ring had no room (a bounded ring held `maxsize` records, or every block of the
     /// reservation was in use) until the deadline.
     Full,
+    /// Another writer held the write lock (and the caller would not wait for it).
+    Busy,
     /// The record can never fit: larger than the whole reservation, or than [`MAX_RECORD`].
     TooLarge,
     /// The operating system refused (growing the region, the write lock).
@@ -48,47 +50,71 @@ impl Ring {
         task: bool,
         deadline: Option<Instant>,
     ) -> Result<usize, (usize, PutError)> {
-        for (_, parts) in records {
-            let len: usize = parts.iter().map(|part| part.len()).sum();
-            if len > MAX_RECORD || Self::blocks_for(len) > self.header().max_blocks as usize {
-                return Err((0, PutError::TooLarge));
-            }
-        }
-        let header = self.header();
         let mut done = 0;
         while done < records.len() {
-            // Room appears when a reader takes a record: what it had taken before this attempt.
-            let taken = header.got_count.load(Ordering::Acquire);
-            let locked = match header.write_lock.lock(deadline) {
-                Ok(Some(locked)) => locked,
-                Ok(None) => return Err((done, PutError::Full)),
-                Err(error) => return Err((done, PutError::Os(error))),
-            };
-            if locked == Locked::OwnerDied {
-                // Nothing to repair: a dead writer published nothing past `published`, and the
-                // writes below reuse what it linked there.
-                header.writers_recovered.fetch_add(1, Ordering::AcqRel);
-                header.write_lock.mark_consistent();
-            }
-            let outcome = self.put_locked(&records[done..], task);
-            header.write_lock.unlock();
-            let (put, error) = match outcome {
-                Ok(put) => (put, None),
-                Err((put, error)) => (put, Some(error)),
-            };
-            if put > 0 {
-                done += put;
-                self.wake_readers();
-                self.after_publish();
-            }
-            match error {
-                None => {}
-                // No room: wait for a reader to free some, then try again.
-                Some(PutError::Full) if self.wait_for_space(taken, deadline) => {}
-                Some(error) => return Err((done, error)),
+            // Room appears when a reader takes a record: what they had taken before this try.
+            let taken = self.taken();
+            match self.try_put_many(&records[done..], task, true) {
+                Ok(put) => done += put,
+                Err((put, PutError::Full)) => {
+                    done += put;
+                    if !self.wait_for_room(taken, deadline) {
+                        return Err((done, PutError::Full));
+                    }
+                }
+                Err((put, error)) => return Err((done + put, error)),
             }
         }
         Ok(done)
+    }
+
+    /// Puts as many of `records`, in order, as there is room for now, under one hold of the
+    /// write lock, and wakes readers once; never waits for room. The lock (held only while a
+    /// record is copied in) is waited for if `wait_for_lock`, else `Busy` when it is held.
+    pub fn try_put_many(
+        &self,
+        records: &[Record<'_>],
+        task: bool,
+        wait_for_lock: bool,
+    ) -> Result<usize, (usize, PutError)> {
+        let header = self.header();
+        for (_, parts) in records {
+            let len: usize = parts.iter().map(|part| part.len()).sum();
+            if len > MAX_RECORD || Self::blocks_for(len) > header.max_blocks as usize {
+                return Err((0, PutError::TooLarge));
+            }
+        }
+        let locked = if wait_for_lock {
+            header.write_lock.lock(None)
+        } else {
+            header.write_lock.try_lock()
+        };
+        let locked = match locked {
+            Ok(Some(locked)) => locked,
+            Ok(None) => return Err((0, PutError::Busy)),
+            Err(error) => return Err((0, PutError::Os(error))),
+        };
+        if locked == Locked::OwnerDied {
+            // Nothing to repair: a dead writer published nothing past `published`, and the
+            // writes below reuse what it linked there.
+            header.writers_recovered.fetch_add(1, Ordering::AcqRel);
+            header.write_lock.mark_consistent();
+        }
+        let outcome = self.put_locked(records, task);
+        header.write_lock.unlock();
+        let put = match &outcome {
+            Ok(put) | Err((put, _)) => *put,
+        };
+        if put > 0 {
+            self.wake_readers();
+            self.after_publish();
+        }
+        outcome
+    }
+
+    /// Records readers have taken, ever: where [`Ring::wait_for_room`] starts from.
+    pub fn taken(&self) -> u64 {
+        self.header().got_count.load(Ordering::Acquire)
     }
 
     /// Blocks a record of `len` bytes may span.
