@@ -1,0 +1,77 @@
+"""``Queue``, ``JoinableQueue`` and ``SimpleQueue``: ``multiprocessing``'s queues on a ring in
+shared memory.
+
+``put`` writes straight into the ring from the caller's thread: there is no feeder thread, so
+nothing is left to flush when a process exits (``close``, ``join_thread`` and
+``cancel_join_thread`` exist and have nothing to wait for), and an object that cannot be
+pickled fails in the ``put`` that sent it. A blocking ``get`` that nothing can satisfy any more
+(the queue is empty, every other process that held it has exited or closed it, and no other
+thread here could put) raises :class:`AbandonedQueueError` within a second, where the standard
+library's would wait for ever.
+"""
+
+from __future__ import annotations
+
+from multiprocessing import context
+from typing import Any
+
+from treadle._treadle import AbandonedQueueError, _Channel, _Ring
+from treadle.multiprocessing import channel
+
+__all__ = ["AbandonedQueueError", "JoinableQueue", "Queue", "SimpleQueue"]
+
+
+class Queue(_Channel):
+    """A process-safe FIFO queue, as ``multiprocessing.Queue``.
+
+    ``put`` and ``get`` take ``block`` and ``timeout`` as the standard library's do (a timeout
+    of zero or less does not wait); ``put_many`` and ``get_many`` move several items in one
+    step each.
+    """
+
+    _kind = "queue"
+
+    def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
+        ring = _Ring(maxsize)
+        self._bind(ring, ring, self._kind)
+        channel.register(self)
+
+    @property
+    def _maxsize(self) -> int:
+        rx, _ = self._rings()
+        return rx.maxsize if rx is not None else 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        context.assert_spawning(self)
+        return channel.rebuild_handle, (type(self), *channel.reduce_handle(self, self._kind))
+
+    def join_thread(self) -> None:
+        """Does nothing but check that the queue is closed: there is no feeder thread, since
+        ``put`` writes straight into shared memory."""
+        if not self.closed:
+            raise AssertionError(f"Queue {self!r} not closed")
+
+    def cancel_join_thread(self) -> None:
+        """Does nothing: no feeder thread holds items back at exit."""
+
+
+class JoinableQueue(Queue):
+    """A ``Queue`` that counts the items put to it until ``task_done()`` says each is done, so
+    that ``join()`` can wait for all of them, as ``multiprocessing.JoinableQueue``."""
+
+    _kind = "joinable"
+
+
+class SimpleQueue(_Channel):
+    """An unbounded process-safe FIFO queue, as ``multiprocessing.SimpleQueue``."""
+
+    _kind = "queue"
+
+    def __init__(self, *, ctx: Any = None) -> None:
+        ring = _Ring()
+        self._bind(ring, ring, self._kind)
+        channel.register(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        context.assert_spawning(self)
+        return channel.rebuild_handle, (type(self), *channel.reduce_handle(self, self._kind))

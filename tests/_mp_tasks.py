@@ -1,0 +1,108 @@
+"""Targets for the multiprocessing tests' child processes (importable by a spawned child), and
+the parent's side: starting and joining them."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+#: Generous bound for things that happen at once (a loaded CI machine is slow).
+WAIT = 30
+
+
+def start(target, *args, method="fork"):
+    """A daemon child running ``target(*args)``, started with ``multiprocessing``'s context
+    ``method``."""
+    process = multiprocessing.get_context(method).Process(target=target, args=args, daemon=True)
+    process.start()
+    return process
+
+
+def joined(process) -> bool:
+    """Whether ``process`` ended within ``WAIT`` seconds."""
+    process.join(WAIT)
+    return not process.is_alive()
+
+
+def run_fresh(code: str) -> list[str]:
+    """Runs ``code`` in a fresh interpreter (whose only thread is its main thread, which
+    judgments of "nobody else can write" depend on) with this folder on its path; its output,
+    as words. Fails on a non-zero exit."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def put_items(q, items) -> None:
+    for item in items:
+        q.put(item)
+
+
+def put_many_then_exit(q, count: int, size: int) -> None:
+    """Puts ``count`` messages of ``size`` bytes and returns: the process exits with them
+    unread in the queue."""
+    data = b"x" * size
+    for _ in range(count):
+        q.put(data)
+
+
+def put_numbered_until_killed(q, size: int) -> None:
+    """Puts messages of ``size`` bytes, message ``i`` filled with byte ``i % 256``, for ever."""
+    i = 0
+    while True:
+        q.put(bytes([i % 256]) * size)
+        i += 1
+
+
+def hold_then_sleep(q, ready) -> None:
+    """Holds ``q`` (for writing) and says so, then sleeps until killed."""
+    ready.put(os.getpid())
+    time.sleep(600)
+
+
+def echo(conn) -> None:
+    """Sends back what it receives until it receives None."""
+    for obj in iter(conn.recv, None):
+        conn.send(obj)
+
+
+def echo_bytes(conn) -> None:
+    for message in iter(conn.recv_bytes, b""):
+        conn.send_bytes(message)
+
+
+def recv_handle_and_send(conn) -> None:
+    """Receives a connection over ``conn`` and sends a greeting over it."""
+    other = conn.recv()
+    other.send("hello from the child")
+    other.close()
+    conn.send("done")
+
+
+def task_worker(q) -> None:
+    for _ in iter(q.get, None):
+        time.sleep(0.01)
+        q.task_done()
+    q.task_done()
+
+
+def close_and_linger(conn, seconds: float) -> None:
+    conn.close()
+    time.sleep(seconds)
+
+
+def send_then_kill_self(conn) -> None:
+    conn.send("last words")
+    os.kill(os.getpid(), signal.SIGKILL)
