@@ -11,6 +11,8 @@ import sys
 import textwrap
 import time
 
+import treadle.multiprocessing as treadle_multiprocessing
+
 #: Generous bound for things that happen at once (a loaded CI machine is slow).
 WAIT = 30
 
@@ -106,3 +108,59 @@ def close_and_linger(conn, seconds: float) -> None:
 def send_then_kill_self(conn) -> None:
     conn.send("last words")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def report(q, *args, **kwargs) -> None:
+    """Puts what the child sees of itself and of its parent."""
+    import multiprocessing
+
+    current = multiprocessing.current_process()
+    parent = multiprocessing.parent_process()
+    q.put(
+        {
+            "args": args,
+            "kwargs": kwargs,
+            "pid": os.getpid(),
+            "name": current.name,
+            "authkey": bytes(current.authkey),
+            "parent": parent.pid if parent is not None else None,
+            "cwd": os.getcwd(),
+        }
+    )
+
+
+def exit_with(code) -> None:
+    raise SystemExit(code)
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def put_later(q, seconds: float, item) -> None:
+    time.sleep(seconds)
+    q.put(item)
+
+
+def send_later(conn, seconds: float, item) -> None:
+    time.sleep(seconds)
+    conn.send(item)
+
+
+def flag_value(q) -> None:
+    q.put(FLAG)
+
+
+#: Set by a test in the parent after its fork server started: a forked child sees the change.
+FLAG = "as imported"
+
+
+class ReportingProcess(treadle_multiprocessing.Process):
+    """A subclass of treadle's Process with its own ``run``."""
+
+    def __init__(self, q) -> None:
+        super().__init__()
+        self.q = q
+
+    def run(self) -> None:
+        self.q.put(("ran", multiprocessing.current_process().name))

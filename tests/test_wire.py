@@ -17,6 +17,7 @@ LAYOUT = {
     "CHANNEL_FD",
     "FORK_SERVER_SPAWN",
     "FORK_SERVER_WAIT",
+    "FORK_SERVER_PROCESS",
     "FORK_SERVER_MESSAGE_FORMAT",
 }
 #: Rust's frame kinds: every other name it gives.
@@ -59,3 +60,4 @@ def test_the_fork_server_speaks_rusts_requests() -> None:
     assert _forkserver.MESSAGE.format == WIRE["FORK_SERVER_MESSAGE_FORMAT"]
     assert _forkserver.SPAWN == WIRE["FORK_SERVER_SPAWN"]
     assert _forkserver.WAIT == WIRE["FORK_SERVER_WAIT"]
+    assert _forkserver.PROCESS == WIRE["FORK_SERVER_PROCESS"]

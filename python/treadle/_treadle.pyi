@@ -56,6 +56,7 @@ __all__ = [
     "_set_pool_hooks",
     "_set_reporter",
     "_thread_starting",
+    "_wait_for_exit",
     "_waits",
     "_wire",
     "cancelled",
@@ -341,8 +342,11 @@ class _ForkServer:
     @property
     def pid(self) -> int: ...
     def alive(self) -> bool: ...
+    def spawn_process(self, fd: int) -> int: ...
+    def wait(self, pid: int) -> int: ...
 
 def _die_with_parent(parent: int) -> bool: ...
+def _wait_for_exit(pidfd: int, timeout: float | None, process: object) -> bool: ...
 
 @final
 class _Supervisor:

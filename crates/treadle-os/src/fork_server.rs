@@ -10,7 +10,9 @@
 //!
 //! Protocol, over an anonymous `AF_UNIX` stream socket pair (so no other process can reach the
 //! server): a request is 8 bytes, `kind: i32, pid: i32` little-endian; a `SPAWN` request carries
-//! the worker's end of its channel as `SCM_RIGHTS`. The reply is 8 bytes, `value: i32, errno: i32`:
+//! the worker's end of its channel as `SCM_RIGHTS`, a `PROCESS` request (a
+//! `treadle.multiprocessing.Process`'s child) its end of the socket it reads its start-up data
+//! from. The reply is 8 bytes, `value: i32, errno: i32`:
 //! the new worker's pid (`SPAWN`) or its wait status (`WAIT`), or -1 and an errno. One request is
 //! in flight at a time (a mutex), so replies come in order.
 
@@ -27,6 +29,9 @@ use std::time::{Duration, Instant};
 pub const SPAWN: i32 = 1;
 /// Reap worker `pid` (waiting for it to end). Replies with its wait status.
 pub const WAIT: i32 = 2;
+/// Fork a `treadle.multiprocessing.Process`'s child; the request carries the child's end of
+/// the socket its start-up data comes through. Replies with its pid.
+pub const PROCESS: i32 = 3;
 /// A request's and a reply's layout as Python's `struct` module spells it
 /// (`treadle/multiprocessing/fork_server.py`).
 pub const MESSAGE_FORMAT: &str = "<ii";
@@ -66,6 +71,13 @@ impl ForkServer {
     /// the worker's pid.
     pub fn spawn(&self, channel: &OwnedFd) -> io::Result<u32> {
         let pid = self.request(SPAWN, 0, Some(channel))?;
+        u32::try_from(pid).map_err(|_| io::Error::other("the fork server sent a bad pid"))
+    }
+
+    /// Forks the child of a `Process`, which reads its start-up data from `socket` (its end of a
+    /// socket pair); returns the child's pid.
+    pub fn spawn_process(&self, socket: &OwnedFd) -> io::Result<u32> {
+        let pid = self.request(PROCESS, 0, Some(socket))?;
         u32::try_from(pid).map_err(|_| io::Error::other("the fork server sent a bad pid"))
     }
 

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 mod barrier;
 mod cancellation;
 mod channel;
+mod child_process;
 mod completions;
 mod condition;
 mod deadlock;
@@ -87,6 +88,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<channel::PyRing>()?;
     m.add_class::<channel::PyChannel>()?;
     m.add_function(wrap_pyfunction!(channel::_set_channel_pickler, m)?)?;
+    m.add_function(wrap_pyfunction!(child_process::_wait_for_exit, m)?)?;
     m.add(
         "AbandonedQueueError",
         m.py().get_type::<channel::AbandonedQueueError>(),

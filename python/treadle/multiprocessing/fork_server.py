@@ -31,10 +31,10 @@ import struct
 import sys
 
 from treadle._treadle import _die_with_parent, _ForkServer
-from treadle.multiprocessing import worker
+from treadle.multiprocessing import child, worker
 
 MESSAGE = struct.Struct("<ii")
-SPAWN, WAIT = 1, 2
+SPAWN, WAIT, PROCESS = 1, 2, 3
 
 _server: _ForkServer | None = None
 _server_owner = 0
@@ -153,6 +153,11 @@ def _serve(sock: socket.socket) -> int:
         return 1
     _let_go_of_pipes_and_sockets(sock.fileno())
     _reset_signals()
+    # The parent's queues and pipes, copied by the fork: the server never uses them, and must not
+    # count as one of their holders for as long as it lives.
+    channels = sys.modules.get("treadle.multiprocessing.channel")
+    if channels is not None:
+        channels.forget_all()
     fd_size = array.array("i").itemsize
     ancillary = socket.CMSG_SPACE(fd_size)
     sock.setblocking(True)
@@ -168,8 +173,8 @@ def _serve(sock: socket.socket) -> int:
                 return 0  # the parent closed its end, or exited
             request += data
         kind, pid = MESSAGE.unpack(request)
-        if kind == SPAWN and len(fds) == 1:
-            reply = _spawn(sock, fds[0])
+        if kind in (SPAWN, PROCESS) and len(fds) == 1:
+            reply = _spawn(sock, fds[0], kind)
         elif kind == WAIT:
             try:
                 reply = (os.waitpid(pid, 0)[1], 0)
@@ -182,18 +187,30 @@ def _serve(sock: socket.socket) -> int:
         sock.sendall(MESSAGE.pack(*reply))
 
 
-def _spawn(sock: socket.socket, channel: int) -> tuple[int, int]:
+def _spawn(sock: socket.socket, channel: int, kind: int) -> tuple[int, int]:
+    """Forks a pool's worker serving ``channel`` (``SPAWN``), or a ``Process``'s child reading
+    its start-up data from it (``PROCESS``)."""
     server = os.getpid()
+    # A process takes Ctrl-C (the server and pool workers ignore it): blocked until its child
+    # has its handler, so that a Ctrl-C in between is not lost (`child.main` unblocks it).
+    if kind == PROCESS:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         pid = os.fork()
     except OSError as error:
         os.close(channel)
         return -1, error.errno or 0
-    if pid == 0:  # a worker; it never returns
+    finally:
+        if kind == PROCESS and os.getpid() == server:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if pid == 0:  # a worker or a process; it never returns
         try:
             sock.close()
             if _die_with_parent(server):
-                worker.main(channel, forked=True)
+                if kind == PROCESS:
+                    child.main(channel)
+                else:
+                    worker.main(channel, forked=True)
         finally:
             os._exit(1)
     os.close(channel)

@@ -14,7 +14,7 @@ use crate::runtime::wait::block_on;
 use events::PyCancelOutcome;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 use treadle_os::process::Signal;
@@ -165,6 +165,28 @@ impl PyForkServer {
     /// Whether the server still answers.
     fn alive(&self) -> bool {
         self.core.alive()
+    }
+
+    /// Forks the child of a `treadle.multiprocessing.Process`, which reads its start-up data
+    /// from `fd` (its end of a socket pair; the caller keeps and closes it); the child's pid.
+    fn spawn_process(&self, py: Python<'_>, fd: i32) -> PyResult<u32> {
+        if fd < 0 {
+            return Err(PyValueError::new_err("negative file descriptor"));
+        }
+        // SAFETY: the caller keeps `fd` open for the call (documented above); it is only
+        // duplicated here, not closed.
+        let socket = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+        let core = &self.core;
+        py.detach(|| core.spawn_process(&socket))
+            .map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
+    /// Reaps the server's child `pid` (call once its pidfd polls readable: the server waits
+    /// for it); its wait status.
+    fn wait(&self, py: Python<'_>, pid: u32) -> PyResult<i32> {
+        let core = &self.core;
+        py.detach(|| core.wait(pid))
+            .map_err(|e| PyOSError::new_err(e.to_string()))
     }
 }
 

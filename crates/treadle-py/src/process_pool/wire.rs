@@ -9,7 +9,8 @@ use treadle_os::{fork_server, frame, CHANNEL_FD};
 
 /// `_wire()`: a dict of name -> value: every frame kind by its Python name, `HEADER_FORMAT` and
 /// `HEADER_SIZE` (the frame header as `struct` spells it, and its size), `CHANNEL_FD`, and the
-/// fork server's `FORK_SERVER_SPAWN`, `FORK_SERVER_WAIT` and `FORK_SERVER_MESSAGE_FORMAT`.
+/// fork server's `FORK_SERVER_SPAWN`, `FORK_SERVER_WAIT`, `FORK_SERVER_PROCESS` and
+/// `FORK_SERVER_MESSAGE_FORMAT`.
 #[pyfunction]
 pub(crate) fn _wire(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let wire = PyDict::new(py);
@@ -21,6 +22,7 @@ pub(crate) fn _wire(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     wire.set_item("CHANNEL_FD", CHANNEL_FD)?;
     wire.set_item("FORK_SERVER_SPAWN", fork_server::SPAWN)?;
     wire.set_item("FORK_SERVER_WAIT", fork_server::WAIT)?;
+    wire.set_item("FORK_SERVER_PROCESS", fork_server::PROCESS)?;
     wire.set_item("FORK_SERVER_MESSAGE_FORMAT", fork_server::MESSAGE_FORMAT)?;
     Ok(wire)
 }

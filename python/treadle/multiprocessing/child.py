@@ -1,0 +1,165 @@
+"""The child's side of treadle's start method: a ``Process`` child forked by the fork server
+reads its start-up data from its socket, takes the parent's state and runs the process.
+
+The data is what the standard library's ``forkserver`` start method sends, read the same way:
+how the parent is prepared (``multiprocessing.spawn.get_preparation_data``: its current
+directory, ``sys.path``, ``sys.argv``, authentication key, logging), then the pickled
+``Process`` object, whose descriptors (its arguments' queues and pipes, through
+``multiprocessing.reduction.DupFd``) come with the data as ``SCM_RIGHTS`` and are found by their
+index (:class:`DupFd`). Framing: a ``<QI`` header (data length, descriptor count), the
+descriptors with the header, then the data.
+
+The child is a fork of the fork server, itself a fork of the parent: its ``__main__`` is the
+parent's as it was when the server was forked, as with the ``fork`` start method. Only if the
+process object cannot be unpickled against it (a function defined since) is the main module
+loaded again from its file, as ``spawn`` and ``forkserver`` always do.
+"""
+
+from __future__ import annotations
+
+import array
+import io
+import os
+import signal
+import socket
+import struct
+import sys
+from multiprocessing import process, reduction, spawn, util
+from typing import Any, NoReturn
+
+HEADER = struct.Struct("<QI")
+
+_inherited: list[int] = []
+
+
+def inherited_fds() -> list[int]:
+    """The descriptors this child received with its start-up data, in order."""
+    return _inherited
+
+
+class DupFd:
+    """A descriptor handed to a child started by treadle (``Popen.duplicate_for_child`` gives
+    its index in the child's list)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def detach(self) -> int:
+        return _inherited[self.index]
+
+
+def main(sock_fd: int) -> NoReturn:
+    """Runs the child whose start-up data comes through ``sock_fd``, then ends the process
+    with its exit code."""
+    exitcode = 1
+    try:
+        # The fork server ignores Ctrl-C (the parent decides what happens to a pool); a process
+        # gets it with its process group, as the standard library's children do. The server
+        # forked this child with it blocked: one that came meanwhile is delivered now.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        data, fds = _receive(sock_fd)
+        _inherited[:] = fds
+        exitcode = _run(data)
+    finally:
+        os._exit(exitcode)
+
+
+def _receive(sock_fd: int) -> tuple[bytes, list[int]]:
+    with socket.socket(fileno=sock_fd) as sock:
+        sock.setblocking(True)
+        fd_size = array.array("i").itemsize
+        header = b""
+        fds = array.array("i")
+        while len(header) < HEADER.size:
+            chunk, ancdata, _, _ = sock.recvmsg(
+                HEADER.size - len(header), socket.CMSG_SPACE(255 * fd_size)
+            )
+            for level, kind, cdata in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(cdata[: len(cdata) - len(cdata) % fd_size])
+            if not chunk:
+                raise EOFError("the parent sent no start-up data")
+            header += chunk
+        length, count = HEADER.unpack(header)
+        data = bytearray(length)
+        view = memoryview(data)
+        got = 0
+        while got < length:
+            n = sock.recv_into(view[got:])
+            if n == 0:
+                raise EOFError("the parent's start-up data was cut short")
+            got += n
+        if len(fds) != count:
+            raise OSError(f"expected {count} descriptors, got {len(fds)}")
+        return bytes(data), list(fds)
+
+
+def _run(data: bytes) -> int:
+    current = process.current_process()
+    current._inheriting = True  # type: ignore[attr-defined]
+    try:
+        file = io.BytesIO(data)
+        preparation = reduction.pickle.load(file)
+        _prepare(preparation)
+        start = file.tell()
+        try:
+            process_obj = reduction.pickle.load(file)
+        except (AttributeError, ImportError):
+            # Pickled by reference to something the server's __main__ does not have: load the
+            # main module again, as spawn does, and try once more.
+            if not _load_main_again(preparation):
+                raise
+            file.seek(start)
+            process_obj = reduction.pickle.load(file)
+    finally:
+        del current._inheriting  # type: ignore[attr-defined]
+    return process_obj._bootstrap(parent_sentinel=_parent_sentinel(process_obj._parent_pid))
+
+
+def _prepare(data: dict[str, Any]) -> None:
+    """``multiprocessing.spawn.prepare`` but for the main module, which the child has (and the
+    start method, which treadle's process class sets)."""
+    current = process.current_process()
+    if "name" in data:
+        current.name = data["name"]
+    if "authkey" in data:
+        current.authkey = data["authkey"]
+    if data.get("log_to_stderr"):
+        util.log_to_stderr()
+    if "log_level" in data:
+        util.get_logger().setLevel(data["log_level"])
+    if "sys_path" in data:
+        sys.path = data["sys_path"]
+    if "sys_argv" in data:
+        sys.argv = data["sys_argv"]
+    if "dir" in data:
+        os.chdir(data["dir"])
+    if "orig_dir" in data:
+        process.ORIGINAL_DIR = data["orig_dir"]
+    tracker = data.get("treadle_tracker")
+    if tracker is not None:
+        from multiprocessing import resource_tracker
+
+        resource_tracker._resource_tracker._fd = _inherited[tracker]
+
+
+def _load_main_again(data: dict[str, Any]) -> bool:
+    if "init_main_from_name" in data:
+        spawn._fixup_main_from_name(data["init_main_from_name"])
+        return True
+    if "init_main_from_path" in data:
+        spawn._fixup_main_from_path(data["init_main_from_path"])
+        return True
+    return False
+
+
+def _parent_sentinel(parent: int) -> int:
+    """A descriptor that polls readable once the parent has ended (``parent_process()``'s
+    sentinel): its pidfd, or, if it has ended already, a pipe with no writer."""
+    try:
+        return os.pidfd_open(parent)
+    except OSError:
+        read, write = os.pipe()
+        os.close(write)
+        return read
