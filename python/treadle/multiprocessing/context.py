@@ -156,6 +156,9 @@ class DefaultContext(TreadleContext):
     """The module-level context: its start method is treadle's default until set."""
 
     Process = Process
+    #: While ``treadle.patch()`` is in force: the standard library's default context, whose
+    #: start method (treadle's until the program sets one) this context follows.
+    _follow: Any = None
 
     def __init__(self, default: TreadleContext) -> None:
         self._default_context = default
@@ -163,6 +166,8 @@ class DefaultContext(TreadleContext):
 
     def get_context(self, method: str | None = None) -> TreadleContext:
         if method is None:
+            if self._actual_context is None and self._follow is not None:
+                return super().get_context(self._follow.get_start_method())
             if self._actual_context is None:
                 self._actual_context = self._default_context
             return self._actual_context
@@ -177,6 +182,8 @@ class DefaultContext(TreadleContext):
         self._actual_context = self.get_context(method)
 
     def get_start_method(self, allow_none: bool = False) -> str | None:
+        if self._actual_context is None and self._follow is not None:
+            return self._follow.get_start_method(allow_none)
         if self._actual_context is None:
             if allow_none:
                 return None

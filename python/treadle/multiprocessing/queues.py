@@ -12,6 +12,7 @@ library's would wait for ever.
 
 from __future__ import annotations
 
+import threading
 from multiprocessing import context
 from typing import Any
 
@@ -21,7 +22,42 @@ from treadle.multiprocessing import channel
 __all__ = ["AbandonedQueueError", "JoinableQueue", "Queue", "SimpleQueue"]
 
 
-class Queue(_Channel):
+class _Ends:
+    """The standard library's queues expose their pipe's two ends and the locks around them,
+    which its ``Pool`` uses (``_reader.recv``, ``_writer.send``, ``_reader.poll``, waiting on
+    ``_reader``, ``_rlock``): here, a read-only and a write-only handle on the same ring, and
+    locks of this process (a ring needs none)."""
+
+    __slots__ = ()
+
+    @property
+    def _reader(self) -> _Channel:
+        return self._end("_treadle_reader", read=True)
+
+    @property
+    def _writer(self) -> _Channel:
+        return self._end("_treadle_writer", read=False)
+
+    def _end(self: Any, name: str, read: bool) -> _Channel:
+        end = self.__dict__.get(name)
+        if end is None:
+            ring, _ = self._rings()
+            end = channel.new_handle(
+                _Channel, ring if read else None, None if read else ring, "connection"
+            )
+            self.__dict__[name] = end
+        return end
+
+    @property
+    def _rlock(self) -> Any:
+        return self.__dict__.setdefault("_treadle_rlock", threading.Lock())
+
+    @property
+    def _wlock(self) -> Any:
+        return self.__dict__.setdefault("_treadle_wlock", threading.Lock())
+
+
+class Queue(_Ends, _Channel):
     """A process-safe FIFO queue, as ``multiprocessing.Queue``.
 
     ``put`` and ``get`` take ``block`` and ``timeout`` as the standard library's do (a timeout
@@ -62,7 +98,7 @@ class JoinableQueue(Queue):
     _kind = "joinable"
 
 
-class SimpleQueue(_Channel):
+class SimpleQueue(_Ends, _Channel):
     """An unbounded process-safe FIFO queue, as ``multiprocessing.SimpleQueue``."""
 
     _kind = "queue"
