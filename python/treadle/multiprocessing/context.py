@@ -97,7 +97,9 @@ class Process(_TreadleProcess):
 
     @staticmethod
     def _Popen(process_obj: Any) -> Any:
-        return _default_context.get_context().Process._Popen(process_obj)
+        context = _default_context.get_context()
+        process_obj._treadle_method = context._name  # the child's default, as its parent's
+        return context.Process._Popen(process_obj)
 
     @staticmethod
     def _after_fork() -> None:

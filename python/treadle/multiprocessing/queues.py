@@ -45,8 +45,19 @@ class _Ends:
             end = channel.new_handle(
                 _Channel, ring if read else None, None if read else ring, "connection"
             )
+            if self.closed:
+                end.close()
             self.__dict__[name] = end
         return end
+
+    def close(self: Any) -> None:
+        """No more puts or gets through this handle (or its ends), and it no longer counts as
+        a holder of the queue."""
+        _Channel.close(self)
+        for name in ("_treadle_reader", "_treadle_writer"):
+            end = self.__dict__.get(name)
+            if end is not None:
+                end.close()
 
     @property
     def _rlock(self) -> Any:
