@@ -10,9 +10,10 @@
 //!
 //! Protocol, over an anonymous `AF_UNIX` stream socket pair (so no other process can reach the
 //! server): a request is 8 bytes, `kind: i32, pid: i32` little-endian; a `SPAWN` request carries
-//! the worker's end of its channel as `SCM_RIGHTS`, a `PROCESS` request (a
-//! `treadle.multiprocessing.Process`'s child) its end of the socket it reads its start-up data
-//! from. The reply is 8 bytes, `value: i32, errno: i32`:
+//! the worker's end of its channel as `SCM_RIGHTS`; a `PROCESS` request (a
+//! `treadle.multiprocessing.Process`'s child) is followed by the child's start-up data (its
+//! length in place of the pid) and carries the descriptors the data names, so that the child
+//! has all it needs the moment it is forked. The reply is 8 bytes, `value: i32, errno: i32`:
 //! the new worker's pid (`SPAWN`) or its wait status (`WAIT`), or -1 and an errno. One request is
 //! in flight at a time (a mutex), so replies come in order.
 
@@ -21,7 +22,7 @@ use parking_lot::Mutex;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{waitpid, Pid, WaitOptions};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,8 +30,9 @@ use std::time::{Duration, Instant};
 pub const SPAWN: i32 = 1;
 /// Reap worker `pid` (waiting for it to end). Replies with its wait status.
 pub const WAIT: i32 = 2;
-/// Fork a `treadle.multiprocessing.Process`'s child; the request carries the child's end of
-/// the socket its start-up data comes through. Replies with its pid.
+/// Fork a `treadle.multiprocessing.Process`'s child: the request's second word is the length of
+/// the child's start-up data, which follows it; the descriptors it names come with the request.
+/// Replies with the child's pid.
 pub const PROCESS: i32 = 3;
 /// A request's and a reply's layout as Python's `struct` module spells it
 /// (`treadle/multiprocessing/fork_server.py`).
@@ -70,23 +72,25 @@ impl ForkServer {
     /// Forks a worker whose channel is `channel` (which the worker finds by its number); returns
     /// the worker's pid.
     pub fn spawn(&self, channel: &OwnedFd) -> io::Result<u32> {
-        let pid = self.request(SPAWN, 0, Some(channel))?;
+        let pid = self.request(SPAWN, 0, &[channel.as_fd()], &[])?;
         u32::try_from(pid).map_err(|_| io::Error::other("the fork server sent a bad pid"))
     }
 
-    /// Forks the child of a `Process`, which reads its start-up data from `socket` (its end of a
-    /// socket pair); returns the child's pid.
-    pub fn spawn_process(&self, socket: &OwnedFd) -> io::Result<u32> {
-        let pid = self.request(PROCESS, 0, Some(socket))?;
+    /// Forks the child of a `Process`, which starts with `data` (its start-up data) and the
+    /// descriptors `fds` (duplicated for it); returns the child's pid.
+    pub fn spawn_process(&self, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<u32> {
+        let length = i32::try_from(data.len())
+            .map_err(|_| io::Error::other("a process's start-up data is too large"))?;
+        let pid = self.request(PROCESS, length, fds, data)?;
         u32::try_from(pid).map_err(|_| io::Error::other("the fork server sent a bad pid"))
     }
 
     /// Reaps worker `pid`, waiting for it to end; returns its wait status.
     pub fn wait(&self, pid: u32) -> io::Result<i32> {
-        self.request(WAIT, pid as i32, None)
+        self.request(WAIT, pid as i32, &[], &[])
     }
 
-    fn request(&self, kind: i32, pid: i32, fd: Option<&OwnedFd>) -> io::Result<i32> {
+    fn request(&self, kind: i32, pid: i32, fds: &[BorrowedFd<'_>], data: &[u8]) -> io::Result<i32> {
         if !self.alive() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -94,7 +98,7 @@ impl ForkServer {
             ));
         }
         let socket = self.socket.lock();
-        match exchange(&socket, kind, pid, fd) {
+        match exchange(&socket, kind, pid, fds, data) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
             Err(e) => {
@@ -116,15 +120,17 @@ fn exchange(
     socket: &OwnedFd,
     kind: i32,
     pid: i32,
-    fd: Option<&OwnedFd>,
+    fds: &[BorrowedFd<'_>],
+    data: &[u8],
 ) -> io::Result<Result<i32, i32>> {
-    let mut request = [0u8; 8];
-    request[..4].copy_from_slice(&kind.to_le_bytes());
-    request[4..].copy_from_slice(&pid.to_le_bytes());
-    let fds: Vec<OwnedFd> = match fd {
-        Some(fd) => vec![fd.try_clone()?],
-        None => Vec::new(),
-    };
+    let mut request = Vec::with_capacity(8 + data.len());
+    request.extend_from_slice(&kind.to_le_bytes());
+    request.extend_from_slice(&pid.to_le_bytes());
+    request.extend_from_slice(data);
+    let fds: Vec<OwnedFd> = fds
+        .iter()
+        .map(|fd| fd.try_clone_to_owned())
+        .collect::<io::Result<_>>()?;
     let deadline = Instant::now() + REPLY_TIMEOUT;
     let mut sent = 0;
     while sent < request.len() {

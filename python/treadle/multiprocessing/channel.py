@@ -134,9 +134,9 @@ _launching = _Launching()
 @contextlib.contextmanager
 def counting_for_child() -> Iterator[list[tuple[_Ring, bool, bool]]]:
     """Around the pickling of a child's start-up data by a Popen that will call
-    :func:`count_for` with the child's pid before the child reads the data: the handles
-    pickled meanwhile are adopted by the child (counted for it by its parent) rather than
-    counted in transit."""
+    :func:`count_for` with the child's pid (or :func:`not_sent`): the handles pickled meanwhile
+    are adopted by the child (counted for it by its parent, not by the child), and counted in
+    transit until then."""
     roles: list[tuple[_Ring, bool, bool]] = []
     previous, _launching.roles = _launching.roles, roles
     try:
@@ -146,9 +146,17 @@ def counting_for_child() -> Iterator[list[tuple[_Ring, bool, bool]]]:
 
 
 def count_for(roles: list[tuple[_Ring, bool, bool]], pid: int) -> None:
-    """Counts the roles listed by :func:`counting_for_child` for child ``pid``."""
+    """Counts the roles listed by :func:`counting_for_child` for child ``pid``, which ends
+    their time in transit."""
     for ring, read, write in roles:
         ring.attach_for(pid, read, write)
+        ring.handle_arrived()
+
+
+def not_sent(roles: list[tuple[_Ring, bool, bool]]) -> None:
+    """The child the roles listed by :func:`counting_for_child` were for was not started."""
+    for ring, _, _ in roles:
+        ring.handle_arrived()
 
 
 _SAME = "same"
@@ -175,10 +183,9 @@ def reduce_handle(handle: _Channel, kind: str) -> tuple[Any, ...]:
     pending = _launching.roles
     adopted = pending is not None
     for ring, read, write in roles:
+        ring.send_handle()
         if pending is not None:
             pending.append((ring, read, write))
-        else:
-            ring.send_handle()
     tx_reference = _SAME if tx is rx else _ring_reference(tx)
     return _ring_reference(rx), tx_reference, kind, adopted
 

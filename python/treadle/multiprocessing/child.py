@@ -1,13 +1,12 @@
 """The child's side of treadle's start method: a ``Process`` child forked by the fork server
-reads its start-up data from its socket, takes the parent's state and runs the process.
+takes the parent's state and runs the process, from the start-up data and descriptors the fork
+server received with the request (so the child has them the moment it is forked).
 
-The data is what the standard library's ``forkserver`` start method sends, read the same way:
-how the parent is prepared (``multiprocessing.spawn.get_preparation_data``: its current
-directory, ``sys.path``, ``sys.argv``, authentication key, logging), then the pickled
-``Process`` object, whose descriptors (its arguments' queues and pipes, through
-``multiprocessing.reduction.DupFd``) come with the data as ``SCM_RIGHTS`` and are found by their
-index (:class:`DupFd`). Framing: a ``<QI`` header (data length, descriptor count), the
-descriptors with the header, then the data.
+The data is what the standard library's ``forkserver`` start method sends: how the parent is
+prepared (``multiprocessing.spawn.get_preparation_data``: its current directory, ``sys.path``,
+``sys.argv``, authentication key, logging), then the pickled ``Process`` object, whose
+descriptors (its arguments' queues and pipes, through ``multiprocessing.reduction.DupFd``) came
+with the request as ``SCM_RIGHTS`` and are found by their index (:class:`DupFd`).
 
 The child is a fork of the fork server, itself a fork of the parent: its ``__main__`` is the
 parent's as it was when the server was forked, as with the ``fork`` start method. Only if the
@@ -17,17 +16,12 @@ loaded again from its file, as ``spawn`` and ``forkserver`` always do.
 
 from __future__ import annotations
 
-import array
 import io
 import os
 import signal
-import socket
-import struct
 import sys
 from multiprocessing import process, reduction, spawn, util
 from typing import Any, NoReturn
-
-HEADER = struct.Struct("<QI")
 
 _inherited: list[int] = []
 
@@ -48,9 +42,9 @@ class DupFd:
         return _inherited[self.index]
 
 
-def main(sock_fd: int) -> NoReturn:
-    """Runs the child whose start-up data comes through ``sock_fd``, then ends the process
-    with its exit code."""
+def run(data: bytes, fds: list[int]) -> NoReturn:
+    """Runs the child whose start-up data is ``data``, with the descriptors ``fds`` it names,
+    then ends the process with its exit code."""
     exitcode = 1
     try:
         # The fork server ignores Ctrl-C (the parent decides what happens to a pool); a process
@@ -58,41 +52,10 @@ def main(sock_fd: int) -> NoReturn:
         # forked this child with it blocked: one that came meanwhile is delivered now.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        data, fds = _receive(sock_fd)
         _inherited[:] = fds
         exitcode = _run(data)
     finally:
         os._exit(exitcode)
-
-
-def _receive(sock_fd: int) -> tuple[bytes, list[int]]:
-    with socket.socket(fileno=sock_fd) as sock:
-        sock.setblocking(True)
-        fd_size = array.array("i").itemsize
-        header = b""
-        fds = array.array("i")
-        while len(header) < HEADER.size:
-            chunk, ancdata, _, _ = sock.recvmsg(
-                HEADER.size - len(header), socket.CMSG_SPACE(255 * fd_size)
-            )
-            for level, kind, cdata in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(cdata[: len(cdata) - len(cdata) % fd_size])
-            if not chunk:
-                raise EOFError("the parent sent no start-up data")
-            header += chunk
-        length, count = HEADER.unpack(header)
-        data = bytearray(length)
-        view = memoryview(data)
-        got = 0
-        while got < length:
-            n = sock.recv_into(view[got:])
-            if n == 0:
-                raise EOFError("the parent's start-up data was cut short")
-            got += n
-        if len(fds) != count:
-            raise OSError(f"expected {count} descriptors, got {len(fds)}")
-        return bytes(data), list(fds)
 
 
 def _run(data: bytes) -> int:

@@ -23,18 +23,22 @@ standard library's ``fork`` start method, except its pipes and sockets (see
 from __future__ import annotations
 
 import array
+import functools
 import os
 import signal
 import socket
 import stat
 import struct
 import sys
+from collections.abc import Callable
 
 from treadle._treadle import _die_with_parent, _ForkServer
 from treadle.multiprocessing import child, worker
 
 MESSAGE = struct.Struct("<ii")
 SPAWN, WAIT, PROCESS = 1, 2, 3
+#: Descriptors one request may carry (a process's child may be handed many).
+_MAX_FDS = 255
 
 _server: _ForkServer | None = None
 _server_owner = 0
@@ -159,7 +163,7 @@ def _serve(sock: socket.socket) -> int:
     if channels is not None:
         channels.forget_all()
     fd_size = array.array("i").itemsize
-    ancillary = socket.CMSG_SPACE(fd_size)
+    ancillary = socket.CMSG_SPACE(_MAX_FDS * fd_size)
     sock.setblocking(True)
     while True:
         request = b""
@@ -173,8 +177,16 @@ def _serve(sock: socket.socket) -> int:
                 return 0  # the parent closed its end, or exited
             request += data
         kind, pid = MESSAGE.unpack(request)
-        if kind in (SPAWN, PROCESS) and len(fds) == 1:
-            reply = _spawn(sock, fds[0], kind)
+        if kind == PROCESS:
+            # The second word is the length of the child's start-up data, which follows.
+            start_up = _read(sock, pid)
+            if start_up is None:
+                return 0
+            run = functools.partial(child.run, start_up, list(fds))
+            reply = _spawn(sock, list(fds), run, process=True)
+        elif kind == SPAWN and len(fds) == 1:
+            serve = functools.partial(worker.main, fds[0], forked=True)
+            reply = _spawn(sock, list(fds), serve)
         elif kind == WAIT:
             try:
                 reply = (os.waitpid(pid, 0)[1], 0)
@@ -187,31 +199,45 @@ def _serve(sock: socket.socket) -> int:
         sock.sendall(MESSAGE.pack(*reply))
 
 
-def _spawn(sock: socket.socket, channel: int, kind: int) -> tuple[int, int]:
-    """Forks a pool's worker serving ``channel`` (``SPAWN``), or a ``Process``'s child reading
-    its start-up data from it (``PROCESS``)."""
+def _read(sock: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes from the parent; None if it closed its end first."""
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None
+        got += n
+    return bytes(data)
+
+
+def _spawn(
+    sock: socket.socket, fds: list[int], entry: Callable[[], object], process: bool = False
+) -> tuple[int, int]:
+    """Forks a child that runs ``entry`` (a pool's worker, or a ``Process``'s child) with the
+    descriptors ``fds`` the request brought, which the server then closes."""
     server = os.getpid()
     # A process takes Ctrl-C (the server and pool workers ignore it): blocked until its child
-    # has its handler, so that a Ctrl-C in between is not lost (`child.main` unblocks it).
-    if kind == PROCESS:
+    # has its handler, so that a Ctrl-C in between is not lost (`child.run` unblocks it).
+    if process:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         pid = os.fork()
     except OSError as error:
-        os.close(channel)
+        for fd in fds:
+            os.close(fd)
         return -1, error.errno or 0
     finally:
-        if kind == PROCESS and os.getpid() == server:
+        if process and os.getpid() == server:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if pid == 0:  # a worker or a process; it never returns
         try:
             sock.close()
             if _die_with_parent(server):
-                if kind == PROCESS:
-                    child.main(channel)
-                else:
-                    worker.main(channel, forked=True)
+                entry()
         finally:
             os._exit(1)
-    os.close(channel)
+    for fd in fds:
+        os.close(fd)
     return pid, 0

@@ -19,11 +19,9 @@ through treadle's runtime: Ctrl-C interrupts it, and it shows in the wait graph.
 
 from __future__ import annotations
 
-import array
 import io
 import os
 import signal
-import socket
 import sys
 import threading
 from multiprocessing import context, popen_fork, popen_spawn_posix, reduction, spawn, util
@@ -31,7 +29,6 @@ from typing import Any
 
 from treadle._treadle import _wait_for_exit
 from treadle.multiprocessing import channel, child, fork_server
-from treadle.multiprocessing.child import HEADER
 
 
 class NoForkServer(Exception):
@@ -77,7 +74,11 @@ class SpawnPopen(_WaitsThroughTreadle, popen_spawn_posix.Popen):
     def _launch(self, process_obj: Any) -> None:
         _dies_with_parent(process_obj)
         with channel.counting_for_child() as roles:
-            super()._launch(process_obj)
+            try:
+                super()._launch(process_obj)
+            except BaseException:
+                channel.not_sent(roles)
+                raise
         channel.count_for(roles, self.pid)
 
 
@@ -116,30 +117,24 @@ class ForkServerPopen:
                 reduction.dump(process_obj, data)
         finally:
             context.set_spawning_popen(None)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        with ours:
+        start_up = data.getvalue()
+        try:
             try:
-                pid = server.spawn_process(theirs.fileno())
+                pid = server.spawn_process(start_up, self._fds)
             except OSError:
                 # The server is gone (killed?): a new one, if this process can fork one.
                 server = fork_server.get()
                 if server is None:
                     raise NoForkServer from None
-                pid = server.spawn_process(theirs.fileno())
-            finally:
-                theirs.close()
-            self._server = server
-            self.pid = pid
-            self.sentinel = os.pidfd_open(pid)
-            self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
-            channel.count_for(roles, pid)
-            payload = data.getbuffer()
-            header = HEADER.pack(payload.nbytes, len(self._fds))
-            rights = array.array("i", self._fds).tobytes()
-            ours.sendmsg(
-                [header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)] if rights else []
-            )
-            ours.sendall(payload)
+                pid = server.spawn_process(start_up, self._fds)
+        except BaseException:
+            channel.not_sent(roles)
+            raise
+        self._server = server
+        self.pid = pid
+        self.sentinel = os.pidfd_open(pid)
+        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
+        channel.count_for(roles, pid)
 
     def poll(self, flag: int = os.WNOHANG) -> int | None:
         if self.returncode is None:

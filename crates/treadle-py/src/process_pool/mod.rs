@@ -167,17 +167,21 @@ impl PyForkServer {
         self.core.alive()
     }
 
-    /// Forks the child of a `treadle.multiprocessing.Process`, which reads its start-up data
-    /// from `fd` (its end of a socket pair; the caller keeps and closes it); the child's pid.
-    fn spawn_process(&self, py: Python<'_>, fd: i32) -> PyResult<u32> {
-        if fd < 0 {
+    /// Forks the child of a `treadle.multiprocessing.Process`, which starts with `data` (its
+    /// start-up data) and the descriptors `fds` (duplicated for it: the caller keeps and closes
+    /// its own); the child's pid.
+    fn spawn_process(&self, py: Python<'_>, data: &[u8], fds: Vec<i32>) -> PyResult<u32> {
+        if fds.iter().any(|&fd| fd < 0) {
             return Err(PyValueError::new_err("negative file descriptor"));
         }
-        // SAFETY: the caller keeps `fd` open for the call (documented above); it is only
-        // duplicated here, not closed.
-        let socket = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+        // SAFETY: the caller keeps the descriptors open for the call (documented above); they
+        // are only duplicated here, not closed.
+        let fds: Vec<BorrowedFd<'_>> = fds
+            .into_iter()
+            .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+            .collect();
         let core = &self.core;
-        py.detach(|| core.spawn_process(&socket))
+        py.detach(|| core.spawn_process(data, &fds))
             .map_err(|e| PyOSError::new_err(e.to_string()))
     }
 
