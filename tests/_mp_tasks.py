@@ -164,3 +164,10 @@ class ReportingProcess(treadle_multiprocessing.Process):
 
     def run(self) -> None:
         self.q.put(("ran", multiprocessing.current_process().name))
+
+
+def echo_on_one_end(ours, theirs) -> None:
+    """Given both ends of a pipe: closes its parent's end and echoes on its own."""
+    ours.close()
+    for obj in iter(theirs.recv, None):
+        theirs.send(obj)

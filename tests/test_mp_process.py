@@ -296,3 +296,17 @@ def test_ctrl_c_stops_the_whole_tree():
     parent.wait(WAIT)
     assert parent.returncode != 0
     assert _wait_gone([server, *children]) == []
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_child_given_both_ends_of_a_pipe_opens_each_ring_once(method):
+    # One ring reached through two handles travels as one descriptor (spawn refuses the same
+    # descriptor twice; opening it twice would close it twice).
+    ctx = mp.get_context(method)
+    parent_end, child_end = ctx.Pipe()
+    p = ctx.Process(target=tasks.echo_on_one_end, args=(parent_end, child_end))
+    p.start()
+    parent_end.send("hello")
+    assert parent_end.recv() == "hello"
+    parent_end.send(None)
+    assert joined(p) and p.exitcode == 0

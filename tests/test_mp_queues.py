@@ -163,6 +163,13 @@ def test_a_queue_passes_to_children_only_by_inheritance():
         pickle.dumps(Queue())
 
 
+def test_only_a_joinable_queue_counts_tasks_as_the_standard_librarys():
+    # Code tells them apart by hasattr(q, "task_done") (logging's QueueListener does).
+    assert not hasattr(Queue(), "task_done") and not hasattr(Queue(), "join")
+    assert not hasattr(SimpleQueue(), "task_done")
+    assert hasattr(JoinableQueue(), "task_done") and hasattr(JoinableQueue(), "join")
+
+
 def test_joinable_queue_join_waits_for_every_task_done_in_other_processes():
     q = JoinableQueue()
     workers = [start(tasks.task_worker, q) for _ in range(3)]

@@ -44,7 +44,10 @@ struct Slot {
     pid: AtomicU32,
     readers: AtomicU32,
     writers: AtomicU32,
-    _pad: u32,
+    /// Handles this process let go of before its parent counted them for it (an adopted
+    /// handle): read debts in the low half, write debts in the high half; the parent's count
+    /// pays them off instead of counting.
+    debts: AtomicU32,
     /// The holder's start time (clock ticks since boot), 0 if unknown.
     start: AtomicU64,
 }
@@ -157,6 +160,7 @@ impl Holders {
 
     /// Empties a slot's counts (its process is gone), taking them off the listed totals.
     fn clear(&self, slot: &Slot) {
+        slot.debts.store(0, Ordering::Release);
         for role in [Role::Read, Role::Write] {
             let gone = Self::counter(slot, role).swap(0, Ordering::AcqRel);
             let _ = self
@@ -168,8 +172,31 @@ impl Holders {
     }
 
     fn count(&self, slot: &Slot, role: Role) {
-        Self::counter(slot, role).fetch_add(1, Ordering::AcqRel);
-        self.listed(role).fetch_add(1, Ordering::AcqRel);
+        let unit = Self::debt_unit(role);
+        let paid = slot
+            .debts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |debts| {
+                (Self::debt(debts, role) > 0).then(|| debts - unit)
+            })
+            .is_ok();
+        if !paid {
+            Self::counter(slot, role).fetch_add(1, Ordering::AcqRel);
+            self.listed(role).fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn debt_unit(role: Role) -> u32 {
+        match role {
+            Role::Read => 1,
+            Role::Write => 1 << 16,
+        }
+    }
+
+    fn debt(debts: u32, role: Role) -> u32 {
+        match role {
+            Role::Read => debts & 0xffff,
+            Role::Write => debts >> 16,
+        }
     }
 
     /// Counts one more handle of `role` in process `pid` (started at `start`).
@@ -211,6 +238,45 @@ impl Holders {
     /// Counts one handle of `role` fewer in process `pid` (nothing if it holds none).
     pub fn detach(&self, pid: u32, role: Role) {
         let _changing = Changing::begin();
+        self.detach_locked(pid, role);
+    }
+
+    /// Counts one handle of `role` fewer in process `pid`, a handle its parent counts for it
+    /// (adopted): if the parent has not counted it yet, the process owes it, and the parent's
+    /// count pays the debt off instead of counting.
+    pub fn detach_adopted(&self, pid: u32, start: u64, role: Role) {
+        let _changing = Changing::begin();
+        let counted = self.slots.iter().any(|slot| {
+            slot.pid.load(Ordering::Acquire) == pid
+                && Self::counter(slot, role).load(Ordering::Acquire) > 0
+        });
+        if counted {
+            self.detach_locked(pid, role);
+            return;
+        }
+        // A slot to hold the debt (attach's search and claim, with nothing counted).
+        self.attach_locked(pid, start, role);
+        for slot in &self.slots {
+            if slot.pid.load(Ordering::Acquire) == pid {
+                // Undo the count attach made, and owe it instead.
+                if Self::counter(slot, role)
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    let _ =
+                        self.listed(role)
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                                n.checked_sub(1)
+                            });
+                    slot.debts
+                        .fetch_add(Self::debt_unit(role), Ordering::AcqRel);
+                }
+                return;
+            }
+        }
+    }
+
+    fn detach_locked(&self, pid: u32, role: Role) {
         for slot in &self.slots {
             if slot.pid.load(Ordering::Acquire) == pid {
                 let counter = Self::counter(slot, role);
@@ -226,6 +292,7 @@ impl Holders {
                 }
                 if slot.readers.load(Ordering::Acquire) == 0
                     && slot.writers.load(Ordering::Acquire) == 0
+                    && slot.debts.load(Ordering::Acquire) == 0
                 {
                     slot.start.store(0, Ordering::Release);
                     let _ = slot

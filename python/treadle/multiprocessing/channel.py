@@ -126,6 +126,9 @@ class _Launching(threading.local):
     #: While a treadle Popen pickles a child's start-up data: the (ring, read, write) roles of
     #: the handles pickled, to count for the child once its pid is known.
     roles: list[tuple[_Ring, bool, bool]] | None = None
+    #: And each ring's reference, by the ring's id: a ring two handles share (a pipe's two ends
+    #: given to one child) travels once, as one descriptor, and is opened once.
+    references: dict[int, _RingReference] | None = None
 
 
 _launching = _Launching()
@@ -138,11 +141,12 @@ def counting_for_child() -> Iterator[list[tuple[_Ring, bool, bool]]]:
     are adopted by the child (counted for it by its parent, not by the child), and counted in
     transit until then."""
     roles: list[tuple[_Ring, bool, bool]] = []
-    previous, _launching.roles = _launching.roles, roles
+    previous = _launching.roles, _launching.references
+    _launching.roles, _launching.references = roles, {}
     try:
         yield roles
     finally:
-        _launching.roles = previous
+        _launching.roles, _launching.references = previous
 
 
 def count_for(roles: list[tuple[_Ring, bool, bool]], pid: int) -> None:
@@ -162,16 +166,38 @@ def not_sent(roles: list[tuple[_Ring, bool, bool]]) -> None:
 _SAME = "same"
 
 
-def _ring_reference(ring: _Ring | None) -> tuple[Any, Any] | None:
+class _RingReference:
+    """A ring as it travels to another process: its two descriptors (``DupFd``), opened once
+    there however many handles name it."""
+
+    def __init__(self, ring: _Ring) -> None:
+        fd, events = ring.fds()
+        self.fd = reduction.DupFd(fd)
+        self.events = reduction.DupFd(events)
+
+    def __getstate__(self) -> tuple[Any, Any]:
+        return self.fd, self.events
+
+    def __setstate__(self, state: tuple[Any, Any]) -> None:
+        self.fd, self.events = state
+
+    def open(self) -> _Ring:
+        ring = self.__dict__.get("ring")
+        if ring is None:
+            ring = self.__dict__["ring"] = _Ring._open(self.fd.detach(), self.events.detach())
+        return ring
+
+
+def _ring_reference(ring: _Ring | None) -> _RingReference | None:
     if ring is None:
         return None
-    fd, events = ring.fds()
-    return reduction.DupFd(fd), reduction.DupFd(events)
-
-
-def _open_ring(reference: tuple[Any, Any]) -> _Ring:
-    fd, events = reference
-    return _Ring._open(fd.detach(), events.detach())
+    references = _launching.references
+    if references is None:
+        return _RingReference(ring)
+    reference = references.get(id(ring))
+    if reference is None:
+        reference = references[id(ring)] = _RingReference(ring)
+    return reference
 
 
 def reduce_handle(handle: _Channel, kind: str) -> tuple[Any, ...]:
@@ -195,8 +221,11 @@ def rebuild_handle(
 ) -> _Channel:
     """A handle of class ``cls`` on the rings a :func:`reduce_handle` stood for."""
     handle = cls.__new__(cls)
-    rx = _open_ring(rx_reference) if rx_reference is not None else None
-    tx = rx if tx_reference == _SAME else _open_ring(tx_reference) if tx_reference else None
+    rx = rx_reference.open() if rx_reference is not None else None
+    if tx_reference == _SAME:
+        tx = rx
+    else:
+        tx = tx_reference.open() if tx_reference is not None else None
     handle._bind(rx, tx, kind, adopted=adopted, arrived=not adopted)
     register(handle)
     return handle

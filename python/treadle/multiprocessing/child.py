@@ -48,10 +48,9 @@ def run(data: bytes, fds: list[int]) -> NoReturn:
     exitcode = 1
     try:
         # The fork server ignores Ctrl-C (the parent decides what happens to a pool); a process
-        # gets it with its process group, as the standard library's children do. The server
-        # forked this child with it blocked: one that came meanwhile is delivered now.
+        # gets it with its process group, as the standard library's children do (the server
+        # set the handler already, before the parent learnt the child's pid).
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         _inherited[:] = fds
         exitcode = _run(data)
     finally:

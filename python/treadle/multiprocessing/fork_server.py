@@ -23,6 +23,7 @@ standard library's ``fork`` start method, except its pipes and sockets (see
 from __future__ import annotations
 
 import array
+import errno
 import functools
 import os
 import signal
@@ -182,8 +183,7 @@ def _serve(sock: socket.socket) -> int:
             start_up = _read(sock, pid)
             if start_up is None:
                 return 0
-            run = functools.partial(child.run, start_up, list(fds))
-            reply = _spawn(sock, list(fds), run, process=True)
+            reply = _start_process(sock, start_up, list(fds))
         elif kind == SPAWN and len(fds) == 1:
             serve = functools.partial(worker.main, fds[0], forked=True)
             reply = _spawn(sock, list(fds), serve)
@@ -197,10 +197,12 @@ def _serve(sock: socket.socket) -> int:
                 os.close(fd)
             reply = (-1, 22)  # EINVAL
         sock.sendall(MESSAGE.pack(*reply))
+        if kind == PROCESS:
+            _fork_waiting(sock)  # the next one, now that the parent has its answer
 
 
 def _read(sock: socket.socket, size: int) -> bytes | None:
-    """``size`` bytes from the parent; None if it closed its end first."""
+    """``size`` bytes from ``sock``; None if its other end closed first."""
     data = bytearray(size)
     view = memoryview(data)
     got = 0
@@ -212,26 +214,114 @@ def _read(sock: socket.socket, size: int) -> bytes | None:
     return bytes(data)
 
 
-def _spawn(
-    sock: socket.socket, fds: list[int], entry: Callable[[], object], process: bool = False
-) -> tuple[int, int]:
-    """Forks a child that runs ``entry`` (a pool's worker, or a ``Process``'s child) with the
-    descriptors ``fds`` the request brought, which the server then closes."""
+# -- Process children: one forked ahead -----------------------------------------------------------
+#
+# A ``Process``'s child is forked before it is asked for, and waits for its start-up data: when
+# the request comes, the child is already past the fork and the interpreter's at-fork work, and
+# only the data is handed over. While it waits it ignores Ctrl-C, as the server does, so that a
+# Ctrl-C the parent handled long before does not end it later; once handed its data it installs
+# Python's handler and says so, and only then is the parent told its pid: a Ctrl-C after
+# ``start()`` returned reaches the process.
+
+#: The child forked ahead: its pid, and the server's end of the socket its data goes through.
+_waiting: tuple[int, socket.socket] | None = None
+#: What goes through it: the data's length and the number of descriptors (with the header).
+_HANDOFF = struct.Struct("<QI")
+#: The child's word that it has its Ctrl-C handler.
+_READY = b"\1"
+
+
+def _fork_waiting(sock: socket.socket) -> None:
+    """Forks the next ``Process`` child ahead, unless one waits already."""
+    global _waiting
+    if _waiting is not None:
+        return
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     server = os.getpid()
-    # A process takes Ctrl-C (the server and pool workers ignore it): blocked until its child
-    # has its handler, so that a Ctrl-C in between is not lost (`child.run` unblocks it).
-    if process:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return
+    if pid == 0:  # the waiting child; it never returns
+        try:
+            sock.close()
+            ours.close()
+            if _die_with_parent(server):
+                _wait_for_start(theirs)
+        finally:
+            os._exit(1)
+    theirs.close()
+    _waiting = (pid, ours)
+
+
+def _wait_for_start(handoff: socket.socket) -> None:
+    fd_size = array.array("i").itemsize
+    header = b""
+    fds = array.array("i")
+    while len(header) < _HANDOFF.size:
+        chunk, ancdata, _, _ = handoff.recvmsg(
+            _HANDOFF.size - len(header), socket.CMSG_SPACE(_MAX_FDS * fd_size)
+        )
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(cdata[: len(cdata) - len(cdata) % fd_size])
+        if not chunk:
+            return  # the server is gone
+        header += chunk
+    length, count = _HANDOFF.unpack(header)
+    data = _read(handoff, length)
+    if data is None or len(fds) != count:
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    handoff.sendall(_READY)
+    handoff.close()
+    child.run(data, list(fds))
+
+
+def _start_process(sock: socket.socket, data: bytes, fds: list[int]) -> tuple[int, int]:
+    """Hands ``data`` and ``fds`` (which the server then closes) to the child forked ahead (or
+    forked now, if none waits); its pid, or -1 and an errno."""
+    global _waiting
+    try:
+        for _ in range(2):
+            _fork_waiting(sock)
+            if _waiting is None:
+                return -1, errno.EAGAIN
+            pid, handoff = _waiting
+            _waiting = None
+            with handoff:
+                try:
+                    rights = array.array("i", fds).tobytes()
+                    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)] if fds else []
+                    handoff.sendmsg([_HANDOFF.pack(len(data), len(fds))], ancillary)
+                    handoff.sendall(data)
+                    if handoff.recv(1) == _READY:
+                        return pid, 0
+                except OSError:
+                    pass
+            os.waitpid(pid, 0)  # it died waiting: reap it and try a fresh one
+        return -1, errno.ECHILD
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# -- pool workers -------------------------------------------------------------------------------
+
+
+def _spawn(sock: socket.socket, fds: list[int], entry: Callable[[], object]) -> tuple[int, int]:
+    """Forks a pool's worker that runs ``entry`` with the descriptors ``fds`` the request
+    brought, which the server then closes."""
+    server = os.getpid()
     try:
         pid = os.fork()
     except OSError as error:
         for fd in fds:
             os.close(fd)
         return -1, error.errno or 0
-    finally:
-        if process and os.getpid() == server:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if pid == 0:  # a worker or a process; it never returns
+    if pid == 0:  # a worker; it never returns
         try:
             sock.close()
             if _die_with_parent(server):

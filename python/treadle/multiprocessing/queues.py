@@ -108,6 +108,16 @@ class JoinableQueue(Queue):
 
     _kind = "joinable"
 
+    def task_done(self) -> None:
+        """Count one item taken from the queue as done; ``ValueError`` if called more times
+        than items were put."""
+        self._task_done()
+
+    def join(self) -> None:
+        """Wait until every item put to the queue is done (or raise ``AbandonedQueueError``
+        when nobody left could take or finish them)."""
+        self._join()
+
 
 class SimpleQueue(_Ends, _Channel):
     """An unbounded process-safe FIFO queue, as ``multiprocessing.SimpleQueue``."""

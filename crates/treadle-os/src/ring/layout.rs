@@ -246,12 +246,18 @@ impl Ring {
     /// Lets go of a handle of `role` in this process. Waiters wake (a reader may now see that
     /// nobody can write), and once no writer is left, pollers see the descriptor readable.
     pub fn detach(&self, role: Role) {
-        let header = self.header();
-        header.holders.detach(this_pid(), role);
-        self.wake_all();
-        if role == Role::Write && header.holders.listed_anywhere(Role::Write) == Some(0) {
-            self.signal();
-        }
+        self.header().holders.detach(this_pid(), role);
+        self.after_letting_go(role);
+    }
+
+    /// Lets go of a handle of `role` in this process that its parent counts for it (adopted),
+    /// perhaps not yet: see [`Holders::detach_adopted`].
+    pub fn detach_adopted(&self, role: Role) {
+        let pid = this_pid();
+        self.header()
+            .holders
+            .detach_adopted(pid, holders::start_time(pid).unwrap_or(0), role);
+        self.after_letting_go(role);
     }
 
     /// Counts a handle sent to a process that has not opened it yet (see [`crate::holders`]).
@@ -259,10 +265,20 @@ impl Ring {
         self.header().holders.send();
     }
 
-    /// A handle counted by [`Ring::send_handle`] was opened (or will never be).
+    /// A handle counted by [`Ring::send_handle`] was opened (or will never be). If it was the
+    /// last in transit and every writer has let go meanwhile, pollers see the end now.
     pub fn handle_arrived(&self) {
         self.header().holders.arrived();
+        self.after_letting_go(Role::Write);
+    }
+
+    /// Waiters wake (a reader may now see that nobody can write), and once no writer is left,
+    /// pollers see the descriptor readable.
+    fn after_letting_go(&self, role: Role) {
         self.wake_all();
+        if role == Role::Write && self.header().holders.listed_anywhere(Role::Write) == Some(0) {
+            self.signal();
+        }
     }
 
     /// Who could still write to the ring (this costs a look at `/proc` per holder: for a

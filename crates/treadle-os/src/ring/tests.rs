@@ -306,3 +306,21 @@ fn a_descriptor_that_is_not_a_ring_is_refused() {
     let error = Ring::open(memfd, events.try_clone_to_owned().unwrap()).unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
 }
+
+#[test]
+fn an_adopted_handle_let_go_before_its_parent_counted_it_leaves_nothing_counted() {
+    // A child may run and close its handle before its parent counts the handle for it.
+    let ring = Ring::create(1 << 24, 0).unwrap();
+    let pid = crate::holders::this_pid();
+    ring.send_handle();
+    ring.detach_adopted(Role::Write);
+    assert_eq!(ring.held_here(Role::Write), 0);
+    ring.attach_for(pid, 0, Role::Write); // the parent's count pays the debt off
+    ring.handle_arrived();
+    assert_eq!(ring.held_here(Role::Write), 0);
+    assert_eq!(ring.listed(Role::Write), Some(0));
+    // Counted first, then let go: the usual way.
+    ring.attach_for(pid, 0, Role::Write);
+    ring.detach_adopted(Role::Write);
+    assert_eq!(ring.listed(Role::Write), Some(0));
+}

@@ -36,6 +36,8 @@ struct Ends {
     joinable: bool,
     /// Whether the handle's roles are counted in its rings' tables (until closed).
     attached: AtomicBool,
+    /// Whether its parent counts it for this process (it may not have yet when it is let go).
+    adopted: bool,
 }
 
 impl Ends {
@@ -70,11 +72,15 @@ impl Ends {
             return;
         }
         for (ring, read, write) in self.roles() {
-            if read {
-                ring.detach(Role::Read);
-            }
-            if write {
-                ring.detach(Role::Write);
+            for (role, held) in [(Role::Read, read), (Role::Write, write)] {
+                if !held {
+                    continue;
+                }
+                if self.adopted {
+                    ring.detach_adopted(role);
+                } else {
+                    ring.detach(role);
+                }
             }
         }
     }
@@ -272,6 +278,9 @@ impl PyChannel {
                 return Err(ends.flavor.abandoned());
             }
             if waiter.is_none() {
+                if wait != Wait::Never && rx.data_soon() {
+                    continue; // the other side was that close: no need to park
+                }
                 waiter = Waiter::new(slf, wait);
             }
             let Some(waiter) = waiter.as_mut() else {
@@ -365,6 +374,7 @@ impl PyChannel {
             flavor,
             joinable,
             attached: AtomicBool::new(false),
+            adopted,
         };
         // Counted as a holder before it stops counting in transit: never neither.
         if adopted {
@@ -650,8 +660,9 @@ impl PyChannel {
         Ok(end.ring.poll_fd().as_raw_fd())
     }
 
-    /// Count one task put to the queue as done.
-    fn task_done(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Count one task put to the queue as done (`JoinableQueue.task_done`: a plain queue has
+    /// no such method, as the standard library's has not, which code tests for).
+    fn _task_done(slf: &Bound<'_, Self>) -> PyResult<()> {
         let ring = slf.get().any_ring()?;
         if ring.task_done() {
             Ok(())
@@ -660,8 +671,8 @@ impl PyChannel {
         }
     }
 
-    /// Wait until every task put to the queue is done.
-    fn join(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Wait until every task put to the queue is done (`JoinableQueue.join`).
+    fn _join(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let ends = this.ends(slf.as_any())?;
