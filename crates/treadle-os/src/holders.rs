@@ -333,12 +333,15 @@ impl Holders {
         freed
     }
 
+    /// Whether the table lists every holder: none overflowed it, and no handle is in transit.
+    fn can_judge(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire) == 0 && self.in_transit.load(Ordering::Acquire) == 0
+    }
+
     /// Handles of `role` that live processes other than `pid` hold: `Some(0)` means none,
     /// `None` that the table cannot tell (it overflowed, or a handle is in transit).
     pub fn elsewhere(&self, pid: u32, role: Role) -> Option<u32> {
-        if self.overflowed.load(Ordering::Acquire) != 0
-            || self.in_transit.load(Ordering::Acquire) != 0
-        {
+        if !self.can_judge() {
             return None;
         }
         let mut count = 0;
@@ -366,9 +369,7 @@ impl Holders {
     /// Handles of `role` listed, in any process, the dead's included (a cheap look: one load):
     /// 0 once every holder let go of its handles, or `None` if the table cannot tell.
     pub fn listed_anywhere(&self, role: Role) -> Option<u32> {
-        if self.overflowed.load(Ordering::Acquire) != 0
-            || self.in_transit.load(Ordering::Acquire) != 0
-        {
+        if !self.can_judge() {
             return None;
         }
         Some(self.listed(role).load(Ordering::Acquire))
