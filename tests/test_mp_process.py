@@ -310,3 +310,12 @@ def test_a_child_given_both_ends_of_a_pipe_opens_each_ring_once(method):
     assert parent_end.recv() == "hello"
     parent_end.send(None)
     assert joined(p) and p.exitcode == 0
+
+
+def test_a_queue_passes_to_a_pools_initializer():
+    # A Pool's workers are processes of the context: its initializer's arguments travel with
+    # the worker's start, where a queue may go.
+    q = mp.Queue()
+    with mp.Pool(2, initializer=tasks.put_items, initargs=(q, ["ready"])) as pool:
+        assert pool.apply(abs, (-3,)) == 3
+        assert [q.get(timeout=WAIT), q.get(timeout=WAIT)] == ["ready", "ready"]
