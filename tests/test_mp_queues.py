@@ -153,6 +153,30 @@ def test_a_closed_queue_refuses_put_and_get():
         q.cancel_join_thread()
 
 
+def test_the_queues_are_the_standard_librarys_queue_classes_to_code_that_checks():
+    # logging.config takes a queue that is a multiprocessing.queues.Queue (Python 3.12+).
+    import multiprocessing.queues
+
+    assert isinstance(Queue(), multiprocessing.queues.Queue)
+    assert isinstance(JoinableQueue(), multiprocessing.queues.JoinableQueue)
+    assert isinstance(SimpleQueue(), multiprocessing.queues.SimpleQueue)
+
+
+def test_empty_after_close_is_as_the_standard_librarys():
+    unused = Queue()
+    unused.close()
+    assert unused.empty()  # closing a queue nothing was put to changes nothing
+    used = Queue()
+    used.put(1)
+    used.close()
+    with pytest.raises(OSError, match="is closed"):
+        used.empty()
+    simple = SimpleQueue()
+    simple.close()
+    with pytest.raises(OSError, match="is closed"):
+        simple.empty()
+
+
 def test_join_thread_wants_a_closed_queue():
     with pytest.raises(AssertionError, match="not closed"):
         Queue().join_thread()

@@ -1,5 +1,7 @@
 """``Queue``, ``JoinableQueue`` and ``SimpleQueue``: ``multiprocessing``'s queues on a ring in
-shared memory.
+shared memory. Each also derives from its ``multiprocessing.queues`` class, so that code that
+checks for one (``logging.config``'s queue handlers) takes treadle's; every method used is
+treadle's.
 
 ``put`` writes straight into the ring from the caller's thread: there is no feeder thread, so
 nothing is left to flush when a process exits (``close``, ``join_thread`` and
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from multiprocessing import context
+from multiprocessing import queues as _standard
 from typing import Any
 
 from treadle._treadle import AbandonedQueueError, _Channel, _Ring
@@ -68,7 +71,7 @@ class _Ends:
         return self.__dict__.setdefault("_treadle_wlock", threading.Lock())
 
 
-class Queue(_Ends, _Channel):
+class Queue(_Ends, _Channel, _standard.Queue):
     """A process-safe FIFO queue, as ``multiprocessing.Queue``.
 
     ``put`` and ``get`` take ``block`` and ``timeout`` as the standard library's do (a timeout
@@ -82,6 +85,13 @@ class Queue(_Ends, _Channel):
         ring = _Ring(maxsize)
         self._bind(ring, ring, self._kind)
         channel.register(self)
+
+    def empty(self) -> bool:
+        """Whether the queue is empty now; ``OSError`` once this handle, having put, is closed
+        (as the standard library's, whose close takes effect once the queue was used)."""
+        if self.closed and self._used():
+            raise OSError("handle is closed")
+        return _Channel.empty(self)
 
     @property
     def _maxsize(self) -> int:
@@ -102,7 +112,7 @@ class Queue(_Ends, _Channel):
         """Does nothing: no feeder thread holds items back at exit."""
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue, _standard.JoinableQueue):
     """A ``Queue`` that counts the items put to it until ``task_done()`` says each is done, so
     that ``join()`` can wait for all of them, as ``multiprocessing.JoinableQueue``."""
 
@@ -119,8 +129,14 @@ class JoinableQueue(Queue):
         self._join()
 
 
-class SimpleQueue(_Ends, _Channel):
+class SimpleQueue(_Ends, _Channel, _standard.SimpleQueue):
     """An unbounded process-safe FIFO queue, as ``multiprocessing.SimpleQueue``."""
+
+    def empty(self) -> bool:
+        """Whether the queue is empty now; ``OSError`` once closed."""
+        if self.closed:
+            raise OSError("handle is closed")
+        return _Channel.empty(self)
 
     _kind = "queue"
 

@@ -94,6 +94,8 @@ pub(crate) struct PyChannel {
     closed: AtomicBool,
     /// A message longer than `recv_bytes(maxlength)` left the stream unreadable.
     unreadable: AtomicBool,
+    /// Something was put through this handle (the standard library's queue differs once used).
+    used: AtomicBool,
 }
 
 impl Drop for PyChannel {
@@ -307,6 +309,9 @@ impl PyChannel {
         let this = slf.get();
         let (ends, tx) = this.writer(slf.as_any())?;
         let encoded = codec::encode(item, label)?;
+        if !this.used.load(Ordering::Relaxed) {
+            this.used.store(true, Ordering::Relaxed);
+        }
         if Self::send_records(slf.as_any(), ends, tx, std::slice::from_ref(&encoded), wait)? {
             Ok(())
         } else {
@@ -335,6 +340,7 @@ impl PyChannel {
             ends: OnceLock::new(),
             closed: AtomicBool::new(false),
             unreadable: AtomicBool::new(false),
+            used: AtomicBool::new(false),
         }
     }
 
@@ -704,6 +710,11 @@ impl PyChannel {
                 ends.detach();
             }
         }
+    }
+
+    /// Whether anything was put through this handle.
+    fn _used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
     }
 
     /// Whether the handle is closed.
