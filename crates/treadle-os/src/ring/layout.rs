@@ -83,6 +83,8 @@ pub struct Ring {
     pub(super) region: Region,
     /// Readable while a record waits (or no writer is left), for poll() and select().
     pub(super) events: OwnedFd,
+    /// How long this process's readers spin for a record before they sleep (see `wait.rs`).
+    pub(super) spin: AtomicU32,
 }
 
 /// Who could still write to a ring, as a reader sees it (see [`Ring::writers`]).
@@ -137,7 +139,11 @@ impl Ring {
             (*header).read_pos = AtomicU64::new(pack(0, BLOCK_HEADER as u32));
             (*header).magic = MAGIC;
         }
-        Ok(Self { region, events })
+        Ok(Self {
+            region,
+            events,
+            spin: AtomicU32::new(super::wait::SPIN),
+        })
     }
 
     /// Maps a ring made (by [`Ring::create`]) in this or another process, from its two
@@ -164,7 +170,11 @@ impl Ring {
         let fd = probe.fd().try_clone_to_owned()?;
         drop(probe);
         let region = Region::map(fd, HEADER_PAGE + max_blocks as usize * BLOCK)?;
-        Ok(Self { region, events })
+        Ok(Self {
+            region,
+            events,
+            spin: AtomicU32::new(super::wait::SPIN),
+        })
     }
 
     /// The region's descriptor and the readiness eventfd, to pass to another process.

@@ -6,13 +6,16 @@ use rustix::thread::futex;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::Instant;
 
-/// Spin-loop pauses before a wait parks (about 3 us here): a hand-off between two processes
-/// that both run is usually that close, and a futex sleep and wake-up cost more. Not longer:
-/// when the machine is busy the other process may not be running at all, and a long spin
-/// only takes the core it needs (a round trip then costs the spin plus the wake-up).
-const SPIN: u32 = 256;
-/// Spin-loop pauses of [`Ring::data_soon`].
-const SOON: u32 = 128;
+/// Spin-loop pauses before a wait parks, at most (about 12 us here): a hand-off between two
+/// processes that both run is usually that close, and a futex sleep and wake-up cost more.
+///
+/// A reader adapts it (per ring, in its process): a spin that saw the record come doubles the
+/// next one, a spin in vain halves it (down to [`MIN_SPIN`]). When the machine is busy the other
+/// process is often not running at all, and a spin only takes the core it needs: a round trip
+/// would cost the spin and the wake-up both.
+pub(super) const SPIN: u32 = 1024;
+/// The shortest adapted spin.
+const MIN_SPIN: u32 = 16;
 
 impl Ring {
     /// Wakes one reader sleeping for data, if one is counted.
@@ -45,16 +48,19 @@ impl Ring {
         }
     }
 
-    /// Whether a record arrives within a few hundred spin-loop pauses (about a microsecond):
-    /// for a caller that would otherwise park, at some cost in bookkeeping, for a record its
-    /// partner is about to put (a ping-pong between two running processes).
+    /// Whether a record arrives within the reader's spin (see [`SPIN`]): for a caller that
+    /// would otherwise park, at some cost in bookkeeping, for a record its partner is about to
+    /// put (a ping-pong between two running processes).
     pub fn data_soon(&self) -> bool {
-        for _ in 0..SOON {
+        let spin = self.spin.load(Ordering::Relaxed);
+        for _ in 0..spin {
             if !self.is_empty() {
+                self.spin.store((spin * 2).min(SPIN), Ordering::Relaxed);
                 return true;
             }
             std::hint::spin_loop();
         }
+        self.spin.store((spin / 2).max(MIN_SPIN), Ordering::Relaxed);
         false
     }
 
@@ -62,11 +68,15 @@ impl Ring {
     /// (then the caller looks again), never late.
     pub fn wait_for_data(&self, deadline: Option<Instant>) -> bool {
         let header = self.header();
+        if self.data_soon() {
+            return true;
+        }
         wait_on(
             &header.data_seq,
             &header.readers_waiting,
             || !self.is_empty(),
             deadline,
+            0,
         )
     }
 
@@ -79,6 +89,7 @@ impl Ring {
             &header.writers_waiting,
             || header.got_count.load(Ordering::Acquire) != taken,
             deadline,
+            SPIN,
         )
     }
 
@@ -90,6 +101,7 @@ impl Ring {
             &header.unfinished_waiting,
             || header.unfinished.load(Ordering::Acquire) == 0,
             deadline,
+            SPIN,
         )
     }
 
@@ -103,16 +115,17 @@ impl Ring {
     }
 }
 
-/// The waiting protocol of every side: spin on `ready`, then count in `waiting`, re-check, and
-/// sleep on `seq` (any change of `seq` since the count wakes it). Returns `false` only when
-/// `deadline` passed.
+/// The waiting protocol of every side: spin on `ready` (`spin` pauses), then count in
+/// `waiting`, re-check, and sleep on `seq` (any change of `seq` since the count wakes it).
+/// Returns `false` only when `deadline` passed.
 fn wait_on(
     seq: &AtomicU32,
     waiting: &AtomicU32,
     ready: impl Fn() -> bool,
     deadline: Option<Instant>,
+    spin: u32,
 ) -> bool {
-    for _ in 0..SPIN {
+    for _ in 0..spin {
         if ready() {
             return true;
         }

@@ -280,7 +280,7 @@ impl PyChannel {
                 return Err(ends.flavor.abandoned());
             }
             if waiter.is_none() {
-                if wait != Wait::Never && rx.data_soon() {
+                if wait != Wait::Never && py.detach(|| rx.data_soon()) {
                     continue; // the other side was that close: no need to park
                 }
                 waiter = Waiter::new(slf, wait);
