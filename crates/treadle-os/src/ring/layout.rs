@@ -19,6 +19,14 @@ pub(super) const RECORD_HEADER: usize = 8;
 pub(super) const HEADER_PAGE: usize = 4096;
 const MAGIC: u64 = 0x7472_6561_646c_6531; // "treadle1"
 
+/// Spin-loop pauses before a wait parks, at most (about 12 us here): a hand-off between two
+/// processes that both run is usually that close, and a futex sleep and wake-up cost more.
+///
+/// A reader adapts it (per ring, in its process): a spin that saw the record come doubles the
+/// next one, a spin in vain halves it (down to a floor). When the machine is busy the other
+/// process is often not running at all, and a spin only takes the core it needs: a round trip
+/// would cost the spin and the wake-up both.
+pub(super) const SPIN: u32 = 1024;
 /// The largest payload one record may carry.
 pub const MAX_RECORD: usize = u32::MAX as usize;
 
@@ -142,7 +150,7 @@ impl Ring {
         Ok(Self {
             region,
             events,
-            spin: AtomicU32::new(super::wait::SPIN),
+            spin: AtomicU32::new(SPIN),
         })
     }
 
@@ -173,7 +181,7 @@ impl Ring {
         Ok(Self {
             region,
             events,
-            spin: AtomicU32::new(super::wait::SPIN),
+            spin: AtomicU32::new(SPIN),
         })
     }
 

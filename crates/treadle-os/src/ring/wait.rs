@@ -1,19 +1,11 @@
 //! Waiting for a record, for room, or for unfinished tasks: spin, then sleep on a shared futex,
 //! counted so that the other side wakes the sleeper only when there is one.
 
-use super::layout::Ring;
+use super::layout::{Ring, SPIN};
 use rustix::thread::futex;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::Instant;
 
-/// Spin-loop pauses before a wait parks, at most (about 12 us here): a hand-off between two
-/// processes that both run is usually that close, and a futex sleep and wake-up cost more.
-///
-/// A reader adapts it (per ring, in its process): a spin that saw the record come doubles the
-/// next one, a spin in vain halves it (down to [`MIN_SPIN`]). When the machine is busy the other
-/// process is often not running at all, and a spin only takes the core it needs: a round trip
-/// would cost the spin and the wake-up both.
-pub(super) const SPIN: u32 = 1024;
 /// The shortest adapted spin.
 const MIN_SPIN: u32 = 16;
 
