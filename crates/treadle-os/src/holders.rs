@@ -259,15 +259,7 @@ impl Holders {
         for slot in &self.slots {
             if slot.pid.load(Ordering::Acquire) == pid {
                 // Undo the count attach made, and owe it instead.
-                if Self::counter(slot, role)
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    let _ =
-                        self.listed(role)
-                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                                n.checked_sub(1)
-                            });
+                if self.uncount(slot, role) {
                     slot.debts
                         .fetch_add(Self::debt_unit(role), Ordering::AcqRel);
                 }
@@ -276,20 +268,24 @@ impl Holders {
         }
     }
 
+    /// Counts one handle of `role` fewer in `slot` and in the listed total; false if it
+    /// counted none.
+    fn uncount(&self, slot: &Slot, role: Role) -> bool {
+        let counted = Self::counter(slot, role)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if counted {
+            let _ = self
+                .listed(role)
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+        counted
+    }
+
     fn detach_locked(&self, pid: u32, role: Role) {
         for slot in &self.slots {
             if slot.pid.load(Ordering::Acquire) == pid {
-                let counter = Self::counter(slot, role);
-                if counter
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    let _ =
-                        self.listed(role)
-                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                                n.checked_sub(1)
-                            });
-                }
+                self.uncount(slot, role);
                 if slot.readers.load(Ordering::Acquire) == 0
                     && slot.writers.load(Ordering::Acquire) == 0
                     && slot.debts.load(Ordering::Acquire) == 0
