@@ -83,18 +83,31 @@ pub(crate) trait Executor: Send + Sync {
     fn run(&self, py: Python<'_>, cell: &Arc<Cell>, job: Job);
 }
 
+/// Where a pool keeps its futures' failures for its `shutdown()` (`crate::unretrieved`), as a
+/// future sees it.
+pub(crate) trait FailureLedger: Send + Sync {
+    /// Whether a freed future's unretrieved failure is left to the ledger (strict mode, before
+    /// the pool's shutdown took them), rather than reported by the future.
+    fn keeps(&self) -> bool;
+}
+
 /// The native half of `treadle.Future`.
 #[pyclass(subclass, frozen, name = "_FutureBase", module = "treadle")]
 pub(crate) struct PyFuture {
     pub(crate) cell: Arc<Cell>,
     executor: OnceLock<Arc<dyn Executor>>,
     name: OnceLock<Py<PyAny>>,
+    /// The ledger that recorded this future's failure, if one did.
+    ledger: OnceLock<Arc<dyn FailureLedger>>,
     condition: PyOnceLock<Py<PyAny>>,
     waiters: PyOnceLock<Py<PyList>>,
 }
 
 impl Drop for PyFuture {
     fn drop(&mut self) {
+        if self.ledger.get().is_some_and(|ledger| ledger.keeps()) {
+            return;
+        }
         if self.cell.take_unreported_failure() {
             Python::attach(|py| report_lost(py, &self.cell, self.name.get()));
         }
@@ -169,6 +182,16 @@ impl PyFuture {
         if let Some(name) = name {
             let _ = self.name.set(name);
         }
+    }
+
+    /// The future's name for reports (`schedule(..., name=)`), if it has one.
+    pub(crate) fn name_for_reports(&self) -> Option<&Py<PyAny>> {
+        self.name.get()
+    }
+
+    /// `ledger` recorded this future's failure.
+    pub(crate) fn recorded_by(&self, ledger: Arc<dyn FailureLedger>) {
+        let _ = self.ledger.set(ledger);
     }
 
     fn condition<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
@@ -293,6 +316,7 @@ impl PyFuture {
             cell: Arc::new(Cell::new(None)),
             executor: OnceLock::new(),
             name: OnceLock::new(),
+            ledger: OnceLock::new(),
             condition: PyOnceLock::new(),
             waiters: PyOnceLock::new(),
         }

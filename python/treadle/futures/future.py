@@ -56,12 +56,17 @@ def set_unretrieved_handler(
     return previous
 
 
+def report_unretrieved(exception: BaseException, name: object) -> None:
+    """Reports the exception of a task (named ``name``, or None) that nobody retrieved."""
+    (_unretrieved_handler or _default_unretrieved)(exception, name)
+
+
 class _Hooks:
     """What the native side calls back into Python for."""
 
     @staticmethod
     def lost(exception: BaseException, name: object) -> None:
-        (_unretrieved_handler or _default_unretrieved)(exception, name)
+        report_unretrieved(exception, name)
 
     @staticmethod
     def callback_failed(future: Future, exception: BaseException) -> None:

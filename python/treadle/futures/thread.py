@@ -24,7 +24,6 @@ from typing import Any, Literal
 from treadle import _treadle
 from treadle._treadle import _ThreadPool
 from treadle.futures.executor import Executor
-from treadle.futures.future import _Hooks
 
 
 class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type: ignore[misc]  # _broken: read-only
@@ -37,7 +36,7 @@ class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type
       or ``"caller_runs"`` (run the task in the submitting thread);
     * ``task_timeout``: a time limit (seconds from its start) for every task; see ``schedule``;
     * ``raise_unretrieved``: ``shutdown()`` raises an ``ExceptionGroup`` of the exceptions no one
-      retrieved, instead of logging them.
+      retrieved (of dropped futures too), instead of logging them.
     """
 
     _counter = itertools.count().__next__
@@ -59,12 +58,17 @@ class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type
         self._check_arguments(max_workers, initializer, task_timeout)
         if max_pending is not None and max_pending <= 0:
             raise ValueError("max_pending must be greater than 0 or None")
-        self._setup(max_workers, max_pending or 0, on_full, task_timeout)
+        self._setup(
+            max_workers,
+            max_pending or 0,
+            on_full,
+            task_timeout,
+            self._keep_unretrieved(raise_unretrieved),
+        )
         self._max_workers = max_workers
         self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
         self._initializer = initializer  # type: ignore[assignment]
         self._initargs = initargs
-        self._raise_unretrieved = raise_unretrieved
         self._threads: set[threading.Thread] = set()
         self._thread_numbers = itertools.count().__next__
         self._timer: threading.Thread | None = None
@@ -106,16 +110,9 @@ class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type
         for thread in list(self._threads):
             if thread is not me:
                 thread.join()
-        lost = self._take_lost()
-        if not lost:
-            return
-        if self._raise_unretrieved:
-            raise BaseExceptionGroup(
-                f"{len(lost)} task exceptions were never retrieved", [e for e, _ in lost]
-            )
-        for exception, name in lost:
-            _Hooks.lost(exception, name)
+        self._report_unretrieved()
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Literal[False]:
+        self._leaving_with_error = exc_type is not None
         self.shutdown(wait=True, cancel_futures=exc_type is not None)
         return False

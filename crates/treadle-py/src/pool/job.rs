@@ -65,7 +65,7 @@ pub(crate) fn complete(
         Ok(done) => {
             if raised {
                 if let Some(pool) = pool {
-                    pool.record_failure(py, cell, future);
+                    pool.unretrieved.record(py, future);
                 }
             }
             notify(py, future, done);

@@ -22,6 +22,7 @@ use crate::future::{notify, Job, PyFuture};
 use crate::runtime::hooks;
 use crate::runtime::timeout::Wait;
 use crate::runtime::wait::block_on;
+use crate::unretrieved::PyUnretrieved;
 use job::{copy_context, run_job};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -32,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use treadle_core::{Outcome, Pool, Start, SubmitError};
+use treadle_core::{Pool, Start, SubmitError};
 
 /// Set when the interpreter begins to exit: no new submissions, as in the standard library.
 static INTERPRETER_EXITING: AtomicBool = AtomicBool::new(false);
@@ -175,13 +176,15 @@ impl PyThreadPool {
         }
     }
 
-    /// Called once by `__init__` with its checked arguments.
+    /// Called once by `__init__` with its checked arguments and where the pool's failures go
+    /// (`unretrieved`).
     fn _setup(
         &self,
         max_workers: usize,
         max_pending: usize,
         on_full: &str,
         task_timeout: Option<f64>,
+        unretrieved: &Bound<'_, PyUnretrieved>,
     ) -> PyResult<()> {
         let on_full = match on_full {
             "block" => OnFull::Block,
@@ -199,7 +202,7 @@ impl PyThreadPool {
             task_timeout: positive_seconds(task_timeout, "task_timeout")?,
             timer_started: AtomicBool::new(false),
             timed: Mutex::new(HashMap::new()),
-            failures: Mutex::new(Vec::new()),
+            unretrieved: Arc::clone(&unretrieved.get().0),
         };
         self.shared
             .set(Arc::new(shared))
@@ -254,23 +257,6 @@ impl PyThreadPool {
             }
         }
         Ok(())
-    }
-
-    /// The exceptions of failed futures that nobody retrieved, as `(exception, name)` pairs;
-    /// each is handed out once.
-    fn _take_lost(&self, py: Python<'_>) -> PyResult<Vec<(Py<PyAny>, Py<PyAny>)>> {
-        let failures: Vec<_> = self.shared()?.failures.lock().drain(..).collect();
-        let mut lost = Vec::new();
-        for (cell, name) in failures {
-            if cell.take_unreported_failure() {
-                cell.read(false, |_, outcome| {
-                    if let Some(Outcome::Raised(error)) = outcome {
-                        lost.push((error.clone_ref(py), name.clone_ref(py)));
-                    }
-                });
-            }
-        }
-        Ok(lost)
     }
 
     /// A handle for a worker or timer thread.

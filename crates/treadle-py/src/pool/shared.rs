@@ -2,8 +2,9 @@
 //! `Pool`, the policy for a full queue, the deadlines of running tasks and the failures to
 //! report at shut-down; and which pool, if any, the calling thread works for.
 
-use crate::future::{Cell, PyFuture, PyTask};
+use crate::future::{Cell, PyTask};
 use crate::runtime::{cancel, hooks};
+use crate::unretrieved::Unretrieved;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -45,7 +46,7 @@ pub(crate) struct PoolShared {
     /// Running futures with a time limit: the future object and the limit in seconds.
     pub(crate) timed: Mutex<HashMap<usize, (Py<PyAny>, f64)>>,
     /// Futures that raised, to report at shut-down those nobody retrieved.
-    pub(crate) failures: Mutex<Vec<(Arc<Cell>, Py<PyAny>)>>,
+    pub(crate) unretrieved: Arc<Unretrieved>,
 }
 
 /// A running future's key in `PoolShared::timed`.
@@ -69,31 +70,6 @@ impl PoolShared {
     pub(crate) fn end_deadline(&self, cell: &Arc<Cell>) {
         let entry = self.timed.lock().remove(&key(cell));
         drop(entry);
-    }
-
-    pub(crate) fn record_failure(
-        &self,
-        py: Python<'_>,
-        cell: &Arc<Cell>,
-        future: &Bound<'_, PyAny>,
-    ) {
-        let name = match future.cast::<PyFuture>() {
-            Ok(future) => future
-                .getattr("name")
-                .map_or_else(|_| py.None(), Bound::unbind),
-            Err(_) => py.None(),
-        };
-        let mut failures = self.failures.lock();
-        if failures.len() >= 1024 {
-            // Keep the list to the failures that may still be lost.
-            let kept: Vec<_> = failures.drain(..).collect();
-            let (lost, seen): (Vec<_>, Vec<_>) = kept.into_iter().partition(|(c, _)| c.is_lost());
-            *failures = lost;
-            drop(failures);
-            drop(seen);
-            failures = self.failures.lock();
-        }
-        failures.push((Arc::clone(cell), name));
     }
 
     pub(crate) fn submit_error(&self, error: SubmitError) -> PyErr {

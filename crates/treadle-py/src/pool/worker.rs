@@ -110,7 +110,7 @@ pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
                 TaskTimeoutError::new_err(format!("the task ran past its time limit of {limit} s"));
             let error = error.into_value(py).into_any();
             if let Some(done) = cell.interrupt(Some(Outcome::Raised(error))) {
-                shared.record_failure(py, &cell, future.bind(py));
+                shared.unretrieved.record(py, future.bind(py));
                 notify(py, future.bind(py), done);
             }
         }
