@@ -293,9 +293,12 @@ impl<T: TaskTypes> Pool<T> {
 pub const WAITING_FOR_WORK: u64 = 0;
 /// Wait-graph ticket of the timer thread waiting for the next deadline.
 pub const WAITING_FOR_DEADLINE: u64 = 1;
+/// Wait-graph ticket of a submission waiting for room in a bounded pool's queue.
+pub const WAITING_FOR_ROOM: u64 = 2;
 
-/// A pool's own threads in the wait graph: an idle worker can act once work arrives (or the pool
-/// shuts down); the timer can act while some task has a deadline. Neither has an owner.
+/// A pool in the wait graph: an idle worker can act once work arrives (or the pool shuts down);
+/// the timer can act while some task has a deadline; a blocked submission can go on once a worker
+/// took a queued future (or the pool shut down). None has an owner: any worker may make room.
 impl<T: TaskTypes> crate::wait_graph::WaitTarget for Pool<T>
 where
     Pool<T>: Sync,
@@ -309,7 +312,13 @@ where
             return !timers.heap.is_empty() || timers.closed;
         }
         let state = lock(&self.state);
-        !state.queue.is_empty() || state.shut_down || state.broken
+        if state.shut_down || state.broken {
+            return true;
+        }
+        if ticket == WAITING_FOR_ROOM {
+            return state.max_pending == 0 || state.queue.len() < state.max_pending;
+        }
+        !state.queue.is_empty()
     }
 }
 

@@ -110,3 +110,17 @@ fn expired_returns_running_futures_past_their_deadline() {
     pool.close_timers();
     assert!(pool.expired(None).is_none());
 }
+
+#[test]
+fn a_bounded_pool_has_room_for_a_blocked_submission_once_a_worker_takes_work() {
+    use crate::wait_graph::WaitTarget;
+    let pool = Pool::<Plain>::new(1, 1);
+    pool.submit(&cell(1), None).unwrap();
+    assert!(!pool.is_ready(WAITING_FOR_ROOM));
+    assert!(matches!(pool.next(None), Next::Run(_)));
+    assert!(pool.is_ready(WAITING_FOR_ROOM));
+    pool.submit(&cell(2), None).unwrap();
+    assert!(!pool.is_ready(WAITING_FOR_ROOM));
+    drop(pool.shutdown(false));
+    assert!(pool.is_ready(WAITING_FOR_ROOM));
+}

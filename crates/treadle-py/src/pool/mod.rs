@@ -21,6 +21,7 @@ pub(crate) use worker::{_run_timer, _run_worker, PyPoolHandle};
 use crate::future::{notify, Job, PyFuture};
 use crate::runtime::hooks;
 use crate::runtime::timeout::Wait;
+use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_on;
 use crate::unretrieved::PyUnretrieved;
 use job::{copy_context, run_job};
@@ -33,6 +34,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use treadle_core::pool::WAITING_FOR_ROOM;
+use treadle_core::wait_graph::WaitKind;
 use treadle_core::{Pool, Start, SubmitError};
 
 /// Set when the interpreter begins to exit: no new submissions, as in the standard library.
@@ -120,7 +123,17 @@ impl PyThreadPool {
             }
             Err(SubmitError::Full) if shared.on_full == OnFull::Block => {
                 let core = &shared.core;
-                block_on(py, Wait::Until(None), None, |deadline| {
+                // In the wait graph, ownerless (any worker may make room): a pool whose every
+                // worker blocks here, submitting to it, is a stall, reported as a deadlock.
+                // Such a worker does not run the task itself: the bound is the program's own
+                // limit on the work in flight.
+                let track = Track {
+                    target: core,
+                    kind: WaitKind::Submit,
+                    ticket: WAITING_FOR_ROOM,
+                    object: slf.as_any(),
+                };
+                block_on(py, Wait::Until(None), Some(track), |deadline| {
                     match core.submit(cell, deadline) {
                         Err(SubmitError::Full) => None,
                         other => Some(other),
