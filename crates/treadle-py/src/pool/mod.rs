@@ -12,6 +12,7 @@
 //! fails its future with `TaskTimeoutError` at once.
 
 mod job;
+mod nested;
 mod shared;
 mod worker;
 
@@ -125,8 +126,8 @@ impl PyThreadPool {
                 let core = &shared.core;
                 // In the wait graph, ownerless (any worker may make room): a pool whose every
                 // worker blocks here, submitting to it, is a stall, reported as a deadlock.
-                // Such a worker does not run the task itself: the bound is the program's own
-                // limit on the work in flight.
+                // Such a worker is given no spare thread and does not run the task itself:
+                // the bound is the program's own limit on the work in flight.
                 let track = Track {
                     target: core,
                     kind: WaitKind::Submit,
@@ -155,10 +156,7 @@ impl PyThreadPool {
             }
         };
         if spawn {
-            if let Err(error) = slf.call_method0("_adjust_thread_count") {
-                shared.core.worker_exited();
-                return Err(error);
-            }
+            worker::start_worker(py, shared)?;
         }
         if timeout.is_some() && !shared.timer_started.swap(true, Ordering::AcqRel) {
             slf.call_method0("_start_timer")?;
@@ -189,8 +187,8 @@ impl PyThreadPool {
         }
     }
 
-    /// Called once by `__init__` with its checked arguments and where the pool's failures go
-    /// (`unretrieved`).
+    /// Called once by `__init__` with its checked arguments, where the pool's failures go
+    /// (`unretrieved`) and `start_worker(handle)`, which starts one worker thread.
     fn _setup(
         &self,
         max_workers: usize,
@@ -198,6 +196,7 @@ impl PyThreadPool {
         on_full: &str,
         task_timeout: Option<f64>,
         unretrieved: &Bound<'_, PyUnretrieved>,
+        start_worker: Py<PyAny>,
     ) -> PyResult<()> {
         let on_full = match on_full {
             "block" => OnFull::Block,
@@ -216,6 +215,7 @@ impl PyThreadPool {
             timer_started: AtomicBool::new(false),
             timed: Mutex::new(HashMap::new()),
             unretrieved: Arc::clone(&unretrieved.get().0),
+            start_worker,
         };
         self.shared
             .set(Arc::new(shared))
@@ -272,15 +272,9 @@ impl PyThreadPool {
         Ok(())
     }
 
-    /// A handle for a worker or timer thread.
+    /// A handle for the timer thread.
     fn _handle(&self) -> PyResult<PyPoolHandle> {
         Ok(PyPoolHandle(Arc::clone(self.shared()?)))
-    }
-
-    /// A worker thread counted by a submission could not be started.
-    fn _worker_not_started(&self) -> PyResult<()> {
-        self.shared()?.core.worker_exited();
-        Ok(())
     }
 
     /// How many futures are queued, not yet started.

@@ -1,6 +1,7 @@
 //! A thread pool's state shared by the executor object, its workers and its timer: the core's
-//! `Pool`, the policy for a full queue, the deadlines of running tasks and the failures to
-//! report at shut-down; and which pool, if any, the calling thread works for.
+//! `Pool`, the policy for a full queue, the deadlines of running tasks, the failures to report at
+//! shut-down and how to start a worker thread; and which pool, if any, the calling thread works
+//! for.
 
 use crate::future::{Cell, PyTask};
 use crate::runtime::{cancel, hooks};
@@ -47,6 +48,9 @@ pub(crate) struct PoolShared {
     pub(crate) timed: Mutex<HashMap<usize, (Py<PyAny>, f64)>>,
     /// Futures that raised, to report at shut-down those nobody retrieved.
     pub(crate) unretrieved: Arc<Unretrieved>,
+    /// `start_worker(handle)`, given by the executor: starts one worker thread (it holds no
+    /// reference to the executor, so that a worker can start one after the executor is gone).
+    pub(crate) start_worker: Py<PyAny>,
 }
 
 /// A running future's key in `PoolShared::timed`.
@@ -83,6 +87,11 @@ impl PoolShared {
             SubmitError::Full => Full::new_err("the pool's max_pending tasks are queued"),
         }
     }
+}
+
+/// The pool the calling thread works for, if it is a worker.
+pub(crate) fn current_worker_pool() -> Option<Arc<PoolShared>> {
+    WORKER_OF.with(|worker| worker.borrow().clone())
 }
 
 /// Whether the calling thread is one of `pool`'s workers.
