@@ -25,6 +25,7 @@ IDS = ["threads", "processes"]
 
 @pytest.fixture
 def reported():
+    gc.collect()  # what earlier tests left to be freed is reported before this test's handler
     seen = []
     previous = treadle.set_unretrieved_handler(lambda exc, name: seen.append(exc))
     try:
