@@ -9,7 +9,9 @@ What is replaced, for code that looks the names up after patching:
   join that would close a cycle raises ``treadle.DeadlockError`` (threads started before keep the
   standard join);
 * ``queue.Queue``, ``LifoQueue``, ``PriorityQueue``, ``SimpleQueue``: treadle's;
-* the executors of ``concurrent.futures`` when treadle provides them.
+* the executors of ``concurrent.futures`` when treadle provides them, and its ``wait`` and
+  ``as_completed`` (treadle's take any futures; waiting in them, a pool task whose futures are
+  still queued in its own pool has them run, as ``result()`` does).
 
 What cannot be patched: objects created before ``patch()`` (a lock made at import time stays a
 ``threading`` lock), names imported before patching with ``from threading import Lock``, classes
@@ -96,9 +98,14 @@ def patch() -> None:
 
 
 def _executors() -> dict[str, Any]:
-    from treadle.futures import ProcessPoolExecutor, ThreadPoolExecutor
+    from treadle.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 
-    return {"ThreadPoolExecutor": ThreadPoolExecutor, "ProcessPoolExecutor": ProcessPoolExecutor}
+    return {
+        "ThreadPoolExecutor": ThreadPoolExecutor,
+        "ProcessPoolExecutor": ProcessPoolExecutor,
+        "wait": wait,
+        "as_completed": as_completed,
+    }
 
 
 def unpatch() -> None:

@@ -66,6 +66,8 @@ pub enum WaitKind {
     Barrier,
     /// A queue's item or free slot.
     Queue,
+    /// Room in a thread pool's bounded queue, for a submission (`max_pending`, `on_full="block"`).
+    Submit,
 }
 
 impl WaitKind {
@@ -82,6 +84,7 @@ impl WaitKind {
             WaitKind::Semaphore => "semaphore",
             WaitKind::Barrier => "barrier",
             WaitKind::Queue => "queue",
+            WaitKind::Submit => "submit",
         }
     }
 

@@ -22,6 +22,7 @@ mod process_pool;
 mod queue;
 mod runtime;
 mod semaphore;
+mod unretrieved;
 
 /// The native module behind the `treadle` package.
 #[pymodule(gil_used = false)]
@@ -56,6 +57,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::PyThreadPool>()?;
     m.add_class::<pool::PyPoolHandle>()?;
     m.add_class::<completions::PyCompletions>()?;
+    m.add_class::<unretrieved::PyUnretrieved>()?;
     m.add_function(wrap_pyfunction!(future::_set_pool_hooks, m)?)?;
     m.add_function(wrap_pyfunction!(pool::_run_worker, m)?)?;
     m.add_function(wrap_pyfunction!(pool::_run_timer, m)?)?;

@@ -34,6 +34,7 @@ from treadle._treadle import (
     _Supervisor,
     _Terminated,
     _TimedOut,
+    _Unretrieved,
     _WorkerEnded,
 )
 from treadle.futures import process_future as _process_futures
@@ -115,14 +116,16 @@ def _crash_error(task: _Task, event: _WorkerEnded, cause: str) -> WorkerCrashedE
 
 
 def _resolve(
-    task: _Task, event: _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Broken
+    task: _Task,
+    event: _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Broken,
+    unretrieved: _Unretrieved,
 ) -> None:
     future = task.future
     if isinstance(event, _Returned):
         try:
             value = _pickling.load(event.payload, event.fds)
         except BaseException as error:
-            _process_futures.set_exception(future, error)
+            _process_futures.set_exception(future, error, unretrieved)
         else:
             _process_futures.set_result(future, value)
     elif isinstance(event, _Raised):
@@ -131,12 +134,13 @@ def _resolve(
             raised.__cause__ = _RemoteTraceback(text)
         except BaseException as unpickling:
             raised = unpickling
-        _process_futures.set_exception(future, raised)
+        _process_futures.set_exception(future, raised, unretrieved)
     elif isinstance(event, _Crashed):
         _process_futures.set_exception(
-            future, _crash_error(task, event, "; the pool replaced it and goes on")
+            future, _crash_error(task, event, "; the pool replaced it and goes on"), unretrieved
         )
     elif isinstance(event, _Terminated):
+        # Stopped at the program's request: not a failure for shutdown() to report or raise.
         _process_futures.set_exception(
             future, _crash_error(task, event, ", stopped by terminate_workers() or kill_workers()")
         )
@@ -147,12 +151,13 @@ def _resolve(
                 f"task {task.name!r} ran longer than its time limit of {event.seconds:g} s; its "
                 f"worker (pid {event.pid}) was killed and replaced"
             ),
+            unretrieved,
         )
     else:
-        _process_futures.set_exception(future, BrokenProcessPool(event.message))
+        _process_futures.set_exception(future, BrokenProcessPool(event.message), unretrieved)
 
 
-def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
+def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task], unretrieved: _Unretrieved) -> None:
     """The pool's supervisor thread: runs the Rust supervisor and resolves futures."""
     loads = pickle.loads
     set_result = _process_futures.set_result
@@ -170,7 +175,7 @@ def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
                 try:
                     value = loads(event.payload)
                 except BaseException as error:
-                    _process_futures.set_exception(task.future, error)
+                    _process_futures.set_exception(task.future, error, unretrieved)
                 else:
                     set_result(task.future, value)
                 continue
@@ -178,7 +183,7 @@ def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task]) -> None:
                 return
             task = tasks.pop(event.task_id, None)
             if task is not None:
-                _resolve(task, event)
+                _resolve(task, event, unretrieved)
 
 
 def _authkey() -> bytes | None:
@@ -223,6 +228,8 @@ class ProcessPoolExecutor(Executor):
     Workers are forked from a fork server made when the process had one thread, or are fresh
     interpreters when there is none; a process with threads is never forked. An ``mp_context``
     whose start method is ``"spawn"`` asks for fresh interpreters; otherwise it is ignored.
+    With ``raise_unretrieved=True``, ``shutdown()`` raises an ``ExceptionGroup`` of the
+    exceptions nobody retrieved (of dropped futures too), instead of logging them.
     """
 
     def __init__(
@@ -234,6 +241,7 @@ class ProcessPoolExecutor(Executor):
         max_tasks_per_child: int | None = None,
         *,
         task_timeout: float | None = None,
+        raise_unretrieved: bool = False,
     ) -> None:
         if max_workers is None:
             count = getattr(os, "process_cpu_count", os.cpu_count)()
@@ -276,9 +284,10 @@ class ProcessPoolExecutor(Executor):
         self._ids = itertools.count(1)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
+        unretrieved = self._keep_unretrieved(raise_unretrieved)
         self._thread = threading.Thread(
             target=_supervise,
-            args=(self._supervisor, self._tasks),
+            args=(self._supervisor, self._tasks, unretrieved),
             name=f"treadle-process-pool-{next(_pool_numbers)}",
             daemon=True,
         )
@@ -393,11 +402,16 @@ class ProcessPoolExecutor(Executor):
                 _process_futures.mark_cancelled(task.future)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As ``Executor.shutdown``; then (if ``wait``) reports the exceptions of tasks that
+        nobody retrieved, or raises them as an ``ExceptionGroup`` if ``raise_unretrieved``."""
         with self._shutdown_lock:
             self._shutdown = True
             self._cancel_dropped(self._supervisor.shutdown(cancel_futures))
-        if wait and threading.current_thread() is not self._thread:
+        if not wait:
+            return
+        if threading.current_thread() is not self._thread:
             self._thread.join()
+        self._report_unretrieved()
 
     def _stop_workers(self, signum: int) -> None:
         with self._shutdown_lock:
@@ -415,6 +429,7 @@ class ProcessPoolExecutor(Executor):
         self._stop_workers(signal.SIGKILL)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._leaving_with_error = exc_type is not None
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             # Ctrl-C: stop now rather than wait for every queued task.
             self.kill_workers()
