@@ -55,7 +55,8 @@ _pool_numbers = itertools.count(1)
 
 class WorkerCrashedError(BrokenProcessPool):
     """The worker process running a task died. Only that task fails; the pool replaced the
-    worker. A subclass of ``BrokenProcessPool``, so existing ``except`` clauses catch it."""
+    worker. A subclass of ``BrokenProcessPool``, so existing ``except`` clauses catch it.
+    ``worker`` is the address of a Dask worker (``DaskExecutor``), else None."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class WorkerCrashedError(BrokenProcessPool):
         signal: int | None = None,
         task_name: str | None = None,
         out_of_memory: bool = False,
+        worker: str | None = None,
     ) -> None:
         super().__init__(message)
         self.pid = pid
@@ -73,6 +75,7 @@ class WorkerCrashedError(BrokenProcessPool):
         self.signal = signal
         self.task_name = task_name
         self.out_of_memory = out_of_memory
+        self.worker = worker
 
 
 class _Task(NamedTuple):
