@@ -386,3 +386,115 @@ def test_without_dask_the_error_names_the_extra_to_install():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=T, check=True
     )
     assert "pip install 'treadle[dask]'" in done.stdout
+
+
+# -- unmodified programs on a cluster -------------------------------------------------------
+
+PROGRAM = """\
+import concurrent.futures
+import os
+import sys
+
+WHERE = sys.argv[1]
+
+
+def square(x):
+    with open(WHERE, "a") as where:
+        where.write(f"{os.getpid()}\\n")
+    return x * x
+
+
+if __name__ == "__main__":
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2) as pool:
+        print(list(pool.map(square, range(10))))
+        print(pool.submit(square, 12).result())
+"""
+
+
+def _run_program(tmp_path: Path, *prefix: str, env: dict[str, str] | None = None):
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    where = tmp_path / f"where-{len(list(tmp_path.iterdir()))}"
+    done = subprocess.run(
+        [sys.executable, *prefix, str(script), str(where)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    pids = {int(line) for line in where.read_text().split()} if where.exists() else set()
+    return done, pids
+
+
+def _worker_pids(address: str) -> set[int]:
+    with distributed.Client(address, set_as_default=False, timeout=T) as c:
+        return set(c.run(os.getpid).values())
+
+
+def test_treadle_run_cluster_runs_an_unmodified_pool_program_on_the_cluster(
+    cluster_processes, tmp_path
+):
+    plain, plain_pids = _run_program(tmp_path)
+    under, cluster_pids = _run_program(
+        tmp_path, "-m", "treadle", "run", "--cluster", cluster_processes
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert under.returncode == 0, under.stderr
+    assert under.stdout == plain.stdout
+    assert cluster_pids and cluster_pids <= _worker_pids(cluster_processes)
+    assert not plain_pids & cluster_pids
+
+
+def test_runs_of_a_program_on_one_cluster_never_share_the_globals_of_main(
+    cluster_processes, tmp_path
+):
+    # Dask's workers outlive programs; a program's __main__ globals (here, where its tasks
+    # write) are its own on them, as in a process pool's fresh workers.
+    for _ in range(2):
+        under, pids = _run_program(tmp_path, "-m", "treadle", "run", "--cluster", cluster_processes)
+        assert under.returncode == 0, under.stderr
+        assert pids and pids <= _worker_pids(cluster_processes)
+
+
+def test_the_treadle_cluster_variable_does_the_same(cluster_processes, tmp_path):
+    env = {**os.environ, "TREADLE_CLUSTER": cluster_processes}
+    under, pids = _run_program(tmp_path, "-m", "treadle", "run", env=env)
+    assert under.returncode == 0, under.stderr
+    assert under.stdout == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n144\n"
+    assert pids and pids <= _worker_pids(cluster_processes)
+
+
+def test_treadle_run_cluster_local_starts_a_local_cluster(tmp_path):
+    under, pids = _run_program(tmp_path, "-m", "treadle", "run", "--cluster", "local")
+    assert under.returncode == 0, under.stderr
+    assert under.stdout == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n144\n"
+    assert pids and os.getpid() not in pids
+
+
+def test_treadle_run_says_when_the_cluster_is_out_of_reach(tmp_path):
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    under, _ = _run_program(
+        tmp_path, "-m", "treadle", "run", "--cluster", f"tcp://{LOOPBACK}:9", env=env
+    )
+    assert under.returncode == 2
+    assert "cannot reach the Dask cluster" in under.stderr
+    assert under.stdout == ""
+
+
+def test_patch_with_a_cluster_makes_process_pools_dask_executors(cluster_processes):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        import concurrent.futures
+        import treadle
+        import _process_tasks as tasks
+        with treadle.patched(cluster={cluster_processes!r}):
+            with concurrent.futures.ProcessPoolExecutor() as pool:
+                print(isinstance(pool, treadle.DaskExecutor), pool.submit(tasks.square, 3).result())
+        print(concurrent.futures.ProcessPoolExecutor.__module__)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "True 9\nconcurrent.futures.process\n"
