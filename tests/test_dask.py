@@ -363,11 +363,13 @@ def test_a_lost_scheduler_fails_the_pending_futures_with_a_clear_error(tmp_path)
         ex = DaskExecutor(address)
         future = ex.submit(tasks.square, 2)  # no worker: it waits
         scheduler.kill()
-        with pytest.raises(
-            BrokenProcessPool, match=f"connection to the Dask scheduler at {address}"
-        ):
+        lost = f"connection to the Dask scheduler at {address}"
+        with pytest.raises(BrokenProcessPool, match=lost):
             future.result(timeout=T)
-        ex.shutdown(wait=False)
+        # While the client tries to reach it again, nothing is taken that could wait forever.
+        with pytest.raises(BrokenProcessPool, match=f"no {lost}"):
+            ex.submit(tasks.square, 3)
+        ex.shutdown(wait=True)
 
 
 def test_without_dask_the_error_names_the_extra_to_install():

@@ -149,8 +149,11 @@ class _StartEvents:
             tasks.inbox.put((_STARTED, key, worker, time.monotonic()))
 
 
-def _settled_error(task: _Task, status: str, outcome: Any, address: str) -> BaseException:
-    """The exception of a task that Dask ended with ``status`` (not ``finished``)."""
+def _settled_error(
+    task: _Task, status: str, outcome: Any, address: str, client_status: str
+) -> BaseException:
+    """The exception of a task that Dask ended with ``status`` (not ``finished``);
+    ``client_status`` is the client's now."""
     distributed = sys.modules["distributed"]
     if status == "error":
         _, error, traceback = outcome
@@ -168,7 +171,7 @@ def _settled_error(task: _Task, status: str, outcome: Any, address: str) -> Base
         return error.with_traceback(traceback) if traceback is not None else error
     if status == "cancelled":
         reason = getattr(outcome, "reason", None)
-        if reason == "scheduler-connection-lost":
+        if reason == "scheduler-connection-lost" or client_status != "running":
             message = f"the connection to the Dask scheduler at {address} was lost"
         else:
             message = f"Dask cancelled it ({reason or outcome})"
@@ -278,7 +281,7 @@ class _Tasks:
         if status == "finished":
             _process_futures.set_result(task.future, outcome)
         else:
-            error = _settled_error(task, status, outcome, self.address)
+            error = _settled_error(task, status, outcome, self.address, self.client.status)
             _process_futures.set_exception(task.future, error)
 
     def started(self, key: str, worker: str, at: float) -> None:
@@ -426,9 +429,13 @@ class DaskExecutor(Executor):
     ) -> Future:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        if self._client.status in ("closing", "closed"):
+        status = self._client.status
+        if status != "running":
+            # "connecting": the client lost its scheduler and tries to reach it again; a task
+            # submitted now would wait on a connection that may never come back.
             raise BrokenProcessPool(
-                f"the executor's Dask client is closed (scheduler {self._tasks.address})"
+                f"the executor's Dask client is {status}: no connection to the Dask scheduler "
+                f"at {self._tasks.address}"
             )
         payload, _ = _pickling.dump_task(kind, fn, args, kwargs, _IN_BAND)
         label = fn if name is None else name
