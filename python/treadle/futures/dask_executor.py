@@ -28,6 +28,7 @@ Design and limits: ``docs/dask.md``.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import heapq
@@ -197,6 +198,8 @@ class _Tasks:
         # is treadle's, whose waits count in the deadlock check; this thread's wait is not one.
         self.inbox: SimpleQueue[tuple[Any, ...]] = SimpleQueue()
         self.deadlines: list[tuple[float, str]] = []
+        self.unwatched: list[tuple[str, Any]] = []
+        self.watching: set[asyncio.Future[None]] = set()
         self.closing = False
         self.on_closed = on_closed
         self.thread = threading.Thread(
@@ -214,7 +217,13 @@ class _Tasks:
             self.table.pop(key, None)
 
     def watch(self, key: str, dask_future: Any) -> None:
-        self.client.loop.add_callback(self._watch, key, dask_future)
+        """Has the client's event loop await the Dask future. Tasks submitted while the loop
+        has not yet taken the last ones go with them: one wake-up of the loop for a burst."""
+        with self.lock:
+            self.unwatched.append((key, dask_future))
+            if len(self.unwatched) > 1:
+                return
+        self.client.loop.add_callback(self._watch_unwatched)
 
     def cancel(self, key: str, interrupt: bool) -> bool:
         """Takes the task out if it has not started (or, with ``interrupt``, even if it has),
@@ -241,6 +250,15 @@ class _Tasks:
         self.inbox.put((_WAKE,))
 
     # -- the client's event loop ---------------------------------------------------------
+
+    def _watch_unwatched(self) -> None:
+        with self.lock:
+            batch, self.unwatched = self.unwatched, []
+        for key, dask_future in batch:
+            watching = asyncio.ensure_future(self._watch(key, dask_future))
+            # The event loop keeps only weak references to its tasks.
+            self.watching.add(watching)
+            watching.add_done_callback(self.watching.discard)
 
     async def _watch(self, key: str, dask_future: Any) -> None:
         # Future._result(raiseit=False) is what distributed.as_completed awaits: the value,
