@@ -401,8 +401,9 @@ WHERE = sys.argv[1]
 
 
 def square(x):
+    # Where it ran: which process, and whether that process has Dask loaded.
     with open(WHERE, "a") as where:
-        where.write(f"{os.getpid()}\\n")
+        where.write(f"{os.getpid()} {'distributed' in sys.modules}\\n")
     return x * x
 
 
@@ -424,8 +425,12 @@ def _run_program(tmp_path: Path, *prefix: str, env: dict[str, str] | None = None
         timeout=120,
         env=env,
     )
-    pids = {int(line) for line in where.read_text().split()} if where.exists() else set()
-    return done, pids
+    lines = where.read_text().splitlines() if where.exists() else []
+    ran = [line.split() for line in lines]
+    pids = {int(pid) for pid, _ in ran}
+    # Every task ran in a process with Dask, or every one in a process without.
+    assert len({dask for _, dask in ran}) <= 1, ran
+    return done, pids, bool(ran) and ran[0][1] == "True"
 
 
 def _worker_pids(address: str) -> set[int]:
@@ -436,15 +441,15 @@ def _worker_pids(address: str) -> set[int]:
 def test_treadle_run_cluster_runs_an_unmodified_pool_program_on_the_cluster(
     cluster_processes, tmp_path
 ):
-    plain, plain_pids = _run_program(tmp_path)
-    under, cluster_pids = _run_program(
+    plain, _, plain_on_dask = _run_program(tmp_path)
+    under, cluster_pids, on_dask = _run_program(
         tmp_path, "-m", "treadle", "run", "--cluster", cluster_processes
     )
     assert plain.returncode == 0, plain.stderr
     assert under.returncode == 0, under.stderr
     assert under.stdout == plain.stdout
     assert cluster_pids and cluster_pids <= _worker_pids(cluster_processes)
-    assert not plain_pids & cluster_pids
+    assert on_dask and not plain_on_dask
 
 
 def test_runs_of_a_program_on_one_cluster_never_share_the_globals_of_main(
@@ -453,29 +458,31 @@ def test_runs_of_a_program_on_one_cluster_never_share_the_globals_of_main(
     # Dask's workers outlive programs; a program's __main__ globals (here, where its tasks
     # write) are its own on them, as in a process pool's fresh workers.
     for _ in range(2):
-        under, pids = _run_program(tmp_path, "-m", "treadle", "run", "--cluster", cluster_processes)
+        under, pids, _ = _run_program(
+            tmp_path, "-m", "treadle", "run", "--cluster", cluster_processes
+        )
         assert under.returncode == 0, under.stderr
         assert pids and pids <= _worker_pids(cluster_processes)
 
 
 def test_the_treadle_cluster_variable_does_the_same(cluster_processes, tmp_path):
     env = {**os.environ, "TREADLE_CLUSTER": cluster_processes}
-    under, pids = _run_program(tmp_path, "-m", "treadle", "run", env=env)
+    under, pids, _ = _run_program(tmp_path, "-m", "treadle", "run", env=env)
     assert under.returncode == 0, under.stderr
     assert under.stdout == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n144\n"
     assert pids and pids <= _worker_pids(cluster_processes)
 
 
 def test_treadle_run_cluster_local_starts_a_local_cluster(tmp_path):
-    under, pids = _run_program(tmp_path, "-m", "treadle", "run", "--cluster", "local")
+    under, pids, on_dask = _run_program(tmp_path, "-m", "treadle", "run", "--cluster", "local")
     assert under.returncode == 0, under.stderr
     assert under.stdout == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n144\n"
-    assert pids and os.getpid() not in pids
+    assert pids and on_dask
 
 
 def test_treadle_run_says_when_the_cluster_is_out_of_reach(tmp_path):
     env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
-    under, _ = _run_program(
+    under, _, _ = _run_program(
         tmp_path, "-m", "treadle", "run", "--cluster", f"tcp://{LOOPBACK}:9", env=env
     )
     assert under.returncode == 2
