@@ -372,6 +372,16 @@ def test_a_lost_scheduler_fails_the_pending_futures_with_a_clear_error(tmp_path)
         ex.shutdown(wait=True)
 
 
+def test_closing_the_client_under_the_executor_fails_its_pending_futures(client):
+    own = distributed.Client(client.scheduler.address, set_as_default=False, timeout=T)
+    ex = DaskExecutor(own)
+    future = ex.submit(tasks.sleep, 2)
+    own.close()
+    with pytest.raises(BrokenProcessPool, match=r"did not finish: .*(closed|closing)"):
+        future.result(timeout=T)
+    ex.shutdown(wait=True)
+
+
 def test_without_dask_the_error_names_the_extra_to_install():
     code = textwrap.dedent(
         """

@@ -172,8 +172,10 @@ def _settled_error(
         return error.with_traceback(traceback) if traceback is not None else error
     if status == "cancelled":
         reason = getattr(outcome, "reason", None)
-        if reason == "scheduler-connection-lost" or client_status != "running":
+        if reason == "scheduler-connection-lost" or client_status == "connecting":
             message = f"the connection to the Dask scheduler at {address} was lost"
+        elif client_status != "running":
+            message = f"the executor's Dask client is {client_status}"
         else:
             message = f"Dask cancelled it ({reason or outcome})"
         broken = BrokenProcessPool(f"task {task.name!r} did not finish: {message}")
@@ -266,6 +268,10 @@ class _Tasks:
         try:
             outcome = await dask_future._result(raiseit=False)
             status = dask_future.status
+        except asyncio.CancelledError:
+            # The client's event loop is closing under it: the future must not wait forever.
+            self.inbox.put((_OUTCOME, key, "cancelled", None))
+            raise
         except Exception as error:
             outcome, status = error, "failed"
         self.inbox.put((_OUTCOME, key, status, outcome))
