@@ -5,6 +5,7 @@ with two ``dask worker`` processes started here (each with timeouts) and stopped
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -302,6 +303,17 @@ def test_shutdown_with_cancel_futures_cancels_what_has_not_started(client, tmp_p
     ex.shutdown(wait=True, cancel_futures=True)
     assert all(f.cancelled() for f in queued)
     assert all(isinstance(f.result(timeout=0), int) for f in running)
+
+
+def test_an_executor_dropped_without_shutdown_lets_go_of_the_cluster(client):
+    ex = DaskExecutor(client)
+    future = ex.submit(tasks.square, 2)
+    assert future.result(timeout=T) == 4
+    resolver = ex._tasks.thread
+    del ex, future
+    gc.collect()
+    resolver.join(T)
+    assert not resolver.is_alive()
 
 
 def test_an_initializer_runs_in_every_worker_process(client):

@@ -190,7 +190,7 @@ class _Tasks:
     adds and cancels tasks from any thread; the client's event loop tells of starts and
     outcomes through ``inbox``; the resolver thread alone resolves, times out and cleans up."""
 
-    def __init__(self, client: Any, number: int, on_closed: Callable[[], None]) -> None:
+    def __init__(self, client: Any, number: int, owned: list[Any]) -> None:
         self.client = client
         self.address = client.scheduler.address if client.scheduler is not None else "?"
         self.id = uuid.uuid4().hex[:16]
@@ -203,7 +203,10 @@ class _Tasks:
         self.unwatched: list[tuple[str, Any]] = []
         self.watching: set[asyncio.Future[None]] = set()
         self.closing = False
-        self.on_closed = on_closed
+        #: What the executor made and closes last (its client, its LocalCluster).
+        self.owned = owned
+        #: The name of the initializer's worker plugin, if it has one.
+        self.plugin: str | None = None
         self.thread = threading.Thread(
             target=self.serve, name=f"treadle-dask-executor-{number}", daemon=True
         )
@@ -299,7 +302,24 @@ class _Tasks:
                 self.expire(time.monotonic())
             if self.closing and not self.table:
                 break
-        self.on_closed()
+        self.release()
+
+    def release(self) -> None:
+        """Once the last task is resolved after shutdown: lets go of the cluster. (Here, not in
+        the executor: this thread must not keep the executor alive, so that one dropped
+        without ``shutdown()`` is finalized.)"""
+        _StartEvents.leave(self)
+        with contextlib.suppress(Exception):
+            if self.plugin is not None:
+                self.client.unregister_worker_plugin(self.plugin)
+            if not self.owned:  # the workers outlive the executor: they forget it
+                self.client.run(
+                    _worker_module().forget,
+                    self.id,
+                    on_error="ignore",
+                    callback_timeout=CLUSTER_CALL_TIMEOUT,
+                )
+        _close_all(self.owned)
 
     def resolve(self, task: _Task, status: str, outcome: Any) -> None:
         if status == "finished":
@@ -397,20 +417,19 @@ class DaskExecutor(Executor):
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._owned: list[Any] = []
+        owned: list[Any] = []
         try:
             if address is None:
                 cluster = local_cluster(max_workers)
-                self._owned.append(cluster)
+                owned.append(cluster)
                 address = cluster
             if isinstance(address, distributed.Client):
                 client = address
             else:
                 client = distributed.Client(address, set_as_default=False)
-                self._owned.insert(0, client)
+                owned.insert(0, client)
             self._client = client
-            self._tasks = _Tasks(client, next(_executor_numbers), self._closed)
-            self._plugin = None
+            self._tasks = _Tasks(client, next(_executor_numbers), owned)
             if payload is not None:
                 name = f"treadle-initializer-{self._tasks.id}"
                 plugin = _worker_module().Initializer(payload, self._tasks.id)
@@ -419,9 +438,9 @@ class DaskExecutor(Executor):
                 except Exception as error:
                     message = f"the initializer failed on a worker: {error}"
                     raise BrokenProcessPool(message) from error
-                self._plugin = name
+                self._tasks.plugin = name
         except BaseException:
-            self._close_owned()
+            _close_all(owned)
             raise
         _StartEvents.join(self._tasks)
         self._tasks.thread.start()
@@ -502,27 +521,12 @@ class DaskExecutor(Executor):
         if wait and threading.current_thread() is not self._tasks.thread:
             self._tasks.thread.join()
 
-    def _closed(self) -> None:
-        """In the resolver thread, once the last task is resolved after shutdown()."""
-        _StartEvents.leave(self._tasks)
-        client = self._client
-        with contextlib.suppress(Exception):
-            if self._plugin is not None:
-                client.unregister_worker_plugin(self._plugin)
-            if not self._owned:  # the workers outlive the executor: they forget it
-                client.run(
-                    _worker_module().forget,
-                    self._tasks.id,
-                    on_error="ignore",
-                    callback_timeout=CLUSTER_CALL_TIMEOUT,
-                )
-        self._close_owned()
 
-    def _close_owned(self) -> None:
-        for owned in self._owned:
-            with contextlib.suppress(Exception):
-                owned.close()
-        self._owned.clear()
+def _close_all(owned: list[Any]) -> None:
+    for resource in owned:
+        with contextlib.suppress(Exception):
+            resource.close()
+    owned.clear()
 
 
 def _worker_module() -> ModuleType:
