@@ -66,6 +66,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cancellation::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(cancellation::check_cancelled, m)?)?;
     m.add_function(wrap_pyfunction!(cancellation::cancelled, m)?)?;
+    m.add_class::<cancellation::PyInterruptible>()?;
     m.add("Cancelled", m.py().get_type::<runtime::cancel::Cancelled>())?;
     m.add(
         "TaskTimeoutError",

@@ -5,11 +5,13 @@ share), ``Future``, ``wait`` and ``as_completed``, the standard library's except
 constants, and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
 ``cancelled``, ``sleep``), time limits (``TaskTimeoutError``), crashed workers
 (``WorkerCrashedError``), ``local`` and ``set_unretrieved_handler``. The process pool (with
-``concurrent.futures.process`` and ``multiprocessing``) loads on first use.
+``concurrent.futures.process`` and ``multiprocessing``) loads on first use, and so does
+``DaskExecutor`` (the same API on a Dask cluster), which imports Dask only when one is made.
 
 Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``waiting`` (``wait``,
 ``as_completed``), ``thread`` (the thread pool), ``process`` and ``process_future`` (the process
-pool and its futures).
+pool and its futures), ``dask_executor`` and ``dask_worker`` (the Dask executor, and what its
+workers run).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from treadle.futures.waiting import as_completed, wait
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures.process import BrokenProcessPool
+    from types import ModuleType
 
+    from treadle.futures.dask_executor import DaskExecutor
     from treadle.futures.process import ProcessPoolExecutor, WorkerCrashedError
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "BrokenThreadPool",
     "Cancelled",
     "CancelledError",
+    "DaskExecutor",
     "Future",
     "InvalidStateError",
     "ProcessPoolExecutor",
@@ -63,10 +68,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # PEP 562: the process pool loads on first use.
-    if name not in ("ProcessPoolExecutor", "WorkerCrashedError", "BrokenProcessPool"):
+    # PEP 562: the process pool and the Dask executor load on first use.
+    module: ModuleType
+    if name == "DaskExecutor":
+        import treadle.futures.dask_executor as module
+    elif name in ("ProcessPoolExecutor", "WorkerCrashedError", "BrokenProcessPool"):
+        import treadle.futures.process as module  # type: ignore[no-redef]
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import treadle.futures.process as module
 
     return _lazy.bind(globals(), name, module)
 

@@ -56,7 +56,8 @@ _pool_numbers = itertools.count(1)
 
 class WorkerCrashedError(BrokenProcessPool):
     """The worker process running a task died. Only that task fails; the pool replaced the
-    worker. A subclass of ``BrokenProcessPool``, so existing ``except`` clauses catch it."""
+    worker. A subclass of ``BrokenProcessPool``, so existing ``except`` clauses catch it.
+    ``worker`` is the address of a Dask worker (``DaskExecutor``), else None."""
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class WorkerCrashedError(BrokenProcessPool):
         signal: int | None = None,
         task_name: str | None = None,
         out_of_memory: bool = False,
+        worker: str | None = None,
     ) -> None:
         super().__init__(message)
         self.pid = pid
@@ -74,6 +76,7 @@ class WorkerCrashedError(BrokenProcessPool):
         self.signal = signal
         self.task_name = task_name
         self.out_of_memory = out_of_memory
+        self.worker = worker
 
 
 class _Task(NamedTuple):
