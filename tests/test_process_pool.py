@@ -365,6 +365,34 @@ def test_killing_workers_mid_task_fails_exactly_those_tasks(tmp_path):
         assert all(pid_alive(pid) for pid in pool.worker_pids)
 
 
+def test_a_burst_of_kills_fails_only_the_running_tasks_and_the_pool_recovers():
+    # Kills from outside land on workers at every stage, replacements still starting included:
+    # none of it is a start failure of the pool's own, so nothing but running tasks fails.
+    with treadle.ProcessPoolExecutor(2) as pool:
+        assert pool.submit(tasks.square, 2).result(WAIT) == 4
+        futures = [pool.submit(tasks.sleep, 0.002) for _ in range(1000)]
+        kills = 0
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            for pid in pool.worker_pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    kills += 1
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.001)
+        failed = []
+        for future in futures:
+            try:
+                assert future.result(WAIT) == 0.002
+            except treadle.WorkerCrashedError as error:
+                failed.append(error)
+        assert kills > 2
+        assert len(failed) <= kills
+        assert all(error.signal == signal.SIGKILL for error in failed)
+        assert pool.submit(tasks.square, 3).result(WAIT) == 9
+
+
 def test_worker_crash_is_a_broken_process_pool_naming_exit_code_and_pid(pool):
     future = pool.submit(tasks.exit_with, 3)
     with pytest.raises(BrokenProcessPool) as info:

@@ -26,6 +26,7 @@ __all__ = [
     "TaskTimeoutError",
     "_Answer",
     "_Broken",
+    "_Failed",
     "_CancelOutcome",
     "_Closed",
     "_Completions",
@@ -350,9 +351,14 @@ class _Supervisor:
         max_tasks_per_child: int | None,
         init: bytes,
         prefetch: int,
+        *,
         fork_server: _ForkServer | None = None,
+        parent_state: Callable[[], tuple[bytes, int]] | None = None,
+        fork: Callable[[int, int], int] | None = None,
     ) -> _Supervisor: ...
-    def submit(self, id: int, payload: bytes, fds: list[int], timeout: float | None) -> None: ...
+    def submit(
+        self, id: int, payload: bytes, buffers: list[memoryview], timeout: float | None
+    ) -> None: ...
     def cancel(self, id: int, interrupt: bool) -> _CancelOutcome: ...
     def queued(self, id: int) -> bool: ...
     def shutdown(self, cancel_pending: bool) -> list[int]: ...
@@ -360,7 +366,9 @@ class _Supervisor:
     def pids(self) -> list[int]: ...
     def poll(
         self, timeout: float | None = None
-    ) -> list[_Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Broken | _Closed]: ...
+    ) -> list[
+        _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Failed | _Broken | _Closed
+    ]: ...
 
 # What the supervisor tells Python: one record per kind of event, and what a cancellation did.
 
@@ -406,6 +414,15 @@ class _TimedOut:
     def pid(self) -> int: ...
     @property
     def seconds(self) -> float: ...
+
+@final
+class _Failed:
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def errno(self) -> int | None: ...
+    @property
+    def message(self) -> str: ...
 
 @final
 class _Broken:

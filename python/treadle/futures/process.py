@@ -29,6 +29,7 @@ from treadle._treadle import (
     _CancelOutcome,
     _Closed,
     _Crashed,
+    _Failed,
     _Raised,
     _Returned,
     _Supervisor,
@@ -115,7 +116,8 @@ def _crash_error(task: _Task, event: _WorkerEnded, cause: str) -> WorkerCrashedE
 
 
 def _resolve(
-    task: _Task, event: _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Broken
+    task: _Task,
+    event: _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Failed | _Broken,
 ) -> None:
     future = task.future
     if isinstance(event, _Returned):
@@ -148,6 +150,10 @@ def _resolve(
                 f"worker (pid {event.pid}) was killed and replaced"
             ),
         )
+    elif isinstance(event, _Failed):
+        message = f"task {task.name!r} could not be handed to a worker: {event.message}"
+        failure = OSError(event.errno, message) if event.errno is not None else OSError(message)
+        _process_futures.set_exception(future, failure)
     else:
         _process_futures.set_exception(future, BrokenProcessPool(event.message))
 
@@ -269,7 +275,8 @@ class ProcessPoolExecutor(Executor):
             max_tasks_per_child,
             init,
             PREFETCH,
-            fork_server,
+            fork_server=fork_server,
+            parent_state=_forkserver.parent_state if fork_server is not None else None,
         )
         self._tasks: dict[int, _Task] = {}
         self._functions: dict[Any, bytes] = {}
@@ -318,12 +325,14 @@ class ProcessPoolExecutor(Executor):
     ) -> Future:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        payload, fds = _pickling.dump_task(kind, self._pickled(fn), args, kwargs, self._threshold)
+        payload, buffers = _pickling.dump_task(
+            kind, self._pickled(fn), args, kwargs, self._threshold
+        )
         task_id = next(self._ids)
         future = _process_futures.new_future(self, task_id)
         self._tasks[task_id] = _Task(future, fn if name is None else name)
         try:
-            self._supervisor.submit(task_id, payload, fds, timeout)
+            self._supervisor.submit(task_id, payload, buffers, timeout)
         except BaseException:
             self._tasks.pop(task_id, None)
             raise

@@ -1,5 +1,6 @@
-"""Pickling for the process pool, in the caller's thread: protocol 5 with large buffers in
-shared memory, cloudpickle for what pickle sends by reference but a worker could not import
+"""Pickling for the process pool, in the caller's thread: protocol 5 with large buffers out of
+band (lent to the supervisor, which puts them in shared memory when a worker takes the task),
+cloudpickle for what pickle sends by reference but a worker could not import
 (lambdas, closures, anything from ``__main__``), and errors that say which part of an argument
 or result cannot be pickled.
 """
@@ -92,9 +93,9 @@ def _pickler(cloudpickle: Any) -> type:
 
 def dump_task(
     kind: int, fn: object, args: object, kwargs: dict[str, Any], threshold: int
-) -> tuple[bytes, list[int]]:
-    """A task's frame payload and its shared-memory segments. Raises, naming the culprit, if
-    the callable or an argument cannot be pickled."""
+) -> tuple[bytes, list[memoryview]]:
+    """A task's frame payload and its out-of-band buffers (the caller's memory, not copies).
+    Raises, naming the culprit, if the callable or an argument cannot be pickled."""
     if kind == wire.CALL and (_has_raw_buffers(args) or _has_raw_buffers(kwargs.values())):  # type: ignore[arg-type]
         args = tuple(segments.wrap_large(arg, threshold) for arg in args)  # type: ignore[attr-defined]
         kwargs = {k: segments.wrap_large(v, threshold) for k, v in kwargs.items()}
@@ -106,11 +107,12 @@ def dump_task(
     except Exception:
         data = _MAIN
     if _MAIN not in data:
-        return data, segments.to_segments(large)
+        return data, [buffer.raw() for buffer in large]
     try:
-        return segments.dump(value, threshold, dumps_any)
+        data, large = segments.dump_out_of_band(value, threshold, dumps_any)
     except Exception as error:
         raise _task_error(fn, args, kwargs, error) from error
+    return data, [buffer.raw() for buffer in large]
 
 
 def _has_raw_buffers(values: Iterable[object]) -> bool:
@@ -158,7 +160,7 @@ def dump_initializer(initializer: object, initargs: tuple[Any, ...]) -> bytes:
 
 
 def load(payload: bytes, fds: list[int]) -> Any:
-    """Unpickles a payload whose large buffers are in the segments ``fds`` (which it closes)."""
+    """Unpickles a payload whose large buffers are in the segment ``fds`` (which it closes)."""
     return pickle.loads(payload, buffers=segments.map_segments(fds))
 
 

@@ -137,6 +137,11 @@ class Worker:
             return
         try:
             self.channel.send(RETURNED, task, data, out_fds)
+        except OSError as error:
+            if self.channel.broken:
+                raise
+            # Nothing of the frame left: the task fails, saying why, and the worker goes on.
+            self.send_exception(task, _unsendable(error))
         finally:
             for fd in out_fds:
                 os.close(fd)
@@ -181,6 +186,10 @@ class Worker:
                 self.channel.send(SKIPPED, task, b"")
                 continue
             self.answer(task, payload, fds)
+
+
+def _unsendable(error: OSError) -> OSError:
+    return OSError(error.errno, f"the result could not be sent to the parent: {error.strerror}")
 
 
 def unpicklable_result(value: object, error: Exception) -> Exception:
