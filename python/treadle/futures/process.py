@@ -41,6 +41,7 @@ from treadle.futures import process_future as _process_futures
 from treadle.futures.executor import Executor, MapSubmit, check_timeout
 from treadle.futures.process_future import Future
 from treadle.multiprocessing import fork_server as _forkserver
+from treadle.multiprocessing import main_module as _main_module
 from treadle.multiprocessing import pickling as _pickling
 from treadle.multiprocessing import wire, worker
 
@@ -241,6 +242,11 @@ class ProcessPoolExecutor(Executor):
         *,
         task_timeout: float | None = None,
     ) -> None:
+        if getattr(sys.modules.get(wire.MAIN_NAMESPACE_MODULE), "loading", False):
+            raise RuntimeError(
+                "a process pool cannot be started while a worker runs the main script again: "
+                "start it under `if __name__ == '__main__':`"
+            )
         if max_workers is None:
             count = getattr(os, "process_cpu_count", os.cpu_count)()
             max_workers = count or 1
@@ -253,9 +259,21 @@ class ProcessPoolExecutor(Executor):
         self._max_workers = max_workers
         self._task_timeout = task_timeout
         self._threshold = _pickling.SHARED_MEMORY_THRESHOLD
+        fork_server = None
+        if _start_method(mp_context) != "spawn":
+            fork_server = _forkserver.get()
+        # What the workers find in their __main__: the fork server's copy, or the script run
+        # again. A worker's answer may name the script's classes as __mp_main__'s.
+        self._main = (
+            _main_module.at_server_fork() if fork_server is not None else _main_module.fresh()
+        )
+        if "__main__" in sys.modules:
+            sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         initializer_payload = None
         if initializer is not None:
-            initializer_payload = _pickling.dump_initializer(initializer, tuple(initargs))
+            initializer_payload = _pickling.dump_initializer(
+                initializer, tuple(initargs), self._main
+            )
         init = _pickling.dumps_any(
             {
                 "sys_path": list(sys.path),
@@ -263,11 +281,9 @@ class ProcessPoolExecutor(Executor):
                 "threshold": self._threshold,
                 "initializer": initializer_payload,
                 "authkey": _authkey(),
+                "main": self._main.script(),
             }
         )
-        fork_server = None
-        if _start_method(mp_context) != "spawn":
-            fork_server = _forkserver.get()
         self._supervisor = _Supervisor(
             sys.executable,
             ["-S", "-P", _WORKER_SCRIPT],
@@ -326,7 +342,7 @@ class ProcessPoolExecutor(Executor):
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
         payload, buffers = _pickling.dump_task(
-            kind, self._pickled(fn), args, kwargs, self._threshold
+            kind, self._pickled(fn), args, kwargs, self._threshold, self._main
         )
         task_id = next(self._ids)
         future = _process_futures.new_future(self, task_id)
@@ -345,14 +361,17 @@ class ProcessPoolExecutor(Executor):
             return fn
         data = self._functions.get(fn)
         if data is None:
-            data = _pickling.function_by_reference(fn)
+            data = _pickling.function_by_reference(fn, self._main)
             if data is None:
                 return fn
             if len(self._functions) >= 256:
                 self._functions.clear()
             self._functions[fn] = data
-        elif getattr(sys.modules.get(fn.__module__), fn.__qualname__, None) is not fn:
-            # The name now stands for something else: pickle it afresh.
+        elif getattr(sys.modules.get(fn.__module__), fn.__qualname__, None) is not fn or (
+            fn.__module__ == "__main__" and not self._main.finds(fn)
+        ):
+            # The name now stands for something else, or a global of __main__ it reads was
+            # rebound since the workers' copy was made: pickle it afresh.
             del self._functions[fn]
             return self._pickled(fn)
         return data
@@ -364,7 +383,7 @@ class ProcessPoolExecutor(Executor):
         calls travel as one task, ``fn`` is pickled once for all of them."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        fn_bytes = _pickling.dump_function(fn)
+        fn_bytes = _pickling.dump_function(fn, self._main)
         name = _name_of(fn)
         calls = zip(*iterables, strict=False)
         if chunksize == 1:

@@ -44,7 +44,7 @@ import struct
 import sys
 
 from treadle._treadle import _die_with_parent, _ForkServer
-from treadle.multiprocessing import worker
+from treadle.multiprocessing import main_module, worker
 
 REQUEST = struct.Struct("<iiI")
 REPLY = struct.Struct("<ii")
@@ -101,6 +101,8 @@ def _start() -> _ForkServer | None:
             stream.flush()
         except (AttributeError, OSError, ValueError):
             pass
+    # What the server's __main__ will hold, for the pickles of its workers' tasks.
+    main_module.remember_server_fork()
     try:
         pid = os.fork()
     except OSError:

@@ -3,27 +3,28 @@
 Started by the parent's supervisor as ``python -S -P .../treadle/multiprocessing/worker.py`` (no
 ``site``, so that it starts fast); the first frame (``INIT``) brings the parent's ``sys.path``,
 which makes the parent's modules importable. Forked workers (``fork_server``) call :func:`main`
-instead. The frames are ``wire``'s, the large buffers ``segments``'; run as a script, the worker
+instead. Its ``__main__`` is ``worker_main``'s (the parent's, inherited by a fork, or the
+parent's script run again). The frames are ``wire``'s, the large buffers ``segments``'; run as a
+script, the worker
 finds them by putting the folder that holds ``treadle`` on ``sys.path`` (``import treadle``
 costs what ``import threading`` does).
 """
 
 from __future__ import annotations
 
-import builtins
 import itertools
 import os
 import pickle
 import signal
 import socket
 import sys
-import types
 
 if not __package__:
     # Run as a script: the modules beside this one are found as treadle's. Last on the path, so
     # that nothing there hides a module of the standard library.
     sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from treadle.multiprocessing import worker_main
 from treadle.multiprocessing.segments import dump, map_segments, wrap_large
 from treadle.multiprocessing.wire import (
     CANCEL,
@@ -33,7 +34,6 @@ from treadle.multiprocessing.wire import (
     EXIT,
     INIT,
     INIT_FAILED,
-    MAIN_NAMESPACE_MODULE,
     RAISED,
     READY,
     RETURNED,
@@ -45,26 +45,6 @@ from treadle.multiprocessing.wire import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-
-class MainNamespace(dict):  # type: ignore[type-arg]
-    """The shared globals of ``__main__``'s functions in a worker. ``update`` (which cloudpickle
-    calls with the globals a function refers to, as the parent had them) adds only the names not
-    yet set: what the worker's own code assigned stays, as in a forked worker, whose module is
-    the parent's as it was at the fork, then the worker's own."""
-
-    def update(self, other: object = (), /, **names: object) -> None:  # type: ignore[override]
-        for name, value in dict(other, **names).items():  # type: ignore[call-overload]
-            self.setdefault(name, value)
-
-
-def _register_main_namespace() -> None:
-    module = types.ModuleType(MAIN_NAMESPACE_MODULE)
-    module.namespace = MainNamespace(__name__="__main__", __builtins__=builtins)  # type: ignore[attr-defined]
-    sys.modules.setdefault(MAIN_NAMESPACE_MODULE, module)
-
-
-_register_main_namespace()
 
 
 class Worker:
@@ -89,6 +69,10 @@ class Worker:
             from multiprocessing import process
 
             process.current_process().authkey = setup["authkey"]
+        if forked:
+            worker_main.inherit()
+        else:
+            worker_main.install(setup.get("main"))
         if setup["initializer"] is not None:
             try:
                 initializer, initargs = pickle.loads(setup["initializer"])
