@@ -280,7 +280,9 @@ MAIN_INITIALIZER = textwrap.dedent(
                 print(sorted(set(pool.map(read, range(20)))), SETTING)
         try:
             lock = multiprocessing.Lock()
-            treadle.ProcessPoolExecutor(1, initializer=init, initargs=("set", lock))
+            spawn = multiprocessing.get_context("spawn")
+            initargs = ("set", lock)
+            treadle.ProcessPoolExecutor(1, mp_context=spawn, initializer=init, initargs=initargs)
         except Exception as error:
             print(type(error).__name__, error)
     """
@@ -299,7 +301,8 @@ def test_an_initializer_from_main_sets_globals_its_tasks_see(tmp_path, threaded)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "['set'] None"
-    # A multiprocessing lock travels only by inheritance: named at construction.
+    # A multiprocessing lock travels only by inheritance: a spawned worker cannot be handed one,
+    # which is said at construction (forked workers inherit it: test_process_fork_context.py).
     assert lines[1].startswith("RuntimeError cannot pickle initargs[1]._semlock"), lines
 
 

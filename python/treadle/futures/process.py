@@ -4,7 +4,9 @@ in Rust, with per-task timeouts, ``cancel(interrupt=True)``, and a pool that hea
 Workers are forked from a fork server (``treadle/multiprocessing/fork_server.py``) that the first
 pool forks while the process has one thread; when it has threads by then, workers are fresh
 interpreters (``python -S -P treadle/multiprocessing/worker.py``) started by the supervisor
-(``crates/treadle-os/src/supervisor/``). A process with threads is never forked. Arguments
+(``crates/treadle-os/src/supervisor/``). A process with threads is forked only when the caller
+asks for the ``fork`` start method (``multiprocessing/caller_fork.py``), as the standard library
+does. Arguments
 are pickled here, in the caller's thread; results are unpickled by the pool's supervisor thread,
 which waits in Rust without the interpreter. Design and limits: ``docs/process_pool.md``.
 """
@@ -40,6 +42,7 @@ from treadle._treadle import (
 from treadle.futures import process_future as _process_futures
 from treadle.futures.executor import Executor, MapSubmit, check_timeout
 from treadle.futures.process_future import Future
+from treadle.multiprocessing import caller_fork as _caller_fork
 from treadle.multiprocessing import fork_server as _forkserver
 from treadle.multiprocessing import main_module as _main_module
 from treadle.multiprocessing import pickling as _pickling
@@ -208,6 +211,23 @@ def _finder_needs_site() -> bool:
     return False
 
 
+def _workers_main(forked_from_here: bool, from_fork_server: bool) -> _main_module.View:
+    if forked_from_here:
+        return _main_module.inherited_now()
+    if from_fork_server:
+        return _main_module.at_server_fork()
+    return _main_module.fresh()
+
+
+def _default_start_method() -> str:
+    """The start method of ``multiprocessing``'s default context (``fork`` on Linux before
+    Python 3.14), without fixing it as ``get_start_method()`` would."""
+    import multiprocessing
+
+    chosen = multiprocessing.get_start_method(allow_none=True)
+    return chosen or multiprocessing.get_all_start_methods()[0]
+
+
 def _start_method(mp_context: Any) -> str | None:
     get = getattr(mp_context, "get_start_method", None)
     try:
@@ -228,8 +248,11 @@ class ProcessPoolExecutor(Executor):
     A worker that crashes fails only its own task, with :class:`WorkerCrashedError`, and is
     replaced. ``task_timeout`` (seconds) limits every task; ``schedule(timeout=)`` one task.
     Workers are forked from a fork server made when the process had one thread, or are fresh
-    interpreters when there is none; a process with threads is never forked. An ``mp_context``
-    whose start method is ``"spawn"`` asks for fresh interpreters; otherwise it is ignored.
+    interpreters when there is none. An ``mp_context`` whose start method is ``"spawn"`` asks for
+    fresh interpreters; one whose start method is ``"fork"`` for forks of this process, as the
+    standard library's (so does an initializer or ``initargs`` that can only be inherited, such
+    as a ``multiprocessing.RLock()``, while the default start method is ``"fork"``); otherwise it
+    is ignored.
     """
 
     def __init__(
@@ -259,21 +282,33 @@ class ProcessPoolExecutor(Executor):
         self._max_workers = max_workers
         self._task_timeout = task_timeout
         self._threshold = _pickling.SHARED_MEMORY_THRESHOLD
-        fork_server = None
-        if _start_method(mp_context) != "spawn":
+        start_method = _start_method(mp_context)
+        fork = fork_server = None
+        if start_method == "fork":
+            # Asked for: workers are forks of this process, the initializer inherited.
+            fork = _caller_fork.forker(initializer, tuple(initargs))
+        elif start_method != "spawn":
             fork_server = _forkserver.get()
-        # What the workers find in their __main__: the fork server's copy, or the script run
-        # again. A worker's answer may name the script's classes as __mp_main__'s.
-        self._main = (
-            _main_module.at_server_fork() if fork_server is not None else _main_module.fresh()
-        )
+        # What the workers find in their __main__: this process's, the fork server's copy, or
+        # the script run again. A worker's answer may name the script's classes as __mp_main__'s.
+        self._main = _workers_main(fork is not None, fork_server is not None)
         if "__main__" in sys.modules:
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         initializer_payload = None
-        if initializer is not None:
-            initializer_payload = _pickling.dump_initializer(
-                initializer, tuple(initargs), self._main
-            )
+        if initializer is not None and fork is None:
+            try:
+                initializer_payload = _pickling.dump_initializer(
+                    initializer, tuple(initargs), self._main
+                )
+            except Exception:
+                if start_method is not None or _default_start_method() != "fork":
+                    raise
+                # What only a fork can hand over (multiprocessing's locks, made in the default
+                # fork context): as the standard library's workers, these are forks of this
+                # process, and the initializer and its arguments are inherited.
+                fork = _caller_fork.forker(initializer, tuple(initargs))
+                fork_server = None
+                self._main = _workers_main(True, False)
         init = _pickling.dumps_any(
             {
                 "sys_path": list(sys.path),
@@ -293,6 +328,7 @@ class ProcessPoolExecutor(Executor):
             PREFETCH,
             fork_server=fork_server,
             parent_state=_forkserver.parent_state if fork_server is not None else None,
+            fork=fork,
         )
         self._tasks: dict[int, _Task] = {}
         self._functions: dict[Any, bytes] = {}

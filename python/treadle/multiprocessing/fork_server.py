@@ -37,7 +37,6 @@ import operator
 import os
 import pickle
 import resource
-import signal
 import socket
 import stat
 import struct
@@ -118,27 +117,6 @@ def _start() -> _ForkServer | None:
             os._exit(code)
     theirs.close()
     return _ForkServer(ours.detach(), pid)
-
-
-def _reset_signals() -> None:
-    """Default dispositions for the signals the parent handled in Python; Ctrl-C is the parent's
-    to handle, so SIGINT is ignored; no wake-up descriptor (an event loop's) is written to."""
-    for signum in signal.valid_signals():
-        try:
-            handler = signal.getsignal(signum)
-        except (OSError, ValueError):
-            continue
-        if callable(handler):
-            try:
-                signal.signal(signum, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        signal.set_wakeup_fd(-1)
-    except (OSError, ValueError):
-        pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _let_go_of_pipes_and_sockets(keep: int) -> None:
@@ -281,7 +259,7 @@ def _serve(sock: socket.socket) -> int:
     if not _die_with_parent(os.getppid()):
         return 1
     _let_go_of_pipes_and_sockets(sock.fileno())
-    _reset_signals()
+    worker.reset_signals()
     # A worker may give up the privilege to read the standard library (it takes the parent's
     # credentials): what it loads only once a task raises is loaded here, once.
     import traceback  # noqa: F401

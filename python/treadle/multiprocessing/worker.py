@@ -53,7 +53,11 @@ class Worker:
         self.threshold = 1 << 62
         self.functions: dict[bytes, Callable[..., object]] = {}
 
-    def start(self, forked: bool = False) -> bool:
+    def start(
+        self,
+        forked: bool = False,
+        inherited: tuple[Callable[..., object], tuple[object, ...]] | None = None,
+    ) -> bool:
         frame = self.channel.next_frame()
         if frame is None or frame[0] != INIT:
             return False
@@ -73,9 +77,9 @@ class Worker:
             worker_main.inherit()
         else:
             worker_main.install(setup.get("main"))
-        if setup["initializer"] is not None:
+        if setup["initializer"] is not None or inherited is not None:
             try:
-                initializer, initargs = pickle.loads(setup["initializer"])
+                initializer, initargs = inherited or pickle.loads(setup["initializer"])
                 initializer(*initargs)
             except BaseException:
                 import traceback
@@ -186,17 +190,45 @@ def unpicklable_result(value: object, error: Exception) -> Exception:
         return type(error)(f"the result cannot be pickled: {error}")
 
 
-def main(channel: int = CHANNEL_FD, forked: bool = False) -> None:
+def reset_signals() -> None:
+    """In a fork of the parent: default dispositions for the signals the parent handled in
+    Python; Ctrl-C is the parent's to handle, so SIGINT is ignored; no wake-up descriptor (an
+    event loop's) is written to."""
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        if callable(handler):
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signal.set_wakeup_fd(-1)
+    except (OSError, ValueError):
+        pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def main(
+    channel: int = CHANNEL_FD,
+    forked: bool = False,
+    initializer: tuple[Callable[..., object], tuple[object, ...]] | None = None,
+) -> None:
     """Serves the parent on descriptor ``channel``, then exits the process. ``forked``: this
-    process is a fork of the parent (``fork_server``), not a fresh interpreter; its signal
-    dispositions were reset by the fork server."""
+    process is a fork of the parent (by the fork server, or by the pool's caller), not a fresh
+    interpreter; its signal dispositions were reset (:func:`reset_signals`). ``initializer``:
+    the pool's initializer and its arguments, inherited by a fork of the caller (not sent in
+    ``INIT``)."""
     if not forked:
         # Ctrl-C reaches the whole process group; the parent decides what happens to the pool.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=channel)
     sock.set_inheritable(False)
     worker = Worker(Channel(sock))
-    if worker.start(forked):
+    if worker.start(forked, initializer):
         worker.serve()
     sys.stdout.flush()
     sys.stderr.flush()
