@@ -150,3 +150,25 @@ def test_a_task_whose_shared_memory_cannot_be_made_fails_alone_and_clearly():
     assert "could not be handed to a worker" in out["message"]
     assert "shared memory" in out["message"]
     assert out["after"] == 4 << 20
+
+
+def test_what_goes_out_of_band_is_what_the_docs_say():
+    # docs/process_pool.md: bytearrays travel in the frame wherever they are (pickle writes
+    # them in band); large bytes and memoryviews go out of band at the top level, numpy arrays
+    # and PickleBuffers anywhere.
+    from treadle.multiprocessing import wire
+
+    def lent(*args):
+        return len(pickling.dump_task(wire.CALL, tasks.same, args, {}, SIZE)[1])
+
+    data = bytes(SIZE)
+    assert lent(bytearray(data)) == 0
+    assert lent([bytearray(data)]) == 0
+    assert lent(data) == 1
+    assert lent([data]) == 0
+    assert lent(memoryview(data)) == 1
+    assert lent([pickle.PickleBuffer(data)]) == 1
+    numpy = pytest.importorskip("numpy")
+    assert lent({"nested": [numpy.zeros(SIZE, dtype=numpy.uint8)]}) == 1
+    with treadle.ProcessPoolExecutor(1) as pool:
+        assert pool.submit(tasks.same, [bytearray(data)]).result(WAIT) == [bytearray(data)]
