@@ -167,7 +167,7 @@ def parent_state() -> tuple[bytes, int]:
         state = {
             "environ": dict(os.environb),
             "umask": int(umask, 8) if umask is not None else None,
-            "rlimits": [(limit, resource.getrlimit(limit)) for limit in _RESOURCE_LIMITS],
+            "rlimits": _resource_limits(),
             "uids": os.getresuid(),
             "gids": os.getresgid(),
             "groups": sorted(os.getgroups()),
@@ -177,6 +177,16 @@ def parent_state() -> tuple[bytes, int]:
     except BaseException:
         os.close(cwd)
         raise
+
+
+def _resource_limits() -> list[tuple[int, tuple[int, int]]]:
+    limits = []
+    for limit in _RESOURCE_LIMITS:
+        try:
+            limits.append((limit, resource.getrlimit(limit)))
+        except (OSError, ValueError):
+            continue  # one this kernel does not know
+    return limits
 
 
 def _status(path: str) -> dict[str, str]:
