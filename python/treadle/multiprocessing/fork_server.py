@@ -274,6 +274,7 @@ def _serve(sock: socket.socket) -> int:
     # credentials): what it loads only once a task raises is loaded here, once.
     import traceback  # noqa: F401
 
+    own = _own_state()
     sock.setblocking(True)
     while True:
         header, fds = _receive(sock, REQUEST.size)
@@ -285,7 +286,7 @@ def _serve(sock: socket.socket) -> int:
         if payload is None:
             return 0
         if kind == SPAWN and fds:
-            reply = _spawn(sock, fds, payload)
+            reply = _spawn(sock, fds, payload, own)
         elif kind == WAIT:
             _close(fds)
             try:
@@ -321,7 +322,20 @@ def _close(fds: list[int]) -> None:
         os.close(fd)
 
 
-def _spawn(sock: socket.socket, fds: list[int], payload: bytes) -> tuple[int, int]:
+def _own_state() -> tuple[dict, tuple[int, int]]:
+    """The server's own state, as :func:`parent_state` captures a parent's, and its working
+    directory's identity: a worker forked while the parent is as the server is takes nothing."""
+    payload, cwd = parent_state()
+    try:
+        where = os.fstat(cwd)
+    finally:
+        os.close(cwd)
+    return pickle.loads(payload), (where.st_dev, where.st_ino)
+
+
+def _spawn(
+    sock: socket.socket, fds: list[int], payload: bytes, own: tuple[dict, tuple[int, int]]
+) -> tuple[int, int]:
     """Forks a worker serving ``fds[0]`` that takes the parent's state (the payload, and the
     working directory ``fds[1]``); its pid, or -1 and the errno of why it could not be."""
     channel, cwd = fds[0], (fds[1] if len(fds) > 1 else None)
@@ -331,6 +345,8 @@ def _spawn(sock: socket.socket, fds: list[int], payload: bytes) -> tuple[int, in
     except Exception:
         _close(fds[:2])
         return -1, errno.EINVAL
+    if state == own[0] and cwd is not None and _identity(cwd) == own[1]:
+        return _spawn_as_is(sock, channel, cwd)
     server = os.getpid()
     taken, told = os.pipe2(os.O_CLOEXEC)
     try:
@@ -365,4 +381,29 @@ def _spawn(sock: socket.socket, fds: list[int], payload: bytes) -> tuple[int, in
     if error:
         os.waitpid(pid, 0)
         return -1, error
+    return pid, 0
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    where = os.fstat(fd)
+    return where.st_dev, where.st_ino
+
+
+def _spawn_as_is(sock: socket.socket, channel: int, cwd: int) -> tuple[int, int]:
+    """Forks a worker of a parent whose state is the server's: it has nothing to take."""
+    server = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as error:
+        _close([channel, cwd])
+        return -1, error.errno or 0
+    if pid == 0:  # a worker; it never returns
+        try:
+            sock.close()
+            os.close(cwd)
+            if _die_with_parent(server):
+                worker.main(channel, forked=True)
+        finally:
+            os._exit(1)
+    _close([channel, cwd])
     return pid, 0

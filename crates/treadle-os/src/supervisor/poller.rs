@@ -15,6 +15,7 @@ use super::state::Worker;
 use super::task::Event;
 use super::{Origin, Supervisor};
 use crate::channel;
+use crate::fork_server::ParentState;
 use crate::frame::{self, to_worker};
 use crate::oom::oom_kills;
 use crate::process::Process;
@@ -53,8 +54,7 @@ impl Supervisor {
             let missing = state.missing_workers(Instant::now());
             if missing > 0 {
                 drop(state);
-                let started: Vec<io::Result<Connection>> =
-                    (0..missing).map(|_| self.start_worker()).collect();
+                let started = self.start_workers(missing);
                 let mut state = self.state.lock();
                 let now = Instant::now();
                 for connection in started {
@@ -148,22 +148,34 @@ impl Supervisor {
         state.settle(now);
     }
 
-    fn start_worker(&self) -> io::Result<Connection> {
+    /// Starts `count` workers; a fork server's take the parent's state as it is captured once,
+    /// now, for all of them.
+    fn start_workers(&self, count: usize) -> Vec<io::Result<Connection>> {
+        let parent = match &self.config.origin {
+            Origin::ForkServer { server, state } if server.alive() => Some(state()),
+            _ => None,
+        };
+        (0..count)
+            .map(|_| self.start_worker(parent.as_ref()))
+            .collect()
+    }
+
+    fn start_worker(&self, parent: Option<&io::Result<ParentState>>) -> io::Result<Connection> {
         let (ours, theirs) = channel::socket_pair()?;
         let config = &self.config;
         let fresh = || Process::spawn(&config.program, &config.args, &theirs);
-        let process = match &config.origin {
+        let process = match (&config.origin, parent) {
             // Whatever stops the server from forking one that takes the parent's state (it died,
             // it cannot give the parent's credentials, no pidfds), a fresh interpreter, which
             // inherits the parent as it is, may still start.
-            Origin::ForkServer { server, state } if server.alive() => {
-                match state().and_then(|state| Process::fork_from(server, &theirs, &state)) {
+            (Origin::ForkServer { server, .. }, Some(Ok(state))) if server.alive() => {
+                match Process::fork_from(server, &theirs, state) {
                     Ok(process) => process,
                     Err(_) => fresh()?,
                 }
             }
-            Origin::ForkServer { .. } | Origin::Fresh => fresh()?,
-            Origin::Caller(fork) => Process::adopt(fork(&theirs, &ours)?)?,
+            (Origin::ForkServer { .. } | Origin::Fresh, _) => fresh()?,
+            (Origin::Caller(fork), _) => Process::adopt(fork(&theirs, &ours)?)?,
         };
         drop(theirs);
         let init = frame::encode(to_worker::INIT, 0, &config.init, 0)
