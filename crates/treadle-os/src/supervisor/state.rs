@@ -22,10 +22,10 @@
 //! - `Closed` is the last event, reported once: after shutdown, when no worker is left and
 //!   nothing is pending.
 //! - A task's lent buffers are packed (by the poller, `to_pack` then `packed`) only while a
-//!   worker has room for it, and a task whose buffers are still lent is never sent: it stops
-//!   dispatching until it is packed, so tasks leave in the order they came. A worker holds at
-//!   most `prefetch` tasks that carry buffers, so the segments that exist are bounded by the
-//!   workers, not by the queue.
+//!   worker has room for it (or will have next: one task per worker is packed ahead), and a
+//!   task whose buffers are still lent is never sent: it stops dispatching until it is packed,
+//!   so tasks leave in the order they came. A worker holds at most `prefetch` tasks that carry
+//!   buffers, so the segments that exist are bounded by the workers, not by the queue.
 //! - A failed write to a worker never leaves a task waiting for an answer that cannot come: the
 //!   tasks of the failed write fail ([`Event::Failed`]), the worker is killed, and its other
 //!   tasks follow the usual rules (unless the worker had already hung up: its exit then says
@@ -47,6 +47,8 @@ use std::time::{Duration, Instant};
 /// How many times in a row workers may fail to start (by their own doing) until the pool gives
 /// up.
 const START_FAILURES_TO_BREAK: u32 = 3;
+/// Tasks with large buffers packed ahead per worker, beyond those it has room for.
+const PACKED_AHEAD: usize = 1;
 /// How long the start after a failed one waits; it doubles with each failure in a row.
 const START_BACKOFF: Duration = Duration::from_millis(100);
 /// Most tasks a worker holds, however short its tasks are.
@@ -380,13 +382,16 @@ impl<L: Link> State<L> {
         self.next_start = Some(now + wait);
     }
 
-    /// The lent buffers of the tasks workers have room for now, to be packed into segments
-    /// (with the state unlocked: it copies them) before the tasks are sent; see [`State::packed`].
+    /// The lent buffers of the tasks workers have room for now, and of one more task per
+    /// worker (packed ahead, so that a worker that answers gets its next task at once), to be
+    /// packed into segments (with the state unlocked: it copies them) before the tasks are
+    /// sent; see [`State::packed`].
     pub(crate) fn to_pack(&self) -> Vec<(u64, LentBuffers)> {
         let mut room: usize = self
             .workers
             .iter()
-            .map(|w| w.room_for_buffers(&self.limits))
+            .filter(|w| w.fate == Fate::Serving && !w.hung_up)
+            .map(|w| w.room_for_buffers(&self.limits) + PACKED_AHEAD)
             .sum();
         let mut lent = Vec::new();
         for task in &self.pending {
