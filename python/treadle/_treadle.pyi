@@ -30,6 +30,7 @@ __all__ = [
     "_Closed",
     "_Completions",
     "_Crashed",
+    "_Failed",
     "_ForkServer",
     "_FutureBase",
     "_Interruptible",
@@ -372,9 +373,14 @@ class _Supervisor:
         max_tasks_per_child: int | None,
         init: bytes,
         prefetch: int,
+        *,
         fork_server: _ForkServer | None = None,
+        parent_state: Callable[[], tuple[bytes, int]] | None = None,
+        fork: Callable[[int, int], int] | None = None,
     ) -> _Supervisor: ...
-    def submit(self, id: int, payload: bytes, fds: list[int], timeout: float | None) -> None: ...
+    def submit(
+        self, id: int, payload: bytes, buffers: list[memoryview], timeout: float | None
+    ) -> None: ...
     def cancel(self, id: int, interrupt: bool) -> _CancelOutcome: ...
     def queued(self, id: int) -> bool: ...
     def shutdown(self, cancel_pending: bool) -> list[int]: ...
@@ -382,7 +388,9 @@ class _Supervisor:
     def pids(self) -> list[int]: ...
     def poll(
         self, timeout: float | None = None
-    ) -> list[_Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Broken | _Closed]: ...
+    ) -> list[
+        _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Failed | _Broken | _Closed
+    ]: ...
 
 # What the supervisor tells Python: one record per kind of event, and what a cancellation did.
 
@@ -428,6 +436,15 @@ class _TimedOut:
     def pid(self) -> int: ...
     @property
     def seconds(self) -> float: ...
+
+@final
+class _Failed:
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def errno(self) -> int | None: ...
+    @property
+    def message(self) -> str: ...
 
 @final
 class _Broken:

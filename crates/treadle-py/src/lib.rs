@@ -82,6 +82,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process_pool::events::PyCrashed>()?;
     m.add_class::<process_pool::events::PyTerminated>()?;
     m.add_class::<process_pool::events::PyTimedOut>()?;
+    m.add_class::<process_pool::events::PyFailed>()?;
     m.add_class::<process_pool::events::PyBroken>()?;
     m.add_class::<process_pool::events::PyClosed>()?;
     m.add_class::<process_pool::events::PyCancelOutcome>()?;

@@ -51,6 +51,7 @@ from treadle.futures import process_future as _process_futures
 from treadle.futures.executor import Executor
 from treadle.futures.process import ProcessPoolExecutor, WorkerCrashedError, _name_of
 from treadle.futures.process_future import Future
+from treadle.multiprocessing import main_module as _main_module
 from treadle.multiprocessing import pickling as _pickling
 
 __all__ = ["ClusterPool", "DaskExecutor", "cluster_pool", "shared_client"]
@@ -460,6 +461,9 @@ class DaskExecutor(Executor):
     schedule = ProcessPoolExecutor.schedule
     submit = ProcessPoolExecutor.submit
     _map_tasks = ProcessPoolExecutor._map_tasks
+    #: What the workers' main module holds of the program's: nothing (a Dask worker runs no
+    #: program's script), so every function and class of ``__main__`` travels by value.
+    _main = _main_module.NOTHING
 
     def _schedule(
         self,

@@ -41,8 +41,24 @@ class _Session:
     never be seen."""
 
     def __init__(self) -> None:
-        self.namespace = _worker.MainNamespace(__name__="__main__", __builtins__=builtins)
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        #: The values the program sent, by name: a global still bound to one may take the
+        #: program's newer value; one the worker's own code assigned (an initializer's
+        #: ``global``) keeps its own.
+        self.given: dict[str, Any] = {}
         self.runner = _worker.Worker(None)  # type: ignore[arg-type]
+
+    def merge(self, captured: dict[str, Any]) -> dict[str, Any]:
+        """What ``treadle.multiprocessing.worker_main.merge`` does for a worker's ``__main__``,
+        for this executor's globals (a Dask worker runs no program's script)."""
+        for name, value in captured.items():
+            current = self.namespace.get(name, _MISSING)
+            if current is _MISSING or current is self.given.get(name, _MISSING):
+                self.namespace[name] = self.given[name] = value
+        return {}
+
+
+_MISSING = object()
 
 
 _sessions: dict[str, _Session] = {}
@@ -54,9 +70,16 @@ class _MainNamespaces(types.ModuleType):
     ``treadle.multiprocessing.pickling``): here, that of the executor whose task or initializer
     this thread runs."""
 
+    #: No script runs again on a Dask worker (see ``worker_main``): never loading.
+    loading = False
+
     @property
     def namespace(self) -> dict[str, Any]:
         return _current.session.namespace  # type: ignore[no-any-return]
+
+    @staticmethod
+    def merge(captured: dict[str, Any]) -> dict[str, Any]:
+        return _current.session.merge(captured)  # type: ignore[no-any-return]
 
 
 sys.modules[MAIN_NAMESPACE_MODULE] = _MainNamespaces(MAIN_NAMESPACE_MODULE)
