@@ -13,12 +13,13 @@ class DeadlockError(RuntimeError):
 
     ``str(err)`` is the report; ``err.cycle`` is the same as a list of :class:`WaitEdge`.
     The other threads of the cycle keep waiting, so the program can recover (for example by
-    releasing what the raising thread holds).
+    releasing what the raising thread holds). It pickles (a process-pool task's deadlock
+    reaches the caller whole), as every treadle exception does.
     """
 
-    def __init__(self, message: str, cycle: list[WaitEdge]):
+    def __init__(self, message: str, cycle: list[WaitEdge] | None = None):
         super().__init__(message)
-        self.cycle = cycle
+        self.cycle = [] if cycle is None else cycle
 
 
 class DeadlockWarning(RuntimeWarning):
