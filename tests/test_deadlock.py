@@ -4,6 +4,7 @@ Every scenario runs under pytest's per-test timeout: a missed detection is a fai
 stuck run. Threads here are ``treadle.Thread`` so that their joins are in the wait graph too.
 """
 
+import os
 import random
 import subprocess
 import sys
@@ -417,6 +418,24 @@ def test_mode_off_and_bad_mode():
     assert treadle.deadlock.get_mode() == "off"
     with pytest.raises(ValueError):
         treadle.deadlock.set_mode("loud")
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [("bogus", "raise"), (" Warn ", "warn"), ("off", "off")]
+)
+def test_the_mode_from_the_environment_never_stops_import(value, mode):
+    """A typo in ``TREADLE_DEADLOCK`` warns and keeps the default; a mode is read as given."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import treadle; print(treadle.deadlock.get_mode())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TREADLE_DEADLOCK": value},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == mode
+    warned = "RuntimeWarning: TREADLE_DEADLOCK='bogus' is not a deadlock mode" in done.stderr
+    assert warned == (value == "bogus"), done.stderr
 
 
 def test_dump_waits_shows_a_blocked_thread():

@@ -130,6 +130,32 @@ def test_bad_timeouts_are_rejected(cls, timeout):
         q.get(timeout=timeout)
 
 
+TOO_LONG = [float("inf"), 2**70]
+
+
+@pytest.mark.parametrize("timeout", TOO_LONG)
+@pytest.mark.parametrize("cls", [queue.Queue, *ALL_QUEUES])
+def test_a_timeout_too_large_to_wait_for_is_an_overflow_error_once_it_must_wait(cls, timeout):
+    q = cls(1)
+    with pytest.raises(OverflowError):
+        q.get(timeout=timeout)
+    q.put(1, timeout=timeout)  # room: no wait, no error
+    with pytest.raises(OverflowError):
+        q.put(2, timeout=timeout)
+    assert q.get(timeout=timeout) == 1  # an item: no wait, no error
+    assert q.qsize() == 0
+
+
+@pytest.mark.parametrize("timeout", TOO_LONG)
+@pytest.mark.parametrize("cls", [queue.SimpleQueue, treadle.SimpleQueue])
+def test_simple_queue_refuses_a_timeout_too_large_to_wait_for(cls, timeout):
+    q = cls()
+    q.put(1)
+    with pytest.raises(OverflowError):
+        q.get(timeout=timeout)
+    assert q.get_nowait() == 1
+
+
 @pytest.mark.parametrize("cls", ALL_QUEUES)
 def test_put_on_unbounded_queue_ignores_timeout_like_the_standard_library(cls):
     q = cls()

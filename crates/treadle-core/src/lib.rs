@@ -40,7 +40,7 @@ pub use lock::RawLock;
 pub use pool::{Next, Pool, SubmitError};
 pub use queue::{GetError, Order, PutError, Queue, QueueWait, TooManyTaskDone};
 pub use rlock::RawRLock;
-pub use semaphore::{Semaphore, SemaphoreError};
+pub use semaphore::{Semaphore, SemaphoreError, Units};
 pub use thread_id::ThreadId;
 pub use wait_graph::{Edge, Mode, WaitGraph, WaitKind, WaitTarget};
 pub use wait_queue::{WaitQueue, Waiter};

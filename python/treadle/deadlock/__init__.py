@@ -67,8 +67,24 @@ def __dir__() -> list[str]:
     return _lazy.listing(globals(), __all__)
 
 
+def _mode_from_environment(value: str) -> None:
+    """``TREADLE_DEADLOCK``: a mode; anything else warns and leaves the default, so that a typo
+    in the environment never stops ``import treadle``."""
+    try:
+        set_mode(value.strip().lower())
+    except ValueError:
+        import warnings
+
+        warnings.warn(
+            f"TREADLE_DEADLOCK={value!r} is not a deadlock mode ('raise', 'warn' or 'off'); "
+            f"using {get_mode()!r}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
 if os.environ.get("TREADLE_DEADLOCK"):
-    set_mode(os.environ["TREADLE_DEADLOCK"].strip().lower())
+    _mode_from_environment(os.environ["TREADLE_DEADLOCK"])
 if os.environ.get("TREADLE_LOCK_ORDER", "").strip() not in ("", "0"):
     from treadle.deadlock.lock_order import enable_lock_order
 

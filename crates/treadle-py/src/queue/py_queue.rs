@@ -6,7 +6,7 @@ use super::alias::generic_alias;
 use super::errors::{shut_down, Empty, Full};
 use super::items::{get_item, put_item};
 use super::monitor::Monitor;
-use super::wait::{park, queue_wait, run, Block, QueueRef};
+use super::wait::{park, queue_wait, run, unless_it_must_wait, Block, QueueRef};
 use crate::runtime::errors::cannot_pickle;
 use crate::runtime::timeout::Wait;
 use parking_lot::Mutex;
@@ -173,15 +173,16 @@ impl PyQueue {
     ) -> PyResult<()> {
         let this = slf.get();
         let py = slf.py();
-        match &this.monitor {
-            Some(monitor) => {
-                this.monitor_put(monitor, slf, item, this.put_wait(py, block, timeout))
-            }
-            None => {
-                let wait = this.put_wait(py, block, timeout)?;
-                put_item(py, slf.as_any(), &this.core, item, wait)
-            }
-        }
+        let would_wait = |error: &PyErr| error.is_instance_of::<Full>(py);
+        unless_it_must_wait(
+            py,
+            this.put_wait(py, block, timeout),
+            would_wait,
+            |wait| match &this.monitor {
+                Some(monitor) => this.monitor_put(monitor, slf, item, wait),
+                None => put_item(py, slf.as_any(), &this.core, item, wait?),
+            },
+        )
     }
 
     /// Put `item` without waiting; `queue.Full` if there is no free slot.
@@ -202,13 +203,16 @@ impl PyQueue {
     ) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         let py = slf.py();
-        match &this.monitor {
-            Some(monitor) => this.monitor_get(monitor, slf, this.get_wait(py, block, timeout)),
-            None => {
-                let wait = this.get_wait(py, block, timeout)?;
-                get_item(py, slf.as_any(), &this.core, wait)
-            }
-        }
+        let would_wait = |error: &PyErr| error.is_instance_of::<Empty>(py);
+        unless_it_must_wait(
+            py,
+            this.get_wait(py, block, timeout),
+            would_wait,
+            |wait| match &this.monitor {
+                Some(monitor) => this.monitor_get(monitor, slf, wait),
+                None => get_item(py, slf.as_any(), &this.core, wait?),
+            },
+        )
     }
 
     /// Remove and return an item without waiting; `queue.Empty` if there is none.
