@@ -231,6 +231,38 @@ def test_pytest_plugin_fails_a_deadlocking_test_instead_of_hanging(tmp_path):
     assert "treadle detected a deadlock" in result.stdout
 
 
+def test_pytest_plugin_patches_before_conftest_imports_the_code_under_test(tmp_path):
+    """A conftest that imports the code under test (as dask's and tqdm's do) gets it patched:
+    what that code makes at import (a module-level lock, queue, executor) is treadle's."""
+    write(
+        tmp_path,
+        "library.py",
+        """
+        import concurrent.futures, queue, threading
+
+        LOCK = threading.Lock()
+        JOBS = queue.Queue()
+        EXECUTOR_CLASS = concurrent.futures.ThreadPoolExecutor
+        """,
+    )
+    write(tmp_path, "conftest.py", "import library\n")
+    write(
+        tmp_path,
+        "test_library.py",
+        """
+        import library, treadle
+
+        def test_module_level_objects_made_at_import_are_treadles():
+            assert type(library.LOCK) is treadle.Lock
+            assert type(library.JOBS) is treadle.Queue
+            assert library.EXECUTOR_CLASS is treadle.ThreadPoolExecutor
+        """,
+    )
+    result = pytest_with_plugin(tmp_path, str(tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "1 passed" in result.stdout
+
+
 def test_a_third_party_threaded_suite_runs_green_under_the_plugin(tmp_path):
     """numpy's own multithreading tests (ThreadPoolExecutor, Barrier, threads hammering shared
     arrays) pass with the standard library patched; a probe test in the same session proves the
