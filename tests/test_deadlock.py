@@ -14,6 +14,7 @@ import time
 import warnings
 
 import pytest
+from _children import run_until_interrupted
 
 import treadle
 from treadle import DeadlockError
@@ -586,9 +587,11 @@ libc = ctypes.CDLL(None)
 thread_id = ctypes.c_ulong()
 routine = ctypes.cast(libc.{routine}, ctypes.c_void_p)
 assert libc.pthread_create(ctypes.byref(thread_id), None, routine, {argument}) == 0
+lock = treadle.Lock()
+lock.acquire()
 start = time.monotonic()
 try:
-    treadle.Event().wait()
+    lock.acquire()  # nobody but a thread outside the interpreter could release it
 except treadle.DeadlockError:
     print("REPORTED AFTER", round(time.monotonic() - start, 2))
 """
@@ -596,7 +599,8 @@ except treadle.DeadlockError:
 
 def seconds_to_report_beside_a_c_thread(routine, argument, setup=""):
     """Starts a C thread running ``routine(argument)``, then stalls the only Python thread on
-    an event nobody sets; returns how long the stall took to be reported."""
+    a lock it holds itself, which only another thread could release; returns how long the stall
+    took to be reported."""
     out = run_child(C_THREAD_THEN_STALL.format(routine=routine, argument=argument, setup=setup))
     assert out.startswith("REPORTED AFTER"), out
     return float(out.split()[-1])
@@ -629,15 +633,12 @@ def test_a_stall_is_reported_in_a_process_that_imported_numpy():
         import numpy
         import treadle
         numpy.ones((200, 200)) @ numpy.ones((200, 200))  # wakes the BLAS pool, if there is one
-        event, done = treadle.Event(), treadle.Event()
-        def worker():
-            event.wait()  # nobody sets it
-            done.set()
-        thread = treadle.Thread(target=worker, name="worker")
+        event = treadle.Event()
+        thread = treadle.Thread(target=event.wait, name="worker")  # nobody sets it
         thread.start()
         start = time.monotonic()
         try:
-            done.wait()
+            thread.join()
         except treadle.DeadlockError as err:
             print("REPORTED AFTER", round(time.monotonic() - start, 2), len(err.cycle))
         event.set()
@@ -649,22 +650,93 @@ def test_a_stall_is_reported_in_a_process_that_imported_numpy():
     assert out.split()[-1] == "2"
 
 
-def test_waiting_on_futures_nobody_can_finish_is_detected():
+def test_waiting_on_futures_a_stuck_task_cannot_finish_is_detected():
     out = run_child(
         """
         import treadle
-        orphan = treadle.Future()  # no pool runs it, and no thread is left to set it
         for label, wait in (
-            ("wait", lambda: treadle.wait([orphan])),
-            ("as_completed", lambda: next(treadle.as_completed([orphan]))),
+            ("wait", lambda future: treadle.wait([future])),
+            ("as_completed", lambda future: next(treadle.as_completed([future]))),
         ):
-            try:
-                wait()
-            except treadle.DeadlockError as err:
-                print(label, [edge.kind for edge in err.cycle])
+            lock = treadle.Lock()
+            with treadle.ThreadPoolExecutor(1) as pool, lock:
+                # The task needs the lock the waiting thread holds. Whichever of the two
+                # confirms the stall first raises: the waiter, or the task (its future fails).
+                stuck = pool.submit(lambda: lock.acquire() and lock.release())
+                try:
+                    wait(stuck)
+                    err = stuck.exception()
+                except treadle.DeadlockError as raised:
+                    err = raised
+            print(label, sorted(edge.kind for edge in err.cycle))
         """
     )
-    assert out.splitlines() == ["wait ['future']", "as_completed ['future']"], out
+    assert out.splitlines() == ["wait ['future', 'lock']", "as_completed ['future', 'lock']"], out
+
+
+# Threads all idle, waiting for input or a signal, and none waiting on anything a thread holds:
+# not a deadlock (docs/deadlocks.md), though nothing in the process will ever wake them.
+IDLE = {
+    "daemon idiom: workers idle on a queue, the main thread on an event until Ctrl-C": """
+        jobs = treadle.Queue()
+        for n in range(3):
+            treadle.Thread(target=jobs.get, daemon=True).start()
+        wait = treadle.Event().wait
+        """,
+    "a future no pool runs, which anybody may set": """
+        wait = treadle.Future().result
+        """,
+    "a condition, a semaphore and a barrier that other threads wait on too": """
+        cond, sem, barrier = treadle.Condition(), treadle.Semaphore(0), treadle.Barrier(3)
+        def notified():
+            with cond:
+                cond.wait()
+        for target in (notified, sem.acquire, barrier.wait):
+            treadle.Thread(target=target, daemon=True).start()
+        wait = treadle.Event().wait
+        """,
+}
+
+
+@pytest.mark.parametrize("setup", IDLE.values(), ids=IDLE.keys())
+def test_threads_all_idle_waiting_for_input_or_a_signal_are_not_a_deadlock(setup):
+    code = (
+        "import sys, threading, time, treadle\n"
+        + textwrap.dedent(setup)
+        + textwrap.dedent(
+            """
+            while len(treadle._treadle._waits()) < threading.active_count() - 1:
+                time.sleep(0.01)
+            print("parked", flush=True)
+            try:
+                wait()
+            except KeyboardInterrupt:
+                print("interrupted, as python would be")
+            except treadle.DeadlockError as err:
+                print("REPORTED", err)
+            """
+        )
+    )
+    status, out, err = run_until_interrupted([sys.executable, "-c", code])
+    assert (status, out.splitlines()) == (0, ["interrupted, as python would be"]), err
+
+
+def test_a_lock_used_as_a_signal_and_polled_with_a_timeout_logs_nothing(caplog):
+    signal_lock = treadle.Lock()
+    signal_lock.acquire()
+    polls = []
+
+    def give_the_signal():
+        time.sleep(0.35)
+        signal_lock.release()
+
+    with caplog.at_level("WARNING", logger="treadle"):
+        thread = run_threads(give_the_signal)[0]
+        while not signal_lock.acquire(timeout=0.1):
+            polls.append(1)
+        thread.join(10)
+    assert len(polls) >= 2
+    assert caplog.text == ""
 
 
 def test_a_program_that_never_used_treadle_deadlock_gets_the_full_report():
