@@ -461,6 +461,27 @@ def test_kill_workers_stops_the_pool(tmp_path):
         pool.submit(tasks.square, 1)
 
 
+def test_tasks_stopped_by_kill_workers_are_not_reported_as_lost(tmp_path):
+    """The caller stopped them on purpose: a failure nobody reads is not a lost exception, and
+    one that is read is still the WorkerCrashedError."""
+    lost = []
+    previous = treadle.set_unretrieved_handler(lambda error, name: lost.append(error))
+    try:
+        pool = treadle.ProcessPoolExecutor(2)
+        markers = [tmp_path / "read", tmp_path / "unread"]
+        read, unread = (pool.submit(tasks.announce_then_sleep, str(m), 60) for m in markers)
+        for marker in markers:
+            wait_for_pid_file(marker)
+        pool.kill_workers()
+        assert isinstance(read.exception(WAIT), treadle.WorkerCrashedError)
+        assert wait_for(unread.done)
+        del read, unread, pool
+        gc.collect()
+        assert lost == []
+    finally:
+        treadle.set_unretrieved_handler(previous)
+
+
 def test_spawn_context_starts_fresh_interpreters():
     # A worker started with mp_context "spawn" has not inherited this process's modules.
     import multiprocessing

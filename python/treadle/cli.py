@@ -4,7 +4,8 @@
 ``python`` would, with the standard library's concurrency replaced by treadle's: a deadlock ends it
 with a report on stderr and exit status 3 instead of a hang; at exit it says which non-daemon
 threads are still alive (the interpreter will wait for them) and which task exceptions nobody
-retrieved (and a program that would have exited 0 exits 3 when it lost some).
+retrieved (and a program that would have exited 0 exits 3 when it lost some; tasks stopped on
+purpose, such as a process pool's at a Ctrl-C the program handles, are not lost).
 
 ``treadle bench [--quick] [name ...]`` runs the benchmark harness (``treadle.benchmarks``).
 """

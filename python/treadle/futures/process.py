@@ -137,7 +137,7 @@ def _resolve(
             future, _crash_error(task, event, "; the pool replaced it and goes on")
         )
     elif isinstance(event, _Terminated):
-        _process_futures.set_exception(
+        _process_futures.set_stopped(
             future, _crash_error(task, event, ", stopped by terminate_workers() or kill_workers()")
         )
     elif isinstance(event, _TimedOut):
@@ -407,7 +407,8 @@ class ProcessPoolExecutor(Executor):
 
     def terminate_workers(self) -> None:
         """Stops every worker now with SIGTERM and shuts the pool down; queued tasks are
-        cancelled, running ones fail with :class:`WorkerCrashedError`."""
+        cancelled, running ones fail with :class:`WorkerCrashedError` (stopped on purpose, a
+        failure nobody reads is not reported as lost)."""
         self._stop_workers(signal.SIGTERM)
 
     def kill_workers(self) -> None:

@@ -70,3 +70,11 @@ def set_exception(future: concurrent.futures.Future, error: BaseException) -> No
         future.set_exception(error)
     except concurrent.futures.InvalidStateError:
         pass  # cancelled meanwhile
+
+
+def set_stopped(future: _TreadleFuture, error: BaseException) -> None:
+    """Fails ``future`` with ``error`` for a task the program stopped on purpose
+    (``terminate_workers()``, ``kill_workers()``, the pool left by Ctrl-C): its caller knows,
+    so it is not reported as an exception nobody retrieved."""
+    set_exception(future, error)
+    future._mark_retrieved()
