@@ -4,6 +4,7 @@ Every scenario runs under pytest's per-test timeout: a missed detection is a fai
 stuck run. Threads here are ``treadle.Thread`` so that their joins are in the wait graph too.
 """
 
+import gc
 import os
 import random
 import subprocess
@@ -577,6 +578,96 @@ def test_lock_order_both_orders_in_one_thread_gives_no_warning(lock_order):
     take_in_order(a, b)
     take_in_order(b, a)
     assert potential(lock_order) == []
+
+
+def test_lock_order_tells_apart_two_locks_made_on_one_line(lock_order):
+    a, b = treadle.Lock(), treadle.Lock()
+    inversion_in_two_threads(a, b)
+    [found] = potential(lock_order)
+    text = str(found.message)
+    assert "opposite order" in text
+    assert f"Lock at {id(a):#x}" in text and f"Lock at {id(b):#x}" in text
+
+
+def one_thread_each(*bodies):
+    """Runs each body in a thread of its own, one after the other: nothing hangs, but the
+    orders they take are those of threads that could run at once."""
+    for body in bodies:
+        thread = treadle.Thread(target=body)
+        thread.start()
+        thread.join(5)
+
+
+def dine(forks, order):
+    """Each philosopher (a thread) takes two forks in ``order(left, right)``, eats, and puts
+    them down."""
+    seats = len(forks)
+    return [
+        lambda seat=seat: take_in_order(*order(forks[seat], forks[(seat + 1) % seats]))
+        for seat in range(seats)
+    ]
+
+
+def test_lock_order_finds_the_dining_philosophers_five_cycle(lock_order):
+    forks = [treadle.Lock() for _ in range(5)]
+    one_thread_each(*dine(forks, lambda left, right: (left, right)))
+    one_thread_each(*dine(forks, lambda left, right: (left, right)))
+    [found] = potential(lock_order)
+    text = str(found.message)
+    assert text.startswith("lock order cycle: 5 locks taken in a circle")
+    for fork in forks:
+        assert f"Lock at {id(fork):#x}" in text
+    assert text.count("taken while holding the") == 5  # each edge with its stack
+    assert text.count("in take_in_order") == 5
+
+
+def test_lock_order_is_quiet_for_philosophers_taking_the_lowest_fork_first(lock_order):
+    forks = [treadle.Lock() for _ in range(5)]
+    lowest_first = {id(fork): n for n, fork in enumerate(forks)}
+    one_thread_each(
+        *dine(forks, lambda left, right: sorted((left, right), key=lambda f: lowest_first[id(f)]))
+    )
+    assert potential(lock_order) == []
+
+
+def test_lock_order_finds_a_three_cycle_between_locks_of_three_sites(lock_order):
+    a = treadle.Lock()
+    b = treadle.RLock()
+    c = treadle.Lock()
+    one_thread_each(lambda: take_in_order(a, b), lambda: take_in_order(b, c))
+    assert potential(lock_order) == []
+    one_thread_each(lambda: take_in_order(c, a))
+    [found] = potential(lock_order)
+    assert str(found.message).startswith("lock order cycle: 3 locks")
+    one_thread_each(lambda: take_in_order(c, a), lambda: take_in_order(a, b))
+    assert len(potential(lock_order)) == 1  # once per cycle
+
+
+def test_lock_order_is_quiet_for_a_cycle_one_thread_takes_alone(lock_order):
+    a, b, c = (treadle.Lock() for _ in range(3))
+    take_in_order(a, b)
+    take_in_order(b, c)
+    take_in_order(c, a)
+    assert potential(lock_order) == []
+
+
+def test_lock_order_is_quiet_for_a_cycle_a_common_lock_guards(lock_order):
+    guard = treadle.Lock()
+    a, b, c = (treadle.Lock() for _ in range(3))
+    one_thread_each(*(lambda p=pair: _guarded(guard, *p) for pair in ((a, b), (b, c), (c, a))))
+    assert potential(lock_order) == []
+
+
+def test_lock_order_forgets_the_instances_that_are_freed(lock_order):
+    from treadle.deadlock import lock_order as mode
+
+    for _ in range(200):
+        a, b = treadle.Lock(), treadle.Lock()
+        take_in_order(a, b)
+    del a, b
+    gc.collect()
+    take_in_order(*(treadle.Lock() for _ in range(2)))  # the graph tidies up as it goes
+    assert len(mode._edges) <= 2
 
 
 C_THREAD_THEN_STALL = """

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--lock-order",
         action="store_true",
-        help="also warn about lock order inversions that did not hang this time",
+        help="also warn about locks taken in a circle of orders, which did not hang this time",
     )
     run.add_argument(
         "--report",

@@ -27,8 +27,9 @@ class DeadlockWarning(RuntimeWarning):
 
 
 class PotentialDeadlockWarning(RuntimeWarning):
-    """Lock-order mode saw two locks taken in both orders by different threads.
+    """Lock-order mode saw locks taken in a circle by different threads (two locks in both
+    orders, or A while holding B, B while holding C, C while holding A...).
 
-    No thread hung this time, but two threads running those paths at once can deadlock. The
-    message has both acquisition stacks.
+    No thread hung this time, but threads running those paths at once can deadlock. The message
+    has the acquisition stack of each order.
     """
