@@ -38,7 +38,7 @@ pub use event::Event;
 pub use future::{Completed, Completions, FutureCell, Outcome, Start, Status, TaskTypes};
 pub use lock::RawLock;
 pub use pool::{Next, Pool, SubmitError};
-pub use queue::{GetError, Order, PutError, Queue, QueueWait, TooManyTaskDone};
+pub use queue::{Diverted, GetError, Handover, Order, PutError, Queue, QueueWait, TaskDoneError};
 pub use rlock::RawRLock;
 pub use semaphore::{Semaphore, SemaphoreError, Units};
 pub use thread_id::ThreadId;

@@ -5,14 +5,13 @@ use crate::runtime::timeout::{optional_wait, Wait};
 use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_until;
 use pyo3::exceptions::{PyOverflowError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use treadle_core::wait_graph::WaitKind;
 use treadle_core::{Semaphore, Units};
 
 /// A counting semaphore, as `threading.Semaphore`.
-#[pyclass(subclass, weakref, name = "Semaphore", module = "treadle")]
+#[pyclass(subclass, weakref, dict, name = "Semaphore", module = "treadle")]
 pub(crate) struct PySemaphore {
     core: Semaphore,
 }
@@ -30,7 +29,11 @@ impl FromPyObject<'_, '_> for Count {
     type Error = PyErr;
 
     fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
-        let value = obj.call_method0(intern!(obj.py(), "__index__"))?;
+        // SAFETY: attached, with `obj` a live object; PyNumber_Index returns a new reference,
+        // or null with the TypeError `operator.index` raises set.
+        let value = unsafe {
+            Bound::from_owned_ptr_or_err(obj.py(), pyo3::ffi::PyNumber_Index(obj.as_ptr()))?
+        };
         if value.lt(0)? {
             return Ok(Count::Negative);
         }
