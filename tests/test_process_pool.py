@@ -79,6 +79,31 @@ def test_map_of_several_iterables_stops_at_the_shortest_with_any_chunksize(pool)
         assert list(results) == expected
 
 
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_map_submits_through_a_submit_set_on_the_pool_as_the_standard_library_does(pool, chunksize):
+    # tqdm.contrib.concurrent.process_map counts tasks so: it sets pool.submit, then maps.
+    submitted = []
+    own_submit = pool.submit
+
+    def counting_submit(*args, **kwargs):
+        future = own_submit(*args, **kwargs)
+        submitted.append(future)
+        return future
+
+    pool.submit = counting_submit
+    try:
+        assert list(pool.map(tasks.add, range(10), range(10), chunksize=chunksize)) == [
+            2 * i for i in range(10)
+        ]
+        assert list(pool.map(tasks.square, range(10), chunksize=chunksize)) == [
+            i * i for i in range(10)
+        ]
+    finally:
+        del pool.submit
+    assert len(submitted) == 2 * -(-10 // chunksize)
+    assert all(future.done() for future in submitted)
+
+
 def test_many_tiny_tasks_all_resolve_in_order(pool):
     futures = [pool.submit(tasks.square, i) for i in range(5000)]
     assert [f.result(WAIT) for f in futures] == [i * i for i in range(5000)]
@@ -490,6 +515,27 @@ def test_kill_workers_stops_the_pool(tmp_path):
         running.result(WAIT)
     with pytest.raises(RuntimeError):
         pool.submit(tasks.square, 1)
+
+
+def test_tasks_stopped_by_kill_workers_are_not_reported_as_lost(tmp_path):
+    """The caller stopped them on purpose: a failure nobody reads is not a lost exception, and
+    one that is read is still the WorkerCrashedError."""
+    lost = []
+    previous = treadle.set_unretrieved_handler(lambda error, name: lost.append(error))
+    try:
+        pool = treadle.ProcessPoolExecutor(2)
+        markers = [tmp_path / "read", tmp_path / "unread"]
+        read, unread = (pool.submit(tasks.announce_then_sleep, str(m), 60) for m in markers)
+        for marker in markers:
+            wait_for_pid_file(marker)
+        pool.kill_workers()
+        assert isinstance(read.exception(WAIT), treadle.WorkerCrashedError)
+        assert wait_for(unread.done)
+        del read, unread, pool
+        gc.collect()
+        assert lost == []
+    finally:
+        treadle.set_unretrieved_handler(previous)
 
 
 def test_spawn_context_starts_fresh_interpreters():

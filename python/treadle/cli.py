@@ -4,7 +4,8 @@
 ``python`` would, with the standard library's concurrency replaced by treadle's: a deadlock ends it
 with a report on stderr and exit status 3 instead of a hang; at exit it says which non-daemon
 threads are still alive (the interpreter will wait for them) and which task exceptions nobody
-retrieved (and a program that would have exited 0 exits 3 when it lost some).
+retrieved (and a program that would have exited 0 exits 3 when it lost some; tasks stopped on
+purpose, such as a process pool's at a Ctrl-C the program handles, are not lost).
 
 ``treadle run --cluster ADDRESS ...`` (or ``TREADLE_CLUSTER=ADDRESS``) runs every
 ``ProcessPoolExecutor`` the program makes on the Dask cluster at ADDRESS (``local``: a
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--lock-order",
         action="store_true",
-        help="also warn about lock order inversions that did not hang this time",
+        help="also warn about locks taken in a circle of orders, which did not hang this time",
     )
     run.add_argument(
         "--report",

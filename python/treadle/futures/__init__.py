@@ -1,8 +1,9 @@
 """``treadle.futures``: a drop-in for ``concurrent.futures``, on treadle's engines.
 
 ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` (one base, ``executor``, holds what they
-share), ``Future``, ``wait`` and ``as_completed``, the standard library's exceptions and
-constants, and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
+share), ``Future``, ``wait`` and ``as_completed``, the standard library's exceptions, constants
+and ``Executor`` (the abstract base, the standard library's own object: both pools are
+instances of it), and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
 ``cancelled``, ``sleep``), time limits (``TaskTimeoutError``), crashed workers
 (``WorkerCrashedError``), ``local`` and ``set_unretrieved_handler``. The process pool (with
 ``concurrent.futures.process`` and ``multiprocessing``) loads on first use, and so does
@@ -22,7 +23,9 @@ from concurrent.futures import (
     FIRST_EXCEPTION,
     BrokenExecutor,
     CancelledError,
+    Executor,
     InvalidStateError,
+    TimeoutError,
 )
 from concurrent.futures.thread import BrokenThreadPool
 
@@ -51,11 +54,13 @@ __all__ = [
     "Cancelled",
     "CancelledError",
     "DaskExecutor",
+    "Executor",
     "Future",
     "InvalidStateError",
     "ProcessPoolExecutor",
     "TaskTimeoutError",
     "ThreadPoolExecutor",
+    "TimeoutError",
     "WorkerCrashedError",
     "as_completed",
     "cancelled",

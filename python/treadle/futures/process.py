@@ -149,7 +149,7 @@ def _resolve(
         )
     elif isinstance(event, _Terminated):
         # Stopped at the program's request: not a failure for shutdown() to report or raise.
-        _process_futures.set_exception(
+        _process_futures.set_stopped(
             future, _crash_error(task, event, ", stopped by terminate_workers() or kill_workers()")
         )
     elif isinstance(event, _TimedOut):
@@ -246,6 +246,20 @@ def _start_method(mp_context: Any) -> str | None:
 def _chunks(calls: Iterator[Any], size: int) -> Iterator[list[Any]]:
     while chunk := list(itertools.islice(calls, size)):
         yield chunk
+
+
+def _call_chunk(fn: Callable[..., Any], chunk: list[Any], spread: bool) -> list[Any]:
+    """A chunk of ``map``'s calls, run in a worker when they go through ``submit`` (see
+    ``_map_tasks``): their results, in order."""
+    if spread:
+        return list(itertools.starmap(fn, chunk))
+    return list(map(fn, chunk))
+
+
+def _submit_replaced(pool: Executor) -> bool:
+    """Whether ``pool.submit`` is not the pool's own (a subclass's, or one set on the instance,
+    as ``tqdm.contrib.concurrent`` does to count tasks)."""
+    return "submit" in vars(pool) or type(pool).submit is not ProcessPoolExecutor.submit
 
 
 class ProcessPoolExecutor(Executor):
@@ -443,8 +457,17 @@ class ProcessPoolExecutor(Executor):
 
         def submit(pool: ProcessPoolExecutor, task: tuple[int, Any]) -> Any:
             kind, args = task
-            future = pool._schedule(kind, fn_bytes, args, {}, pool._task_timeout, name)
+            if replaced:
+                # The standard library's map submits through self.submit; so does this one
+                # when it is not the pool's own, so that what it adds sees every task.
+                if kind == wire.CALL:
+                    return pool.submit(fn, *args)
+                future = pool.submit(_call_chunk, fn, args, kind == wire.CHUNK)
+            else:
+                future = pool._schedule(kind, fn_bytes, args, {}, pool._task_timeout, name)
             return future if kind == wire.CALL else (future, len(args))
+
+        replaced = _submit_replaced(self)
 
         return tasks, submit, chunksize > 1
 
@@ -486,7 +509,8 @@ class ProcessPoolExecutor(Executor):
 
     def terminate_workers(self) -> None:
         """Stops every worker now with SIGTERM and shuts the pool down; queued tasks are
-        cancelled, running ones fail with :class:`WorkerCrashedError`."""
+        cancelled, running ones fail with :class:`WorkerCrashedError` (stopped on purpose, a
+        failure nobody reads is not reported as lost)."""
         self._stop_workers(signal.SIGTERM)
 
     def kill_workers(self) -> None:
