@@ -4,6 +4,7 @@ module quickly."""
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 from pathlib import Path
@@ -135,3 +136,125 @@ class Item:
 
 def make_item(_: object) -> Item:
     return Item()
+
+
+def process_view() -> dict[str, object]:
+    """What a worker sees of its process: working directory, the file ``data.txt`` there, an
+    environment variable, umask, the open-files limit, its credentials and capabilities."""
+    status = _status()
+    try:
+        with open("data.txt") as data:
+            text = data.read()
+    except OSError as error:
+        text = f"error: {error}"
+    return {
+        "cwd": os.getcwd(),
+        "data": text,
+        "setting": os.environ.get("TREADLE_TEST_SETTING"),
+        "removed": os.environ.get("TREADLE_TEST_REMOVED"),
+        "umask": int(status["Umask"], 8),
+        "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "uids": list(os.getresuid()),
+        "gids": list(os.getresgid()),
+        "groups": sorted(os.getgroups()),
+        "cap_eff": status["CapEff"],
+        "cap_prm": status["CapPrm"],
+        "no_new_privs": status.get("NoNewPrivs"),
+        "ppid": os.getppid(),
+    }
+
+
+def _folder_with_data(text: str) -> str:
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    Path(folder, "data.txt").write_text(text)
+    return folder
+
+
+def set_up_parent() -> str:
+    """Puts this process in its first state, for :func:`process_view` to tell apart: a working
+    directory whose ``data.txt`` says "A", ``TREADLE_TEST_SETTING=A``, ``TREADLE_TEST_REMOVED``
+    set, umask 022. Returns the folder :func:`change_parent` moves to (its ``data.txt``: "B")."""
+    os.chdir(_folder_with_data("A"))
+    os.environ["TREADLE_TEST_SETTING"] = "A"
+    os.environ["TREADLE_TEST_REMOVED"] = "present"
+    os.umask(0o022)
+    return _folder_with_data("B")
+
+
+def change_parent(folder: str) -> None:
+    """Puts this process in its second state: working directory ``folder``,
+    ``TREADLE_TEST_SETTING=B``, ``TREADLE_TEST_REMOVED`` unset, umask 077, an open-files soft
+    limit 7 lower."""
+    os.chdir(folder)
+    os.environ["TREADLE_TEST_SETTING"] = "B"
+    del os.environ["TREADLE_TEST_REMOVED"]
+    os.umask(0o077)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 7, hard))
+
+
+def child_sends(target: object, *args: object) -> object:
+    """What a ``treadle.multiprocessing.Process`` child (of treadle's default start method) that
+    runs ``target(queue, *args)`` puts on ``queue``; the child must exit with 0."""
+    import treadle.multiprocessing as mp
+
+    queue = mp.SimpleQueue()
+    child = mp.Process(target=target, args=(queue, *args))
+    child.start()
+    try:
+        return queue.get()  # AbandonedQueueError, not a hang, if the child died first
+    finally:
+        child.join(30)
+        assert child.exitcode == 0, child.exitcode
+
+
+def send_process_view(queue: object) -> None:
+    """A ``Process`` target: puts :func:`process_view` on ``queue``."""
+    queue.put(process_view())  # type: ignore[attr-defined]
+
+
+def send_can_write_in(queue: object, folder: str) -> None:
+    """A ``Process`` target: puts :func:`can_write_in` on ``queue``."""
+    queue.put(can_write_in(folder))  # type: ignore[attr-defined]
+
+
+def _status() -> dict[str, str]:
+    with open("/proc/self/status") as status:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in status if ":\t" in line)
+
+
+def can_write_in(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, f"written-by-{os.getpid()}"), "w") as out:
+            out.write("x")
+    except PermissionError:
+        return False
+    return True
+
+
+def spin(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def lengths(buffers: list[object]) -> list[int]:
+    return [memoryview(b).nbytes for b in buffers]  # type: ignore[arg-type]
+
+
+def make_buffers(count: int, size: int) -> list[object]:
+    """``count`` distinct buffers of ``size`` bytes, each pickled out of band."""
+    import pickle
+
+    return [pickle.PickleBuffer(bytes([i % 256]) * size) for i in range(count)]
+
+
+def wait_for_file(path: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

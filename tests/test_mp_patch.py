@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from _mp_tasks import WAIT, run_fresh
 
 
@@ -108,6 +109,18 @@ def test_an_unmodified_program_runs_under_treadle_run(tmp_path):
     ]
 
 
+def _pytest_with_plugin(folder) -> subprocess.CompletedProcess:
+    """A pytest run of ``folder``, in a child, with treadle's plugin."""
+    plugin = ("-p", "treadle.pytest_plugin", "-q", "-p", "no:cacheprovider")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *plugin, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 2,
+        cwd=folder,
+    )
+
+
 def test_the_pytest_plugin_patches_multiprocessing(tmp_path):
     (tmp_path / "test_sample.py").write_text(
         textwrap.dedent(
@@ -124,12 +137,93 @@ def test_the_pytest_plugin_patches_multiprocessing(tmp_path):
             """
         )
     )
-    plugin = ("-p", "treadle.pytest_plugin", "-q", "-p", "no:cacheprovider")
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *plugin, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=WAIT * 2,
-        cwd=tmp_path,
+    done = _pytest_with_plugin(tmp_path)
+    assert "1 passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_patch_swaps_futures_multiprocessing_and_the_cluster_and_unpatch_restores_all():
+    pytest.importorskip("distributed")
+    assert run_fresh(
+        """
+        import concurrent.futures, multiprocessing, queue, threading
+        import multiprocessing.context as standard
+        import treadle, treadle.futures
+        import treadle.multiprocessing as ours
+
+        places = {
+            threading: ("Lock", "RLock", "Condition", "Semaphore", "Event", "Barrier"),
+            queue: ("Queue", "SimpleQueue"),
+            concurrent.futures: (
+                "ThreadPoolExecutor", "ProcessPoolExecutor", "wait", "as_completed"
+            ),
+            multiprocessing: ("Process", "Queue", "SimpleQueue", "JoinableQueue", "Pipe"),
+        }
+        contexts = [standard._default_context, *standard._concrete_contexts.values()]
+        for context in contexts:
+            places[context] = places[multiprocessing]
+
+        def names():
+            found = {(id(o), n): getattr(o, n) for o, ns in places.items() for n in ns}
+            return found, multiprocessing.get_start_method(allow_none=True)
+
+        before = names()
+        treadle.patch()
+        treadle.patch(cluster="tcp://127.0.0.1:9")  # a cluster on top of the patch
+        pool = concurrent.futures.ProcessPoolExecutor
+        print(
+            pool.__module__ == "treadle.futures.dask_executor",
+            concurrent.futures.wait is treadle.futures.wait,
+            concurrent.futures.as_completed is treadle.futures.as_completed,
+            multiprocessing.Process is ours.Process,
+            isinstance(multiprocessing.Queue(), ours.Queue),
+            isinstance(multiprocessing.get_context("spawn").SimpleQueue(), ours.SimpleQueue),
+            multiprocessing.get_start_method(),
+        )
+        treadle.unpatch()
+        print(names() == before, concurrent.futures.wait.__module__)
+        """
+    ) == [*["True"] * 6, "forkserver", "True", "concurrent.futures._base"]
+
+
+def test_the_pytest_plugin_patches_multiprocessing_before_conftests_import_code(tmp_path):
+    """A conftest that imports the code under test gets it patched: a ``multiprocessing.Queue``
+    (and a pipe) that code makes at import is treadle's, and works with a child process."""
+    (tmp_path / "library.py").write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing
+
+            RESULTS = multiprocessing.Queue()
+            LEFT, RIGHT = multiprocessing.Pipe()
+            PROCESS_CLASS = multiprocessing.Process
+
+            def work(results, conn):
+                results.put(conn.recv() * 2)
+            """
+        )
     )
+    (tmp_path / "conftest.py").write_text("import library\n")
+    (tmp_path / "test_library.py").write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing
+            import library
+            import treadle.multiprocessing
+
+            def test_what_the_library_made_at_import_is_treadles():
+                assert isinstance(library.RESULTS, treadle.multiprocessing.Queue)
+                assert isinstance(library.LEFT, treadle.multiprocessing.connection.Connection)
+                assert library.PROCESS_CLASS is treadle.multiprocessing.Process
+                child = multiprocessing.Process(
+                    target=library.work, args=(library.RESULTS, library.RIGHT)
+                )
+                child.start()
+                library.LEFT.send(21)
+                assert library.RESULTS.get(timeout=30) == 42
+                child.join(30)
+                assert child.exitcode == 0
+            """
+        )
+    )
+    done = _pytest_with_plugin(tmp_path)
     assert "1 passed" in done.stdout, done.stdout + done.stderr

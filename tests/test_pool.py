@@ -583,16 +583,6 @@ def test_max_pending_caller_runs_runs_in_the_submitting_thread():
 # --- nested waits (pyscg-0026) ----------------------------------------------------------------
 
 
-def test_ten_outer_tasks_waiting_on_inner_tasks_in_a_two_worker_pool_all_finish():
-    with treadle.ThreadPoolExecutor(2) as pool:
-
-        def outer(i):
-            return pool.submit(lambda: i * 10).result(timeout=T) + 1
-
-        futures = [pool.submit(outer, i) for i in range(10)]
-        assert [f.result(timeout=T) for f in futures] == [i * 10 + 1 for i in range(10)]
-
-
 def test_a_cycle_through_a_future_and_a_lock_raises_deadlock_error(pool):
     lock = treadle.Lock()
     started = threading.Event()

@@ -9,7 +9,11 @@ What is replaced, for code that looks the names up after patching:
   join that would close a cycle raises ``treadle.DeadlockError`` (threads started before keep the
   standard join);
 * ``queue.Queue``, ``LifoQueue``, ``PriorityQueue``, ``SimpleQueue``: treadle's;
-* the executors of ``concurrent.futures`` when treadle provides them;
+* the executors of ``concurrent.futures`` when treadle provides them, and its ``wait`` and
+  ``as_completed`` (treadle's take any futures; waiting in them, a pool task whose futures are
+  still queued in its own pool has them run, as ``result()`` does); with ``cluster=`` (a Dask
+  scheduler's address, or ``"local"``), ``ProcessPoolExecutor`` makes ``treadle.DaskExecutor``
+  pools on that cluster.
 * ``multiprocessing.Process``, ``Queue``, ``SimpleQueue``, ``JoinableQueue`` and ``Pipe``, at
   module level and in every context object (``multiprocessing.get_context(method)``), are
   ``treadle.multiprocessing``'s, and the default start method, until a program sets one, is
@@ -98,34 +102,55 @@ def _patch_thread_class() -> None:
     _replace(threading.Thread, "join", join)
 
 
-def patch() -> None:
-    """Replace the standard library's concurrency primitives with treadle's (idempotent)."""
+def patch(*, cluster: str | None = None) -> None:
+    """Replace the standard library's concurrency primitives with treadle's (idempotent).
+
+    With ``cluster`` (a Dask scheduler's address such as ``"tcp://host:8786"``, or ``"local"``
+    for a ``LocalCluster`` on this machine), every ``concurrent.futures.ProcessPoolExecutor``
+    made afterwards is a ``treadle.DaskExecutor`` on that cluster (``treadle[dask]``).
+    """
     with _state_lock:
-        if _saved:
+        if _saved and cluster is None:
             return
-        # The executors' modules (and what they import: logging, multiprocessing) load before
-        # threading is patched, so that the locks they make at import are the standard ones,
-        # as when they were imported before patch() was called.
-        executors = _executors()
+        # The executors' modules and treadle's multiprocessing (and what they import: logging,
+        # multiprocessing's resource tracker, Dask) load before threading is patched, so that
+        # the locks they make at import are the standard ones, as when they were imported
+        # before patch() was called.
+        executors = _executors(cluster)
+        if _saved:
+            _replace(concurrent.futures, "ProcessPoolExecutor", executors["ProcessPoolExecutor"])
+            return
+        from treadle.multiprocessing import context as multiprocessing_context
+
         for name in _THREADING_NAMES:
             _replace(threading, name, getattr(_treadle, name))
         for name in _QUEUE_NAMES:
             _replace(queue, name, getattr(treadle_queue, name))
         for name, executor in executors.items():
             _replace(concurrent.futures, name, executor)
-        _patch_multiprocessing()
+        _patch_multiprocessing(multiprocessing_context)
         _patch_thread_class()
 
 
-def _executors() -> dict[str, Any]:
-    from treadle.futures import ProcessPoolExecutor, ThreadPoolExecutor
+def _executors(cluster: str | None) -> dict[str, Any]:
+    from treadle.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 
-    return {"ThreadPoolExecutor": ThreadPoolExecutor, "ProcessPoolExecutor": ProcessPoolExecutor}
+    executors = {
+        "ThreadPoolExecutor": ThreadPoolExecutor,
+        "ProcessPoolExecutor": ProcessPoolExecutor,
+        "wait": wait,
+        "as_completed": as_completed,
+    }
+    if cluster is not None:
+        from treadle.futures.dask_executor import cluster_pool
+
+        executors["ProcessPoolExecutor"] = cluster_pool(cluster)
+    return executors
 
 
-def _patch_multiprocessing() -> None:
-    from treadle.multiprocessing import context as ours
-
+def _patch_multiprocessing(ours: Any) -> None:
+    """Swaps treadle's processes, queues and pipes into ``multiprocessing`` (``ours``: treadle's
+    ``multiprocessing.context``)."""
     standard = multiprocessing.context
     for method, context in standard._concrete_contexts.items():
         treadle_context = ours._concrete_contexts.get(method)
@@ -163,10 +188,11 @@ def is_patched() -> bool:
 
 
 @contextlib.contextmanager
-def patched() -> Iterator[None]:
-    """``with patched(): ...`` runs the block with the standard library patched."""
+def patched(*, cluster: str | None = None) -> Iterator[None]:
+    """``with patched(): ...`` runs the block with the standard library patched (``cluster``:
+    as for :func:`patch`)."""
     already = is_patched()
-    patch()
+    patch(cluster=cluster)
     try:
         yield
     finally:

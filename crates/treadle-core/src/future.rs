@@ -7,8 +7,8 @@
 //! also kept in an atomic so that `done()` and the finished case of `result()` take no lock.
 //!
 //! Whoever moves the future out of pending takes its job, under the mutex: a worker that dequeues
-//! it, a worker that waits on it and runs it itself (help mode), or `cancel()`. So a job runs at
-//! most once, and a cancelled job never runs.
+//! it, a worker that waits on it and, as a last resort, runs it itself (see `pool/spare.rs`), or
+//! `cancel()`. So a job runs at most once, and a cancelled job never runs.
 //!
 //! Completing returns what must happen next outside the mutex ([`Completed`]): the
 //! done-callbacks to call (the binding calls Python with them) and whether foreign waiters may

@@ -12,6 +12,13 @@
 //! queued future; a woken one stays counted as parked until it has re-taken the mutex, and the
 //! future it will take stays queued until then, so the comparison holds at every moment).
 //!
+//! A worker that waits on futures of its own pool still queued must not wait for itself: it
+//! counts as blocked, the futures it waits for go to the front of the queue, and the pool may run
+//! one more thread while it waits (see `spare.rs`). The pool's size is therefore `max_workers`
+//! threads *not blocked*. A thread beyond that once a blocked worker woke takes no work: it
+//! stands aside as a spare ([`Next::Spare`]), ready for the next worker that blocks, and retires
+//! after [`SPARE_KEEP_ALIVE`].
+//!
 //! Deadlines (per-task time limits) are a second, small monitor: a heap of (instant, future)
 //! that a timer thread waits on.
 
@@ -20,7 +27,16 @@ use crate::primitive::{lock, wait_until, Condvar, Mutex};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+mod blocked;
+mod spare;
+pub use blocked::{Blocking, MAX_SPARE_WORKERS};
+
+/// How long a spare thread (one beyond the pool's size, started for a worker that waited on its
+/// own pool and has woken since) stays idle before it ends: long enough to serve the next nested
+/// wait of a fork-join burst without a new thread.
+pub const SPARE_KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 struct State<T: TaskTypes> {
     queue: VecDeque<Arc<FutureCell<T>>>,
@@ -32,8 +48,29 @@ struct State<T: TaskTypes> {
     /// library's idle semaphore counts them: a submission they can take spawns no new worker.
     idle_workers: usize,
     parked_submitters: usize,
+    /// Workers waiting on futures of this pool that were queued (see `Pool::worker_blocks`).
+    blocked: Vec<blocked::BlockedWorker<T>>,
+    /// Threads standing aside, taking no work (see [`Next::Spare`]); not counted as idle.
+    spare_workers: usize,
     shut_down: bool,
     broken: bool,
+}
+
+impl<T: TaskTypes> State<T> {
+    /// How many threads may take work now: `max_workers` not blocked, one more for each blocked
+    /// worker (up to [`MAX_SPARE_WORKERS`] more).
+    fn worker_limit(&self) -> usize {
+        if self.blocked.is_empty() {
+            return self.max_workers;
+        }
+        let blocked = self.blocked.iter().filter(|b| b.is_blocked()).count();
+        self.max_workers + blocked.min(MAX_SPARE_WORKERS)
+    }
+
+    /// The threads that take work: all but the spares.
+    fn active_workers(&self) -> usize {
+        self.workers - self.spare_workers
+    }
 }
 
 /// Why a submission was refused.
@@ -53,6 +90,11 @@ pub enum Next<T: TaskTypes> {
     Idle,
     /// The pool is shut down and drained: end the thread.
     Exit,
+    /// The pool has more threads taking work than it needs (a worker that blocked on it woke):
+    /// stand aside with [`Pool::wait_as_spare`].
+    Spare,
+    /// A spare thread no longer needed: end the thread (it is no longer counted).
+    Retire,
 }
 
 /// A pool's queue and workers.
@@ -60,6 +102,7 @@ pub struct Pool<T: TaskTypes> {
     state: Mutex<State<T>>,
     work: Condvar,
     room: Condvar,
+    spares: Condvar,
     timers: Mutex<Timers<T>>,
     timer_wake: Condvar,
 }
@@ -83,11 +126,14 @@ impl<T: TaskTypes> Pool<T> {
                 parked_workers: 0,
                 idle_workers: 0,
                 parked_submitters: 0,
+                blocked: Vec::new(),
+                spare_workers: 0,
                 shut_down: false,
                 broken: false,
             }),
             work: Condvar::new(),
             room: Condvar::new(),
+            spares: Condvar::new(),
             timers: Mutex::new(Timers {
                 heap: BinaryHeap::new(),
                 cells: std::collections::HashMap::new(),
@@ -122,7 +168,10 @@ impl<T: TaskTypes> Pool<T> {
             state.parked_submitters -= 1;
         }
         state.queue.push_back(Arc::clone(cell));
-        let spawn = state.queue.len() > state.idle_workers && state.workers < state.max_workers;
+        let needed =
+            state.queue.len() > state.idle_workers && state.active_workers() < state.worker_limit();
+        let wake_spare = needed && state.spare_workers > 0;
+        let spawn = needed && !wake_spare;
         if spawn {
             state.workers += 1;
         }
@@ -130,6 +179,9 @@ impl<T: TaskTypes> Pool<T> {
         drop(state);
         if wake {
             self.work.notify_one();
+        }
+        if wake_spare {
+            self.spares.notify_one();
         }
         Ok(spawn)
     }
@@ -153,6 +205,11 @@ impl<T: TaskTypes> Pool<T> {
         }
         let mut state = lock(&self.state);
         loop {
+            if state.active_workers() > state.worker_limit() && !state.shut_down {
+                state.idle_workers = state.idle_workers.saturating_sub(1);
+                state.spare_workers += 1;
+                return Next::Spare;
+            }
             if let Some(cell) = state.queue.pop_front() {
                 state.idle_workers = state.idle_workers.saturating_sub(1);
                 let wake = state.parked_submitters > 0;
@@ -205,6 +262,7 @@ impl<T: TaskTypes> Pool<T> {
         drop(state);
         self.work.notify_all();
         self.room.notify_all();
+        self.spares.notify_all();
         drained
     }
 
@@ -217,6 +275,7 @@ impl<T: TaskTypes> Pool<T> {
         drop(state);
         self.work.notify_all();
         self.room.notify_all();
+        self.spares.notify_all();
         drained
     }
 
@@ -293,9 +352,15 @@ impl<T: TaskTypes> Pool<T> {
 pub const WAITING_FOR_WORK: u64 = 0;
 /// Wait-graph ticket of the timer thread waiting for the next deadline.
 pub const WAITING_FOR_DEADLINE: u64 = 1;
+/// Wait-graph ticket of a submission waiting for room in a bounded pool's queue.
+pub const WAITING_FOR_ROOM: u64 = 2;
+/// Wait-graph ticket of a spare thread standing aside (see [`Next::Spare`]).
+pub const WAITING_AS_SPARE: u64 = 3;
 
-/// A pool's own threads in the wait graph: an idle worker can act once work arrives (or the pool
-/// shuts down); the timer can act while some task has a deadline. Neither has an owner.
+/// A pool in the wait graph: an idle worker can act once work arrives (or the pool shuts down);
+/// a spare once the pool needs another thread; the timer while some task has a deadline; a
+/// blocked submission once a worker took a queued future (or the pool shut down). None has an
+/// owner: any worker may make room.
 impl<T: TaskTypes> crate::wait_graph::WaitTarget for Pool<T>
 where
     Pool<T>: Sync,
@@ -309,7 +374,14 @@ where
             return !timers.heap.is_empty() || timers.closed;
         }
         let state = lock(&self.state);
-        !state.queue.is_empty() || state.shut_down || state.broken
+        if state.shut_down || state.broken {
+            return true;
+        }
+        match ticket {
+            WAITING_FOR_ROOM => state.max_pending == 0 || state.queue.len() < state.max_pending,
+            WAITING_AS_SPARE => state.active_workers() < state.worker_limit(),
+            _ => !state.queue.is_empty(),
+        }
     }
 }
 

@@ -126,7 +126,7 @@ fn queue_shutdown_releases_a_blocked_getter() {
             let queue = queue.clone();
             thread::spawn(move || queue.get_until(None))
         };
-        queue.shutdown(false);
+        queue.shutdown(false).unwrap();
         assert_eq!(getter.join().unwrap(), Err(GetError::ShutDown));
     });
 }
@@ -208,5 +208,44 @@ fn pool_shutdown_releases_a_parked_worker() {
         let (pool, worker) = pool_with_a_worker_expecting(|next| matches!(next, Next::Exit));
         assert!(pool.shutdown(false).is_empty());
         assert!(worker.join().unwrap());
+    });
+}
+
+#[test]
+fn pool_spare_is_woken_or_replaced_for_a_worker_that_blocks() {
+    use treadle_core::pool::Blocking;
+    use treadle_core::{FutureCell, Next, Outcome};
+    loom::model(|| {
+        // A pool of one whose worker blocked on a queued future; a second thread ran it, and is
+        // now a thread too many: it stands aside as a spare.
+        let pool = Arc::new(treadle_core::Pool::<Plain>::new(1, 0));
+        let first = std::sync::Arc::new(FutureCell::<Plain>::new(Some(0)));
+        pool.submit(&first, None).unwrap();
+        assert!(matches!(pool.next(None), Next::Run(_)));
+        let waited = std::sync::Arc::new(FutureCell::<Plain>::new(Some(1)));
+        pool.submit(&waited, None).unwrap();
+        assert_eq!(pool.worker_blocks(&[waited.clone()]), Blocking::StartThread);
+        pool.worker_idle();
+        assert!(matches!(pool.next(None), Next::Run(_)));
+        waited.finish(Outcome::Returned(1)).unwrap();
+        pool.worker_idle();
+        assert!(matches!(pool.next(None), Next::Spare));
+        pool.worker_unblocks();
+        let spare = {
+            let pool = pool.clone();
+            thread::spawn(move || pool.wait_as_spare())
+        };
+        // The worker blocks again, racing the spare's retirement: either the spare comes back
+        // (and the worker just waits), or it retired and the worker is told to start a thread.
+        // Never both gone: the queued future would have nobody to run it.
+        let next = std::sync::Arc::new(FutureCell::<Plain>::new(Some(2)));
+        pool.submit(&next, None).unwrap();
+        let blocking = pool.worker_blocks(&[next]);
+        let came_back = matches!(spare.join().unwrap(), Next::Idle);
+        match blocking {
+            Blocking::Wait => assert!(came_back),
+            Blocking::StartThread => assert!(!came_back),
+            Blocking::Help => panic!("a spare thread was available"),
+        }
     });
 }

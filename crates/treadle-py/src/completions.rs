@@ -4,18 +4,36 @@
 //! is done) and installed as a waiter on every other `concurrent.futures.Future`, the way the
 //! standard library's own `wait` installs its waiters: under the future's `_condition`, after
 //! looking at its `_state`. Either way, indexes come out in completion order.
+//!
+//! A pool worker that waits here on futures of its own pool counts as blocked, and those still
+//! queued are run by other threads (`future::block_worker`), as for `result()`. The futures that
+//! can never need it (done, another pool's, the standard library's) are passed over for good: a
+//! cursor moves past them, so the look before each wait costs, over a whole `wait()`, one pass
+//! over the futures plus a few at each wait.
 
-use crate::future::PyFuture;
-use crate::runtime::timeout::optional_wait;
+use crate::future::{block_worker, Cell, Executor, PyFuture};
+use crate::runtime::timeout::{optional_wait, Wait};
 use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_on;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use treadle_core::wait_graph::WaitKind;
 use treadle_core::Completions;
+
+/// At most this many futures of the worker's pool are told to it at each wait.
+const TOLD: usize = 16;
+/// How far past the first of them the look for more goes.
+const LOOKAHEAD: usize = 64;
+
+/// Watched futures of the pool the waiting thread works for, not done.
+struct OwnPoolWaits {
+    executor: Arc<dyn Executor>,
+    waited: Vec<Arc<Cell>>,
+}
 
 /// Completion order of a set of futures.
 #[pyclass(frozen, name = "_Completions", module = "treadle")]
@@ -25,6 +43,8 @@ pub(crate) struct PyCompletions {
     futures: Mutex<Vec<Option<Py<PyAny>>>>,
     /// `id(future)` -> index, for the standard library's futures.
     foreign: Mutex<HashMap<usize, usize>>,
+    /// The futures before this index can never be queued in the caller's pool.
+    settled: AtomicUsize,
 }
 
 impl PyCompletions {
@@ -61,6 +81,39 @@ impl PyCompletions {
         removed
     }
 
+    /// Watched futures of the pool the calling thread works for, not done (a few), with that
+    /// pool; `None` if there are none (or the thread is no pool's worker).
+    fn waited_in_own_pool(&self, py: Python<'_>) -> Option<OwnPoolWaits> {
+        let futures = self.futures.lock();
+        let mut index = self.settled.load(Ordering::Relaxed);
+        let mut own: Option<Arc<dyn Executor>> = None;
+        let mut waited = Vec::new();
+        let mut end = futures.len();
+        while index < end && waited.len() < TOLD {
+            let found = futures[index].as_ref().and_then(|future| {
+                let future = future.bind(py).cast::<PyFuture>().ok()?;
+                let this = future.get();
+                let executor = this.executor()?;
+                (executor.is_current_worker() && !this.cell.is_done())
+                    .then(|| (Arc::clone(executor), Arc::clone(&this.cell)))
+            });
+            index += 1;
+            match found {
+                Some((executor, cell)) => {
+                    if own.is_none() {
+                        end = end.min(index + LOOKAHEAD);
+                    }
+                    own.get_or_insert(executor);
+                    waited.push(cell);
+                }
+                // Done, taken, or not this pool's: never waited on here again.
+                None if own.is_none() => self.settled.store(index, Ordering::Relaxed),
+                None => {}
+            }
+        }
+        own.map(|executor| OwnPoolWaits { executor, waited })
+    }
+
     fn push_foreign(&self, future: &Bound<'_, PyAny>) {
         let index = self
             .foreign
@@ -81,6 +134,7 @@ impl PyCompletions {
             sink: Arc::new(Completions::new()),
             futures: Mutex::new(futures.into_iter().map(Some).collect()),
             foreign: Mutex::new(HashMap::new()),
+            settled: AtomicUsize::new(0),
         }
     }
 
@@ -125,8 +179,24 @@ impl PyCompletions {
     #[pyo3(signature = (timeout=None))]
     fn next(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
         let py = slf.py();
+        let this = slf.get();
         let wait = optional_wait(py, timeout)?;
-        let sink = &slf.get().sink;
+        let sink = &this.sink;
+        let mut _blocked = None;
+        if wait != Wait::Never {
+            loop {
+                if let Some(index) = sink.pop(Some(Instant::now())) {
+                    return Ok(Some(index));
+                }
+                let Some(OwnPoolWaits { executor, waited }) = this.waited_in_own_pool(py) else {
+                    break;
+                };
+                _blocked = block_worker(py, &executor, &waited);
+                if _blocked.is_some() {
+                    break;
+                }
+            }
+        }
         // In the wait graph as a wait for some future: ownerless (any of them may finish first),
         // so it counts in stall verdicts only.
         let track = Track {

@@ -11,10 +11,15 @@
 //!
 //! Done-callbacks and foreign waiters are Python code: they run in the completing thread after
 //! the core's mutex is released, as the standard library runs them after its own lock.
+//!
+//! A pool worker that waits on futures of its own pool still queued does not wait for itself:
+//! [`block_worker`] tells the pool (`treadle_core::pool::Blocking`), which runs them on another
+//! thread, with their own thread state; `result()` here and `_Completions` (`wait`,
+//! `as_completed`) both go through it.
 
 use crate::runtime::errors::address;
 use crate::runtime::hooks::{self, PoolHooks};
-use crate::runtime::timeout::optional_wait;
+use crate::runtime::timeout::{optional_wait, Wait};
 use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_until;
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError};
@@ -74,13 +79,60 @@ pub(crate) fn _set_pool_hooks(
     )
 }
 
-/// The executor a future was submitted to, as the future sees it: for help mode, where a
-/// worker waiting on a future still queued in its own pool runs it instead of parking.
+/// The executor a future was submitted to, as the future sees it: for a worker that waits on
+/// futures of its own pool (see [`block_worker`]).
 pub(crate) trait Executor: Send + Sync {
     /// Whether the calling thread is one of the executor's workers.
     fn is_current_worker(&self) -> bool;
+    /// The calling worker is about to wait on `waited`, futures of this executor not done: it
+    /// counts as blocked until [`Executor::worker_unblocks`], those still queued go first, and a
+    /// spare thread is started if no idle worker will take the queued work. False when no
+    /// thread could be added for futures still queued.
+    fn worker_blocks(&self, py: Python<'_>, waited: &[Arc<Cell>]) -> bool;
+    /// The worker that called [`Executor::worker_blocks`] waits no more.
+    fn worker_unblocks(&self);
     /// Runs `job`, the future's own, just started, on the calling thread.
     fn run(&self, py: Python<'_>, cell: &Arc<Cell>, job: Job);
+}
+
+/// While alive, the calling worker counts as blocked on its own pool.
+pub(crate) struct WorkerBlocked(Arc<dyn Executor>);
+
+impl Drop for WorkerBlocked {
+    fn drop(&mut self) {
+        self.0.worker_unblocks();
+    }
+}
+
+/// A worker of `executor` is about to wait on `waited`, futures of it not done: it counts as
+/// blocked while the returned guard lives, and those still queued run on other threads. `None`
+/// when no thread could be added: it ran one of them itself (as a last resort, past the pool's
+/// spare threads), and should look again.
+pub(crate) fn block_worker(
+    py: Python<'_>,
+    executor: &Arc<dyn Executor>,
+    waited: &[Arc<Cell>],
+) -> Option<WorkerBlocked> {
+    let blocked = WorkerBlocked(Arc::clone(executor));
+    if executor.worker_blocks(py, waited) {
+        return Some(blocked);
+    }
+    drop(blocked);
+    for cell in waited {
+        if let Start::Started(Some(job)) = cell.start() {
+            executor.run(py, cell, job);
+            break;
+        }
+    }
+    None
+}
+
+/// Where a pool keeps its futures' failures for its `shutdown()` (`crate::unretrieved`), as a
+/// future sees it.
+pub(crate) trait FailureLedger: Send + Sync {
+    /// Whether a freed future's unretrieved failure is left to the ledger (strict mode, before
+    /// the pool's shutdown took them), rather than reported by the future.
+    fn keeps(&self) -> bool;
 }
 
 /// The native half of `treadle.Future`.
@@ -89,12 +141,17 @@ pub(crate) struct PyFuture {
     pub(crate) cell: Arc<Cell>,
     executor: OnceLock<Arc<dyn Executor>>,
     name: OnceLock<Py<PyAny>>,
+    /// The ledger that recorded this future's failure, if one did.
+    ledger: OnceLock<Arc<dyn FailureLedger>>,
     condition: PyOnceLock<Py<PyAny>>,
     waiters: PyOnceLock<Py<PyList>>,
 }
 
 impl Drop for PyFuture {
     fn drop(&mut self) {
+        if self.ledger.get().is_some_and(|ledger| ledger.keeps()) {
+            return;
+        }
         if self.cell.take_unreported_failure() {
             Python::attach(|py| report_lost(py, &self.cell, self.name.get()));
         }
@@ -171,6 +228,21 @@ impl PyFuture {
         }
     }
 
+    /// The executor the future was submitted to, if a pool made it.
+    pub(crate) fn executor(&self) -> Option<&Arc<dyn Executor>> {
+        self.executor.get()
+    }
+
+    /// The future's name for reports (`schedule(..., name=)`), if it has one.
+    pub(crate) fn name_for_reports(&self) -> Option<&Py<PyAny>> {
+        self.name.get()
+    }
+
+    /// `ledger` recorded this future's failure.
+    pub(crate) fn recorded_by(&self, ledger: Arc<dyn FailureLedger>) {
+        let _ = self.ledger.set(ledger);
+    }
+
     fn condition<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
         self.condition
             .get_or_try_init(py, || {
@@ -214,22 +286,27 @@ impl PyFuture {
     }
 
     /// Waits until done (or the timeout); returns whether it is done. A pool worker waiting on a
-    /// future still queued in its own pool runs it itself instead of parking (help mode).
+    /// future still queued in its own pool has it run by another thread ([`block_worker`]).
     fn wait_done(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
-        if this.cell.is_done() {
-            return Ok(true);
-        }
-        if let Some(executor) = this.executor.get() {
-            if executor.is_current_worker() {
-                if let Start::Started(Some(job)) = this.cell.start() {
-                    executor.run(py, &this.cell, job);
-                    return Ok(true);
-                }
+        let wait = optional_wait(py, timeout)?;
+        let mut _blocked = None;
+        loop {
+            if this.cell.is_done() {
+                return Ok(true);
+            }
+            let Some(executor) = this.executor.get() else {
+                break;
+            };
+            if wait == Wait::Never || !executor.is_current_worker() {
+                break;
+            }
+            _blocked = block_worker(py, executor, std::slice::from_ref(&this.cell));
+            if _blocked.is_some() {
+                break;
             }
         }
-        let wait = optional_wait(py, timeout)?;
         let track = Track {
             target: &*this.cell,
             kind: WaitKind::Future,
@@ -293,6 +370,7 @@ impl PyFuture {
             cell: Arc::new(Cell::new(None)),
             executor: OnceLock::new(),
             name: OnceLock::new(),
+            ledger: OnceLock::new(),
             condition: PyOnceLock::new(),
             waiters: PyOnceLock::new(),
         }
@@ -382,6 +460,12 @@ impl PyFuture {
     /// For executors: finish the future with `exception`.
     fn set_exception(slf: &Bound<'_, Self>, exception: Py<PyAny>) -> PyResult<()> {
         Self::set_outcome(slf, Outcome::Raised(exception))
+    }
+
+    /// For executors: the program knows of the future's failure (its task was stopped on
+    /// purpose), so it is not reported as an exception nobody retrieved.
+    fn _mark_retrieved(&self) {
+        self.cell.mark_retrieved();
     }
 
     /// The state as `concurrent.futures` names it (read by its `wait` and `as_completed`).

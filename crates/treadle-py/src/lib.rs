@@ -24,6 +24,7 @@ mod process_pool;
 mod queue;
 mod runtime;
 mod semaphore;
+mod unretrieved;
 
 /// The native module behind the `treadle` package.
 #[pymodule(gil_used = false)]
@@ -58,6 +59,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::PyThreadPool>()?;
     m.add_class::<pool::PyPoolHandle>()?;
     m.add_class::<completions::PyCompletions>()?;
+    m.add_class::<unretrieved::PyUnretrieved>()?;
     m.add_function(wrap_pyfunction!(future::_set_pool_hooks, m)?)?;
     m.add_function(wrap_pyfunction!(pool::_run_worker, m)?)?;
     m.add_function(wrap_pyfunction!(pool::_run_timer, m)?)?;
@@ -66,6 +68,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cancellation::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(cancellation::check_cancelled, m)?)?;
     m.add_function(wrap_pyfunction!(cancellation::cancelled, m)?)?;
+    m.add_class::<cancellation::PyInterruptible>()?;
     m.add("Cancelled", m.py().get_type::<runtime::cancel::Cancelled>())?;
     m.add(
         "TaskTimeoutError",
@@ -81,6 +84,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process_pool::events::PyCrashed>()?;
     m.add_class::<process_pool::events::PyTerminated>()?;
     m.add_class::<process_pool::events::PyTimedOut>()?;
+    m.add_class::<process_pool::events::PyFailed>()?;
     m.add_class::<process_pool::events::PyBroken>()?;
     m.add_class::<process_pool::events::PyClosed>()?;
     m.add_class::<process_pool::events::PyCancelOutcome>()?;

@@ -35,7 +35,7 @@ class WaitEdge:
     kind: str
     """What it waits on: ``lock``, ``rlock``, ``join``, ``future``, ``condition`` (a
     notification), ``reacquire`` (a condition's lock, re-taken after the notification), ``event``,
-    ``semaphore``, ``barrier`` or ``queue``."""
+    ``semaphore``, ``barrier``, ``queue`` or ``submit`` (room in a thread pool's bounded queue)."""
     target: str
     """The repr of the object waited on."""
     created_at: str | None
@@ -52,6 +52,11 @@ class WaitEdge:
         where = f" (created at {self.created_at})" if self.created_at else ""
         if self.kind == "reacquire":
             line = f"thread {self.waiter!r} waits to re-take {self.target}{where} after a wait"
+        elif self.kind == "submit":
+            line = (
+                f"thread {self.waiter!r} waits for room to submit to {self.target}{where}"
+                " (its max_pending tasks are queued; only its workers make room)"
+            )
         else:
             line = f"thread {self.waiter!r} waits for {self.kind} {self.target}{where}"
         if self.owner is not None:

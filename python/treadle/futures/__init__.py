@@ -1,15 +1,18 @@
 """``treadle.futures``: a drop-in for ``concurrent.futures``, on treadle's engines.
 
 ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` (one base, ``executor``, holds what they
-share), ``Future``, ``wait`` and ``as_completed``, the standard library's exceptions and
-constants, and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
+share), ``Future``, ``wait`` and ``as_completed``, the standard library's exceptions, constants
+and ``Executor`` (the abstract base, the standard library's own object: both pools are
+instances of it), and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
 ``cancelled``, ``sleep``), time limits (``TaskTimeoutError``), crashed workers
 (``WorkerCrashedError``), ``local`` and ``set_unretrieved_handler``. The process pool (with
-``concurrent.futures.process`` and ``multiprocessing``) loads on first use.
+``concurrent.futures.process`` and ``multiprocessing``) loads on first use, and so does
+``DaskExecutor`` (the same API on a Dask cluster), which imports Dask only when one is made.
 
 Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``waiting`` (``wait``,
 ``as_completed``), ``thread`` (the thread pool), ``process`` and ``process_future`` (the process
-pool and its futures).
+pool and its futures), ``dask_executor`` and ``dask_worker`` (the Dask executor, and what its
+workers run).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from concurrent.futures import (
     FIRST_EXCEPTION,
     BrokenExecutor,
     CancelledError,
+    Executor,
     InvalidStateError,
+    TimeoutError,
 )
 from concurrent.futures.thread import BrokenThreadPool
 
@@ -34,7 +39,9 @@ from treadle.futures.waiting import as_completed, wait
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures.process import BrokenProcessPool
+    from types import ModuleType
 
+    from treadle.futures.dask_executor import DaskExecutor
     from treadle.futures.process import ProcessPoolExecutor, WorkerCrashedError
 
 __all__ = [
@@ -46,11 +53,14 @@ __all__ = [
     "BrokenThreadPool",
     "Cancelled",
     "CancelledError",
+    "DaskExecutor",
+    "Executor",
     "Future",
     "InvalidStateError",
     "ProcessPoolExecutor",
     "TaskTimeoutError",
     "ThreadPoolExecutor",
+    "TimeoutError",
     "WorkerCrashedError",
     "as_completed",
     "cancelled",
@@ -63,10 +73,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # PEP 562: the process pool loads on first use.
-    if name not in ("ProcessPoolExecutor", "WorkerCrashedError", "BrokenProcessPool"):
+    # PEP 562: the process pool and the Dask executor load on first use.
+    module: ModuleType
+    if name == "DaskExecutor":
+        import treadle.futures.dask_executor as module
+    elif name in ("ProcessPoolExecutor", "WorkerCrashedError", "BrokenProcessPool"):
+        import treadle.futures.process as module  # type: ignore[no-redef]
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import treadle.futures.process as module
 
     return _lazy.bind(globals(), name, module)
 

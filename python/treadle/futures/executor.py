@@ -8,9 +8,14 @@
   standard library's), so that a result the caller drops is freed.
 * The at-exit registry: at interpreter exit, as ``concurrent.futures`` does, the executors take
   no new work and finish their queued work.
+* Never silent: a pool records its tasks' failures (``_Unretrieved``); ``shutdown(wait=True)``
+  reports those nobody retrieved, or with ``raise_unretrieved=True`` raises them as an
+  ``ExceptionGroup``, dropped futures included (at interpreter exit, where nobody could catch
+  it, it reports them).
 
 A subclass provides ``submit`` and ``shutdown``, and ``_map_tasks`` if ``map`` should not submit
-one task per call.
+one task per call; it calls ``_keep_unretrieved`` as it is made and ``_report_unretrieved`` at
+the end of ``shutdown(wait=True)``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from treadle import _treadle
+from treadle.futures.future import report_unretrieved
 
 #: Submits one task of a ``map``: ``submit(executor, task)``, a future, or for a chunked map a
 #: ``(future, number of calls)`` pair.
@@ -41,7 +47,11 @@ def check_timeout(name: str, seconds: float | None) -> None:
 
 class Executor(_cf.Executor):
     """``concurrent.futures.Executor`` with what treadle's executors share: argument checks,
-    ``map`` and the at-exit registry."""
+    ``map``, the at-exit registry and the reporting of exceptions nobody retrieved."""
+
+    #: Set by ``__exit__`` when an exception leaves the ``with`` block: that exception goes on,
+    #: and ``raise_unretrieved`` reports the lost ones rather than raise a group over it.
+    _leaving_with_error = False
 
     @staticmethod
     def _check_arguments(
@@ -56,6 +66,27 @@ class Executor(_cf.Executor):
     def _register_for_exit(self) -> None:
         """Shut this executor down at interpreter exit (it is forgotten when it is freed)."""
         _live_executors.add(self)
+
+    def _keep_unretrieved(self, raise_unretrieved: bool) -> _treadle._Unretrieved:
+        """Where the pool records its tasks' failures, for ``shutdown()``; with
+        ``raise_unretrieved``, a dropped future's failure stays there too."""
+        self._raise_unretrieved = raise_unretrieved
+        self._unretrieved = _treadle._Unretrieved(raise_unretrieved)
+        return self._unretrieved
+
+    def _report_unretrieved(self) -> None:
+        """At ``shutdown(wait=True)``, once the tasks are done: reports the failures nobody
+        retrieved, or raises them as a group with ``raise_unretrieved`` (not at interpreter exit,
+        where nobody could catch it, nor over an exception leaving a ``with`` block)."""
+        lost = self._unretrieved.take()
+        if not lost:
+            return
+        if self._raise_unretrieved and not _exiting and not self._leaving_with_error:
+            raise BaseExceptionGroup(
+                f"{len(lost)} task exceptions were never retrieved", [e for e, _ in lost]
+            )
+        for exception, name in lost:
+            report_unretrieved(exception, name)
 
     def map(  # type: ignore[override]
         self,
@@ -120,9 +151,10 @@ def _results(
                 yield collect(futures.pop(), remaining)
                 continue
             chunk = _chunk_results(futures.pop(), remaining, collect)
+            # Popped one by one (the chunk keeps no value the caller took), in C.
+            chunk.append(_END)
             chunk.reverse()
-            while chunk:
-                yield chunk.pop()
+            yield from iter(chunk.pop, _END)
     finally:
         for entry in futures:
             (entry[0] if chunked else entry).cancel()
@@ -189,12 +221,15 @@ def _result_or_error(future: _cf.Future[Any], timeout: float | None = None) -> A
 
 
 _live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
+_exiting = False
 
 
 def _shut_down_at_exit() -> None:
     # As concurrent.futures does: at interpreter exit, no new work, and the queued work is done.
     # Thread pools go last, as when each pool had a hook of its own: work that the other pools'
     # callbacks hand them meanwhile still runs.
+    global _exiting
+    _exiting = True
     for thread_pools in (False, True):
         if thread_pools:
             _treadle._interpreter_exiting()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any, Protocol
 
+from treadle._treadle import _Unretrieved
 from treadle.futures.future import Future as _TreadleFuture
 
 
@@ -65,8 +66,24 @@ def set_result(future: concurrent.futures.Future, value: Any) -> None:  # type: 
         pass  # cancelled meanwhile
 
 
-def set_exception(future: concurrent.futures.Future, error: BaseException) -> None:  # type: ignore[type-arg]
+def set_exception(
+    future: Future,
+    error: BaseException,
+    unretrieved: _Unretrieved | None = None,
+) -> None:
+    """Fails the future; ``unretrieved``, the pool's record of failures, keeps it for the
+    pool's ``shutdown()`` (None: a failure the program asked for, not to be reported there)."""
     try:
         future.set_exception(error)
     except concurrent.futures.InvalidStateError:
-        pass  # cancelled meanwhile
+        return  # cancelled meanwhile
+    if unretrieved is not None:
+        unretrieved.record(future)
+
+
+def set_stopped(future: Future, error: BaseException) -> None:
+    """Fails ``future`` with ``error`` for a task the program stopped on purpose
+    (``terminate_workers()``, ``kill_workers()``, the pool left by Ctrl-C): its caller knows,
+    so it is not reported as an exception nobody retrieved, at shutdown or when it is freed."""
+    set_exception(future, error)
+    future._mark_retrieved()

@@ -7,9 +7,11 @@ every supported Python). A ``treadle.ThreadPoolExecutor`` *is* a
 its futures are ``treadle.Future`` objects; the exceptions are the standard library's own.
 
 On top: interruptible tasks (``cancel(interrupt=True)``, time limits), bounded submission
-(``max_pending``), help mode for nested waits, a copy of the submitter's ``contextvars`` context
-per task, :class:`~treadle.local` cleared between tasks, and exceptions nobody retrieved
-reported. See ``docs/thread_pool.md``.
+(``max_pending``), nested waits that finish (a worker waiting on its own pool's queued tasks gets
+a spare thread to run them), a copy of the submitter's ``contextvars`` context per task,
+:class:`~treadle.local` cleared between tasks, and exceptions nobody retrieved reported. Worker
+threads are ``treadle.Thread`` objects, so that waiting for them in ``shutdown()`` is in the wait
+graph. See ``docs/thread_pool.md``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,42 @@ from concurrent import futures as _cf
 from typing import Any, Literal
 
 from treadle import _treadle
-from treadle._treadle import _ThreadPool
+from treadle._treadle import _PoolHandle, _ThreadPool
+from treadle.deadlock.threads import Thread
 from treadle.futures.executor import Executor
-from treadle.futures.future import _Hooks
+
+
+class _WorkerThreads:
+    """Starts a pool's worker threads, for a submission or for a worker that waits on its own
+    pool, and keeps them for ``shutdown()`` to join. Holds no reference to the executor, so that
+    the pool's workers can still start one once it is gone."""
+
+    def __init__(
+        self,
+        prefix: str,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+        max_workers: int,
+    ) -> None:
+        self.prefix = prefix
+        self.initializer = initializer
+        self.initargs = initargs
+        self.threads: set[threading.Thread] = set()
+        self._numbers = itertools.count().__next__
+        self._prune_at = 2 * max_workers
+
+    def start(self, handle: _PoolHandle) -> None:
+        thread = Thread(
+            name=f"{self.prefix}_{self._numbers()}",
+            target=_treadle._run_worker,
+            args=(handle, self.initializer, self.initargs),
+        )
+        thread.start()
+        self.threads.add(thread)
+        if len(self.threads) >= self._prune_at:
+            # Spare threads end once not needed: forget those, so the set does not grow.
+            self.threads.difference_update([t for t in self.threads if not t.is_alive()])
+            self._prune_at = max(self._prune_at, 2 * len(self.threads))
 
 
 class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type: ignore[misc]  # _broken: read-only
@@ -37,7 +72,7 @@ class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type
       or ``"caller_runs"`` (run the task in the submitting thread);
     * ``task_timeout``: a time limit (seconds from its start) for every task; see ``schedule``;
     * ``raise_unretrieved``: ``shutdown()`` raises an ``ExceptionGroup`` of the exceptions no one
-      retrieved, instead of logging them.
+      retrieved (of dropped futures too), instead of logging them.
     """
 
     _counter = itertools.count().__next__
@@ -59,32 +94,19 @@ class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type
         self._check_arguments(max_workers, initializer, task_timeout)
         if max_pending is not None and max_pending <= 0:
             raise ValueError("max_pending must be greater than 0 or None")
-        self._setup(max_workers, max_pending or 0, on_full, task_timeout)
         self._max_workers = max_workers
         self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
         self._initializer = initializer  # type: ignore[assignment]
         self._initargs = initargs
-        self._raise_unretrieved = raise_unretrieved
-        self._threads: set[threading.Thread] = set()
-        self._thread_numbers = itertools.count().__next__
+        workers = _WorkerThreads(self._thread_name_prefix, initializer, initargs, max_workers)
+        self._threads = workers.threads
+        unretrieved = self._keep_unretrieved(raise_unretrieved)
+        self._setup(
+            max_workers, max_pending or 0, on_full, task_timeout, unretrieved, workers.start
+        )
         self._timer: threading.Thread | None = None
         self._shutdown = False
         self._register_for_exit()
-
-    def _adjust_thread_count(self) -> None:
-        # Called by submit when the queue has more work than idle workers, below max_workers.
-        name = f"{self._thread_name_prefix or self}_{self._thread_numbers()}"
-        thread = threading.Thread(
-            name=name,
-            target=_treadle._run_worker,
-            args=(self._handle(), self._initializer, self._initargs),
-        )
-        try:
-            thread.start()
-        except BaseException:
-            self._worker_not_started()
-            raise
-        self._threads.add(thread)
 
     def _start_timer(self) -> None:
         self._timer = threading.Thread(
@@ -102,20 +124,16 @@ class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type
         self._shutdown_pool(cancel_futures)
         if not wait:
             return
-        me = threading.current_thread()
-        for thread in list(self._threads):
-            if thread is not me:
+        # Until no thread is left to join: a worker waiting on its own pool may start a spare
+        # thread meanwhile.
+        joined = {threading.current_thread()}
+        while waiting := [thread for thread in list(self._threads) if thread not in joined]:
+            for thread in waiting:
                 thread.join()
-        lost = self._take_lost()
-        if not lost:
-            return
-        if self._raise_unretrieved:
-            raise BaseExceptionGroup(
-                f"{len(lost)} task exceptions were never retrieved", [e for e, _ in lost]
-            )
-        for exception, name in lost:
-            _Hooks.lost(exception, name)
+                joined.add(thread)
+        self._report_unretrieved()
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Literal[False]:
+        self._leaving_with_error = exc_type is not None
         self.shutdown(wait=True, cancel_futures=exc_type is not None)
         return False

@@ -1,10 +1,13 @@
 """The child's side of treadle's start method: a ``Process`` child forked by the fork server
-takes the parent's state and runs the process, from the start-up data and descriptors the fork
-server received with the request (so the child has them the moment it is forked).
+runs the process, from the start-up data and descriptors the fork server received with the
+request (so the child has them the moment it is forked). It took the parent's process state of
+the moment (working directory, environment, umask, limits, credentials) before it got here
+(``fork_server._take_state``, as a pool's worker does).
 
 The data is what the standard library's ``forkserver`` start method sends: how the parent is
-prepared (``multiprocessing.spawn.get_preparation_data``: its current directory, ``sys.path``,
-``sys.argv``, authentication key, logging), then the pickled ``Process`` object, whose
+prepared (``multiprocessing.spawn.get_preparation_data``: ``sys.path``, ``sys.argv``,
+authentication key, logging; not its directory's path: the child has the directory itself, by
+descriptor, so one renamed since is still the same), then the pickled ``Process`` object, whose
 descriptors (its arguments' queues and pipes, through ``multiprocessing.reduction.DupFd``) came
 with the request as ``SCM_RIGHTS`` and are found by their index (:class:`DupFd`).
 
@@ -95,8 +98,6 @@ def _prepare(data: dict[str, Any]) -> None:
         sys.path = data["sys_path"]
     if "sys_argv" in data:
         sys.argv = data["sys_argv"]
-    if "dir" in data:
-        os.chdir(data["dir"])
     if "orig_dir" in data:
         process.ORIGINAL_DIR = data["orig_dir"]
     tracker = data.get("treadle_tracker")

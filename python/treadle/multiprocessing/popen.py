@@ -119,14 +119,7 @@ class ForkServerPopen:
             context.set_spawning_popen(None)
         start_up = data.getvalue()
         try:
-            try:
-                pid = server.spawn_process(start_up, self._fds)
-            except OSError:
-                # The server is gone (killed?): a new one, if this process can fork one.
-                server = fork_server.get()
-                if server is None:
-                    raise NoForkServer from None
-                pid = server.spawn_process(start_up, self._fds)
+            server, pid = self._fork(server, start_up)
         except BaseException:
             channel.not_sent(roles)
             raise
@@ -135,6 +128,26 @@ class ForkServerPopen:
         self.sentinel = os.pidfd_open(pid)
         self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
         channel.count_for(roles, pid)
+
+    def _fork(self, server: Any, start_up: bytes) -> tuple[Any, int]:
+        """Has ``server`` fork the child, which takes this process's state of the moment; the
+        server that did, and the child's pid."""
+        try:
+            return server, server.spawn_process(fork_server.parent_state(), start_up, self._fds)
+        except OSError:
+            if server.alive():
+                # The server answered: it could not fork a child that takes this process's
+                # state (credentials it cannot give, a restriction it lacks). A fresh
+                # interpreter inherits this process as it is.
+                raise NoForkServer from None
+        # The server is gone (killed?): a new one, if this process can fork one.
+        server = fork_server.get()
+        if server is None:
+            raise NoForkServer
+        try:
+            return server, server.spawn_process(fork_server.parent_state(), start_up, self._fds)
+        except OSError:
+            raise NoForkServer from None
 
     def poll(self, flag: int = os.WNOHANG) -> int | None:
         if self.returncode is None:

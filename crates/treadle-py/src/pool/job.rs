@@ -1,25 +1,15 @@
 //! Running a thread pool's job: in its submitter's `contextvars` context, with its future as
 //! the thread's current task (so that it can be interrupted), under its time limit; then
-//! completing its future. A worker runs jobs this way, and so does a thread that helps (a
-//! worker waiting on a future still queued in its own pool, through `Executor`).
+//! completing its future. A worker runs jobs this way, and so does, as a last resort, a worker
+//! waiting on a future still queued in its own pool when no thread can be added (`nested.rs`).
 
-use super::shared::{clear_locals, is_worker_of, PoolShared};
-use crate::future::{notify, Cell, Executor, Job};
+use super::shared::{clear_locals, PoolShared};
+use crate::future::{notify, Cell, Job};
 use crate::runtime::cancel::TaskScope;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::Arc;
 use treadle_core::Outcome;
-
-impl Executor for PoolShared {
-    fn is_current_worker(&self) -> bool {
-        is_worker_of(self)
-    }
-
-    fn run(&self, py: Python<'_>, cell: &Arc<Cell>, job: Job) {
-        run_job(py, Some(self), cell, job);
-    }
-}
 
 /// Runs a job on the calling thread, in its context, with its future's cell as the current
 /// task, and completes the future.
@@ -65,7 +55,7 @@ pub(crate) fn complete(
         Ok(done) => {
             if raised {
                 if let Some(pool) = pool {
-                    pool.record_failure(py, cell, future);
+                    pool.unretrieved.record(py, future);
                 }
             }
             notify(py, future, done);

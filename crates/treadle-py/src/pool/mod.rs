@@ -12,6 +12,7 @@
 //! fails its future with `TaskTimeoutError` at once.
 
 mod job;
+mod nested;
 mod shared;
 mod worker;
 
@@ -21,7 +22,9 @@ pub(crate) use worker::{_run_timer, _run_worker, PyPoolHandle};
 use crate::future::{notify, Job, PyFuture};
 use crate::runtime::hooks;
 use crate::runtime::timeout::Wait;
+use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_on;
+use crate::unretrieved::PyUnretrieved;
 use job::{copy_context, run_job};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -32,7 +35,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use treadle_core::{Outcome, Pool, Start, SubmitError};
+use treadle_core::pool::WAITING_FOR_ROOM;
+use treadle_core::wait_graph::WaitKind;
+use treadle_core::{Pool, Start, SubmitError};
 
 /// Set when the interpreter begins to exit: no new submissions, as in the standard library.
 static INTERPRETER_EXITING: AtomicBool = AtomicBool::new(false);
@@ -119,7 +124,17 @@ impl PyThreadPool {
             }
             Err(SubmitError::Full) if shared.on_full == OnFull::Block => {
                 let core = &shared.core;
-                block_on(py, Wait::Until(None), None, |deadline| {
+                // In the wait graph, ownerless (any worker may make room): a pool whose every
+                // worker blocks here, submitting to it, is a stall, reported as a deadlock.
+                // Such a worker is given no spare thread and does not run the task itself:
+                // the bound is the program's own limit on the work in flight.
+                let track = Track {
+                    target: core,
+                    kind: WaitKind::Submit,
+                    ticket: WAITING_FOR_ROOM,
+                    object: slf.as_any(),
+                };
+                block_on(py, Wait::Until(None), Some(track), |deadline| {
                     match core.submit(cell, deadline) {
                         Err(SubmitError::Full) => None,
                         other => Some(other),
@@ -141,10 +156,7 @@ impl PyThreadPool {
             }
         };
         if spawn {
-            if let Err(error) = slf.call_method0("_adjust_thread_count") {
-                shared.core.worker_exited();
-                return Err(error);
-            }
+            worker::start_worker(py, shared)?;
         }
         if timeout.is_some() && !shared.timer_started.swap(true, Ordering::AcqRel) {
             slf.call_method0("_start_timer")?;
@@ -175,13 +187,16 @@ impl PyThreadPool {
         }
     }
 
-    /// Called once by `__init__` with its checked arguments.
+    /// Called once by `__init__` with its checked arguments, where the pool's failures go
+    /// (`unretrieved`) and `start_worker(handle)`, which starts one worker thread.
     fn _setup(
         &self,
         max_workers: usize,
         max_pending: usize,
         on_full: &str,
         task_timeout: Option<f64>,
+        unretrieved: &Bound<'_, PyUnretrieved>,
+        start_worker: Py<PyAny>,
     ) -> PyResult<()> {
         let on_full = match on_full {
             "block" => OnFull::Block,
@@ -199,7 +214,8 @@ impl PyThreadPool {
             task_timeout: positive_seconds(task_timeout, "task_timeout")?,
             timer_started: AtomicBool::new(false),
             timed: Mutex::new(HashMap::new()),
-            failures: Mutex::new(Vec::new()),
+            unretrieved: Arc::clone(&unretrieved.get().0),
+            start_worker,
         };
         self.shared
             .set(Arc::new(shared))
@@ -256,32 +272,9 @@ impl PyThreadPool {
         Ok(())
     }
 
-    /// The exceptions of failed futures that nobody retrieved, as `(exception, name)` pairs;
-    /// each is handed out once.
-    fn _take_lost(&self, py: Python<'_>) -> PyResult<Vec<(Py<PyAny>, Py<PyAny>)>> {
-        let failures: Vec<_> = self.shared()?.failures.lock().drain(..).collect();
-        let mut lost = Vec::new();
-        for (cell, name) in failures {
-            if cell.take_unreported_failure() {
-                cell.read(false, |_, outcome| {
-                    if let Some(Outcome::Raised(error)) = outcome {
-                        lost.push((error.clone_ref(py), name.clone_ref(py)));
-                    }
-                });
-            }
-        }
-        Ok(lost)
-    }
-
-    /// A handle for a worker or timer thread.
+    /// A handle for the timer thread.
     fn _handle(&self) -> PyResult<PyPoolHandle> {
         Ok(PyPoolHandle(Arc::clone(self.shared()?)))
-    }
-
-    /// A worker thread counted by a submission could not be started.
-    fn _worker_not_started(&self) -> PyResult<()> {
-        self.shared()?.core.worker_exited();
-        Ok(())
     }
 
     /// How many futures are queued, not yet started.

@@ -1,9 +1,11 @@
 //! A thread pool's state shared by the executor object, its workers and its timer: the core's
-//! `Pool`, the policy for a full queue, the deadlines of running tasks and the failures to
-//! report at shut-down; and which pool, if any, the calling thread works for.
+//! `Pool`, the policy for a full queue, the deadlines of running tasks, the failures to report at
+//! shut-down and how to start a worker thread; and which pool, if any, the calling thread works
+//! for.
 
-use crate::future::{Cell, PyFuture, PyTask};
+use crate::future::{Cell, PyTask};
 use crate::runtime::{cancel, hooks};
+use crate::unretrieved::Unretrieved;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -45,7 +47,10 @@ pub(crate) struct PoolShared {
     /// Running futures with a time limit: the future object and the limit in seconds.
     pub(crate) timed: Mutex<HashMap<usize, (Py<PyAny>, f64)>>,
     /// Futures that raised, to report at shut-down those nobody retrieved.
-    pub(crate) failures: Mutex<Vec<(Arc<Cell>, Py<PyAny>)>>,
+    pub(crate) unretrieved: Arc<Unretrieved>,
+    /// `start_worker(handle)`, given by the executor: starts one worker thread (it holds no
+    /// reference to the executor, so that a worker can start one after the executor is gone).
+    pub(crate) start_worker: Py<PyAny>,
 }
 
 /// A running future's key in `PoolShared::timed`.
@@ -71,31 +76,6 @@ impl PoolShared {
         drop(entry);
     }
 
-    pub(crate) fn record_failure(
-        &self,
-        py: Python<'_>,
-        cell: &Arc<Cell>,
-        future: &Bound<'_, PyAny>,
-    ) {
-        let name = match future.cast::<PyFuture>() {
-            Ok(future) => future
-                .getattr("name")
-                .map_or_else(|_| py.None(), Bound::unbind),
-            Err(_) => py.None(),
-        };
-        let mut failures = self.failures.lock();
-        if failures.len() >= 1024 {
-            // Keep the list to the failures that may still be lost.
-            let kept: Vec<_> = failures.drain(..).collect();
-            let (lost, seen): (Vec<_>, Vec<_>) = kept.into_iter().partition(|(c, _)| c.is_lost());
-            *failures = lost;
-            drop(failures);
-            drop(seen);
-            failures = self.failures.lock();
-        }
-        failures.push((Arc::clone(cell), name));
-    }
-
     pub(crate) fn submit_error(&self, error: SubmitError) -> PyErr {
         if self.core.is_broken() {
             return BrokenThreadPool::new_err(BROKEN);
@@ -107,6 +87,11 @@ impl PoolShared {
             SubmitError::Full => Full::new_err("the pool's max_pending tasks are queued"),
         }
     }
+}
+
+/// The pool the calling thread works for, if it is a worker.
+pub(crate) fn current_worker_pool() -> Option<Arc<PoolShared>> {
+    WORKER_OF.with(|worker| worker.borrow().clone())
 }
 
 /// Whether the calling thread is one of `pool`'s workers.

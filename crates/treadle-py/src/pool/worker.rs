@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::sync::Arc;
 use std::time::Instant;
-use treadle_core::pool::{WAITING_FOR_DEADLINE, WAITING_FOR_WORK};
+use treadle_core::pool::{WAITING_AS_SPARE, WAITING_FOR_DEADLINE, WAITING_FOR_WORK};
 use treadle_core::wait_graph::{Mode, WaitGraph, WaitKind};
 use treadle_core::{Next, Outcome, Start};
 
@@ -22,11 +22,28 @@ use treadle_core::{Next, Outcome, Start};
 #[pyclass(frozen, name = "_PoolHandle", module = "treadle")]
 pub(crate) struct PyPoolHandle(pub(crate) Arc<PoolShared>);
 
-struct WorkerGuard<'a>(&'a PoolShared);
+/// Starts one worker thread for `pool`, already counted in its core's workers (uncounted again
+/// if it cannot be started).
+pub(crate) fn start_worker(py: Python<'_>, pool: &Arc<PoolShared>) -> PyResult<()> {
+    let handle = PyPoolHandle(Arc::clone(pool));
+    if let Err(error) = pool.start_worker.bind(py).call1((handle,)) {
+        pool.core.worker_exited();
+        return Err(error);
+    }
+    Ok(())
+}
+
+struct WorkerGuard<'a> {
+    pool: &'a PoolShared,
+    /// Still counted in the pool's workers (a retiring spare thread is no longer).
+    counted: bool,
+}
 
 impl Drop for WorkerGuard<'_> {
     fn drop(&mut self) {
-        self.0.core.worker_exited();
+        if self.counted {
+            self.pool.core.worker_exited();
+        }
         set_worker_of(None);
     }
 }
@@ -42,7 +59,10 @@ pub(crate) fn _run_worker(
 ) -> PyResult<()> {
     let shared = Arc::clone(&handle.get().0);
     register_current_thread();
-    let _guard = WorkerGuard(&shared);
+    let mut guard = WorkerGuard {
+        pool: &shared,
+        counted: true,
+    };
     if !initializer.is_none() {
         if let Err(error) = initializer.call1(initargs) {
             if let Some(hooks) = hooks::pool(py) {
@@ -62,7 +82,7 @@ pub(crate) fn _run_worker(
     set_worker_of(Some(Arc::clone(&shared)));
     shared.core.worker_idle();
     loop {
-        let next = match shared.core.next(Some(Instant::now())) {
+        let mut next = match shared.core.next(Some(Instant::now())) {
             Next::Idle => {
                 // Published while idle, so that a process stalled with idle workers around is
                 // still recognised as stalled (they can act only once work arrives).
@@ -71,6 +91,11 @@ pub(crate) fn _run_worker(
             }
             next => next,
         };
+        if let Next::Spare = next {
+            // A thread too many since a blocked worker woke: aside until one blocks again.
+            let _spare = parked_in_graph(py, handle, &shared, WAITING_AS_SPARE);
+            next = py.detach(|| shared.core.wait_as_spare());
+        }
         match next {
             Next::Run(cell) => {
                 if let Start::Started(Some(job)) = cell.start() {
@@ -78,8 +103,12 @@ pub(crate) fn _run_worker(
                 }
                 shared.core.worker_idle();
             }
-            Next::Idle => {}
+            Next::Idle | Next::Spare => {}
             Next::Exit => return Ok(()),
+            Next::Retire => {
+                guard.counted = false;
+                return Ok(());
+            }
         }
     }
 }
@@ -110,7 +139,7 @@ pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
                 TaskTimeoutError::new_err(format!("the task ran past its time limit of {limit} s"));
             let error = error.into_value(py).into_any();
             if let Some(done) = cell.interrupt(Some(Outcome::Raised(error))) {
-                shared.record_failure(py, &cell, future.bind(py));
+                shared.unretrieved.record(py, future.bind(py));
                 notify(py, future.bind(py), done);
             }
         }

@@ -2,10 +2,10 @@
 //! blocking queue wait parked through the runtime's `block_on`, published in the wait graph.
 
 pub(crate) use crate::runtime::timeout::Block;
-use crate::runtime::timeout::{deadline_after, Wait};
+use crate::runtime::timeout::{check_max, deadline_after, Wait};
 use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_on;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use std::time::Instant;
 use treadle_core::wait_graph::{WaitKind, WaitTarget};
@@ -64,7 +64,8 @@ where
     park(py, queue, what, wait, |deadline| attempt(true, deadline))
 }
 
-/// `block` and `timeout` as `queue.Queue.get` reads them.
+/// `block` and `timeout` as `queue.Queue.get` reads them; a timeout too large to wait for is
+/// `OverflowError`, as `threading`'s waits raise it.
 pub(crate) fn queue_wait(
     Block(block): Block,
     timeout: Option<&Bound<'_, PyAny>>,
@@ -84,5 +85,26 @@ pub(crate) fn queue_wait(
             "'timeout' must be a non-negative number",
         ));
     }
+    check_max(timeout.py(), seconds)?;
     Ok(Wait::Until(deadline_after(seconds)))
+}
+
+/// Runs `call` with `wait`, except that `queue.Queue` raises the `OverflowError` of a timeout
+/// too large to wait for only once it has to wait: with such a timeout, `call` runs without
+/// waiting, and the error stands if `would_wait` says it had to.
+pub(crate) fn unless_it_must_wait<T>(
+    py: Python<'_>,
+    wait: PyResult<Wait>,
+    would_wait: impl FnOnce(&PyErr) -> bool,
+    call: impl FnOnce(PyResult<Wait>) -> PyResult<T>,
+) -> PyResult<T> {
+    match wait {
+        Err(too_large) if too_large.is_instance_of::<PyOverflowError>(py) => {
+            match call(Ok(Wait::Never)) {
+                Err(error) if would_wait(&error) => Err(too_large),
+                done => done,
+            }
+        }
+        wait => call(wait),
+    }
 }

@@ -1,7 +1,7 @@
 //! Interruptible tasks: the task a thread runs now, and its cancel token.
 //!
-//! A pool worker makes its task current (a thread-local, restored afterwards, so a task run by a
-//! helping worker inside another's wait nests). `future.cancel(interrupt=True)` and a time limit
+//! A pool worker makes its task current (a thread-local, restored afterwards, so that a task a
+//! waiting worker runs itself, as a last resort, nests). `future.cancel(interrupt=True)` and a time limit
 //! set the task's cancel token; then `treadle.sleep()`, `treadle.check_cancelled()`
 //! (`crate::cancellation`) and every treadle blocking call made by the task raise
 //! `treadle.Cancelled`. Blocking calls watch the token between slices of [`POLL`] (see
