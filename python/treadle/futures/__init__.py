@@ -4,12 +4,14 @@
 share), ``Future``, ``wait`` and ``as_completed``, the standard library's exceptions and
 constants, and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
 ``cancelled``, ``sleep``), time limits (``TaskTimeoutError``), crashed workers
-(``WorkerCrashedError``), ``local`` and ``set_unretrieved_handler``. The process pool (with
+(``WorkerCrashedError``), ``local``, ``set_unretrieved_handler``, progress bars
+(``map(progress=...)``, ``as_completed(progress=...)``) and statistics (``executor.stats()``:
+``ExecutorStats``, ``TimeStats``, ``WorkerStats``, ``WorkerRestarts``). The process pool (with
 ``concurrent.futures.process`` and ``multiprocessing``) loads on first use.
 
-Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``waiting`` (``wait``,
-``as_completed``), ``thread`` (the thread pool), ``process`` and ``process_future`` (the process
-pool and its futures).
+Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``progress`` (tqdm
+bars), ``waiting`` (``wait``, ``as_completed``), ``executor`` (the base), ``thread`` (the thread
+pool), ``process`` and ``process_future`` (the process pool and its futures).
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ from concurrent.futures import (
 from concurrent.futures.thread import BrokenThreadPool
 
 from treadle import _lazy
-from treadle._treadle import Cancelled, TaskTimeoutError, cancelled, check_cancelled, sleep
+from treadle._treadle import (
+    Cancelled,
+    ExecutorStats,
+    TaskTimeoutError,
+    TimeStats,
+    WorkerRestarts,
+    WorkerStats,
+    cancelled,
+    check_cancelled,
+    sleep,
+)
 from treadle.futures.future import Future, set_unretrieved_handler
 from treadle.futures.task_local import local
 from treadle.futures.thread import ThreadPoolExecutor
@@ -46,12 +58,16 @@ __all__ = [
     "BrokenThreadPool",
     "Cancelled",
     "CancelledError",
+    "ExecutorStats",
     "Future",
     "InvalidStateError",
     "ProcessPoolExecutor",
     "TaskTimeoutError",
     "ThreadPoolExecutor",
+    "TimeStats",
     "WorkerCrashedError",
+    "WorkerRestarts",
+    "WorkerStats",
     "as_completed",
     "cancelled",
     "check_cancelled",

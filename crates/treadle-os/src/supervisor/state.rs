@@ -21,7 +21,12 @@
 //!   back at the front of the queue, in order, before anything else is dispatched.
 //! - `Closed` is the last event, reported once: after shutdown, when no worker is left and
 //!   nothing is pending.
+//!
+//! The pool's statistics (`tally.rs`) are counted here, where each thing happens: a task that
+//! returned or raised, was cancelled (queued, skipped or interrupted) or dropped at shutdown,
+//! timed out, crashed its worker, failed with the pool or with `terminate`.
 
+use super::tally::{Restart, Tally, WorkerTally};
 use super::task::{CancelOutcome, Event, SubmitError, Task};
 use crate::frame::{self, from_worker, to_worker, Header};
 use crate::process::Exit;
@@ -30,6 +35,7 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use treadle_core::stats::Snapshot;
 
 /// How many workers in a row may die before saying they are ready until the pool gives up.
 const START_FAILURES_TO_BREAK: u32 = 3;
@@ -73,6 +79,16 @@ pub(crate) struct Limits {
 struct Sent {
     task: Task,
     cancelled: bool,
+    queued_at: Instant,
+    /// Whether its start was counted (its wait recorded).
+    started: bool,
+}
+
+/// A task no worker has, and since when it waits.
+#[derive(Debug)]
+struct Queued {
+    task: Task,
+    queued_at: Instant,
 }
 
 /// What is to become of a worker.
@@ -101,6 +117,9 @@ pub(crate) struct Worker<L> {
     /// The recent time per task (a moving average of the time from a task's start to its
     /// answer), once the worker answered one.
     pace: Option<Duration>,
+    /// Why it was killed, if the pool killed it.
+    killed_for: Option<Restart>,
+    tally: WorkerTally,
 }
 
 impl<L: Link> Worker<L> {
@@ -116,6 +135,8 @@ impl<L: Link> Worker<L> {
             dispatched: 0,
             oom_kills_at_start: oom_kills,
             pace: None,
+            killed_for: None,
+            tally: WorkerTally::new(Instant::now()),
         }
     }
 
@@ -140,15 +161,14 @@ impl<L: Link> Worker<L> {
         (by_pace.min(MAX_HELD as u128) as usize).max(base)
     }
 
-    /// Records that the running task was answered `now`.
-    fn answered(&mut self, now: Instant) {
-        if let Some(started) = self.head_started {
-            let took = now.saturating_duration_since(started);
-            self.pace = Some(match self.pace {
-                None => took,
-                Some(pace) => (pace * 7 + took) / 8,
-            });
-        }
+    /// Records that the running task was answered `now`: how long it took.
+    fn answered(&mut self, now: Instant) -> Option<Duration> {
+        let took = now.saturating_duration_since(self.head_started?);
+        self.pace = Some(match self.pace {
+            None => took,
+            Some(pace) => (pace * 7 + took) / 8,
+        });
+        Some(took)
     }
 
     /// The running task's deadline.
@@ -160,8 +180,17 @@ impl<L: Link> Worker<L> {
         self.head_started?.checked_add(head.task.timeout?)
     }
 
-    fn mark_head_started(&mut self, now: Instant) {
+    /// The task at the head starts now, if the worker is ready; returns since when it waited,
+    /// the first time it starts.
+    fn mark_head_started(&mut self, now: Instant) -> Option<Instant> {
         self.head_started = (self.ready && !self.sent.is_empty()).then_some(now);
+        self.head_started?;
+        let head = self.sent.front_mut()?;
+        if head.started || head.cancelled {
+            return None;
+        }
+        head.started = true;
+        Some(head.queued_at)
     }
 }
 
@@ -169,13 +198,14 @@ impl<L: Link> Worker<L> {
 #[derive(Debug)]
 pub(crate) struct State<L> {
     limits: Limits,
-    pending: VecDeque<Task>,
+    pending: VecDeque<Queued>,
     pub(crate) workers: Vec<Worker<L>>,
     events: Vec<Event>,
     closing: bool,
     closed_reported: bool,
     broken: Option<Arc<str>>,
     start_failures: u32,
+    tally: Tally,
 }
 
 impl<L: Link> State<L> {
@@ -189,6 +219,7 @@ impl<L: Link> State<L> {
             closed_reported: false,
             broken: None,
             start_failures: 0,
+            tally: Tally::new(),
         }
     }
 
@@ -202,7 +233,11 @@ impl<L: Link> State<L> {
             return Err(SubmitError::ShutDown);
         }
         let timed = task.timeout.is_some();
-        self.pending.push_back(task);
+        self.tally.submitted += 1;
+        self.pending.push_back(Queued {
+            task,
+            queued_at: now,
+        });
         let stuck = self.dispatch(now);
         Ok(timed || stuck || !self.pending.is_empty())
     }
@@ -210,8 +245,9 @@ impl<L: Link> State<L> {
     /// Cancels a task: drops it if no worker has it; with `interrupt`, has it skipped (not
     /// started) or kills its worker (running).
     pub(crate) fn cancel(&mut self, id: u64, interrupt: bool, now: Instant) -> CancelOutcome {
-        if let Some(at) = self.pending.iter().position(|task| task.id == id) {
+        if let Some(at) = self.pending.iter().position(|queued| queued.task.id == id) {
             self.pending.remove(at);
+            self.tally.cancelled += 1;
             return CancelOutcome::Cancelled;
         }
         let Some((w, at)) = self.workers.iter().enumerate().find_map(|(w, worker)| {
@@ -226,10 +262,11 @@ impl<L: Link> State<L> {
         if !interrupt {
             return CancelOutcome::Running;
         }
+        self.tally.cancelled += 1;
         let running = at == 0 && self.workers[w].head_started.is_some();
         if running {
             self.workers[w].sent.pop_front();
-            self.kill(w);
+            self.kill(w, Restart::Interrupted);
         } else {
             let worker = &mut self.workers[w];
             worker.sent[at].cancelled = true;
@@ -243,14 +280,14 @@ impl<L: Link> State<L> {
 
     /// Whether task `id` waits in the queue, not yet handed to a worker.
     pub(crate) fn is_queued(&self, id: u64) -> bool {
-        self.pending.iter().any(|task| task.id == id)
+        self.pending.iter().any(|queued| queued.task.id == id)
     }
 
     /// Stops taking tasks; with `cancel_pending`, drops the queued ones and returns their ids.
     pub(crate) fn shutdown(&mut self, cancel_pending: bool) -> Vec<u64> {
         self.closing = true;
         if cancel_pending {
-            self.pending.drain(..).map(|task| task.id).collect()
+            self.drop_pending()
         } else {
             Vec::new()
         }
@@ -260,7 +297,7 @@ impl<L: Link> State<L> {
     /// every worker; the tasks they hold end with [`Event::Terminated`].
     pub(crate) fn terminate(&mut self, signal: Signal) -> Vec<u64> {
         self.closing = true;
-        let dropped = self.pending.drain(..).map(|task| task.id).collect();
+        let dropped = self.drop_pending();
         for worker in &mut self.workers {
             if matches!(worker.fate, Fate::Serving | Fate::Retiring) {
                 worker.fate = Fate::Terminating;
@@ -270,6 +307,24 @@ impl<L: Link> State<L> {
             }
         }
         dropped
+    }
+
+    /// Drops the queued tasks (cancelled) and returns their ids.
+    fn drop_pending(&mut self) -> Vec<u64> {
+        self.tally.cancelled += self.pending.len() as u64;
+        self.pending
+            .drain(..)
+            .map(|queued| queued.task.id)
+            .collect()
+    }
+
+    /// The pool's figures now; None when it gathers none.
+    pub(crate) fn stats(&self, now: Instant) -> Option<Snapshot> {
+        let live = self
+            .workers
+            .iter()
+            .map(|worker| (&worker.tally, worker.link.pid()));
+        self.tally.snapshot(live, now)
     }
 
     /// The pids of the workers serving now.
@@ -325,7 +380,8 @@ impl<L: Link> State<L> {
             if worker.deadline().is_some_and(|at| at <= now) {
                 let head = worker.sent.pop_front().expect("a deadline has a task");
                 let pid = worker.link.pid();
-                self.kill(w);
+                self.kill(w, Restart::TimedOut);
+                self.tally.timed_out += 1;
                 self.events.push(Event::TimedOut {
                     id: head.task.id,
                     pid,
@@ -383,7 +439,7 @@ impl<L: Link> State<L> {
             else {
                 break;
             };
-            let task = self.pending.pop_front().expect("checked non-empty");
+            let Queued { task, queued_at } = self.pending.pop_front().expect("checked non-empty");
             let bytes = match frame::encode(to_worker::TASK, task.id, &task.payload, task.fds.len())
             {
                 Ok(bytes) => bytes,
@@ -397,10 +453,14 @@ impl<L: Link> State<L> {
             worker.sent.push_back(Sent {
                 task,
                 cancelled: false,
+                queued_at,
+                started: false,
             });
             worker.dispatched += 1;
             if worker.sent.len() == 1 {
-                worker.mark_head_started(now);
+                if let Some(queued_at) = worker.mark_head_started(now) {
+                    self.tally.started(queued_at, now);
+                }
             }
             worker.link.queue(bytes, fds);
         }
@@ -413,10 +473,11 @@ impl<L: Link> State<L> {
 
     /// Kills worker `w` whose running task was already taken off (timed out or interrupted);
     /// its other tasks never started and go back to the front of the queue.
-    fn kill(&mut self, w: usize) {
+    fn kill(&mut self, w: usize, why: Restart) {
         let worker = &mut self.workers[w];
         worker.link.signal(Signal::KILL);
         worker.fate = Fate::Killed;
+        worker.killed_for = Some(why);
         worker.head_started = None;
         let unstarted: Vec<Sent> = worker.sent.drain(..).filter(|s| !s.cancelled).collect();
         self.requeue(unstarted);
@@ -426,21 +487,26 @@ impl<L: Link> State<L> {
     fn requeue(&mut self, unstarted: impl IntoIterator<Item = Sent>) {
         let unstarted: Vec<Sent> = unstarted.into_iter().collect();
         for sent in unstarted.into_iter().rev() {
-            self.pending.push_front(sent.task);
+            self.pending.push_front(Queued {
+                task: sent.task,
+                queued_at: sent.queued_at,
+            });
         }
     }
 
     fn break_pool(&mut self, reason: Arc<str>) {
         self.broken = Some(reason.clone());
         self.closing = true;
-        for task in self.pending.drain(..) {
+        for queued in self.pending.drain(..) {
+            self.tally.failed += 1;
             self.events.push(Event::Broken {
-                id: task.id,
+                id: queued.task.id,
                 reason: reason.clone(),
             });
         }
         for worker in &mut self.workers {
             for sent in worker.sent.drain(..).filter(|s| !s.cancelled) {
+                self.tally.failed += 1;
                 self.events.push(Event::Broken {
                     id: sent.task.id,
                     reason: reason.clone(),
@@ -473,7 +539,9 @@ impl<L: Link> State<L> {
         match header.kind {
             from_worker::READY => {
                 worker.ready = true;
-                worker.mark_head_started(now);
+                if let Some(queued_at) = worker.mark_head_started(now) {
+                    self.tally.started(queued_at, now);
+                }
                 self.start_failures = 0;
             }
             from_worker::INIT_FAILED => {
@@ -486,16 +554,26 @@ impl<L: Link> State<L> {
                 };
                 let sent = worker.sent.remove(at).expect("position is in range");
                 if at == 0 && !sent.cancelled {
-                    worker.answered(now);
+                    if let Some(took) = worker.answered(now) {
+                        self.tally.ran(&mut worker.tally, took);
+                    }
                 }
-                worker.mark_head_started(now);
+                if let Some(queued_at) = worker.mark_head_started(now) {
+                    self.tally.started(queued_at, now);
+                }
                 if sent.cancelled || worker.fate == Fate::Killed {
                     return;
                 }
                 let id = sent.task.id;
                 self.events.push(match header.kind {
-                    from_worker::RETURNED => Event::Returned { id, payload, fds },
-                    from_worker::RAISED => Event::Raised { id, payload, fds },
+                    from_worker::RETURNED => {
+                        self.tally.done += 1;
+                        Event::Returned { id, payload, fds }
+                    }
+                    from_worker::RAISED => {
+                        self.tally.failed += 1;
+                        Event::Raised { id, payload, fds }
+                    }
                     _ => return,
                 });
             }
@@ -516,11 +594,24 @@ impl<L: Link> State<L> {
     ) {
         let worker = self.workers.swap_remove(w);
         let pid = worker.link.pid();
+        let spent = self
+            .limits
+            .max_tasks_per_child
+            .is_some_and(|max| worker.dispatched >= max);
+        let why = match worker.fate {
+            Fate::Killed => worker.killed_for,
+            Fate::Retiring => spent.then_some(Restart::Recycled),
+            Fate::Terminating => None,
+            Fate::Serving => Some(Restart::Crashed),
+        };
+        self.tally
+            .worker_ended(&worker.tally, pid, why, Instant::now());
         let mut sent = worker.sent.into_iter().filter(|s| !s.cancelled);
         match worker.fate {
             Fate::Killed | Fate::Retiring => self.requeue(sent),
             Fate::Terminating => {
                 for s in sent {
+                    self.tally.failed += 1;
                     self.events.push(Event::Terminated {
                         id: s.task.id,
                         pid,
@@ -539,6 +630,7 @@ impl<L: Link> State<L> {
                             (worker.oom_kills_at_start, oom_kills()),
                             (Some(before), Some(after)) if after > before
                         );
+                    self.tally.failed += 1;
                     self.events.push(Event::Crashed {
                         id: head.task.id,
                         pid,

@@ -11,6 +11,7 @@ pub(crate) mod wire;
 
 use crate::runtime::timeout::{deadline_after, seconds, Wait};
 use crate::runtime::wait::block_on;
+use crate::stats::PyExecutorStats;
 use events::PyCancelOutcome;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -115,6 +116,11 @@ impl PySupervisor {
         let signal = Signal::from_named_raw(signal)
             .ok_or_else(|| PyValueError::new_err(format!("invalid signal number {signal}")))?;
         Ok(self.core.terminate(signal))
+    }
+
+    /// The pool's statistics now (`ExecutorStats`).
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyExecutorStats>> {
+        crate::stats::to_python(py, self.core.stats())
     }
 
     /// The pids of the workers serving now.

@@ -230,3 +230,75 @@ fn workers_that_keep_failing_to_start_break_the_pool() {
         Err(SubmitError::Broken(_))
     ));
 }
+
+#[test]
+fn the_tally_times_tasks_from_their_start_and_waits_from_their_submission() {
+    let start = Instant::now();
+    let mut state = one_ready_worker(2, start);
+    state.submit(task(1, None), start).unwrap();
+    state.submit(task(2, None), start).unwrap();
+    // Task 1 runs 2 s; task 2, held meanwhile, starts then and runs 4 s.
+    let first = start + Duration::from_secs(2);
+    state.on_frame(
+        0,
+        answer(from_worker::RETURNED, 1),
+        Vec::new(),
+        Vec::new(),
+        first,
+    );
+    let second = first + Duration::from_secs(4);
+    state.on_frame(
+        0,
+        answer(from_worker::RAISED, 2),
+        Vec::new(),
+        Vec::new(),
+        second,
+    );
+    let stats = state.stats(second).expect("stats are on");
+    assert_eq!((stats.submitted, stats.done, stats.failed), (2, 1, 1));
+    assert_eq!(stats.task_time.count, 2);
+    assert_eq!(stats.task_time.mean, Duration::from_secs(3));
+    assert_eq!(stats.task_time.max, Duration::from_secs(4));
+    assert_eq!(stats.queue_wait.count, 2);
+    assert_eq!(stats.queue_wait.max, Duration::from_secs(2));
+    let [worker] = &stats.workers[..] else {
+        panic!("{:?}", stats.workers)
+    };
+    assert_eq!(
+        (worker.pid, worker.tasks, worker.alive),
+        (Some(100), 2, true)
+    );
+    assert_eq!(worker.busy, Duration::from_secs(6));
+}
+
+#[test]
+fn the_tally_counts_cancellations_timeouts_and_why_workers_were_replaced() {
+    let now = Instant::now();
+    let limit = Duration::from_secs(1);
+    let mut state = one_ready_worker(1, now);
+    state.submit(task(1, Some(limit)), now).unwrap();
+    state.submit(task(2, None), now).unwrap();
+    assert_eq!(state.cancel(2, false, now), CancelOutcome::Cancelled);
+    state.expire(now + limit);
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None);
+    let stats = state.stats(now + limit).expect("stats are on");
+    assert_eq!(
+        (stats.submitted, stats.cancelled, stats.timed_out),
+        (2, 1, 1)
+    );
+    assert_eq!(stats.task_time.count, 0);
+    let restarts = stats.restarts.expect("a process pool's");
+    assert_eq!((restarts.timed_out, restarts.crashed), (1, 0));
+    assert!(stats.workers.iter().all(|w| !w.alive));
+}
+
+#[test]
+fn a_crash_counts_as_a_failure_and_a_restart() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(1, now);
+    state.submit(task(1, None), now).unwrap();
+    state.worker_ended(0, Exit::Code(1), || None);
+    let stats = state.stats(now).expect("stats are on");
+    assert_eq!(stats.failed, 1);
+    assert_eq!(stats.restarts.map(|r| r.crashed), Some(1));
+}
