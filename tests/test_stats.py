@@ -134,7 +134,7 @@ def test_many_tiny_tasks_are_counted_exactly_and_their_times_estimated():
     stats = pool.stats()
     assert (stats.submitted, stats.done) == (20_000, 20_000)
     assert sum(w.tasks for w in stats.workers) == 20_000
-    # Past the first 1024 of each, tiny tasks are timed one in up to 64, each standing for
+    # Past the first 64 of each, tiny tasks are timed one in up to 64, each standing for
     # those it was chosen among: the counts are within 64 of the truth per sampler.
     assert 20_000 - 64 * 2 <= stats.task_time.count <= 20_000
     assert 20_000 - 64 <= stats.queue_wait.count <= 20_000

@@ -39,11 +39,11 @@ const MAX_EXPONENT: u32 = 47;
 pub const BUCKETS: usize = (MAX_EXPONENT - SUB_BITS + 2) as usize * SUB;
 
 /// Events closer together than this are sampled (see the module documentation).
-pub const SAMPLE_SPACING: Duration = Duration::from_micros(5);
+pub const SAMPLE_SPACING: Duration = Duration::from_micros(20);
 /// The most events a [`Sampler`] lets pass between two it times.
 pub const MAX_SAMPLE_EVERY: u32 = 64;
 /// How many events a [`Sampler`] times before it may sample: a small batch is timed whole.
-pub const SAMPLER_WARMUP: u32 = 1024;
+pub const SAMPLER_WARMUP: u32 = 64;
 /// How many ended workers a pool keeps the figures of, the most recent (a pool that recycles
 /// its workers after each task would otherwise keep one record per task).
 pub const ENDED_WORKERS_KEPT: usize = 256;
