@@ -4,6 +4,7 @@ module quickly."""
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 from pathlib import Path
@@ -135,3 +136,68 @@ class Item:
 
 def make_item(_: object) -> Item:
     return Item()
+
+
+def process_view() -> dict[str, object]:
+    """What a worker sees of its process: working directory, the file ``data.txt`` there, an
+    environment variable, umask, the open-files limit, its credentials and capabilities."""
+    status = _status()
+    try:
+        with open("data.txt") as data:
+            text = data.read()
+    except OSError as error:
+        text = f"error: {error}"
+    return {
+        "cwd": os.getcwd(),
+        "data": text,
+        "setting": os.environ.get("TREADLE_TEST_SETTING"),
+        "removed": os.environ.get("TREADLE_TEST_REMOVED"),
+        "umask": int(status["Umask"], 8),
+        "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "uids": list(os.getresuid()),
+        "gids": list(os.getresgid()),
+        "groups": sorted(os.getgroups()),
+        "cap_eff": status["CapEff"],
+        "cap_prm": status["CapPrm"],
+        "ppid": os.getppid(),
+    }
+
+
+def _status() -> dict[str, str]:
+    with open("/proc/self/status") as status:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in status if ":\t" in line)
+
+
+def can_write_in(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, f"written-by-{os.getpid()}"), "w") as out:
+            out.write("x")
+    except PermissionError:
+        return False
+    return True
+
+
+def spin(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def lengths(buffers: list[object]) -> list[int]:
+    return [memoryview(b).nbytes for b in buffers]  # type: ignore[arg-type]
+
+
+def make_buffers(count: int, size: int) -> list[object]:
+    """``count`` distinct buffers of ``size`` bytes, each pickled out of band."""
+    import pickle
+
+    return [pickle.PickleBuffer(bytes([i % 256]) * size) for i in range(count)]
+
+
+def wait_for_file(path: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _children import run_until_interrupted
 
 import treadle
 
@@ -76,6 +77,56 @@ def test_silent_failure_is_silent_under_python_and_reported_under_treadle_run():
     assert "exception in a task was never retrieved" in under.stderr
     assert "KeyError: 'id'" in under.stderr
     assert under.stderr.count("never retrieved") == 1
+
+
+DAEMON_IDIOM = """
+    import queue, threading
+
+    jobs = queue.Queue()
+    def worker():
+        while True:
+            print("job", jobs.get(), flush=True)
+
+    for n in range(3):
+        threading.Thread(target=worker, daemon=True).start()
+    print("serving", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopped by Ctrl-C")
+"""
+
+CTRL_C_DURING_PROCESS_TASKS = """
+    import concurrent.futures, time
+
+    def slow(x):
+        time.sleep(3)
+        return x
+
+    if __name__ == "__main__":
+        try:
+            with concurrent.futures.ProcessPoolExecutor(2) as pool:
+                futures = [pool.submit(slow, n) for n in range(4)]
+                print("submitted", flush=True)
+                for future in futures:
+                    future.result()
+        except KeyboardInterrupt:
+            print("stopped by Ctrl-C")
+"""
+
+
+@pytest.mark.parametrize(
+    "program",
+    [DAEMON_IDIOM, CTRL_C_DURING_PROCESS_TASKS],
+    ids=["daemon idiom", "process tasks stopped at Ctrl-C"],
+)
+def test_a_program_that_handles_ctrl_c_exits_as_under_python(tmp_path, program):
+    """A server idle until Ctrl-C is not a deadlock; the tasks treadle itself stops at the
+    Ctrl-C are not lost exceptions: the program exits as it does under ``python``."""
+    script = write(tmp_path, "prog.py", program)
+    for command in ([str(script)], ["-m", "treadle", "run", str(script)]):
+        status, out, err = run_until_interrupted([sys.executable, *command])
+        assert (status, out, err) == (0, "stopped by Ctrl-C\n", ""), command
 
 
 def test_report_json(tmp_path):
@@ -229,6 +280,38 @@ def test_pytest_plugin_fails_a_deadlocking_test_instead_of_hanging(tmp_path):
     )
     assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
     assert "treadle detected a deadlock" in result.stdout
+
+
+def test_pytest_plugin_patches_before_conftest_imports_the_code_under_test(tmp_path):
+    """A conftest that imports the code under test (as dask's and tqdm's do) gets it patched:
+    what that code makes at import (a module-level lock, queue, executor) is treadle's."""
+    write(
+        tmp_path,
+        "library.py",
+        """
+        import concurrent.futures, queue, threading
+
+        LOCK = threading.Lock()
+        JOBS = queue.Queue()
+        EXECUTOR_CLASS = concurrent.futures.ThreadPoolExecutor
+        """,
+    )
+    write(tmp_path, "conftest.py", "import library\n")
+    write(
+        tmp_path,
+        "test_library.py",
+        """
+        import library, treadle
+
+        def test_module_level_objects_made_at_import_are_treadles():
+            assert type(library.LOCK) is treadle.Lock
+            assert type(library.JOBS) is treadle.Queue
+            assert library.EXECUTOR_CLASS is treadle.ThreadPoolExecutor
+        """,
+    )
+    result = pytest_with_plugin(tmp_path, str(tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "1 passed" in result.stdout
 
 
 def test_a_third_party_threaded_suite_runs_green_under_the_plugin(tmp_path):

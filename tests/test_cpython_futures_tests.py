@@ -4,23 +4,25 @@ futures, and its ``wait`` / ``as_completed``.
 The suite ships with some Pythons only (on this project's machines, 3.13's has it and 3.11's
 does not); where it is missing, this module defines no tests. CPython runs each mixin against
 its executors by setting ``executor_type``; here that is ``treadle.ThreadPoolExecutor``. The
-modules' ``futures`` name (``concurrent.futures``) becomes a copy whose ``wait`` and
-``as_completed`` are treadle's, so those tests drive treadle's functions over treadle's futures
-and the standard library's alike. ``FutureTests`` makes its futures with ``treadle.Future``,
-except in the tests that build a future in a given state with the suite's ``create_future``,
-which writes the standard library's private ``_state`` (a treadle future keeps its state in
-Rust); those still run, on standard futures. Nothing is skipped or overridden.
+modules' ``futures`` name (``concurrent.futures``) becomes ``treadle`` itself, as a new user
+would run the suite: every name they look up there (``wait``, ``as_completed``, the constants,
+``TimeoutError``, ``CancelledError``, ``InvalidStateError``...) is treadle's, so those tests
+drive treadle's functions over treadle's futures and the standard library's alike, and the
+shutdown tests that make their own ``futures.ThreadPoolExecutor`` make treadle's.
+``FutureTests`` makes its futures with ``treadle.Future``, except in the tests that build a
+future in a given state with the suite's ``create_future``, which writes the standard library's
+private ``_state`` (a treadle future keeps its state in Rust); those still run, on standard
+futures. Nothing is skipped or overridden.
 """
 
-import concurrent.futures
 import logging
-import types
 import unittest
 
 import treadle
 
 try:
     from test.test_concurrent_futures import (
+        executor,
         test_as_completed,
         test_future,
         test_init,
@@ -32,11 +34,8 @@ except ImportError:  # this Python ships without the suite
     test_as_completed = None
 
 if test_as_completed is not None:
-    treadle_futures = types.SimpleNamespace(**vars(concurrent.futures))
-    treadle_futures.wait = treadle.wait
-    treadle_futures.as_completed = treadle.as_completed
-    test_wait.futures = treadle_futures
-    test_as_completed.futures = treadle_futures
+    for module in (executor, test_as_completed, test_future, test_shutdown, test_wait):
+        module.futures = treadle
 
     test_future.Future = treadle.Future
 

@@ -4,6 +4,8 @@ Every scenario runs under pytest's per-test timeout: a missed detection is a fai
 stuck run. Threads here are ``treadle.Thread`` so that their joins are in the wait graph too.
 """
 
+import gc
+import os
 import random
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import time
 import warnings
 
 import pytest
+from _children import run_until_interrupted
 
 import treadle
 from treadle import DeadlockError
@@ -419,6 +422,24 @@ def test_mode_off_and_bad_mode():
         treadle.deadlock.set_mode("loud")
 
 
+@pytest.mark.parametrize(
+    ("value", "mode"), [("bogus", "raise"), (" Warn ", "warn"), ("off", "off")]
+)
+def test_the_mode_from_the_environment_never_stops_import(value, mode):
+    """A typo in ``TREADLE_DEADLOCK`` warns and keeps the default; a mode is read as given."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import treadle; print(treadle.deadlock.get_mode())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TREADLE_DEADLOCK": value},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == mode
+    warned = "RuntimeWarning: TREADLE_DEADLOCK='bogus' is not a deadlock mode" in done.stderr
+    assert warned == (value == "bogus"), done.stderr
+
+
 def test_dump_waits_shows_a_blocked_thread():
     event = treadle.Event()
     thread = treadle.Thread(target=lambda: event.wait(10), name="dumped")
@@ -559,6 +580,96 @@ def test_lock_order_both_orders_in_one_thread_gives_no_warning(lock_order):
     assert potential(lock_order) == []
 
 
+def test_lock_order_tells_apart_two_locks_made_on_one_line(lock_order):
+    a, b = treadle.Lock(), treadle.Lock()
+    inversion_in_two_threads(a, b)
+    [found] = potential(lock_order)
+    text = str(found.message)
+    assert "opposite order" in text
+    assert f"Lock at {id(a):#x}" in text and f"Lock at {id(b):#x}" in text
+
+
+def one_thread_each(*bodies):
+    """Runs each body in a thread of its own, one after the other: nothing hangs, but the
+    orders they take are those of threads that could run at once."""
+    for body in bodies:
+        thread = treadle.Thread(target=body)
+        thread.start()
+        thread.join(5)
+
+
+def dine(forks, order):
+    """Each philosopher (a thread) takes two forks in ``order(left, right)``, eats, and puts
+    them down."""
+    seats = len(forks)
+    return [
+        lambda seat=seat: take_in_order(*order(forks[seat], forks[(seat + 1) % seats]))
+        for seat in range(seats)
+    ]
+
+
+def test_lock_order_finds_the_dining_philosophers_five_cycle(lock_order):
+    forks = [treadle.Lock() for _ in range(5)]
+    one_thread_each(*dine(forks, lambda left, right: (left, right)))
+    one_thread_each(*dine(forks, lambda left, right: (left, right)))
+    [found] = potential(lock_order)
+    text = str(found.message)
+    assert text.startswith("lock order cycle: 5 locks taken in a circle")
+    for fork in forks:
+        assert f"Lock at {id(fork):#x}" in text
+    assert text.count("taken while holding the") == 5  # each edge with its stack
+    assert text.count("in take_in_order") == 5
+
+
+def test_lock_order_is_quiet_for_philosophers_taking_the_lowest_fork_first(lock_order):
+    forks = [treadle.Lock() for _ in range(5)]
+    lowest_first = {id(fork): n for n, fork in enumerate(forks)}
+    one_thread_each(
+        *dine(forks, lambda left, right: sorted((left, right), key=lambda f: lowest_first[id(f)]))
+    )
+    assert potential(lock_order) == []
+
+
+def test_lock_order_finds_a_three_cycle_between_locks_of_three_sites(lock_order):
+    a = treadle.Lock()
+    b = treadle.RLock()
+    c = treadle.Lock()
+    one_thread_each(lambda: take_in_order(a, b), lambda: take_in_order(b, c))
+    assert potential(lock_order) == []
+    one_thread_each(lambda: take_in_order(c, a))
+    [found] = potential(lock_order)
+    assert str(found.message).startswith("lock order cycle: 3 locks")
+    one_thread_each(lambda: take_in_order(c, a), lambda: take_in_order(a, b))
+    assert len(potential(lock_order)) == 1  # once per cycle
+
+
+def test_lock_order_is_quiet_for_a_cycle_one_thread_takes_alone(lock_order):
+    a, b, c = (treadle.Lock() for _ in range(3))
+    take_in_order(a, b)
+    take_in_order(b, c)
+    take_in_order(c, a)
+    assert potential(lock_order) == []
+
+
+def test_lock_order_is_quiet_for_a_cycle_a_common_lock_guards(lock_order):
+    guard = treadle.Lock()
+    a, b, c = (treadle.Lock() for _ in range(3))
+    one_thread_each(*(lambda p=pair: _guarded(guard, *p) for pair in ((a, b), (b, c), (c, a))))
+    assert potential(lock_order) == []
+
+
+def test_lock_order_forgets_the_instances_that_are_freed(lock_order):
+    from treadle.deadlock import lock_order as mode
+
+    for _ in range(200):
+        a, b = treadle.Lock(), treadle.Lock()
+        take_in_order(a, b)
+    del a, b
+    gc.collect()
+    take_in_order(*(treadle.Lock() for _ in range(2)))  # the graph tidies up as it goes
+    assert len(mode._edges) <= 2
+
+
 C_THREAD_THEN_STALL = """
 import ctypes, time, treadle
 libc = ctypes.CDLL(None)
@@ -567,9 +678,11 @@ libc = ctypes.CDLL(None)
 thread_id = ctypes.c_ulong()
 routine = ctypes.cast(libc.{routine}, ctypes.c_void_p)
 assert libc.pthread_create(ctypes.byref(thread_id), None, routine, {argument}) == 0
+lock = treadle.Lock()
+lock.acquire()
 start = time.monotonic()
 try:
-    treadle.Event().wait()
+    lock.acquire()  # nobody but a thread outside the interpreter could release it
 except treadle.DeadlockError:
     print("REPORTED AFTER", round(time.monotonic() - start, 2))
 """
@@ -577,7 +690,8 @@ except treadle.DeadlockError:
 
 def seconds_to_report_beside_a_c_thread(routine, argument, setup=""):
     """Starts a C thread running ``routine(argument)``, then stalls the only Python thread on
-    an event nobody sets; returns how long the stall took to be reported."""
+    a lock it holds itself, which only another thread could release; returns how long the stall
+    took to be reported."""
     out = run_child(C_THREAD_THEN_STALL.format(routine=routine, argument=argument, setup=setup))
     assert out.startswith("REPORTED AFTER"), out
     return float(out.split()[-1])
@@ -610,15 +724,12 @@ def test_a_stall_is_reported_in_a_process_that_imported_numpy():
         import numpy
         import treadle
         numpy.ones((200, 200)) @ numpy.ones((200, 200))  # wakes the BLAS pool, if there is one
-        event, done = treadle.Event(), treadle.Event()
-        def worker():
-            event.wait()  # nobody sets it
-            done.set()
-        thread = treadle.Thread(target=worker, name="worker")
+        event = treadle.Event()
+        thread = treadle.Thread(target=event.wait, name="worker")  # nobody sets it
         thread.start()
         start = time.monotonic()
         try:
-            done.wait()
+            thread.join()
         except treadle.DeadlockError as err:
             print("REPORTED AFTER", round(time.monotonic() - start, 2), len(err.cycle))
         event.set()
@@ -630,22 +741,93 @@ def test_a_stall_is_reported_in_a_process_that_imported_numpy():
     assert out.split()[-1] == "2"
 
 
-def test_waiting_on_futures_nobody_can_finish_is_detected():
+def test_waiting_on_futures_a_stuck_task_cannot_finish_is_detected():
     out = run_child(
         """
         import treadle
-        orphan = treadle.Future()  # no pool runs it, and no thread is left to set it
         for label, wait in (
-            ("wait", lambda: treadle.wait([orphan])),
-            ("as_completed", lambda: next(treadle.as_completed([orphan]))),
+            ("wait", lambda future: treadle.wait([future])),
+            ("as_completed", lambda future: next(treadle.as_completed([future]))),
         ):
-            try:
-                wait()
-            except treadle.DeadlockError as err:
-                print(label, [edge.kind for edge in err.cycle])
+            lock = treadle.Lock()
+            with treadle.ThreadPoolExecutor(1) as pool, lock:
+                # The task needs the lock the waiting thread holds. Whichever of the two
+                # confirms the stall first raises: the waiter, or the task (its future fails).
+                stuck = pool.submit(lambda: lock.acquire() and lock.release())
+                try:
+                    wait(stuck)
+                    err = stuck.exception()
+                except treadle.DeadlockError as raised:
+                    err = raised
+            print(label, sorted(edge.kind for edge in err.cycle))
         """
     )
-    assert out.splitlines() == ["wait ['future']", "as_completed ['future']"], out
+    assert out.splitlines() == ["wait ['future', 'lock']", "as_completed ['future', 'lock']"], out
+
+
+# Threads all idle, waiting for input or a signal, and none waiting on anything a thread holds:
+# not a deadlock (docs/deadlocks.md), though nothing in the process will ever wake them.
+IDLE = {
+    "daemon idiom: workers idle on a queue, the main thread on an event until Ctrl-C": """
+        jobs = treadle.Queue()
+        for n in range(3):
+            treadle.Thread(target=jobs.get, daemon=True).start()
+        wait = treadle.Event().wait
+        """,
+    "a future no pool runs, which anybody may set": """
+        wait = treadle.Future().result
+        """,
+    "a condition, a semaphore and a barrier that other threads wait on too": """
+        cond, sem, barrier = treadle.Condition(), treadle.Semaphore(0), treadle.Barrier(3)
+        def notified():
+            with cond:
+                cond.wait()
+        for target in (notified, sem.acquire, barrier.wait):
+            treadle.Thread(target=target, daemon=True).start()
+        wait = treadle.Event().wait
+        """,
+}
+
+
+@pytest.mark.parametrize("setup", IDLE.values(), ids=IDLE.keys())
+def test_threads_all_idle_waiting_for_input_or_a_signal_are_not_a_deadlock(setup):
+    code = (
+        "import sys, threading, time, treadle\n"
+        + textwrap.dedent(setup)
+        + textwrap.dedent(
+            """
+            while len(treadle._treadle._waits()) < threading.active_count() - 1:
+                time.sleep(0.01)
+            print("parked", flush=True)
+            try:
+                wait()
+            except KeyboardInterrupt:
+                print("interrupted, as python would be")
+            except treadle.DeadlockError as err:
+                print("REPORTED", err)
+            """
+        )
+    )
+    status, out, err = run_until_interrupted([sys.executable, "-c", code])
+    assert (status, out.splitlines()) == (0, ["interrupted, as python would be"]), err
+
+
+def test_a_lock_used_as_a_signal_and_polled_with_a_timeout_logs_nothing(caplog):
+    signal_lock = treadle.Lock()
+    signal_lock.acquire()
+    polls = []
+
+    def give_the_signal():
+        time.sleep(0.35)
+        signal_lock.release()
+
+    with caplog.at_level("WARNING", logger="treadle"):
+        thread = run_threads(give_the_signal)[0]
+        while not signal_lock.acquire(timeout=0.1):
+            polls.append(1)
+        thread.join(10)
+    assert len(polls) >= 2
+    assert caplog.text == ""
 
 
 def test_a_program_that_never_used_treadle_deadlock_gets_the_full_report():

@@ -20,6 +20,8 @@ HEAVY = (
     "concurrent.futures",
     "concurrent.futures.process",
     "multiprocessing",
+    "dask",
+    "distributed",
 )
 
 
@@ -61,6 +63,14 @@ def test_a_lazily_loaded_name_is_the_object_of_its_module():
     assert treadle.Future is futures.future.Future
     assert treadle.patch is patching.patch
     assert treadle.dump_waits is treadle.deadlock.dump_waits
+
+
+def test_the_dask_executor_class_loads_without_dask_which_loads_when_one_is_made():
+    loaded = modules_imported_by(
+        "import treadle; treadle.DaskExecutor; treadle.futures.DaskExecutor"
+    )
+    assert "treadle.futures.dask_executor" in loaded
+    assert not {"dask", "distributed"} & loaded
 
 
 def test_an_unknown_name_is_an_attribute_error():

@@ -121,6 +121,35 @@ def test_semaphore_release_zero_raises_value_error(semtype):
         semtype(1).release(0)
 
 
+@pytest.mark.parametrize(
+    "semtype",
+    [threading.Semaphore, treadle.Semaphore, threading.BoundedSemaphore, treadle.BoundedSemaphore],
+)
+def test_semaphore_counts_past_two_to_the_64(semtype):
+    sem = semtype(2**64)
+    assert sem._value == 2**64
+    assert sem.acquire(False)
+    assert sem._value == 2**64 - 1
+    sem.release()
+    assert sem._value == 2**64
+
+
+def test_semaphore_releases_a_count_past_two_to_the_64():
+    # threading's release(n) calls notify() n times, so it cannot be run beside it.
+    sem = treadle.Semaphore(0)
+    sem.release(2**64 + 5)
+    assert sem._value == 2**64 + 5
+
+
+def test_semaphore_counts_from_two_to_the_128_are_an_overflow_error():
+    with pytest.raises(OverflowError, match="2\\*\\*128"):
+        treadle.Semaphore(2**128)
+    sem = treadle.Semaphore(2**128 - 1)
+    with pytest.raises(OverflowError):
+        sem.release()
+    assert sem._value == 2**128 - 1
+
+
 def test_barrier_needs_at_least_one_party():
     # Python 3.13 added this check to threading.Barrier; treadle has it on every version.
     with pytest.raises(ValueError):

@@ -79,6 +79,31 @@ def test_map_of_several_iterables_stops_at_the_shortest_with_any_chunksize(pool)
         assert list(results) == expected
 
 
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_map_submits_through_a_submit_set_on_the_pool_as_the_standard_library_does(pool, chunksize):
+    # tqdm.contrib.concurrent.process_map counts tasks so: it sets pool.submit, then maps.
+    submitted = []
+    own_submit = pool.submit
+
+    def counting_submit(*args, **kwargs):
+        future = own_submit(*args, **kwargs)
+        submitted.append(future)
+        return future
+
+    pool.submit = counting_submit
+    try:
+        assert list(pool.map(tasks.add, range(10), range(10), chunksize=chunksize)) == [
+            2 * i for i in range(10)
+        ]
+        assert list(pool.map(tasks.square, range(10), chunksize=chunksize)) == [
+            i * i for i in range(10)
+        ]
+    finally:
+        del pool.submit
+    assert len(submitted) == 2 * -(-10 // chunksize)
+    assert all(future.done() for future in submitted)
+
+
 def test_many_tiny_tasks_all_resolve_in_order(pool):
     futures = [pool.submit(tasks.square, i) for i in range(5000)]
     assert [f.result(WAIT) for f in futures] == [i * i for i in range(5000)]
@@ -280,7 +305,9 @@ MAIN_INITIALIZER = textwrap.dedent(
                 print(sorted(set(pool.map(read, range(20)))), SETTING)
         try:
             lock = multiprocessing.Lock()
-            treadle.ProcessPoolExecutor(1, initializer=init, initargs=("set", lock))
+            spawn = multiprocessing.get_context("spawn")
+            initargs = ("set", lock)
+            treadle.ProcessPoolExecutor(1, mp_context=spawn, initializer=init, initargs=initargs)
         except Exception as error:
             print(type(error).__name__, error)
     """
@@ -299,7 +326,8 @@ def test_an_initializer_from_main_sets_globals_its_tasks_see(tmp_path, threaded)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "['set'] None"
-    # A multiprocessing lock travels only by inheritance: named at construction.
+    # A multiprocessing lock travels only by inheritance: a spawned worker cannot be handed one,
+    # which is said at construction (forked workers inherit it: test_process_fork_context.py).
     assert lines[1].startswith("RuntimeError cannot pickle initargs[1]._semlock"), lines
 
 
@@ -363,6 +391,34 @@ def test_killing_workers_mid_task_fails_exactly_those_tasks(tmp_path):
         assert [f.result(WAIT) for f in ordinary] == [0, 1, 4] * (2 * KILLS)
         assert wait_for(lambda: len(pool.worker_pids) == 2)
         assert all(pid_alive(pid) for pid in pool.worker_pids)
+
+
+def test_a_burst_of_kills_fails_only_the_running_tasks_and_the_pool_recovers():
+    # Kills from outside land on workers at every stage, replacements still starting included:
+    # none of it is a start failure of the pool's own, so nothing but running tasks fails.
+    with treadle.ProcessPoolExecutor(2) as pool:
+        assert pool.submit(tasks.square, 2).result(WAIT) == 4
+        futures = [pool.submit(tasks.sleep, 0.002) for _ in range(1000)]
+        kills = 0
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            for pid in pool.worker_pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    kills += 1
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.001)
+        failed = []
+        for future in futures:
+            try:
+                assert future.result(WAIT) == 0.002
+            except treadle.WorkerCrashedError as error:
+                failed.append(error)
+        assert kills > 2
+        assert len(failed) <= kills
+        assert all(error.signal == signal.SIGKILL for error in failed)
+        assert pool.submit(tasks.square, 3).result(WAIT) == 9
 
 
 def test_worker_crash_is_a_broken_process_pool_naming_exit_code_and_pid(pool):
@@ -459,6 +515,27 @@ def test_kill_workers_stops_the_pool(tmp_path):
         running.result(WAIT)
     with pytest.raises(RuntimeError):
         pool.submit(tasks.square, 1)
+
+
+def test_tasks_stopped_by_kill_workers_are_not_reported_as_lost(tmp_path):
+    """The caller stopped them on purpose: a failure nobody reads is not a lost exception, and
+    one that is read is still the WorkerCrashedError."""
+    lost = []
+    previous = treadle.set_unretrieved_handler(lambda error, name: lost.append(error))
+    try:
+        pool = treadle.ProcessPoolExecutor(2)
+        markers = [tmp_path / "read", tmp_path / "unread"]
+        read, unread = (pool.submit(tasks.announce_then_sleep, str(m), 60) for m in markers)
+        for marker in markers:
+            wait_for_pid_file(marker)
+        pool.kill_workers()
+        assert isinstance(read.exception(WAIT), treadle.WorkerCrashedError)
+        assert wait_for(unread.done)
+        del read, unread, pool
+        gc.collect()
+        assert lost == []
+    finally:
+        treadle.set_unretrieved_handler(previous)
 
 
 def test_spawn_context_starts_fresh_interpreters():

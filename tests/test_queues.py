@@ -10,6 +10,7 @@ import random
 import sys
 import threading
 import time
+import types
 import weakref
 from collections import Counter, deque
 
@@ -128,6 +129,32 @@ def test_bad_timeouts_are_rejected(cls, timeout):
     q = cls()
     with pytest.raises((TypeError, ValueError)):
         q.get(timeout=timeout)
+
+
+TOO_LONG = [float("inf"), 2**70]
+
+
+@pytest.mark.parametrize("timeout", TOO_LONG)
+@pytest.mark.parametrize("cls", [queue.Queue, *ALL_QUEUES])
+def test_a_timeout_too_large_to_wait_for_is_an_overflow_error_once_it_must_wait(cls, timeout):
+    q = cls(1)
+    with pytest.raises(OverflowError):
+        q.get(timeout=timeout)
+    q.put(1, timeout=timeout)  # room: no wait, no error
+    with pytest.raises(OverflowError):
+        q.put(2, timeout=timeout)
+    assert q.get(timeout=timeout) == 1  # an item: no wait, no error
+    assert q.qsize() == 0
+
+
+@pytest.mark.parametrize("timeout", TOO_LONG)
+@pytest.mark.parametrize("cls", [queue.SimpleQueue, treadle.SimpleQueue])
+def test_simple_queue_refuses_a_timeout_too_large_to_wait_for(cls, timeout):
+    q = cls()
+    q.put(1)
+    with pytest.raises(OverflowError):
+        q.get(timeout=timeout)
+    assert q.get_nowait() == 1
 
 
 @pytest.mark.parametrize("cls", ALL_QUEUES)
@@ -376,6 +403,23 @@ def test_ctrl_c_interrupts_a_blocked_put_and_join():
     assert q.qsize() == 1
 
 
+def take_some(q, rnd, many, timeouts):
+    """One ``get`` (or, ``many`` of the time, a ``get_many`` of up to 5) with a timeout ``rnd``
+    picks among ``timeouts``; marks what it took done and returns it (``[]`` if nothing came in
+    time)."""
+    timeout = rnd.choice(timeouts)
+    try:
+        if rnd.random() < many:
+            items = q.get_many(rnd.randint(1, 5), timeout=timeout)
+        else:
+            items = [q.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    for _ in items:
+        q.task_done()
+    return items
+
+
 @pytest.mark.parametrize("cls", ALL_QUEUES)
 def test_stress_random_timeouts_and_shutdown_lose_and_duplicate_nothing(cls):
     producers, consumers, per_producer = 6, 6, 2000
@@ -411,17 +455,9 @@ def test_stress_random_timeouts_and_shutdown_lose_and_duplicate_nothing(cls):
         try:
             while True:
                 try:
-                    if rnd.random() < 0.2:
-                        items = q.get_many(rnd.randint(1, 5), timeout=1e-3)
-                    else:
-                        items = [q.get(timeout=rnd.choice([0, 1e-5, 1e-4, 1e-3]))]
-                except queue.Empty:
-                    continue
+                    mine.update(take_some(q, rnd, 0.2, [0, 1e-5, 1e-4, 1e-3]))
                 except treadle.ShutDown:
                     return
-                mine.update(items)
-                for _ in items:
-                    q.task_done()
         except BaseException as error:
             errors.append(error)
         finally:
@@ -529,3 +565,269 @@ def test_refused_direct_put_keeps_reference_counts():
         q.put(other)
     assert sys.getrefcount(other) == before
     assert q.get() is item
+
+
+# --- queue.Queue's attributes and instance-level storage steps --------------------------------
+
+PRIMITIVES_WITH_A_DICT = [
+    (threading.Event, treadle.Event),
+    (threading.Condition, treadle.Condition),
+    (threading.Semaphore, treadle.Semaphore),
+    (threading.BoundedSemaphore, treadle.BoundedSemaphore),
+    (lambda: threading.Barrier(2), lambda: treadle.Barrier(2)),
+    (queue.Queue, treadle.Queue),
+    (queue.LifoQueue, treadle.LifoQueue),
+    (queue.PriorityQueue, treadle.PriorityQueue),
+]
+
+
+@pytest.mark.parametrize("make", [m for pair in PRIMITIVES_WITH_A_DICT for m in pair])
+def test_attributes_can_be_set_on_them_as_on_the_standard_ones(make):
+    obj = make()
+    obj.tag = "mine"
+    assert obj.tag == "mine"
+    assert vars(obj)["tag"] == "mine"
+    del obj.tag
+    assert not hasattr(obj, "tag")
+
+
+@pytest.mark.parametrize(
+    "make", [threading.Lock, treadle.Lock, threading.RLock, treadle.RLock, queue.SimpleQueue]
+)
+def test_locks_and_simple_queues_refuse_attributes_as_the_standard_ones(make):
+    with pytest.raises(AttributeError):
+        make().tag = "mine"
+
+
+def test_treadle_simple_queue_takes_no_attribute_either():
+    with pytest.raises(AttributeError):
+        treadle.SimpleQueue().tag = "mine"
+
+
+STANDARD_AND_OURS = [queue.Queue, queue.LifoQueue, queue.PriorityQueue, *ALL_QUEUES]
+
+
+@pytest.mark.parametrize("cls", STANDARD_AND_OURS)
+def test_the_queue_has_its_mutex_and_conditions_over_it(cls):
+    q = cls()
+    lock_type = treadle.Lock if isinstance(q, treadle.Queue) else type(threading.Lock())
+    assert type(q.mutex) is lock_type
+    assert q.mutex is q.mutex
+    for condition in (q.not_empty, q.not_full, q.all_tasks_done):
+        with condition:
+            assert q.mutex.locked()
+        assert not q.mutex.locked()
+
+
+@pytest.mark.parametrize("cls", STANDARD_AND_OURS)
+@pytest.mark.parametrize("call", ["put", "get", "put_nowait", "get_nowait", "task_done"])
+def test_holding_the_mutex_holds_off_put_and_get(cls, call):
+    q = cls()
+    q.put(1)
+    done = threading.Event()
+    args = (2,) if call.startswith("put") else ()
+    with q.mutex:
+        thread = start(lambda: (getattr(q, call)(*args), done.set()))
+        assert not done.wait(0.2)
+    assert done.wait(WAIT)
+    assert joined(thread)
+
+
+@pytest.mark.parametrize("cls", STANDARD_AND_OURS)
+def test_a_thread_waiting_on_not_empty_is_woken_by_a_put(cls):
+    q = cls()
+    got = []
+
+    def take_under_the_mutex():
+        with q.not_empty:
+            while not q._qsize():
+                q.not_empty.wait(WAIT)
+            got.append(q._get())
+
+    thread = start(take_under_the_mutex)
+    time.sleep(0.05)
+    q.put(7)
+    assert joined(thread)
+    assert got == [7]
+
+
+@pytest.mark.parametrize("cls", STANDARD_AND_OURS)
+def test_clearing_the_tasks_under_the_mutex_releases_join(cls):
+    q = cls()
+    q.put(1)
+    q.get()
+    joiner = start(q.join)
+    time.sleep(0.05)
+    with q.mutex:
+        q.unfinished_tasks  # noqa: B018  (readable under the mutex)
+        q.all_tasks_done.notify_all()  # nothing done yet: the joiner waits on
+    assert not joiner.join(0.1) and joiner.is_alive()
+    q.task_done()
+    assert joined(joiner)
+
+
+@pytest.mark.parametrize("cls", STANDARD_AND_OURS)
+def test_an_instances_own_storage_steps_are_honoured(cls):
+    q = cls()
+    seen = []
+    original_put, original_get = q._put, q._get
+
+    def spy_put(item):
+        seen.append(("put", item))
+        original_put(item)
+
+    def spy_get():
+        item = original_get()
+        seen.append(("get", item))
+        return item
+
+    q._put, q._get = spy_put, spy_get
+    q.put(1)
+    q.put_nowait(2)
+    assert q.get() in (1, 2)
+    assert q.qsize() == 1
+    assert [kind for kind, _ in seen] == ["put", "put", "get"]
+    q._put = original_put  # as pebble puts it back
+    del q._get
+    q.put(3)
+    assert len(seen) == 3
+    assert sorted([q.get(), q.get()]) in ([1, 3], [2, 3])
+
+
+def wait_for_queues(queues, timeout):
+    """pebble's ``waitforqueues``, as it is written: it sets attributes on each queue, replaces
+    its ``_put`` on the instance while holding ``queue.mutex``, and waits on a condition that
+    the replaced ``_put`` notifies."""
+    lock = threading.Condition(threading.Lock())
+
+    def new_method(self, *args):
+        self._pebble_old_method(*args)
+        with self._pebble_lock:
+            self._pebble_lock.notify_all()
+
+    for q in queues:
+        q._pebble_lock = lock
+        with q.mutex:
+            q._pebble_old_method = q._put
+            q._put = types.MethodType(new_method, q)
+    try:
+        with lock:
+            if not any(not q.empty() for q in queues):
+                lock.wait(timeout)
+    finally:
+        for q in queues:
+            with q.mutex:
+                q._put = q._pebble_old_method
+            delattr(q, "_pebble_old_method")
+            delattr(q, "_pebble_lock")
+    return [q for q in queues if not q.empty()]
+
+
+@pytest.mark.parametrize("cls", [queue.Queue, *QUEUE_CLASSES])
+def test_pebbles_wait_for_queues_runs_as_on_the_standard_queues(cls):
+    queues = [cls() for _ in range(3)]
+    putter = threading.Timer(0.1, queues[1].put, args=("ready",))
+    putter.start()
+    assert wait_for_queues(queues, WAIT) == [queues[1]]
+    putter.join(WAIT)
+    assert queues[1].get_nowait() == "ready"
+    assert not hasattr(queues[1], "_pebble_lock")
+    assert wait_for_queues(queues, 0.01) == []
+
+
+@pytest.mark.parametrize("cls", [treadle.Queue, treadle.LifoQueue])
+def test_the_queue_keeps_its_items_tasks_and_shutdown_when_its_mutex_is_first_used(cls):
+    q = cls(5)
+    q.put_many([1, 2, 3])
+    q.get()
+    q.task_done()
+    q.mutex  # noqa: B018  (from now on, the monitor)
+    assert q.qsize() == 2
+    assert q.unfinished_tasks == 2
+    assert q.full() is False
+    assert sorted([q.get(), q.get()]) in ([1, 2], [2, 3], [1, 3])
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    q.shutdown()
+    assert q.is_shutdown
+    with pytest.raises(treadle.ShutDown):
+        q.put(4)
+    shut = cls()
+    shut.shutdown()
+    shut.not_empty  # noqa: B018
+    with pytest.raises(treadle.ShutDown):
+        shut.get()
+
+
+@pytest.mark.parametrize("call", ["get", "put", "join"])
+def test_a_thread_parked_in_the_core_queue_moves_to_the_monitor_and_is_served(call):
+    q = treadle.Queue(1)
+    if call != "get":
+        q.put(0)  # full, and one task open
+    outcome = []
+
+    def parked():
+        if call == "get":
+            outcome.append(q.get(timeout=WAIT))
+        elif call == "put":
+            q.put(1, timeout=WAIT)
+            outcome.append("put")
+        else:
+            q.join()
+            outcome.append("joined")
+
+    thread = start(parked)
+    time.sleep(0.1)  # parked in the core queue
+    with q.mutex:  # the queue becomes a monitor under it
+        time.sleep(0.05)
+    if call == "get":
+        q.put("item")
+    else:
+        assert q.get(timeout=WAIT) == 0
+        q.task_done()
+    assert joined(thread)
+    assert outcome == [{"get": "item", "put": "put", "join": "joined"}[call]]
+
+
+@pytest.mark.parametrize("cls", [treadle.Queue, treadle.LifoQueue])
+def test_stress_the_mutex_first_used_mid_flight_loses_and_duplicates_nothing(cls):
+    producers, consumers, per_producer = 4, 4, 3000
+    q = cls(16)
+    got = Counter()
+    lock = threading.Lock()
+    errors = []
+    finished = threading.Event()
+
+    def produce(p):
+        try:
+            for i in range(per_producer):
+                q.put(p * per_producer + i, timeout=WAIT)
+        except BaseException as error:
+            errors.append(error)
+
+    def consume(c):
+        rnd = random.Random(c)
+        mine = Counter()
+        try:
+            while not finished.is_set():
+                mine.update(take_some(q, rnd, 0.3, [0.01]))
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            with lock:
+                got.update(mine)
+
+    threads = [start(produce, p) for p in range(producers)]
+    threads += [start(consume, c) for c in range(consumers)]
+    time.sleep(0.05)
+    with q.mutex:  # mid-flight: some calls in the core queue, some parked in it
+        time.sleep(0.01)
+    for thread in threads[:producers]:
+        assert joined(thread)
+    joiner = start(q.join)
+    assert joined(joiner)  # every task done
+    finished.set()
+    assert all(joined(t) for t in threads)
+    assert not errors
+    assert got == Counter(range(producers * per_producer))
+    assert q.unfinished_tasks == 0

@@ -37,24 +37,30 @@ from treadle.deadlock import (
     Thread,
     main_thread,
 )
+from treadle.deadlock.threads import Timer
 from treadle.queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from treadle import futures as futures
     from treadle import patching as patching
+    from treadle import threading as threading
     from treadle.deadlock import dump_waits
     from treadle.futures import (
         ALL_COMPLETED,
         FIRST_COMPLETED,
         FIRST_EXCEPTION,
         BrokenExecutor,
+        BrokenProcessPool,
         BrokenThreadPool,
         CancelledError,
+        DaskExecutor,
+        Executor,
         Future,
         InvalidStateError,
         ProcessPoolExecutor,
         ThreadPoolExecutor,
+        TimeoutError,
         WorkerCrashedError,
         as_completed,
         local,
@@ -73,14 +79,17 @@ __all__ = [
     "BoundedSemaphore",
     "BrokenBarrierError",
     "BrokenExecutor",
+    "BrokenProcessPool",
     "BrokenThreadPool",
     "Cancelled",
     "CancelledError",
     "Condition",
+    "DaskExecutor",
     "DeadlockError",
     "DeadlockWarning",
     "Empty",
     "Event",
+    "Executor",
     "Full",
     "Future",
     "InvalidStateError",
@@ -97,6 +106,8 @@ __all__ = [
     "TaskTimeoutError",
     "Thread",
     "ThreadPoolExecutor",
+    "TimeoutError",
+    "Timer",
     "WorkerCrashedError",
     "__version__",
     "as_completed",
@@ -117,7 +128,7 @@ __all__ = [
 
 # What a program that only makes locks does not need loads on first use (PEP 562), so that
 # ``import treadle`` costs what ``import threading`` does: the pools (with concurrent.futures,
-# logging, multiprocessing), the deadlock reports, patch().
+# logging, multiprocessing), the deadlock reports, patch(), the treadle.threading namespace.
 _FUTURES = frozenset(
     (
         "futures",
@@ -125,12 +136,16 @@ _FUTURES = frozenset(
         "FIRST_COMPLETED",
         "FIRST_EXCEPTION",
         "BrokenExecutor",
+        "BrokenProcessPool",
         "BrokenThreadPool",
         "CancelledError",
+        "DaskExecutor",
+        "Executor",
         "Future",
         "InvalidStateError",
         "ProcessPoolExecutor",
         "ThreadPoolExecutor",
+        "TimeoutError",
         "WorkerCrashedError",
         "as_completed",
         "local",
@@ -147,6 +162,8 @@ def __getattr__(name: str) -> object:
         import treadle.patching as module
     elif name == "dump_waits":
         module = deadlock
+    elif name == "threading":
+        import treadle.threading as module
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return _lazy.bind(globals(), name, module)

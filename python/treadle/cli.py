@@ -4,8 +4,13 @@
 ``python`` would, with the standard library's concurrency replaced by treadle's: a deadlock ends it
 with a report on stderr and exit status 3 instead of a hang; at exit it says which non-daemon
 threads are still alive (the interpreter will wait for them) and which task exceptions nobody
-retrieved (and a program that would have exited 0 exits 3 when it lost some). With ``--stats``
-it prints every pool's statistics at exit.
+retrieved (and a program that would have exited 0 exits 3 when it lost some; tasks stopped on
+purpose, such as a process pool's at a Ctrl-C the program handles, are not lost). With
+``--stats`` it prints every pool's statistics at exit.
+
+``treadle run --cluster ADDRESS ...`` (or ``TREADLE_CLUSTER=ADDRESS``) runs every
+``ProcessPoolExecutor`` the program makes on the Dask cluster at ADDRESS (``local``: a
+``LocalCluster`` started first), as a ``treadle.DaskExecutor``.
 
 ``treadle bench [--quick] [name ...]`` runs the benchmark harness (``treadle.benchmarks``).
 """
@@ -62,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--lock-order",
         action="store_true",
-        help="also warn about lock order inversions that did not hang this time",
+        help="also warn about locks taken in a circle of orders, which did not hang this time",
     )
     run.add_argument(
         "--report",
@@ -79,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
         "--stats",
         action="store_true",
         help="at exit, print every pool's statistics (tasks, times, queue waits, workers)",
+    )
+    run.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        default=os.environ.get("TREADLE_CLUSTER") or None,
+        help=(
+            "run the program's ProcessPoolExecutors on the Dask cluster whose scheduler is at "
+            "ADDRESS (tcp://HOST:PORT), or on a local one started first (local); default: "
+            "$TREADLE_CLUSTER. Needs treadle[dask]"
+        ),
     )
     run.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
     run.add_argument(
@@ -314,7 +329,9 @@ def _run(args: argparse.Namespace) -> int:
     _install_deadlock_exit(findings)
     if args.lock_order:
         deadlock.enable_lock_order()
-    patch()
+    if args.cluster is not None and not _connect_cluster(args.cluster):
+        return 2
+    patch(cluster=args.cluster)
     if args.stats:
         _install_stats_report(findings)
     lost = _LostExceptions(findings)
@@ -344,6 +361,26 @@ def _run(args: argparse.Namespace) -> int:
     if status == 0 and lost.reported:
         return FINDINGS_EXIT_STATUS
     return status
+
+
+def _connect_cluster(cluster: str) -> bool:
+    """Connects to the cluster (or starts the local one) before the program runs: a cluster
+    out of reach is said at once, and a LocalCluster's processes, started while this command
+    is ``__main__``, never import the program as multiprocessing's spawn would."""
+    from treadle.futures.dask_executor import shared_client
+
+    try:
+        shared_client(cluster)
+    except ImportError as error:
+        print(f"treadle run --cluster: {error}", file=sys.stderr)
+        return False
+    except (OSError, TimeoutError, ValueError) as error:
+        print(
+            f"treadle run --cluster: cannot reach the Dask cluster {cluster!r}: {error}",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ What is replaced, for code that looks the names up after patching:
 * ``queue.Queue``, ``LifoQueue``, ``PriorityQueue``, ``SimpleQueue``: treadle's;
 * the executors of ``concurrent.futures`` when treadle provides them, and its ``wait`` and
   ``as_completed`` (treadle's take any futures; waiting in them, a pool task whose futures are
-  still queued in its own pool has them run, as ``result()`` does).
+  still queued in its own pool has them run, as ``result()`` does); with ``cluster=`` (a Dask
+  scheduler's address, or ``"local"``), ``ProcessPoolExecutor`` makes ``treadle.DaskExecutor``
+  pools on that cluster.
 
 What cannot be patched: objects created before ``patch()`` (a lock made at import time stays a
 ``threading`` lock), names imported before patching with ``from threading import Lock``, classes
@@ -79,15 +81,23 @@ def _patch_thread_class() -> None:
     _replace(threading.Thread, "join", join)
 
 
-def patch() -> None:
-    """Replace the standard library's concurrency primitives with treadle's (idempotent)."""
+def patch(*, cluster: str | None = None) -> None:
+    """Replace the standard library's concurrency primitives with treadle's (idempotent).
+
+    With ``cluster`` (a Dask scheduler's address such as ``"tcp://host:8786"``, or ``"local"``
+    for a ``LocalCluster`` on this machine), every ``concurrent.futures.ProcessPoolExecutor``
+    made afterwards is a ``treadle.DaskExecutor`` on that cluster (``treadle[dask]``).
+    """
     with _state_lock:
-        if _saved:
+        if _saved and cluster is None:
             return
-        # The executors' modules (and what they import: logging, multiprocessing) load before
-        # threading is patched, so that the locks they make at import are the standard ones,
-        # as when they were imported before patch() was called.
-        executors = _executors()
+        # The executors' modules (and what they import: logging, multiprocessing, Dask) load
+        # before threading is patched, so that the locks they make at import are the standard
+        # ones, as when they were imported before patch() was called.
+        executors = _executors(cluster)
+        if _saved:
+            _replace(concurrent.futures, "ProcessPoolExecutor", executors["ProcessPoolExecutor"])
+            return
         for name in _THREADING_NAMES:
             _replace(threading, name, getattr(_treadle, name))
         for name in _QUEUE_NAMES:
@@ -97,15 +107,20 @@ def patch() -> None:
         _patch_thread_class()
 
 
-def _executors() -> dict[str, Any]:
+def _executors(cluster: str | None) -> dict[str, Any]:
     from treadle.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 
-    return {
+    executors = {
         "ThreadPoolExecutor": ThreadPoolExecutor,
         "ProcessPoolExecutor": ProcessPoolExecutor,
         "wait": wait,
         "as_completed": as_completed,
     }
+    if cluster is not None:
+        from treadle.futures.dask_executor import cluster_pool
+
+        executors["ProcessPoolExecutor"] = cluster_pool(cluster)
+    return executors
 
 
 def unpatch() -> None:
@@ -122,10 +137,11 @@ def is_patched() -> bool:
 
 
 @contextlib.contextmanager
-def patched() -> Iterator[None]:
-    """``with patched(): ...`` runs the block with the standard library patched."""
+def patched(*, cluster: str | None = None) -> Iterator[None]:
+    """``with patched(): ...`` runs the block with the standard library patched (``cluster``:
+    as for :func:`patch`)."""
     already = is_patched()
-    patch()
+    patch(cluster=cluster)
     try:
         yield
     finally:

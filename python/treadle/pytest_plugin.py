@@ -5,6 +5,13 @@ threads, locks, queues and joins are treadle's. A test during which a deadlock i
 with the deadlock report instead of hanging the run; the thread that closed the cycle gets
 ``treadle.DeadlockError``, which lets it unwind and release what it holds.
 
+The patch is made before pytest imports the first ``conftest.py`` (in
+``pytest_load_initial_conftests``, which pytest calls for plugins given with ``-p`` or
+installed): a conftest that imports the code under test (dask, tqdm...) imports it patched, so
+the locks, queues and executors that code makes at import are treadle's too. Registered later
+(``pytest_plugins`` in a conftest), the plugin patches when it is configured, and the modules
+that conftest imported before keep what they made.
+
 It is not registered as an entry point on purpose: patching the standard library is a choice
 for a run to make, not a side effect of installing treadle.
 """
@@ -27,10 +34,21 @@ def _record(message: str, edges: list[deadlock.WaitEdge]) -> None:
         _reports.append(message)
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def _start() -> None:
     deadlock.set_mode("raise")
     deadlock._set_deadlock_handler(_record)
     patch()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    _start()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _start()  # idempotent; it patches here when the plugin came too late for the hook above
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -21,6 +21,13 @@
 //!
 //! The semantics are those of Python 3.13's `queue.Queue`, `shutdown()` included; the module docs
 //! of the binding and `docs/queues.md` explain the rest.
+//!
+//! A queue can be *diverted* ([`Queue::divert`]), once and for good: the binding then runs it as
+//! a monitor of its own (Python code as storage steps, a lock the program can hold) and keeps
+//! only the items here, through the raw storage steps ([`Queue::push_raw`], [`Queue::pop_raw`],
+//! [`Queue::len`]). Every other operation refuses a diverted queue (`Diverted`, handing an item
+//! back), checked under the mutex, so that a call that chose this queue just before the
+//! diversion goes to the monitor instead; waiters parked here wake to do the same.
 
 use crate::primitive::{lock, wait_until, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 use std::collections::VecDeque;
@@ -56,6 +63,8 @@ pub enum PutError<T> {
     Full(T),
     /// The queue is shut down.
     ShutDown(T),
+    /// The queue is diverted: the put is for the binding's monitor to make.
+    Diverted(T),
 }
 
 /// Why a get returned no item.
@@ -65,11 +74,31 @@ pub enum GetError {
     Empty,
     /// The queue is shut down and empty (or was shut down immediately).
     ShutDown,
+    /// The queue is diverted: the get is for the binding's monitor to make.
+    Diverted,
 }
 
-/// `task_done()` was called more times than items were put.
+/// Why `task_done()` did not count a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooManyTaskDone;
+pub enum TaskDoneError {
+    /// It was called more times than items were put.
+    TooMany,
+    /// The queue is diverted: the tasks are counted by the binding's monitor.
+    Diverted,
+}
+
+/// The queue is diverted ([`Queue::divert`]): the operation is for the binding's monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diverted;
+
+/// What a diverted queue hands over to the monitor that takes its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handover {
+    /// Tasks put and not yet marked done.
+    pub unfinished_tasks: usize,
+    /// Whether the queue was shut down.
+    pub shut_down: bool,
+}
 
 #[derive(Debug)]
 struct State<T> {
@@ -79,6 +108,8 @@ struct State<T> {
     maxsize: usize,
     unfinished_tasks: usize,
     shut_down: bool,
+    /// Set once by [`Queue::divert`]; never cleared.
+    diverted: bool,
     parked_getters: usize,
     parked_putters: usize,
     parked_joiners: usize,
@@ -161,6 +192,7 @@ impl<T> Queue<T> {
                 maxsize,
                 unfinished_tasks: 0,
                 shut_down: false,
+                diverted: false,
                 parked_getters: 0,
                 parked_putters: 0,
                 parked_joiners: 0,
@@ -270,7 +302,7 @@ impl<T> Queue<T> {
             |s| &mut s.parked_putters,
             blocking,
             deadline,
-            |s| s.shut_down || !s.is_full(),
+            |s| s.shut_down || s.diverted || !s.is_full(),
         )
         .0
     }
@@ -284,7 +316,7 @@ impl<T> Queue<T> {
             |s| &mut s.parked_getters,
             blocking,
             deadline,
-            |s| s.shut_down || !s.items.is_empty(),
+            |s| s.shut_down || s.diverted || !s.items.is_empty(),
         )
         .0
     }
@@ -316,6 +348,9 @@ impl<T> Queue<T> {
         deadline: Option<Instant>,
     ) -> Result<(), PutError<T>> {
         let mut state = self.lock_for_put(blocking, deadline);
+        if state.diverted {
+            return Err(PutError::Diverted(item));
+        }
         if state.shut_down {
             return Err(PutError::ShutDown(item));
         }
@@ -351,6 +386,9 @@ impl<T> Queue<T> {
             return Ok(0);
         }
         let mut state = self.lock_for_put(blocking, deadline);
+        if state.diverted {
+            return Err(PutError::Diverted(()));
+        }
         if state.shut_down {
             return Err(PutError::ShutDown(()));
         }
@@ -376,6 +414,9 @@ impl<T> Queue<T> {
             return Ok(0);
         }
         let mut state = self.lock_for_get(blocking, deadline);
+        if state.diverted {
+            return Err(GetError::Diverted);
+        }
         let n = state.items.len().min(max_items);
         if n == 0 {
             return Err(if state.shut_down {
@@ -395,6 +436,9 @@ impl<T> Queue<T> {
     #[inline]
     fn get_when(&self, blocking: bool, deadline: Option<Instant>) -> Result<T, GetError> {
         let mut state = self.lock_for_get(blocking, deadline);
+        if state.diverted {
+            return Err(GetError::Diverted);
+        }
         match state.take() {
             Some(item) => {
                 self.removed(state, 1);
@@ -417,10 +461,13 @@ impl<T> Queue<T> {
     }
 
     /// Marks one task done; wakes the joiners when none is left.
-    pub fn task_done(&self) -> Result<(), TooManyTaskDone> {
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
         let mut state = lock(&self.state);
+        if state.diverted {
+            return Err(TaskDoneError::Diverted);
+        }
         if state.unfinished_tasks == 0 {
-            return Err(TooManyTaskDone);
+            return Err(TaskDoneError::TooMany);
         }
         state.unfinished_tasks -= 1;
         if state.unfinished_tasks == 0 && state.parked_joiners > 0 {
@@ -430,23 +477,29 @@ impl<T> Queue<T> {
     }
 
     /// Waits until every task put has been marked done, or `deadline`. Returns whether they were.
-    pub fn join_until(&self, deadline: Option<Instant>) -> bool {
-        self.lock_when(
+    pub fn join_until(&self, deadline: Option<Instant>) -> Result<bool, Diverted> {
+        let (state, done) = self.lock_when(
             Want::Done,
             &self.all_tasks_done,
             |s| &mut s.parked_joiners,
             true,
             deadline,
-            |s| s.unfinished_tasks == 0,
-        )
-        .1
+            |s| s.diverted || s.unfinished_tasks == 0,
+        );
+        if state.diverted {
+            return Err(Diverted);
+        }
+        Ok(done)
     }
 
     /// Shuts the queue down: puts fail from now on, gets fail once the queue is empty, and every
     /// blocked thread wakes to re-check. With `immediate`, the items still queued are discarded
     /// (each counting as a task done) and returned, for the caller to drop outside the lock.
-    pub fn shutdown(&self, immediate: bool) -> Vec<T> {
+    pub fn shutdown(&self, immediate: bool) -> Result<Vec<T>, Diverted> {
         let mut state = lock(&self.state);
+        if state.diverted {
+            return Err(Diverted);
+        }
         state.shut_down = true;
         let mut discarded = Vec::new();
         if immediate {
@@ -463,7 +516,27 @@ impl<T> Queue<T> {
         if state.parked_putters > 0 {
             self.not_full.notify_all();
         }
-        discarded
+        Ok(discarded)
+    }
+
+    /// Diverts the queue (see the module's documentation): from now on only the raw storage
+    /// steps work, and every parked thread wakes to be told so. Returns what the monitor taking
+    /// over needs, the first time; `None` if the queue was diverted already.
+    pub fn divert(&self) -> Option<Handover> {
+        let mut state = lock(&self.state);
+        if state.diverted {
+            return None;
+        }
+        state.diverted = true;
+        let handover = Handover {
+            unfinished_tasks: state.unfinished_tasks,
+            shut_down: state.shut_down,
+        };
+        drop(state);
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+        self.all_tasks_done.notify_all();
+        Some(handover)
     }
 
     /// Whether the queue has been shut down.
@@ -528,7 +601,8 @@ impl<T> Queue<T> {
     }
 
     /// Empties the queue and resets it to a fresh state with a new bound, returning the items it
-    /// held (for the caller to drop outside the lock). Threads still blocked wake to re-check.
+    /// held (for the caller to drop outside the lock). Threads still blocked wake to re-check. A
+    /// diverted queue stays diverted.
     pub fn reset(&self, maxsize: usize) -> VecDeque<T> {
         let mut state = lock(&self.state);
         let items = std::mem::take(&mut state.items);
@@ -562,9 +636,11 @@ impl<T: Send> crate::wait_graph::WaitTarget for Queue<T> {
         None
     }
     fn is_ready(&self, ticket: u64) -> bool {
-        if self.is_shut_down() {
+        let state = lock(&self.state);
+        if state.shut_down || state.diverted {
             return true;
         }
+        drop(state);
         match ticket {
             0 => !self.is_empty(),
             1 => !self.is_full(),

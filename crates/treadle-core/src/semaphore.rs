@@ -4,6 +4,10 @@
 //! wake as many parked threads as units they add, never more, so a release of one unit costs one
 //! wake-up. A bound, when given, makes a release past the initial value an error, checked before
 //! anything changes.
+//!
+//! The counter is a `u128` ([`Units`]): Python's semaphores count in unbounded integers, and
+//! programs do start one at `2**64` or more to mean "as many as you like"; no program can take
+//! 2**128 units one at a time, so no count a program could use is refused.
 
 use crate::primitive::{lock, wait_until, Condvar, Mutex};
 use std::time::Instant;
@@ -17,9 +21,12 @@ pub enum SemaphoreError {
     Overflow,
 }
 
+/// A semaphore's count of units.
+pub type Units = u128;
+
 #[derive(Debug)]
 struct Counter {
-    value: usize,
+    value: Units,
     parked: usize,
 }
 
@@ -28,12 +35,12 @@ struct Counter {
 pub struct Semaphore {
     counter: Mutex<Counter>,
     wake: Condvar,
-    bound: Option<usize>,
+    bound: Option<Units>,
 }
 
 impl Semaphore {
     /// A semaphore starting at `value`; with `bounded`, releases may not take it above `value`.
-    pub fn new(value: usize, bounded: bool) -> Semaphore {
+    pub fn new(value: Units, bounded: bool) -> Semaphore {
         Semaphore {
             counter: Mutex::new(Counter { value, parked: 0 }),
             wake: Condvar::new(),
@@ -76,7 +83,7 @@ impl Semaphore {
     }
 
     /// Adds `n` units and wakes up to `n` waiters.
-    pub fn release(&self, n: usize) -> Result<(), SemaphoreError> {
+    pub fn release(&self, n: Units) -> Result<(), SemaphoreError> {
         let mut counter = lock(&self.counter);
         let value = counter
             .value
@@ -93,7 +100,7 @@ impl Semaphore {
         // nothing and spares them blocking on the mutex straight away.
         drop(counter);
         if parked > 0 {
-            if n >= parked {
+            if n >= parked as Units {
                 self.wake.notify_all();
             } else {
                 for _ in 0..n {
@@ -105,12 +112,12 @@ impl Semaphore {
     }
 
     /// The current value (a snapshot).
-    pub fn value(&self) -> usize {
+    pub fn value(&self) -> Units {
         lock(&self.counter).value
     }
 
     /// The bound, for a bounded semaphore.
-    pub fn bound(&self) -> Option<usize> {
+    pub fn bound(&self) -> Option<Units> {
         self.bound
     }
 }

@@ -18,7 +18,10 @@
 //!    threads live; a thread outside treadle (in I/O, `time.sleep`, a foreign lock, C code) has no
 //!    record, so the count never matches and nothing is reported. A suspected stall is confirmed
 //!    only after a grace period, with the very same records (same serial numbers) still parked and
-//!    still not ready.
+//!    still not ready. A stall is a deadlock only if one of its threads waits on something held
+//!    ([`Record::waits_on_a_holder`]: a held lock, a thread's end, a running task): threads that
+//!    all wait for input or a signal (a server's idle workers on a queue, its main thread on an
+//!    event until Ctrl-C) are idle by design, which the graph cannot tell from a lost wake-up.
 //!
 //! A wait with a deadline is never part of a verdict: it ends by itself.
 //!
@@ -149,6 +152,16 @@ impl Record {
 
     fn is_stuck(&self) -> bool {
         !self.timed && !self.target().is_ready(self.ticket)
+    }
+
+    /// Whether this wait is on something a thread holds: a lock (held, or the wait would be
+    /// ready), a thread's end, or a task a thread runs. A stall needs one such wait to be a
+    /// deadlock; the other waits are for input or a signal anybody could give.
+    fn waits_on_a_holder(&self) -> bool {
+        matches!(
+            self.kind,
+            WaitKind::Lock | WaitKind::RLock | WaitKind::Reacquire | WaitKind::Join
+        ) || self.target().owner().is_some()
     }
 }
 
@@ -337,14 +350,17 @@ impl WaitGraph {
         }
     }
 
-    /// Whether all `live_threads` threads are parked with no deadline and nothing ready: the
-    /// suspicion of a stall, to confirm after a grace period with [`WaitGraph::confirm_stall`].
+    /// Whether all `live_threads` threads are parked with no deadline and nothing ready, one of
+    /// them on something a thread holds: the suspicion of a stall, to confirm after a grace
+    /// period with [`WaitGraph::confirm_stall`].
     pub fn find_stall(&self, live_threads: usize) -> Option<Stall> {
         let records = self.lock();
         if records.by_thread.len() < live_threads || live_threads == 0 || records.starting > 0 {
             return None;
         }
-        if !records.by_thread.values().all(Record::is_stuck) {
+        if !records.by_thread.values().all(Record::is_stuck)
+            || !records.by_thread.values().any(Record::waits_on_a_holder)
+        {
             return None;
         }
         let mut serials: Vec<_> = records
@@ -367,12 +383,17 @@ impl WaitGraph {
             return None;
         }
         let mut edges = Vec::with_capacity(stall.serials.len());
+        let mut held = false;
         for (thread, serial) in &stall.serials {
             let record = records.by_thread.get(thread)?;
             if record.serial != *serial || !record.is_stuck() {
                 return None;
             }
+            held |= record.waits_on_a_holder();
             edges.push(record.edge(*thread));
+        }
+        if !held {
+            return None;
         }
         records.reported = Some(stall.serials.clone());
         Some(edges)

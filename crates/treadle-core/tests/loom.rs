@@ -126,7 +126,7 @@ fn queue_shutdown_releases_a_blocked_getter() {
             let queue = queue.clone();
             thread::spawn(move || queue.get_until(None))
         };
-        queue.shutdown(false);
+        queue.shutdown(false).unwrap();
         assert_eq!(getter.join().unwrap(), Err(GetError::ShutDown));
     });
 }

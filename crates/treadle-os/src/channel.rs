@@ -15,7 +15,8 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// Most descriptors one `recvmsg` accepts; a frame never carries more than 255.
+/// Most descriptors one `recvmsg` accepts (a frame carries at most one; frames sent together
+/// carry at most the sender's batch limit).
 const MAX_FDS_PER_READ: usize = 255;
 /// Control-message bytes for that many descriptors.
 const RECV_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_READ));
@@ -67,7 +68,7 @@ impl AsFd for Waker {
 
 /// Sends as much of `bytes` as the socket takes now, with `fds` attached when given. Returns the
 /// number of bytes sent (`WouldBlock` when none could be).
-pub fn send(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+pub fn send<F: AsFd>(socket: impl AsFd, bytes: &[u8], fds: &[F]) -> io::Result<usize> {
     if fds.is_empty() {
         return send_with(socket, bytes, &mut SendAncillaryBuffer::default());
     }

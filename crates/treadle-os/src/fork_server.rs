@@ -9,10 +9,27 @@
 //! and the supervisor learns how it ended from the server.
 //!
 //! Protocol, over an anonymous `AF_UNIX` stream socket pair (so no other process can reach the
-//! server): a request is 8 bytes, `kind: i32, pid: i32` little-endian; a `SPAWN` request carries
-//! the worker's end of its channel as `SCM_RIGHTS`. The reply is 8 bytes, `value: i32, errno: i32`:
-//! the new worker's pid (`SPAWN`) or its wait status (`WAIT`), or -1 and an errno. One request is
-//! in flight at a time (a mutex), so replies come in order.
+//! server). A request is a 12-byte header, `kind: i32, pid: i32, length: u32` little-endian
+//! ([`REQUEST_FORMAT`]), then `length` bytes of payload; its descriptors travel as `SCM_RIGHTS`
+//! with its first byte. The reply is 8 bytes, `value: i32, errno: i32` ([`REPLY_FORMAT`]): the
+//! request's answer, or -1 and an errno. One request is in flight at a time (a mutex), so
+//! replies come in order. The kinds:
+//!
+//! - [`SPAWN`]: fork a worker. Descriptors: the worker's end of its channel, then the parent's
+//!   working directory (an `O_PATH` descriptor). Payload: the parent's state at this moment
+//!   ([`ParentState`]: environment, umask, resource limits, credentials and privileges, pickled
+//!   by `treadle.multiprocessing.fork_server.parent_state`, which is also what reads it). The
+//!   server's child takes that state (working directory first, credentials last, then it asks
+//!   again for `SIGKILL` at the server's death, since a change of credentials clears that) and
+//!   tells the server whether it could before the server replies: the worker's pid, or -1 and
+//!   the errno of what failed (`EPERM` when the server cannot give the parent's credentials or
+//!   would give more privilege than the parent has; the supervisor then starts a fresh
+//!   interpreter, which inherits the parent as it is). So a worker never runs with the identity,
+//!   directory or environment the parent had when the server was forked.
+//! - [`WAIT`]: reap worker `pid`, waiting for it to end. No payload. Replies with its wait status.
+//!
+//! A new kind takes the next number and says what its payload and descriptors are; the header
+//! stays.
 
 use crate::channel;
 use parking_lot::Mutex;
@@ -23,13 +40,26 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Fork a worker; the request carries its channel's descriptor. Replies with its pid.
+/// Fork a worker that takes the parent's state; the request carries its channel's descriptor.
+/// Replies with its pid.
 pub const SPAWN: i32 = 1;
 /// Reap worker `pid` (waiting for it to end). Replies with its wait status.
 pub const WAIT: i32 = 2;
-/// A request's and a reply's layout as Python's `struct` module spells it
-/// (`treadle/multiprocessing/fork_server.py`).
-pub const MESSAGE_FORMAT: &str = "<ii";
+/// A request's header as Python's `struct` module spells it
+/// (`treadle/multiprocessing/fork_server.py`): kind, pid, payload length.
+pub const REQUEST_FORMAT: &str = "<iiI";
+/// A reply's layout: value, errno.
+pub const REPLY_FORMAT: &str = "<ii";
+
+/// The parent's state for a worker to take (a [`SPAWN`] request's payload and the descriptors
+/// after the channel's), captured anew at each start.
+#[derive(Debug, Default)]
+pub struct ParentState {
+    /// What the server's child reads (pickled by the Python side).
+    pub payload: Vec<u8>,
+    /// The parent's working directory, as a descriptor.
+    pub fds: Vec<OwnedFd>,
+}
 
 /// How long a reply may take before the server is given up for dead.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,19 +92,21 @@ impl ForkServer {
         !self.dead.load(Ordering::Relaxed)
     }
 
-    /// Forks a worker whose channel is `channel` (which the worker finds by its number); returns
-    /// the worker's pid.
-    pub fn spawn(&self, channel: &OwnedFd) -> io::Result<u32> {
-        let pid = self.request(SPAWN, 0, Some(channel))?;
+    /// Forks a worker whose channel is `channel` (which the worker finds by its number) and
+    /// that takes the parent's `state`; returns the worker's pid.
+    pub fn spawn(&self, channel: &OwnedFd, state: &ParentState) -> io::Result<u32> {
+        let mut fds = vec![channel];
+        fds.extend(&state.fds);
+        let pid = self.request(SPAWN, 0, &state.payload, &fds)?;
         u32::try_from(pid).map_err(|_| io::Error::other("the fork server sent a bad pid"))
     }
 
     /// Reaps worker `pid`, waiting for it to end; returns its wait status.
     pub fn wait(&self, pid: u32) -> io::Result<i32> {
-        self.request(WAIT, pid as i32, None)
+        self.request(WAIT, pid as i32, &[], &[])
     }
 
-    fn request(&self, kind: i32, pid: i32, fd: Option<&OwnedFd>) -> io::Result<i32> {
+    fn request(&self, kind: i32, pid: i32, payload: &[u8], fds: &[&OwnedFd]) -> io::Result<i32> {
         if !self.alive() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -82,7 +114,7 @@ impl ForkServer {
             ));
         }
         let socket = self.socket.lock();
-        match exchange(&socket, kind, pid, fd) {
+        match exchange(&socket, kind, pid, payload, fds) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
             Err(e) => {
@@ -104,19 +136,20 @@ fn exchange(
     socket: &OwnedFd,
     kind: i32,
     pid: i32,
-    fd: Option<&OwnedFd>,
+    payload: &[u8],
+    fds: &[&OwnedFd],
 ) -> io::Result<Result<i32, i32>> {
-    let mut request = [0u8; 8];
-    request[..4].copy_from_slice(&kind.to_le_bytes());
-    request[4..].copy_from_slice(&pid.to_le_bytes());
-    let fds: Vec<OwnedFd> = match fd {
-        Some(fd) => vec![fd.try_clone()?],
-        None => Vec::new(),
-    };
+    let length = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "request too large"))?;
+    let mut request = Vec::with_capacity(12 + payload.len());
+    request.extend_from_slice(&kind.to_le_bytes());
+    request.extend_from_slice(&pid.to_le_bytes());
+    request.extend_from_slice(&length.to_le_bytes());
+    request.extend_from_slice(payload);
     let deadline = Instant::now() + REPLY_TIMEOUT;
     let mut sent = 0;
     while sent < request.len() {
-        let attach: &[OwnedFd] = if sent == 0 { &fds } else { &[] };
+        let attach: &[&OwnedFd] = if sent == 0 { fds } else { &[] };
         match channel::send(socket, &request[sent..], attach) {
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -126,7 +159,6 @@ fn exchange(
             Err(e) => return Err(transport(e)),
         }
     }
-    drop(fds);
     let mut reply = [0u8; 8];
     let mut got = 0;
     let mut passed = Vec::new();

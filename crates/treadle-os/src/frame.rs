@@ -6,16 +6,18 @@
 //! len: u32 | kind: u8 | fds: u8 | reserved: u16 | task: u64
 //! ```
 //!
-//! `fds` file descriptors (shared-memory segments holding out-of-band buffers) travel with the
-//! frame as `SCM_RIGHTS` ancillary data, attached to the `sendmsg` that carries its first byte, so
-//! they always arrive no later than the frame's header; the receiver keeps them in a FIFO and
-//! hands each frame the next `fds` of them. The Python side (`treadle/_worker.py`) reads and
-//! writes the same layout with `struct.Struct("<IBBHQ")` ([`HEADER_FORMAT`]).
+//! `fds` file descriptors travel with the frame as `SCM_RIGHTS` ancillary data, attached to the
+//! `sendmsg` that carries its first byte, so they always arrive no later than the frame's header;
+//! the receiver keeps them in a FIFO and hands each frame the next `fds` of them. A task's or an
+//! answer's frame carries at most one: the shared-memory segment that holds all of its
+//! out-of-band buffers (`segment.rs`). The Python side (`treadle/multiprocessing/wire.py`) reads
+//! and writes the same layout with `struct.Struct("<IBBHQ")` ([`HEADER_FORMAT`]).
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 16;
 
-/// The header's layout as Python's `struct` module spells it (`treadle/_worker.py` uses it).
+/// The header's layout as Python's `struct` module spells it (`treadle/multiprocessing/wire.py`
+/// uses it).
 pub const HEADER_FORMAT: &str = "<IBBHQ";
 
 /// Every frame kind by the name the Python side gives it: the one list both sides are checked
@@ -122,3 +124,17 @@ pub enum FrameError {
     /// More than 255 file descriptors.
     TooManyFds,
 }
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FrameError::TooLarge => {
+                "its pickle is 4 GiB or more (only buffers pickled out of band, such as numpy \
+                 arrays, travel through shared memory)"
+            }
+            FrameError::TooManyFds => "it carries more than 255 file descriptors",
+        })
+    }
+}
+
+impl std::error::Error for FrameError {}

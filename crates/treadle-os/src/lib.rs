@@ -7,7 +7,8 @@
 //!   ended; `PR_SET_PDEATHSIG` so that workers die with their parent.
 //! - [`channel`]: a worker's socket pair, `SCM_RIGHTS` descriptor passing, the poller's eventfd.
 //! - [`frame`]: the wire format parent and worker speak, defined once (the Python worker is
-//!   checked against it).
+//!   checked against it); [`segment`]: how a frame's large buffers lie in its one shared-memory
+//!   segment.
 //! - [`os_threads`] and [`oom`]: the `/proc` and cgroup readers (the process's threads for stall
 //!   verdicts, the OOM-kill counter for crash reports).
 //!
@@ -21,8 +22,12 @@ pub mod frame;
 pub mod oom;
 pub mod os_threads;
 pub mod process;
+pub mod segment;
 pub mod supervisor;
 
-pub use fork_server::ForkServer;
+pub use fork_server::{ForkServer, ParentState};
 pub use process::{die_with_parent, Exit, CHANNEL_FD};
-pub use supervisor::{CancelOutcome, Config, Event, SubmitError, Supervisor, Task};
+pub use supervisor::{
+    Buffers, CancelOutcome, CaptureState, Config, Event, ForkCaller, Origin, OutOfBand,
+    SubmitError, Supervisor, Task,
+};

@@ -9,13 +9,18 @@
 //! Everything is a rustix call; the one `unsafe` is `pre_exec` itself.
 //!
 //! Or a worker is forked by a fork server ([`ForkServer`]), a copy of the parent made while it had
-//! one thread; the worker is then the server's child, which reaps it when asked and says how it
-//! ended. Its pidfd is what the supervisor watches and signals it through (a pidfd always names
-//! the same process), so a fork server is used only where pidfds exist.
+//! one thread, and takes the parent's state of the moment (working directory, environment,
+//! credentials...); the worker is then the server's child, which reaps it when asked and says how
+//! it ended. Its pidfd is what the supervisor watches and signals it through (a pidfd always
+//! names the same process), so a fork server is used only where pidfds exist.
+//!
+//! Or, when the pool's caller asked for the `fork` start method, the binding forks this process
+//! itself (in Python, so that at-fork handlers run) and the worker is [`Process::adopt`]ed: our
+//! child, watched, signalled and reaped through its pidfd (`waitid(P_PIDFD)`).
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::Arc;
@@ -23,11 +28,11 @@ use std::sync::Arc;
 pub use rustix::process::Signal;
 use rustix::process::{
     getpid, getppid, kill_process, pidfd_open, pidfd_send_signal, set_parent_process_death_signal,
-    Pid, PidfdFlags,
+    waitid, Pid, PidfdFlags, WaitId, WaitIdOptions, WaitIdStatus,
 };
 
 use crate::channel::readable_now;
-use crate::fork_server::ForkServer;
+use crate::fork_server::{ForkServer, ParentState};
 
 /// The descriptor a worker finds its channel on.
 pub const CHANNEL_FD: i32 = 3;
@@ -55,6 +60,36 @@ impl Exit {
     /// From a wait status as `waitpid` reports it.
     pub fn from_wait_status(status: i32) -> Exit {
         Exit::from(ExitStatus::from_raw(status))
+    }
+
+    fn from_waitid(status: &WaitIdStatus) -> Exit {
+        match (status.exit_status(), status.terminating_signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(signal)) => Exit::Signal(signal),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+
+    /// Whether the process ended by its own doing (an exit, or a fault: a crash, an abort, a
+    /// resource limit), rather than by a signal sent to it from outside (`SIGKILL`, `SIGTERM`,
+    /// ...). A worker that ends so before it is ready failed to start; one killed from outside
+    /// did not.
+    pub fn by_its_own_doing(self) -> bool {
+        const FAULTS: [Signal; 9] = [
+            Signal::SEGV,
+            Signal::BUS,
+            Signal::ILL,
+            Signal::FPE,
+            Signal::ABORT,
+            Signal::SYS,
+            Signal::TRAP,
+            Signal::XCPU,
+            Signal::XFSZ,
+        ];
+        match self {
+            Exit::Code(_) => true,
+            Exit::Signal(signal) => FAULTS.iter().any(|fault| fault.as_raw() == signal),
+        }
     }
 
     /// "exit code 3" or "signal 9".
@@ -90,6 +125,8 @@ enum Origin {
         server: Arc<ForkServer>,
         ended: Option<Exit>,
     },
+    /// Our own child, forked by the binding; `ended` once reaped.
+    Adopted { ended: Option<Exit> },
 }
 
 impl Process {
@@ -130,9 +167,13 @@ impl Process {
         })
     }
 
-    /// Has `server` fork a worker whose channel is `channel`.
-    pub(crate) fn fork_from(server: &Arc<ForkServer>, channel: &OwnedFd) -> io::Result<Process> {
-        let pid = server.spawn(channel)?;
+    /// Has `server` fork a worker whose channel is `channel` and that takes the parent's `state`.
+    pub(crate) fn fork_from(
+        server: &Arc<ForkServer>,
+        channel: &OwnedFd,
+        state: &ParentState,
+    ) -> io::Result<Process> {
+        let pid = server.spawn(channel, state)?;
         // The worker cannot be reaped (so its pid cannot be reused) before we ask the server.
         let pidfd = match pidfd_of(pid) {
             Ok(pidfd) => pidfd,
@@ -148,6 +189,27 @@ impl Process {
                 server: server.clone(),
                 ended: None,
             },
+        })
+    }
+
+    /// Takes charge of `pid`, a child this process forked (and no one else reaps).
+    pub(crate) fn adopt(pid: u32) -> io::Result<Process> {
+        let pidfd = match pidfd_of(pid) {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                // Without a pidfd it cannot be watched: end it rather than leave it behind.
+                if let Some(pid) = pid_of(pid) {
+                    let _ = kill_process(pid, Signal::KILL);
+                    let _ =
+                        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+                }
+                return Err(error);
+            }
+        };
+        Ok(Process {
+            pid,
+            pidfd: Some(Arc::new(pidfd)),
+            origin: Origin::Adopted { ended: None },
         })
     }
 
@@ -173,12 +235,12 @@ impl Process {
                 }
             }
             // A pidfd names one process for good, so no other process can be signalled.
-            Origin::Forked { ended: None, .. } => {
+            Origin::Forked { ended: None, .. } | Origin::Adopted { ended: None } => {
                 if let Some(pidfd) = &self.pidfd {
                     let _ = pidfd_send_signal(&**pidfd, signal);
                 }
             }
-            Origin::Forked { ended: Some(_), .. } => {}
+            Origin::Forked { ended: Some(_), .. } | Origin::Adopted { ended: Some(_) } => {}
         }
     }
 
@@ -200,6 +262,18 @@ impl Process {
                 let exit = server
                     .wait(self.pid)
                     .map_or(Exit::Code(-1), Exit::from_wait_status);
+                *ended = Some(exit);
+                Some(exit)
+            }
+            Origin::Adopted { ended: Some(exit) } => Some(*exit),
+            Origin::Adopted { ended } => {
+                let pidfd = self.pidfd.as_ref()?;
+                let exit = match waitid(WaitId::PidFd(pidfd.as_fd()), exited(true)) {
+                    Ok(Some(status)) => Exit::from_waitid(&status),
+                    Ok(None) => return None,
+                    // Reaped by someone else (an `os.wait()` in the program): how is unknown.
+                    Err(_) => Exit::Code(-1),
+                };
                 *ended = Some(exit);
                 Some(exit)
             }
@@ -225,7 +299,26 @@ impl Process {
                     .wait(self.pid)
                     .map_or(Exit::Code(-1), Exit::from_wait_status)
             }
+            Origin::Adopted { ended: Some(exit) } => *exit,
+            Origin::Adopted { ended: None } => {
+                self.signal(Signal::KILL);
+                let Some(pidfd) = &self.pidfd else {
+                    return Exit::Code(-1);
+                };
+                match waitid(WaitId::PidFd(pidfd.as_fd()), exited(false)) {
+                    Ok(Some(status)) => Exit::from_waitid(&status),
+                    _ => Exit::Code(-1),
+                }
+            }
         }
+    }
+}
+
+fn exited(no_hang: bool) -> WaitIdOptions {
+    if no_hang {
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG
+    } else {
+        WaitIdOptions::EXITED
     }
 }
 

@@ -13,7 +13,7 @@ use treadle_core::wait_graph::WaitKind;
 use treadle_core::{Arrival, Barrier};
 
 /// A barrier for a fixed number of threads, as `threading.Barrier`.
-#[pyclass(subclass, weakref, name = "Barrier", module = "treadle")]
+#[pyclass(subclass, weakref, dict, name = "Barrier", module = "treadle")]
 pub(crate) struct PyBarrier {
     core: Arc<Barrier>,
     action: Option<Py<PyAny>>,

@@ -32,13 +32,21 @@ enum Saved {
 }
 
 /// A condition variable, as `threading.Condition`.
-#[pyclass(subclass, weakref, name = "Condition", module = "treadle")]
+#[pyclass(subclass, weakref, dict, name = "Condition", module = "treadle")]
 pub(crate) struct PyCondition {
     lock: LockRef,
     waiters: Arc<WaitQueue>,
 }
 
 impl PyCondition {
+    /// A condition over `lock` whose waiters are `waiters`, which a queue's monitor shares.
+    pub(crate) fn over(lock: Py<PyLock>, waiters: Arc<WaitQueue>) -> PyCondition {
+        PyCondition {
+            lock: LockRef::Lock(lock),
+            waiters,
+        }
+    }
+
     fn lock_object<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         match &self.lock {
             LockRef::RLock(lock) => lock.bind(py).clone().into_any(),

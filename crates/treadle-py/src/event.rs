@@ -13,7 +13,7 @@ use treadle_core::wait_graph::WaitKind;
 use treadle_core::Event;
 
 /// An event flag, as `threading.Event`.
-#[pyclass(frozen, subclass, weakref, name = "Event", module = "treadle")]
+#[pyclass(frozen, subclass, weakref, dict, name = "Event", module = "treadle")]
 pub(crate) struct PyEvent {
     core: Event,
     /// `threading.Event` exposes its `Condition(Lock())` as `_cond`, and CPython's tests (and some

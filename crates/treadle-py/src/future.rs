@@ -471,6 +471,12 @@ impl PyFuture {
         Self::set_outcome(slf, Outcome::Raised(exception))
     }
 
+    /// For executors: the program knows of the future's failure (its task was stopped on
+    /// purpose), so it is not reported as an exception nobody retrieved.
+    fn _mark_retrieved(&self) {
+        self.cell.mark_retrieved();
+    }
+
     /// The state as `concurrent.futures` names it (read by its `wait` and `as_completed`).
     #[getter]
     fn _state(&self) -> &'static str {

@@ -67,6 +67,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cancellation::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(cancellation::check_cancelled, m)?)?;
     m.add_function(wrap_pyfunction!(cancellation::cancelled, m)?)?;
+    m.add_class::<cancellation::PyInterruptible>()?;
     m.add("Cancelled", m.py().get_type::<runtime::cancel::Cancelled>())?;
     m.add(
         "TaskTimeoutError",
@@ -82,6 +83,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process_pool::events::PyCrashed>()?;
     m.add_class::<process_pool::events::PyTerminated>()?;
     m.add_class::<process_pool::events::PyTimedOut>()?;
+    m.add_class::<process_pool::events::PyFailed>()?;
     m.add_class::<process_pool::events::PyBroken>()?;
     m.add_class::<process_pool::events::PyClosed>()?;
     m.add_class::<process_pool::events::PyCancelOutcome>()?;

@@ -4,21 +4,53 @@ use crate::runtime::errors::{address, cannot_pickle, semaphore_error, type_path}
 use crate::runtime::timeout::{optional_wait, Wait};
 use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_until;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use treadle_core::wait_graph::WaitKind;
-use treadle_core::Semaphore;
+use treadle_core::{Semaphore, Units};
 
 /// A counting semaphore, as `threading.Semaphore`.
-#[pyclass(subclass, weakref, name = "Semaphore", module = "treadle")]
+#[pyclass(subclass, weakref, dict, name = "Semaphore", module = "treadle")]
 pub(crate) struct PySemaphore {
     core: Semaphore,
 }
 
-fn initial_value(value: i64) -> PyResult<usize> {
-    usize::try_from(value)
-        .map_err(|_| PyValueError::new_err("semaphore initial value must be >= 0"))
+/// A count of units as `threading`'s semaphores take it: any int (an index), of any size, though
+/// counts from 2**128 on (more than a program can ever take) are `OverflowError`; whether it is
+/// negative is for the caller to refuse, with its own message.
+#[derive(Clone, Copy)]
+enum Count {
+    Units(Units),
+    Negative,
+}
+
+impl FromPyObject<'_, '_> for Count {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        // SAFETY: attached, with `obj` a live object; PyNumber_Index returns a new reference,
+        // or null with the TypeError `operator.index` raises set.
+        let value = unsafe {
+            Bound::from_owned_ptr_or_err(obj.py(), pyo3::ffi::PyNumber_Index(obj.as_ptr()))?
+        };
+        if value.lt(0)? {
+            return Ok(Count::Negative);
+        }
+        value
+            .extract::<Units>()
+            .map(Count::Units)
+            .map_err(|_| PyOverflowError::new_err("semaphore count must be below 2**128"))
+    }
+}
+
+fn initial_value(value: Count) -> PyResult<Units> {
+    match value {
+        Count::Units(units) => Ok(units),
+        Count::Negative => Err(PyValueError::new_err(
+            "semaphore initial value must be >= 0",
+        )),
+    }
 }
 
 #[pymethods]
@@ -31,8 +63,8 @@ impl PySemaphore {
         }
     }
 
-    #[pyo3(signature = (value=1))]
-    fn __init__(&mut self, value: i64) -> PyResult<()> {
+    #[pyo3(signature = (value=Count::Units(1)))]
+    fn __init__(&mut self, value: Count) -> PyResult<()> {
         self.core = Semaphore::new(initial_value(value)?, false);
         Ok(())
     }
@@ -76,13 +108,12 @@ impl PySemaphore {
     }
 
     /// Add `n` units, waking up to `n` waiting threads.
-    #[pyo3(signature = (n=1))]
-    fn release(&self, n: i64) -> PyResult<()> {
-        if n < 1 {
-            return Err(PyValueError::new_err("n must be one or more"));
+    #[pyo3(signature = (n=Count::Units(1)), text_signature = "($self, n=1)")]
+    fn release(&self, n: Count) -> PyResult<()> {
+        match n {
+            Count::Units(n) if n >= 1 => self.core.release(n).map_err(semaphore_error),
+            _ => Err(PyValueError::new_err("n must be one or more")),
         }
-        let n = usize::try_from(n).map_err(|_| PyValueError::new_err("n is too large"))?;
-        self.core.release(n).map_err(semaphore_error)
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
@@ -91,12 +122,12 @@ impl PySemaphore {
 
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release(1)
+        self.release(Count::Units(1))
     }
 
     /// The current value (CPython keeps it in `_value`).
     #[getter]
-    fn _value(&self) -> usize {
+    fn _value(&self) -> Units {
         self.core.value()
     }
 
@@ -134,8 +165,8 @@ impl PyBoundedSemaphore {
         PyClassInitializer::from(PySemaphore::new(args, kwargs)).add_subclass(PyBoundedSemaphore)
     }
 
-    #[pyo3(signature = (value=1))]
-    fn __init__(mut slf: PyRefMut<'_, Self>, value: i64) -> PyResult<()> {
+    #[pyo3(signature = (value=Count::Units(1)))]
+    fn __init__(mut slf: PyRefMut<'_, Self>, value: Count) -> PyResult<()> {
         slf.as_super().core = Semaphore::new(initial_value(value)?, true);
         Ok(())
     }

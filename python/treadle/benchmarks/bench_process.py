@@ -8,13 +8,23 @@ Prints microseconds per operation and the speedup over concurrent.futures (its t
 time; above 1 means treadle is faster). Every pool has 2 workers and uses its default start
 method (the standard library's is fork on Linux before 3.14); steady-state cases run on warm
 pools, created outside the timing.
+
+The cases whose task functions live in the script's own ``__main__`` (as in most scripts) run
+``_script_cases.py`` as a script, in a fresh interpreter per case and pool: tiny tasks of a
+``__main__`` function beside ``operator.neg``, a chunked ``map``, a ``map`` whose function reads
+a 16 MiB module-level table, and what 400 queued tasks of one 8 MiB array hold meanwhile.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import importlib.util
+import json
 import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import treadle
@@ -102,6 +112,56 @@ def first_result(cls):
     return elapsed
 
 
+SCRIPT_POOLS = ("concurrent.futures", "treadle", "multiprocessing.Pool")
+SCRIPT_CASES = {
+    "tiny": "tiny tasks of a __main__ function (submit, result)",
+    "tiny_module": "tiny tasks of operator.neg (submit, result)",
+    "chunked": "map of a __main__ function, chunksize=1000",
+    "table": "map of 200, __main__ function, 16 MiB global",
+}
+
+
+def run_script_case(case: str, pool: str, repeat: int, scale: int, *extra: str) -> dict:
+    script = os.path.join(os.path.dirname(__file__), "_script_cases.py")
+    done = subprocess.run(
+        [sys.executable, script, case, pool, str(repeat), str(scale), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def script_cases(repeat: int, scale: int) -> list[_harness.Result]:
+    """The cases of a script's own functions, each pool in a fresh interpreter; the best of
+    ``repeat`` runs of each, interleaved."""
+    results = []
+    for case, title in SCRIPT_CASES.items():
+        seconds = {name: float("inf") for name in SCRIPT_POOLS}
+        ops = 0
+        for _ in range(2):
+            for name in SCRIPT_POOLS:
+                out = run_script_case(case, name, repeat, scale)
+                seconds[name] = min(seconds[name], out["seconds"])
+                ops = out["ops"]
+        results.append(_harness.Result(title, ops, seconds))
+    return results
+
+
+def queued_case() -> str:
+    """What 400 queued tasks of one 8 MiB array hold while they wait, pool by pool."""
+    with tempfile.TemporaryDirectory() as folder:
+        lines = []
+        for name in SCRIPT_POOLS:
+            out = run_script_case("queued", name, 1, 1, folder)
+            lines.append(
+                f"{name} +{out['extra_shared_mb']:.0f} MB shared memory, "
+                f"+{out['extra_fds']} descriptors"
+            )
+    return "400 queued tasks of one 8 MiB array: " + "; ".join(lines)
+
+
 def main() -> None:
     args = _harness.arguments(__doc__.splitlines()[0])
     scale = 1 if args.quick else 5
@@ -141,6 +201,9 @@ def main() -> None:
         pool.close()
     startup = {name: min(first_result(cls) for _ in range(repeat)) for name, cls in POOLS.items()}
     results.append(_harness.Result("start-up to first result (2 workers)", 1, startup))
+    title = f"a script's own functions (best of {2 * repeat}; us per op)"
+    _harness.print_table(title, script_cases(repeat, scale), "concurrent.futures")
+    print(queued_case())
     title = f"treadle vs concurrent.futures (best of {repeat}; us per op)"
     _harness.print_table(title, results, "concurrent.futures")
     for r in results:

@@ -5,9 +5,12 @@ Two things are detected, synchronously, by the waiting threads themselves:
 
 * a cycle of owned waits: thread A waits for a lock B holds (or for B to end, ``B.join()``)
   while B waits for something A owns. The wait that closes the cycle raises at once;
-* a stall: every live thread of the process is parked in a treadle wait with no timeout, and
+* a stall: every live thread of the process is parked in a treadle wait with no timeout,
   none of them can be woken by anything (an Event nobody can set, a Condition nobody can
-  notify, a Lock only a parked thread could release). Confirmed after a short grace period.
+  notify, a Lock only a parked thread could release), and one of them waits on something a
+  thread holds (a lock, a thread's end, a running task). Threads that all wait for input or a
+  signal (idle workers on a queue, a main thread on an event until Ctrl-C) are idle, not
+  deadlocked. Confirmed after a short grace period.
 
 A wait with a timeout never raises :class:`DeadlockError`; if it times out while part of a cycle,
 the report is logged to the ``treadle`` logger. See ``docs/deadlocks.md`` for what is detected
@@ -67,8 +70,24 @@ def __dir__() -> list[str]:
     return _lazy.listing(globals(), __all__)
 
 
+def _mode_from_environment(value: str) -> None:
+    """``TREADLE_DEADLOCK``: a mode; anything else warns and leaves the default, so that a typo
+    in the environment never stops ``import treadle``."""
+    try:
+        set_mode(value.strip().lower())
+    except ValueError:
+        import warnings
+
+        warnings.warn(
+            f"TREADLE_DEADLOCK={value!r} is not a deadlock mode ('raise', 'warn' or 'off'); "
+            f"using {get_mode()!r}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
 if os.environ.get("TREADLE_DEADLOCK"):
-    set_mode(os.environ["TREADLE_DEADLOCK"].strip().lower())
+    _mode_from_environment(os.environ["TREADLE_DEADLOCK"])
 if os.environ.get("TREADLE_LOCK_ORDER", "").strip() not in ("", "0"):
     from treadle.deadlock.lock_order import enable_lock_order
 

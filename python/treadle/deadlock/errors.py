@@ -13,12 +13,13 @@ class DeadlockError(RuntimeError):
 
     ``str(err)`` is the report; ``err.cycle`` is the same as a list of :class:`WaitEdge`.
     The other threads of the cycle keep waiting, so the program can recover (for example by
-    releasing what the raising thread holds).
+    releasing what the raising thread holds). It pickles (a process-pool task's deadlock
+    reaches the caller whole), as every treadle exception does.
     """
 
-    def __init__(self, message: str, cycle: list[WaitEdge]):
+    def __init__(self, message: str, cycle: list[WaitEdge] | None = None):
         super().__init__(message)
-        self.cycle = cycle
+        self.cycle = [] if cycle is None else cycle
 
 
 class DeadlockWarning(RuntimeWarning):
@@ -26,8 +27,9 @@ class DeadlockWarning(RuntimeWarning):
 
 
 class PotentialDeadlockWarning(RuntimeWarning):
-    """Lock-order mode saw two locks taken in both orders by different threads.
+    """Lock-order mode saw locks taken in a circle by different threads (two locks in both
+    orders, or A while holding B, B while holding C, C while holding A...).
 
-    No thread hung this time, but two threads running those paths at once can deadlock. The
-    message has both acquisition stacks.
+    No thread hung this time, but threads running those paths at once can deadlock. The message
+    has the acquisition stack of each order.
     """

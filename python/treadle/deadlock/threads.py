@@ -1,5 +1,6 @@
-"""Threads whose joins are in the wait graph: :class:`Thread`, :func:`main_thread`, and the
-tracked ``start``/``run``/``join`` that ``treadle.patch()`` puts into ``threading.Thread``.
+"""Threads whose joins are in the wait graph: :class:`Thread`, :class:`Timer`,
+:func:`main_thread`, and the tracked ``start``/``run``/``join`` that ``treadle.patch()`` puts into
+``threading.Thread``.
 
 A thread publishes its end (a ``_ThreadDone``) for its whole life, so that ``join()`` is an owned
 wait: a join that closes a cycle raises :class:`~treadle.DeadlockError` at once.
@@ -13,6 +14,11 @@ import time
 
 from treadle import _treadle
 from treadle._treadle import _ThreadDone
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
 
 
 def _run_tracked(thread: threading.Thread, bootstrap_inner) -> None:
@@ -70,6 +76,26 @@ class Thread(threading.Thread):
 
     def join(self, timeout: float | None = None) -> None:
         _join_tracked(self, timeout, super().join)
+
+
+class Timer(Thread, threading.Timer):
+    """``threading.Timer`` as a :class:`Thread`: calls ``function(*args, **kwargs)`` after
+    ``interval`` seconds unless ``cancel()`` is called first.
+
+    Its wait is a ``treadle.Event``'s (interruptible, and in the wait graph: a timed wait, so a
+    process with a pending timer is never judged stalled) and its ``join()`` is deadlock-checked.
+    It is a ``threading.Timer`` too, for ``isinstance``.
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        function: Callable[..., object],
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(interval, function, args, kwargs)
+        self.finished = _treadle.Event()
 
 
 class _MainThread:

@@ -1,17 +1,20 @@
 """``treadle.futures``: a drop-in for ``concurrent.futures``, on treadle's engines.
 
 ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` (one base, ``executor``, holds what they
-share), ``Future``, ``wait`` and ``as_completed``, the standard library's exceptions and
-constants, and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
+share), ``Future``, ``wait`` and ``as_completed``, the standard library's exceptions, constants
+and ``Executor`` (the abstract base, the standard library's own object: both pools are
+instances of it), and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
 ``cancelled``, ``sleep``), time limits (``TaskTimeoutError``), crashed workers
 (``WorkerCrashedError``), ``local``, ``set_unretrieved_handler``, progress bars
 (``map(progress=...)``, ``as_completed(progress=...)``) and statistics (``executor.stats()``:
 ``ExecutorStats``, ``TimeStats``, ``WorkerStats``, ``WorkerRestarts``). The process pool (with
-``concurrent.futures.process`` and ``multiprocessing``) loads on first use.
+``concurrent.futures.process`` and ``multiprocessing``) loads on first use, and so does
+``DaskExecutor`` (the same API on a Dask cluster), which imports Dask only when one is made.
 
 Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``progress`` (tqdm
 bars), ``waiting`` (``wait``, ``as_completed``), ``executor`` (the base), ``thread`` (the thread
-pool), ``process`` and ``process_future`` (the process pool and its futures).
+pool), ``process`` and ``process_future`` (the process pool and its futures), ``dask_executor``
+and ``dask_worker`` (the Dask executor, and what its workers run).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from concurrent.futures import (
     FIRST_EXCEPTION,
     BrokenExecutor,
     CancelledError,
+    Executor,
     InvalidStateError,
+    TimeoutError,
 )
 from concurrent.futures.thread import BrokenThreadPool
 
@@ -46,7 +51,9 @@ from treadle.futures.waiting import as_completed, wait
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures.process import BrokenProcessPool
+    from types import ModuleType
 
+    from treadle.futures.dask_executor import DaskExecutor
     from treadle.futures.process import ProcessPoolExecutor, WorkerCrashedError
 
 __all__ = [
@@ -58,6 +65,8 @@ __all__ = [
     "BrokenThreadPool",
     "Cancelled",
     "CancelledError",
+    "DaskExecutor",
+    "Executor",
     "ExecutorStats",
     "Future",
     "InvalidStateError",
@@ -65,6 +74,7 @@ __all__ = [
     "TaskTimeoutError",
     "ThreadPoolExecutor",
     "TimeStats",
+    "TimeoutError",
     "WorkerCrashedError",
     "WorkerRestarts",
     "WorkerStats",
@@ -79,10 +89,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # PEP 562: the process pool loads on first use.
-    if name not in ("ProcessPoolExecutor", "WorkerCrashedError", "BrokenProcessPool"):
+    # PEP 562: the process pool and the Dask executor load on first use.
+    module: ModuleType
+    if name == "DaskExecutor":
+        import treadle.futures.dask_executor as module
+    elif name in ("ProcessPoolExecutor", "WorkerCrashedError", "BrokenProcessPool"):
+        import treadle.futures.process as module  # type: ignore[no-redef]
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import treadle.futures.process as module
 
     return _lazy.bind(globals(), name, module)
 

@@ -203,9 +203,10 @@ def _results(
                 yield collect(futures.pop(), remaining)
                 continue
             chunk = _chunk_results(futures.pop(), remaining, collect)
+            # Popped one by one (the chunk keeps no value the caller took), in C.
+            chunk.append(_END)
             chunk.reverse()
-            while chunk:
-                yield chunk.pop()
+            yield from iter(chunk.pop, _END)
     finally:
         for entry in futures:
             (entry[0] if chunked else entry).cancel()

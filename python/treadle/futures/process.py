@@ -4,7 +4,9 @@ in Rust, with per-task timeouts, ``cancel(interrupt=True)``, and a pool that hea
 Workers are forked from a fork server (``treadle/multiprocessing/fork_server.py``) that the first
 pool forks while the process has one thread; when it has threads by then, workers are fresh
 interpreters (``python -S -P treadle/multiprocessing/worker.py``) started by the supervisor
-(``crates/treadle-os/src/supervisor/``). A process with threads is never forked. Arguments
+(``crates/treadle-os/src/supervisor/``). A process with threads is forked only when the caller
+asks for the ``fork`` start method (``multiprocessing/caller_fork.py``), as the standard library
+does. Arguments
 are pickled here, in the caller's thread; results are unpickled by the pool's supervisor thread,
 which waits in Rust without the interpreter. Design and limits: ``docs/process_pool.md``.
 """
@@ -29,6 +31,7 @@ from treadle._treadle import (
     _CancelOutcome,
     _Closed,
     _Crashed,
+    _Failed,
     _Raised,
     _Returned,
     _Supervisor,
@@ -40,7 +43,9 @@ from treadle._treadle import (
 from treadle.futures import process_future as _process_futures
 from treadle.futures.executor import Executor, MapSubmit, check_timeout
 from treadle.futures.process_future import Future
+from treadle.multiprocessing import caller_fork as _caller_fork
 from treadle.multiprocessing import fork_server as _forkserver
+from treadle.multiprocessing import main_module as _main_module
 from treadle.multiprocessing import pickling as _pickling
 from treadle.multiprocessing import wire, worker
 
@@ -56,7 +61,8 @@ _pool_numbers = itertools.count(1)
 
 class WorkerCrashedError(BrokenProcessPool):
     """The worker process running a task died. Only that task fails; the pool replaced the
-    worker. A subclass of ``BrokenProcessPool``, so existing ``except`` clauses catch it."""
+    worker. A subclass of ``BrokenProcessPool``, so existing ``except`` clauses catch it.
+    ``worker`` is the address of a Dask worker (``DaskExecutor``), else None."""
 
     def __init__(
         self,
@@ -67,6 +73,7 @@ class WorkerCrashedError(BrokenProcessPool):
         signal: int | None = None,
         task_name: str | None = None,
         out_of_memory: bool = False,
+        worker: str | None = None,
     ) -> None:
         super().__init__(message)
         self.pid = pid
@@ -74,6 +81,7 @@ class WorkerCrashedError(BrokenProcessPool):
         self.signal = signal
         self.task_name = task_name
         self.out_of_memory = out_of_memory
+        self.worker = worker
 
 
 class _Task(NamedTuple):
@@ -117,7 +125,7 @@ def _crash_error(task: _Task, event: _WorkerEnded, cause: str) -> WorkerCrashedE
 
 def _resolve(
     task: _Task,
-    event: _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Broken,
+    event: _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Failed | _Broken,
     unretrieved: _Unretrieved,
 ) -> None:
     future = task.future
@@ -141,7 +149,7 @@ def _resolve(
         )
     elif isinstance(event, _Terminated):
         # Stopped at the program's request: not a failure for shutdown() to report or raise.
-        _process_futures.set_exception(
+        _process_futures.set_stopped(
             future, _crash_error(task, event, ", stopped by terminate_workers() or kill_workers()")
         )
     elif isinstance(event, _TimedOut):
@@ -153,6 +161,10 @@ def _resolve(
             ),
             unretrieved,
         )
+    elif isinstance(event, _Failed):
+        message = f"task {task.name!r} could not be handed to a worker: {event.message}"
+        failure = OSError(event.errno, message) if event.errno is not None else OSError(message)
+        _process_futures.set_exception(future, failure, unretrieved)
     else:
         _process_futures.set_exception(future, BrokenProcessPool(event.message), unretrieved)
 
@@ -206,6 +218,23 @@ def _finder_needs_site() -> bool:
     return False
 
 
+def _workers_main(forked_from_here: bool, from_fork_server: bool) -> _main_module.View:
+    if forked_from_here:
+        return _main_module.inherited_now()
+    if from_fork_server:
+        return _main_module.at_server_fork()
+    return _main_module.fresh()
+
+
+def _default_start_method() -> str:
+    """The start method of ``multiprocessing``'s default context (``fork`` on Linux before
+    Python 3.14), without fixing it as ``get_start_method()`` would."""
+    import multiprocessing
+
+    chosen = multiprocessing.get_start_method(allow_none=True)
+    return chosen or multiprocessing.get_all_start_methods()[0]
+
+
 def _start_method(mp_context: Any) -> str | None:
     get = getattr(mp_context, "get_start_method", None)
     try:
@@ -219,6 +248,20 @@ def _chunks(calls: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+def _call_chunk(fn: Callable[..., Any], chunk: list[Any], spread: bool) -> list[Any]:
+    """A chunk of ``map``'s calls, run in a worker when they go through ``submit`` (see
+    ``_map_tasks``): their results, in order."""
+    if spread:
+        return list(itertools.starmap(fn, chunk))
+    return list(map(fn, chunk))
+
+
+def _submit_replaced(pool: Executor) -> bool:
+    """Whether ``pool.submit`` is not the pool's own (a subclass's, or one set on the instance,
+    as ``tqdm.contrib.concurrent`` does to count tasks)."""
+    return "submit" in vars(pool) or type(pool).submit is not ProcessPoolExecutor.submit
+
+
 class ProcessPoolExecutor(Executor):
     """A pool of worker processes with ``concurrent.futures.ProcessPoolExecutor``'s interface
     (3.14's included), per-task timeouts, and ``cancel(interrupt=True)``.
@@ -226,10 +269,12 @@ class ProcessPoolExecutor(Executor):
     A worker that crashes fails only its own task, with :class:`WorkerCrashedError`, and is
     replaced. ``task_timeout`` (seconds) limits every task; ``schedule(timeout=)`` one task.
     Workers are forked from a fork server made when the process had one thread, or are fresh
-    interpreters when there is none; a process with threads is never forked. An ``mp_context``
-    whose start method is ``"spawn"`` asks for fresh interpreters; otherwise it is ignored.
-    With ``raise_unretrieved=True``, ``shutdown()`` raises an ``ExceptionGroup`` of the
-    exceptions nobody retrieved (of dropped futures too), instead of logging them.
+    interpreters when there is none. An ``mp_context`` whose start method is ``"spawn"`` asks for
+    fresh interpreters; one whose start method is ``"fork"`` for forks of this process, as the
+    standard library's (so does an initializer or ``initargs`` that can only be inherited, such
+    as a ``multiprocessing.RLock()``, while the default start method is ``"fork"``); otherwise it
+    is ignored. With ``raise_unretrieved=True``, ``shutdown()`` raises an ``ExceptionGroup`` of
+    the exceptions nobody retrieved (of dropped futures too), instead of logging them.
     """
 
     def __init__(
@@ -243,6 +288,11 @@ class ProcessPoolExecutor(Executor):
         task_timeout: float | None = None,
         raise_unretrieved: bool = False,
     ) -> None:
+        if getattr(sys.modules.get(wire.MAIN_NAMESPACE_MODULE), "loading", False):
+            raise RuntimeError(
+                "a process pool cannot be started while a worker runs the main script again: "
+                "start it under `if __name__ == '__main__':`"
+            )
         if max_workers is None:
             count = getattr(os, "process_cpu_count", os.cpu_count)()
             max_workers = count or 1
@@ -255,9 +305,33 @@ class ProcessPoolExecutor(Executor):
         self._max_workers = max_workers
         self._task_timeout = task_timeout
         self._threshold = _pickling.SHARED_MEMORY_THRESHOLD
+        start_method = _start_method(mp_context)
+        fork = fork_server = None
+        if start_method == "fork":
+            # Asked for: workers are forks of this process, the initializer inherited.
+            fork = _caller_fork.forker(initializer, tuple(initargs))
+        elif start_method != "spawn":
+            fork_server = _forkserver.get()
+        # What the workers find in their __main__: this process's, the fork server's copy, or
+        # the script run again. A worker's answer may name the script's classes as __mp_main__'s.
+        self._main = _workers_main(fork is not None, fork_server is not None)
+        if "__main__" in sys.modules:
+            sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         initializer_payload = None
-        if initializer is not None:
-            initializer_payload = _pickling.dump_initializer(initializer, tuple(initargs))
+        if initializer is not None and fork is None:
+            try:
+                initializer_payload = _pickling.dump_initializer(
+                    initializer, tuple(initargs), self._main
+                )
+            except Exception:
+                if start_method is not None or _default_start_method() != "fork":
+                    raise
+                # What only a fork can hand over (multiprocessing's locks, made in the default
+                # fork context): as the standard library's workers, these are forks of this
+                # process, and the initializer and its arguments are inherited.
+                fork = _caller_fork.forker(initializer, tuple(initargs))
+                fork_server = None
+                self._main = _workers_main(True, False)
         init = _pickling.dumps_any(
             {
                 "sys_path": list(sys.path),
@@ -265,11 +339,9 @@ class ProcessPoolExecutor(Executor):
                 "threshold": self._threshold,
                 "initializer": initializer_payload,
                 "authkey": _authkey(),
+                "main": self._main.script(),
             }
         )
-        fork_server = None
-        if _start_method(mp_context) != "spawn":
-            fork_server = _forkserver.get()
         self._supervisor = _Supervisor(
             sys.executable,
             ["-S", "-P", _WORKER_SCRIPT],
@@ -277,7 +349,9 @@ class ProcessPoolExecutor(Executor):
             max_tasks_per_child,
             init,
             PREFETCH,
-            fork_server,
+            fork_server=fork_server,
+            parent_state=_forkserver.parent_state if fork_server is not None else None,
+            fork=fork,
         )
         self._tasks: dict[int, _Task] = {}
         self._functions: dict[Any, bytes] = {}
@@ -327,12 +401,14 @@ class ProcessPoolExecutor(Executor):
     ) -> Future:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        payload, fds = _pickling.dump_task(kind, self._pickled(fn), args, kwargs, self._threshold)
+        payload, buffers = _pickling.dump_task(
+            kind, self._pickled(fn), args, kwargs, self._threshold, self._main
+        )
         task_id = next(self._ids)
         future = _process_futures.new_future(self, task_id)
         self._tasks[task_id] = _Task(future, fn if name is None else name)
         try:
-            self._supervisor.submit(task_id, payload, fds, timeout)
+            self._supervisor.submit(task_id, payload, buffers, timeout)
         except BaseException:
             self._tasks.pop(task_id, None)
             raise
@@ -345,14 +421,17 @@ class ProcessPoolExecutor(Executor):
             return fn
         data = self._functions.get(fn)
         if data is None:
-            data = _pickling.function_by_reference(fn)
+            data = _pickling.function_by_reference(fn, self._main)
             if data is None:
                 return fn
             if len(self._functions) >= 256:
                 self._functions.clear()
             self._functions[fn] = data
-        elif getattr(sys.modules.get(fn.__module__), fn.__qualname__, None) is not fn:
-            # The name now stands for something else: pickle it afresh.
+        elif getattr(sys.modules.get(fn.__module__), fn.__qualname__, None) is not fn or (
+            fn.__module__ == "__main__" and not self._main.finds(fn)
+        ):
+            # The name now stands for something else, or a global of __main__ it reads was
+            # rebound since the workers' copy was made: pickle it afresh.
             del self._functions[fn]
             return self._pickled(fn)
         return data
@@ -364,7 +443,7 @@ class ProcessPoolExecutor(Executor):
         calls travel as one task, ``fn`` is pickled once for all of them."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        fn_bytes = _pickling.dump_function(fn)
+        fn_bytes = _pickling.dump_function(fn, self._main)
         name = _name_of(fn)
         calls = zip(*iterables, strict=False)
         if chunksize == 1:
@@ -378,8 +457,17 @@ class ProcessPoolExecutor(Executor):
 
         def submit(pool: ProcessPoolExecutor, task: tuple[int, Any]) -> Any:
             kind, args = task
-            future = pool._schedule(kind, fn_bytes, args, {}, pool._task_timeout, name)
+            if replaced:
+                # The standard library's map submits through self.submit; so does this one
+                # when it is not the pool's own, so that what it adds sees every task.
+                if kind == wire.CALL:
+                    return pool.submit(fn, *args)
+                future = pool.submit(_call_chunk, fn, args, kind == wire.CHUNK)
+            else:
+                future = pool._schedule(kind, fn_bytes, args, {}, pool._task_timeout, name)
             return future if kind == wire.CALL else (future, len(args))
+
+        replaced = _submit_replaced(self)
 
         return tasks, submit, chunksize > 1
 
@@ -421,7 +509,8 @@ class ProcessPoolExecutor(Executor):
 
     def terminate_workers(self) -> None:
         """Stops every worker now with SIGTERM and shuts the pool down; queued tasks are
-        cancelled, running ones fail with :class:`WorkerCrashedError`."""
+        cancelled, running ones fail with :class:`WorkerCrashedError` (stopped on purpose, a
+        failure nobody reads is not reported as lost)."""
         self._stop_workers(signal.SIGTERM)
 
     def kill_workers(self) -> None:

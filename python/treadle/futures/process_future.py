@@ -79,3 +79,11 @@ def set_exception(
         return  # cancelled meanwhile
     if unretrieved is not None:
         unretrieved.record(future)
+
+
+def set_stopped(future: Future, error: BaseException) -> None:
+    """Fails ``future`` with ``error`` for a task the program stopped on purpose
+    (``terminate_workers()``, ``kill_workers()``, the pool left by Ctrl-C): its caller knows,
+    so it is not reported as an exception nobody retrieved, at shutdown or when it is freed."""
+    set_exception(future, error)
+    future._mark_retrieved()

@@ -1,7 +1,9 @@
-"""Pickling for the process pool, in the caller's thread: protocol 5 with large buffers in
-shared memory, cloudpickle for what pickle sends by reference but a worker could not import
-(lambdas, closures, anything from ``__main__``), and errors that say which part of an argument
-or result cannot be pickled.
+"""Pickling for the process pool, in the caller's thread: protocol 5 with large buffers out of
+band (lent to the supervisor, which puts them in shared memory when a worker takes the task),
+``__main__``'s functions and classes by reference when the pool's workers find them in their own
+main module (``main_module``), cloudpickle for what pickle sends by reference but a worker could
+not find (lambdas, closures, what ``__main__`` defined since or under its main guard), and
+errors that say which part of an argument or result cannot be pickled.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from treadle.multiprocessing import segments, wire
+from treadle.multiprocessing import main_module, segments, wire
+from treadle.multiprocessing.main_module import NOTHING, View
 
 #: Buffers of this many bytes or more travel through shared memory rather than the socket.
 SHARED_MEMORY_THRESHOLD = 256 * 1024
@@ -35,8 +38,10 @@ def dumps_any(
     value: object,
     buffer_callback: Callable[[pickle.PickleBuffer], bool] | None = None,
     restart: Callable[[], None] = lambda: None,
+    main: View = NOTHING,
 ) -> bytes:
-    """Pickles ``value`` by reference when a worker can load it so, else with cloudpickle."""
+    """Pickles ``value`` by reference when a worker can load it so (``main`` says what the
+    worker's ``__main__`` holds), else with cloudpickle."""
     cloudpickle = None
     try:
         data = pickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
@@ -51,7 +56,9 @@ def dumps_any(
             raise
     restart()
     file = io.BytesIO()
-    _pickler(cloudpickle)(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+    pickler = _pickler(cloudpickle)(file, protocol=5, buffer_callback=buffer_callback)
+    pickler.main = main
+    pickler.dump(value)
     return file.getvalue()
 
 
@@ -63,7 +70,7 @@ class _MainModule:
 
 
 class _MainNamespace:
-    """Unpickles, in a worker, as the namespace all of ``__main__``'s functions share there."""
+    """Unpickles, in a worker, as the namespace of the worker's ``__main__``."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (getattr, (_MainModule(), "namespace"))
@@ -72,45 +79,103 @@ class _MainNamespace:
 _MAIN_NAMESPACE = _MainNamespace()
 
 
+class _Merge:
+    """Unpickles, in a worker, as the function that merges the globals a function of
+    ``__main__`` carries into the worker's ``__main__``."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (getattr, (_MainModule(), "merge"))
+
+    def __call__(self, captured: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("merged only in a worker")  # pragma: no cover
+
+
+class _MergedGlobals:
+    """The globals a function of ``__main__`` sent by value reads, as the parent has them:
+    unpickled in a worker, they are merged into its ``__main__`` (a name the worker's own code
+    assigned keeps its value) and give cloudpickle nothing more to add."""
+
+    def __init__(self, captured: dict[str, Any]) -> None:
+        self.captured = captured
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Merge(), (self.captured,))
+
+
 @functools.cache
 def _pickler(cloudpickle: Any) -> type:
-    """cloudpickle's pickler, except that a function of ``__main__`` (sent by value) gets the
-    worker's one shared ``__main__`` namespace as its globals, where cloudpickle would give each
-    pickle a namespace of its own: an initializer that sets a global with ``global`` and the
-    tasks that read it must see one module, as they do in the standard library's workers."""
+    """cloudpickle's pickler, but: a function or class of ``__main__`` that the workers find in
+    their own main module (``main_module``, as its ``main`` attribute says) goes by reference;
+    and a function of ``__main__`` sent by value gets the worker's ``__main__`` namespace as its
+    globals, where cloudpickle would give each pickle a namespace of its own: an initializer
+    that sets a global with ``global`` and the tasks that read it must see one module, as they
+    do in the standard library's workers."""
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc,name-defined]
+        main: View = NOTHING
+
+        def reducer_override(self, obj: Any) -> Any:
+            if main_module.is_main_definition(obj) and self.main.finds(obj):
+                return NotImplemented
+            return super().reducer_override(obj)
+
         def _function_getnewargs(self, func: Any) -> Any:
             newargs = super()._function_getnewargs(func)
-            main = sys.modules.get("__main__")
-            if main is not None and func.__globals__ is vars(main):
+            if _of_main(func):
                 return (newargs[0], _MAIN_NAMESPACE, *newargs[2:])
             return newargs
+
+        def _dynamic_function_reduce(self, func: Any) -> Any:
+            reduced = super()._dynamic_function_reduce(func)
+            if not _of_main(func):
+                return reduced
+            make, newargs, (state, slotstate), *rest = reduced
+            slotstate = {**slotstate, "__globals__": _MergedGlobals(slotstate["__globals__"])}
+            return (make, newargs, (state, slotstate), *rest)
 
     return Pickler
 
 
+def _of_main(func: Any) -> bool:
+    main = sys.modules.get("__main__")
+    return main is not None and func.__globals__ is vars(main)
+
+
 def dump_task(
-    kind: int, fn: object, args: object, kwargs: dict[str, Any], threshold: int
-) -> tuple[bytes, list[int]]:
-    """A task's frame payload and its shared-memory segments. Raises, naming the culprit, if
-    the callable or an argument cannot be pickled."""
+    kind: int,
+    fn: object,
+    args: object,
+    kwargs: dict[str, Any],
+    threshold: int,
+    main: View = NOTHING,
+) -> tuple[bytes, list[memoryview]]:
+    """A task's frame payload and its out-of-band buffers (the caller's memory, not copies).
+    ``fn`` may be a callable's pickle already. Raises, naming the culprit, if the callable or an
+    argument cannot be pickled."""
     if kind == wire.CALL and (_has_raw_buffers(args) or _has_raw_buffers(kwargs.values())):  # type: ignore[arg-type]
         args = tuple(segments.wrap_large(arg, threshold) for arg in args)  # type: ignore[attr-defined]
         kwargs = {k: segments.wrap_large(v, threshold) for k, v in kwargs.items()}
     value = (kind, fn, args, kwargs)
-    # The common case in one step: pickle takes it all by reference.
+    # The common case in one step: pickle takes it all by reference (a callable pickled already
+    # may name __main__: only the rest matters).
     large, out_of_band = segments.collector(threshold)
+    named = fn.count(_MAIN) if isinstance(fn, bytes) else 0
     try:
         data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
     except Exception:
-        data = _MAIN
-    if _MAIN not in data:
-        return data, segments.to_segments(large)
+        pass
+    else:
+        if data.count(_MAIN) == named:
+            return data, [buffer.raw() for buffer in large]
+
+    def pickler(value: object, buffer_callback: Any, restart: Any) -> bytes:
+        return dumps_any(value, buffer_callback, restart, main)
+
     try:
-        return segments.dump(value, threshold, dumps_any)
+        data, large = segments.dump_out_of_band(value, threshold, pickler)
     except Exception as error:
         raise _task_error(fn, args, kwargs, error) from error
+    return data, [buffer.raw() for buffer in large]
 
 
 def _has_raw_buffers(values: Iterable[object]) -> bool:
@@ -120,37 +185,42 @@ def _has_raw_buffers(values: Iterable[object]) -> bool:
     return False
 
 
-def function_by_reference(fn: object) -> bytes | None:
+def function_by_reference(fn: object, main: View = NOTHING) -> bytes | None:
     """``fn`` pickled, if pickle sends it by reference under a module-level name a worker can
-    import (so the same bytes stand for it as long as that name is bound to it)."""
+    import, or find in its ``__main__`` (so the same bytes stand for it as long as that name is
+    bound to it, and, for ``__main__``, as long as ``main`` finds it)."""
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
     name = getattr(fn, "__qualname__", None)
     if module is None or not isinstance(name, str) or "." in name:
         return None
     if getattr(module, name, None) is not fn:
         return None
+    if main_module.is_main_definition(fn) and not main.finds(fn):
+        return None
     try:
         data = pickle.dumps(fn, protocol=5)
     except Exception:
         return None
-    return None if _MAIN in data else data
+    if _MAIN in data and not main_module.is_main_definition(fn):
+        return None
+    return data
 
 
-def dump_function(fn: object) -> bytes:
+def dump_function(fn: object, main: View = NOTHING) -> bytes:
     """``fn`` pickled once, for the many tasks of a ``map``."""
     try:
-        return dumps_any(fn)
+        return dumps_any(fn, main=main)
     except Exception as error:
         raise unpicklable_error("the function", fn, error) from error
 
 
-def dump_initializer(initializer: object, initargs: tuple[Any, ...]) -> bytes:
+def dump_initializer(initializer: object, initargs: tuple[Any, ...], main: View = NOTHING) -> bytes:
     """The pool's initializer and its arguments, pickled once for every worker; an error names
     the initializer or the argument (``initargs[0]._semlock``) that cannot be pickled. Objects
     that travel between processes only by inheritance (``multiprocessing``'s locks, semaphores
     and queues) are such arguments: a ``multiprocessing.Manager()``'s proxies are not."""
     try:
-        return dumps_any((initializer, initargs))
+        return dumps_any((initializer, initargs), main=main)
     except Exception as error:
         if _fails(initializer):
             raise unpicklable_error("the initializer", initializer, error) from error
@@ -158,7 +228,7 @@ def dump_initializer(initializer: object, initargs: tuple[Any, ...]) -> bytes:
 
 
 def load(payload: bytes, fds: list[int]) -> Any:
-    """Unpickles a payload whose large buffers are in the segments ``fds`` (which it closes)."""
+    """Unpickles a payload whose large buffers are in the segment ``fds`` (which it closes)."""
     return pickle.loads(payload, buffers=segments.map_segments(fds))
 
 

@@ -1,7 +1,13 @@
-"""The shared-memory codec: pickles whose large buffers travel out of band, each in an anonymous
-shared-memory segment (a memfd, passed by descriptor, visible to no other process), mapped
-copy-on-write by the receiver. Used by the parent (``treadle.multiprocessing.pickling``) and by
-the worker, in both directions. Standard library only.
+"""The shared-memory codec: pickles whose large buffers travel out of band, all of one frame's in
+one anonymous shared-memory segment (a memfd, passed by descriptor, visible to no other
+process), mapped copy-on-write by the receiver. So a frame carries at most one descriptor,
+whatever the number of its buffers.
+
+The segment's layout is ``crates/treadle-os/src/segment.rs``'s (``tests/test_wire.py`` holds this
+module to it): a table (``count: u64``, then ``offset: u64, length: u64`` per buffer), then each
+buffer at a page-aligned offset. Used by the worker, in both directions, and by the parent for
+results (the parent's tasks lend their buffers to the supervisor, which packs them in Rust only
+when a worker is about to take the task). Standard library only.
 """
 
 from __future__ import annotations
@@ -9,38 +15,70 @@ from __future__ import annotations
 import mmap
 import os
 import pickle
+import struct
+
+ALIGN = 4096
+COUNT = struct.Struct("<Q")
+ENTRY = struct.Struct("<QQ")
 
 
-def map_segments(fds: list[int]) -> list[memoryview]:
-    """Maps shared-memory segments (copy-on-write, so the receiver may write to its arrays) and
-    closes their descriptors; each mapping lives as long as something uses it."""
-    views = []
-    for fd in fds:
-        try:
-            size = os.fstat(fd).st_size
-            if size == 0:
-                views.append(memoryview(b""))
-                continue
-            segment = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE)
-        finally:
-            os.close(fd)
-        views.append(memoryview(segment))
-    return views
+def layout(lengths: list[int]) -> tuple[list[int], int]:
+    """Each buffer's offset, and the segment's size."""
+    at = _aligned(COUNT.size + ENTRY.size * len(lengths))
+    offsets = []
+    for length in lengths:
+        offsets.append(at)
+        at = _aligned(at + length)
+    return offsets, at
 
 
-def to_segment(buffer: pickle.PickleBuffer) -> int:
-    """An anonymous shared-memory segment (a memfd, visible to no one but the processes it is
-    passed to) holding ``buffer``'s bytes."""
-    fd = os.memfd_create("treadle-buffer", os.MFD_CLOEXEC)
+def _aligned(size: int) -> int:
+    return -(-size // ALIGN) * ALIGN
+
+
+def pack(buffers: list[pickle.PickleBuffer]) -> int:
+    """One segment holding ``buffers``' bytes; its descriptor."""
+    views = [buffer.raw() for buffer in buffers]
+    lengths = [view.nbytes for view in views]
+    offsets, size = layout(lengths)
+    fd = os.memfd_create("treadle-buffers", os.MFD_CLOEXEC)
     try:
-        view = buffer.raw()
-        written = 0
-        while written < view.nbytes:
-            written += os.write(fd, view[written:])
+        os.ftruncate(fd, size)
+        table = COUNT.pack(len(views)) + b"".join(
+            ENTRY.pack(offset, length) for offset, length in zip(offsets, lengths, strict=True)
+        )
+        _write_at(fd, memoryview(table), 0)
+        for view, offset in zip(views, offsets, strict=True):
+            _write_at(fd, view, offset)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _write_at(fd: int, view: memoryview, offset: int) -> None:
+    written = 0
+    while written < view.nbytes:
+        written += os.pwrite(fd, view[written:], offset + written)
+
+
+def map_segments(fds: list[int]) -> list[memoryview]:
+    """The buffers of the segments ``fds``, in order, mapped copy-on-write (so the receiver may
+    write to its arrays); closes the descriptors. Each mapping lives as long as something uses
+    one of its buffers."""
+    views: list[memoryview] = []
+    try:
+        for fd in fds:
+            size = os.fstat(fd).st_size
+            segment = memoryview(mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE))
+            (count,) = COUNT.unpack_from(segment, 0)
+            for i in range(count):
+                offset, length = ENTRY.unpack_from(segment, COUNT.size + ENTRY.size * i)
+                views.append(segment[offset : offset + length])
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return views
 
 
 class LargeBytes:
@@ -69,12 +107,19 @@ def plain_pickler(value: object, buffer_callback, restart) -> bytes:  # type: ig
     return pickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
 
 
-def dump(value: object, threshold: int, pickler=plain_pickler) -> tuple[bytes, list[int]]:  # type: ignore[no-untyped-def]
-    """Pickles ``value`` with protocol 5; buffers of ``threshold`` bytes or more go to
-    shared-memory segments, whose descriptors are returned. ``pickler(value, buffer_callback,
-    restart)`` calls ``restart()`` before it tries again from the start."""
+def dump_out_of_band(value, threshold, pickler=plain_pickler):  # type: ignore[no-untyped-def]
+    """Pickles ``value`` with protocol 5, leaving out of band the buffers of ``threshold`` bytes
+    or more, which are returned (not copied). ``pickler(value, buffer_callback, restart)`` calls
+    ``restart()`` before it tries again from the start."""
     large, out_of_band = collector(threshold)
     data = pickler(value, out_of_band, large.clear)
+    return data, large
+
+
+def dump(value: object, threshold: int, pickler=plain_pickler) -> tuple[bytes, list[int]]:  # type: ignore[no-untyped-def]
+    """As :func:`dump_out_of_band`, with the large buffers in one segment, whose descriptor is
+    returned (none if there are no large buffers)."""
+    data, large = dump_out_of_band(value, threshold, pickler)
     return data, to_segments(large)
 
 
@@ -93,13 +138,5 @@ def collector(threshold: int):  # type: ignore[no-untyped-def]
 
 
 def to_segments(buffers: list[pickle.PickleBuffer]) -> list[int]:
-    """A shared-memory segment for each buffer (all or none: on failure, none is left open)."""
-    fds: list[int] = []
-    try:
-        for buffer in buffers:
-            fds.append(to_segment(buffer))
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return fds
+    """The descriptor of one segment holding ``buffers``, or none if there are none."""
+    return [pack(buffers)] if buffers else []

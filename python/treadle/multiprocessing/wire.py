@@ -46,6 +46,8 @@ class Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        #: Set once a send failed part-way: the stream cannot be read right any more.
+        self.broken = False
         self.buffer = bytearray()
         self.fds: deque[int] = deque()
         self.frames: deque[tuple[int, int, bytes, list[int]]] = deque()
@@ -112,12 +114,14 @@ class Channel:
             self.frames = kept
 
     def send(self, kind: int, task: int, payload: bytes, fds: list[int] = ()) -> None:  # type: ignore[assignment]
-        header = HEADER.pack(len(payload), kind, len(fds), 0, task)
-        if not fds:
-            self.sock.sendall(header + payload)
-            return
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-        sent = self.sock.sendmsg([header, payload], rights)
-        rest = memoryview(header + payload)[sent:]
-        if rest:
-            self.sock.sendall(rest)
+        """Sends a frame. On an ``OSError`` before any byte left, the channel is as it was;
+        after, it is ``broken``."""
+        frame = memoryview(HEADER.pack(len(payload), kind, len(fds), 0, task) + payload)
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        sent = self.sock.sendmsg([frame], rights)
+        try:
+            while sent < len(frame):
+                sent += self.sock.send(frame[sent:])
+        except BaseException:
+            self.broken = True
+            raise

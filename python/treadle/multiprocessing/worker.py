@@ -3,27 +3,28 @@
 Started by the parent's supervisor as ``python -S -P .../treadle/multiprocessing/worker.py`` (no
 ``site``, so that it starts fast); the first frame (``INIT``) brings the parent's ``sys.path``,
 which makes the parent's modules importable. Forked workers (``fork_server``) call :func:`main`
-instead. The frames are ``wire``'s, the large buffers ``segments``'; run as a script, the worker
+instead. Its ``__main__`` is ``worker_main``'s (the parent's, inherited by a fork, or the
+parent's script run again). The frames are ``wire``'s, the large buffers ``segments``'; run as a
+script, the worker
 finds them by putting the folder that holds ``treadle`` on ``sys.path`` (``import treadle``
 costs what ``import threading`` does).
 """
 
 from __future__ import annotations
 
-import builtins
 import itertools
 import os
 import pickle
 import signal
 import socket
 import sys
-import types
 
 if not __package__:
     # Run as a script: the modules beside this one are found as treadle's. Last on the path, so
     # that nothing there hides a module of the standard library.
     sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from treadle.multiprocessing import worker_main
 from treadle.multiprocessing.segments import dump, map_segments, wrap_large
 from treadle.multiprocessing.wire import (
     CANCEL,
@@ -33,7 +34,6 @@ from treadle.multiprocessing.wire import (
     EXIT,
     INIT,
     INIT_FAILED,
-    MAIN_NAMESPACE_MODULE,
     RAISED,
     READY,
     RETURNED,
@@ -47,33 +47,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-class MainNamespace(dict):  # type: ignore[type-arg]
-    """The shared globals of ``__main__``'s functions in a worker. ``update`` (which cloudpickle
-    calls with the globals a function refers to, as the parent had them) adds only the names not
-    yet set: what the worker's own code assigned stays, as in a forked worker, whose module is
-    the parent's as it was at the fork, then the worker's own."""
-
-    def update(self, other: object = (), /, **names: object) -> None:  # type: ignore[override]
-        for name, value in dict(other, **names).items():  # type: ignore[call-overload]
-            self.setdefault(name, value)
-
-
-def _register_main_namespace() -> None:
-    module = types.ModuleType(MAIN_NAMESPACE_MODULE)
-    module.namespace = MainNamespace(__name__="__main__", __builtins__=builtins)  # type: ignore[attr-defined]
-    sys.modules.setdefault(MAIN_NAMESPACE_MODULE, module)
-
-
-_register_main_namespace()
-
-
 class Worker:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.threshold = 1 << 62
         self.functions: dict[bytes, Callable[..., object]] = {}
 
-    def start(self, forked: bool = False) -> bool:
+    def start(
+        self,
+        forked: bool = False,
+        inherited: tuple[Callable[..., object], tuple[object, ...]] | None = None,
+    ) -> bool:
         frame = self.channel.next_frame()
         if frame is None or frame[0] != INIT:
             return False
@@ -89,9 +73,13 @@ class Worker:
             from multiprocessing import process
 
             process.current_process().authkey = setup["authkey"]
-        if setup["initializer"] is not None:
+        if forked:
+            worker_main.inherit()
+        else:
+            worker_main.install(setup.get("main"))
+        if setup["initializer"] is not None or inherited is not None:
             try:
-                initializer, initargs = pickle.loads(setup["initializer"])
+                initializer, initargs = inherited or pickle.loads(setup["initializer"])
                 initializer(*initargs)
             except BaseException:
                 import traceback
@@ -137,6 +125,11 @@ class Worker:
             return
         try:
             self.channel.send(RETURNED, task, data, out_fds)
+        except OSError as error:
+            if self.channel.broken:
+                raise
+            # Nothing of the frame left: the task fails, saying why, and the worker goes on.
+            self.send_exception(task, _unsendable(error))
         finally:
             for fd in out_fds:
                 os.close(fd)
@@ -183,6 +176,10 @@ class Worker:
             self.answer(task, payload, fds)
 
 
+def _unsendable(error: OSError) -> OSError:
+    return OSError(error.errno, f"the result could not be sent to the parent: {error.strerror}")
+
+
 def unpicklable_result(value: object, error: Exception) -> Exception:
     """The error for a result that cannot be pickled, naming the part that cannot be."""
     try:
@@ -193,17 +190,45 @@ def unpicklable_result(value: object, error: Exception) -> Exception:
         return type(error)(f"the result cannot be pickled: {error}")
 
 
-def main(channel: int = CHANNEL_FD, forked: bool = False) -> None:
+def reset_signals() -> None:
+    """In a fork of the parent: default dispositions for the signals the parent handled in
+    Python; Ctrl-C is the parent's to handle, so SIGINT is ignored; no wake-up descriptor (an
+    event loop's) is written to."""
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        if callable(handler):
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signal.set_wakeup_fd(-1)
+    except (OSError, ValueError):
+        pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def main(
+    channel: int = CHANNEL_FD,
+    forked: bool = False,
+    initializer: tuple[Callable[..., object], tuple[object, ...]] | None = None,
+) -> None:
     """Serves the parent on descriptor ``channel``, then exits the process. ``forked``: this
-    process is a fork of the parent (``fork_server``), not a fresh interpreter; its signal
-    dispositions were reset by the fork server."""
+    process is a fork of the parent (by the fork server, or by the pool's caller), not a fresh
+    interpreter; its signal dispositions were reset (:func:`reset_signals`). ``initializer``:
+    the pool's initializer and its arguments, inherited by a fork of the caller (not sent in
+    ``INIT``)."""
     if not forked:
         # Ctrl-C reaches the whole process group; the parent decides what happens to the pool.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=channel)
     sock.set_inheritable(False)
     worker = Worker(Channel(sock))
-    if worker.start(forked):
+    if worker.start(forked, initializer):
         worker.serve()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -76,11 +77,11 @@ fn blocked_put_wakes_on_get() {
 #[test]
 fn task_done_past_zero_is_an_error() {
     let queue = Queue::new(Order::Fifo, 0);
-    assert_eq!(queue.task_done(), Err(TooManyTaskDone));
+    assert_eq!(queue.task_done(), Err(TaskDoneError::TooMany));
     queue.try_put(()).unwrap();
     queue.try_get().unwrap();
     assert_eq!(queue.task_done(), Ok(()));
-    assert_eq!(queue.task_done(), Err(TooManyTaskDone));
+    assert_eq!(queue.task_done(), Err(TaskDoneError::TooMany));
 }
 
 #[test]
@@ -88,7 +89,7 @@ fn join_waits_for_every_task_done() {
     let queue = Arc::new(Queue::new(Order::Fifo, 0));
     queue.try_put(1).unwrap();
     queue.try_put(2).unwrap();
-    assert!(!queue.join_until(soon()));
+    assert_eq!(queue.join_until(soon()), Ok(false));
     let worker = {
         let queue = queue.clone();
         thread::spawn(move || {
@@ -97,7 +98,7 @@ fn join_waits_for_every_task_done() {
             }
         })
     };
-    assert!(queue.join_until(later()));
+    assert_eq!(queue.join_until(later()), Ok(true));
     worker.join().unwrap();
 }
 
@@ -105,7 +106,7 @@ fn join_waits_for_every_task_done() {
 fn shutdown_fails_puts_and_drains_before_failing_gets() {
     let queue = Queue::new(Order::Fifo, 0);
     queue.try_put(1).unwrap();
-    assert!(queue.shutdown(false).is_empty());
+    assert_eq!(queue.shutdown(false), Ok(vec![]));
     assert_eq!(queue.try_put(2), Err(PutError::ShutDown(2)));
     assert_eq!(queue.get_until(later()), Ok(1));
     assert_eq!(queue.get_until(later()), Err(GetError::ShutDown));
@@ -116,9 +117,9 @@ fn immediate_shutdown_discards_items_and_their_tasks() {
     let queue = Queue::new(Order::Fifo, 0);
     queue.try_put(1).unwrap();
     queue.try_put(2).unwrap();
-    assert_eq!(queue.shutdown(true), [1, 2]);
+    assert_eq!(queue.shutdown(true), Ok(vec![1, 2]));
     assert_eq!(queue.unfinished_tasks(), 0);
-    assert!(queue.join_until(soon()));
+    assert_eq!(queue.join_until(soon()), Ok(true));
     assert_eq!(queue.try_get(), Err(GetError::ShutDown));
 }
 
@@ -136,8 +137,8 @@ fn shutdown_wakes_blocked_getters_and_putters() {
         thread::spawn(move || full.put_until(1, later()))
     };
     thread::sleep(Duration::from_millis(20));
-    empty.shutdown(false);
-    full.shutdown(false);
+    empty.shutdown(false).unwrap();
+    full.shutdown(false).unwrap();
     assert_eq!(getter.join().unwrap(), Err(GetError::ShutDown));
     assert_eq!(putter.join().unwrap(), Err(PutError::ShutDown(1)));
 }
@@ -216,6 +217,7 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
                         Ok(item) => got.push(item),
                         Err(GetError::ShutDown) => return got,
                         Err(GetError::Empty) => {}
+                        Err(GetError::Diverted) => unreachable!("never diverted"),
                     }
                 }
             })
@@ -224,11 +226,67 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
     for producer in producers {
         producer.join().unwrap();
     }
-    queue.shutdown(false);
+    queue.shutdown(false).unwrap();
     let mut all: Vec<usize> = consumers
         .into_iter()
         .flat_map(|c| c.join().unwrap())
         .collect();
     all.sort_unstable();
     assert_eq!(all, (0..PRODUCERS * PER_PRODUCER).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_diverted_queue_refuses_every_operation_but_the_raw_storage_steps() {
+    let queue = Queue::new(Order::Fifo, 2);
+    queue.try_put(1).unwrap();
+    queue.try_put(2).unwrap();
+    queue.task_done().unwrap();
+    assert_eq!(
+        queue.divert(),
+        Some(Handover {
+            unfinished_tasks: 1,
+            shut_down: false
+        })
+    );
+    assert_eq!(queue.divert(), None, "once");
+    assert_eq!(queue.try_put(3), Err(PutError::Diverted(3)));
+    assert_eq!(queue.try_get(), Err(GetError::Diverted));
+    assert_eq!(queue.task_done(), Err(TaskDoneError::Diverted));
+    assert_eq!(queue.join_until(soon()), Err(Diverted));
+    assert_eq!(queue.shutdown(false), Err(Diverted));
+    let mut more = VecDeque::from([3]);
+    assert_eq!(
+        queue.put_many_until(&mut more, false, None),
+        Err(PutError::Diverted(()))
+    );
+    // The items stay, for the monitor's storage steps.
+    assert_eq!(queue.len(), 2);
+    queue.push_raw(3);
+    assert_eq!(queue.pop_raw(), Some(1));
+    assert_eq!(queue.len(), 2);
+}
+
+#[test]
+fn diverting_wakes_the_parked_threads_to_be_told() {
+    let full = Arc::new(Queue::<u32>::new(Order::Fifo, 1));
+    full.try_put(0).unwrap();
+    let empty = Arc::new(Queue::<u32>::new(Order::Fifo, 0));
+    let putter = thread::spawn({
+        let full = full.clone();
+        move || full.put_until(1, None)
+    });
+    let joiner = thread::spawn({
+        let full = full.clone();
+        move || full.join_until(None)
+    });
+    let getter = thread::spawn({
+        let empty = empty.clone();
+        move || empty.get_until(None)
+    });
+    thread::sleep(Duration::from_millis(50));
+    assert!(full.divert().is_some());
+    assert!(empty.divert().is_some());
+    assert_eq!(putter.join().unwrap(), Err(PutError::Diverted(1)));
+    assert_eq!(joiner.join().unwrap(), Err(Diverted));
+    assert_eq!(getter.join().unwrap(), Err(GetError::Diverted));
 }

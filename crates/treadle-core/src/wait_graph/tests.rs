@@ -97,9 +97,9 @@ fn a_chain_without_a_cycle_is_not_reported() {
 #[test]
 fn stall_needs_every_live_thread_parked_and_untimed() {
     let graph = WaitGraph::new(Mode::Raise);
-    let target = Owned::default();
+    let target = owned_by(ThreadId::current());
     // SAFETY: dropped before `target`.
-    let published = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    let published = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
     assert!(
         graph.find_stall(2).is_none(),
         "another live thread could still act"
@@ -113,30 +113,77 @@ fn stall_needs_every_live_thread_parked_and_untimed() {
     );
     drop(published);
     // SAFETY: dropped before `target`.
-    let _timed = unsafe { graph.publish(&target, WaitKind::Event, true, 0) };
+    let _timed = unsafe { graph.publish(&*target, WaitKind::Lock, true, 0) };
     target.free.store(false, Ordering::SeqCst);
     assert!(graph.find_stall(1).is_none(), "a timed wait ends by itself");
 }
 
 #[test]
+fn threads_that_all_wait_for_input_or_a_signal_are_not_a_stall() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let event = Owned::default();
+    let queue = Owned::default();
+    let parked = Barrier::new(2);
+    let judged = Barrier::new(2);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            // SAFETY: dropped before `queue`, which outlives the scope.
+            let _idle_worker = unsafe { graph.publish(&queue, WaitKind::Queue, false, 0) };
+            parked.wait();
+            judged.wait();
+        });
+        // SAFETY: dropped before `event`.
+        let _main = unsafe { graph.publish(&event, WaitKind::Event, false, 0) };
+        parked.wait();
+        assert!(
+            graph.find_stall(2).is_none(),
+            "idle, waiting for input and a signal"
+        );
+        judged.wait();
+    });
+}
+
+#[test]
+fn an_ownerless_stall_with_one_wait_on_a_holder_is_a_stall() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let me = ThreadId::current();
+    let event = Owned::default();
+    let running = owned_by(me);
+    for (target, kind, stalled) in [
+        (&event, WaitKind::Event, false),
+        (&event, WaitKind::Future, false), // a future nobody runs: anybody may set it
+        (&*running, WaitKind::Future, true), // a future a thread runs
+        (&event, WaitKind::Join, true),
+    ] {
+        // SAFETY: dropped before the targets, at the end of each round.
+        let _published = unsafe { graph.publish(target, kind, false, 0) };
+        let stall = graph.find_stall(1);
+        assert_eq!(stall.is_some(), stalled, "{kind:?}");
+        if let Some(stall) = stall {
+            assert!(graph.confirm_stall(&stall).is_some());
+        }
+    }
+}
+
+#[test]
 fn a_new_wait_invalidates_a_suspected_stall() {
     let graph = WaitGraph::new(Mode::Raise);
-    let target = Owned::default();
+    let target = owned_by(ThreadId::current());
     // SAFETY: dropped before `target`.
-    let first = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    let first = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
     let stall = graph.find_stall(1).unwrap();
     drop(first);
     // SAFETY: dropped before `target`.
-    let _second = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    let _second = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
     assert!(graph.confirm_stall(&stall).is_none());
 }
 
 #[test]
 fn no_stall_is_judged_while_a_thread_is_starting() {
     let graph = WaitGraph::new(Mode::Raise);
-    let target = Owned::default();
+    let target = owned_by(ThreadId::current());
     // SAFETY: dropped before `target`.
-    let _published = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    let _published = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
     let stall = graph.find_stall(1).expect("the only thread is parked");
     graph.thread_starting(true);
     assert!(graph.find_stall(1).is_none());
@@ -148,9 +195,9 @@ fn no_stall_is_judged_while_a_thread_is_starting() {
 #[test]
 fn a_stall_is_reported_once_by_the_threads_that_confirm_it() {
     let graph = WaitGraph::new(Mode::Raise);
-    let target = Owned::default();
+    let target = owned_by(ThreadId::current());
     // SAFETY: dropped before `target`.
-    let _published = unsafe { graph.publish(&target, WaitKind::Event, false, 0) };
+    let _published = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
     let stall = graph.find_stall(1).unwrap();
     assert!(graph.confirm_stall(&stall).is_some());
     assert!(graph.confirm_stall(&stall).is_none());

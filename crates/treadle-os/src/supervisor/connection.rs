@@ -6,7 +6,7 @@
 //! [`COALESCE_FDS`]). Descriptors travel with the first byte of the `sendmsg` that carries
 //! them, so they arrive no later than their frame's header; the reader keeps them in order.
 
-use super::state::Link;
+use super::state::{Link, SendFailure};
 use crate::channel;
 use crate::frame::{Header, HEADER_LEN};
 use crate::process::{Exit, Process};
@@ -23,12 +23,14 @@ const COALESCE_FDS: usize = 32;
 /// Bytes read from a worker per `recvmsg`.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Bytes (and descriptors) waiting to be written to a worker.
+/// Bytes (and descriptors) waiting to be written to a worker, and the tasks whose frames they
+/// hold.
 #[derive(Debug)]
 struct Outgoing {
     bytes: Vec<u8>,
     fds: Vec<OwnedFd>,
     sent: usize,
+    tasks: Vec<u64>,
 }
 
 /// A worker's process and channel.
@@ -37,7 +39,7 @@ pub(crate) struct Connection {
     pub(crate) process: Process,
     /// Shared with the poller's descriptor list while it polls unlocked.
     pub(crate) socket: Arc<OwnedFd>,
-    /// Whether the channel is closed (end of stream, or a failed write).
+    /// Whether the worker closed the channel (end of stream, or a failed read).
     pub(crate) hung_up: bool,
     outbox: VecDeque<Outgoing>,
     inbox: Vec<u8>,
@@ -53,7 +55,7 @@ pub(crate) struct Frame {
 
 impl Connection {
     /// A started worker, `socket` being the supervisor's end of its channel; `init` is the first
-    /// frame it is sent.
+    /// frame it is sent. A worker that cannot be sent it is killed (it then failed to start).
     pub(crate) fn new(process: Process, socket: OwnedFd, init: Vec<u8>) -> Connection {
         let mut connection = Connection {
             process,
@@ -63,7 +65,10 @@ impl Connection {
             inbox: Vec::new(),
             inbox_fds: VecDeque::new(),
         };
-        connection.post(init);
+        connection.queue(init, Vec::new(), None);
+        if connection.flush().is_err() {
+            connection.process.signal(Signal::KILL);
+        }
         connection
     }
 
@@ -129,7 +134,7 @@ impl Link for Connection {
     }
 
     /// Queues a frame, joining it to the last queued one when neither has left yet.
-    fn queue(&mut self, bytes: Vec<u8>, mut fds: Vec<OwnedFd>) {
+    fn queue(&mut self, bytes: Vec<u8>, mut fds: Vec<OwnedFd>, task: Option<u64>) {
         if let Some(last) = self.outbox.back_mut() {
             if last.sent == 0
                 && last.bytes.len() + bytes.len() <= COALESCE_BYTES
@@ -137,6 +142,7 @@ impl Link for Connection {
             {
                 last.bytes.extend_from_slice(&bytes);
                 last.fds.append(&mut fds);
+                last.tasks.extend(task);
                 return;
             }
         }
@@ -144,12 +150,14 @@ impl Link for Connection {
             bytes,
             fds,
             sent: 0,
+            tasks: task.into_iter().collect(),
         });
     }
 
-    /// Writes queued frames until the socket is full. A failed write means the worker is gone;
-    /// its pidfd will say so.
-    fn flush(&mut self) -> bool {
+    /// Writes queued frames until the socket is full. After a failed write nothing more is
+    /// written: the stream may have stopped inside a frame, so what follows could never be read
+    /// right; the state machine decides what becomes of the worker and its tasks.
+    fn flush(&mut self) -> Result<bool, SendFailure> {
         while let Some(out) = self.outbox.front_mut() {
             let fds: &[OwnedFd] = if out.sent == 0 { &out.fds } else { &[] };
             match channel::send(&*self.socket, &out.bytes[out.sent..], fds) {
@@ -157,20 +165,20 @@ impl Link for Connection {
                     out.sent += n;
                     out.fds.clear();
                     if out.sent < out.bytes.len() {
-                        return true;
+                        return Ok(true);
                     }
                     self.outbox.pop_front();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
+                Err(error) => {
+                    let tasks = std::mem::take(&mut out.tasks);
                     self.outbox.clear();
-                    self.hung_up = true;
-                    return false;
+                    return Err(SendFailure { error, tasks });
                 }
             }
         }
-        false
+        Ok(false)
     }
 
     fn signal(&self, signal: Signal) {

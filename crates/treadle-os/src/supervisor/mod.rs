@@ -40,9 +40,23 @@
 //!
 //! # Shared memory
 //!
-//! Descriptors travel with frames (`SCM_RIGHTS`): the binding creates anonymous `memfd` segments
-//! for large buffers and the supervisor passes them on, so no segment has a name and none
-//! outlives the processes that map it.
+//! A task's large buffers are lent by the binding (pickle protocol 5's out-of-band buffers) and
+//! stay the caller's until a worker has room for the task: only then does the poller copy them,
+//! with the state unlocked, into one anonymous `memfd` segment (`segment.rs`), which travels with
+//! the task's frame (`SCM_RIGHTS`) and stays with the task until it is answered. So a queue of
+//! any length holds no copy and no descriptor; a worker holds at most `prefetch` tasks that carry
+//! buffers. No segment has a name and none outlives the processes that map it.
+//!
+//! # Starting workers
+//!
+//! [`Origin`] says where a pool's workers come from: fresh interpreters (fork-and-exec), a fork
+//! server (given the parent's state of the moment at each start, captured by the binding; a
+//! fresh interpreter when the server is gone or cannot give that state), or forks of this very
+//! process made by the binding (the caller asked for the `fork` start method). A worker that ends
+//! before it is ready by its own doing (an exit, a crash) is a start failure: the next start
+//! waits (`START_BACKOFF`, doubling), and [`START_FAILURES_TO_BREAK`](state) in a row break the
+//! pool. One killed from outside (`SIGKILL`, `SIGTERM`) is not: its tasks go back to the queue and
+//! a replacement starts at once.
 
 mod connection;
 mod poller;
@@ -50,17 +64,19 @@ mod state;
 mod tally;
 mod task;
 
-pub use task::{CancelOutcome, Event, SubmitError, Task};
+pub use task::{Buffers, CancelOutcome, Event, LentBuffers, OutOfBand, SubmitError, Task};
 
 use crate::channel::Waker;
-use crate::fork_server::ForkServer;
-use crate::frame::{self, to_worker, FrameError};
+use crate::fork_server::{ForkServer, ParentState};
+use crate::frame::FrameError;
 use connection::Connection;
 use parking_lot::Mutex;
 use rustix::process::Signal;
 use state::{Limits, State};
 use std::ffi::OsString;
+use std::fmt;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,9 +98,45 @@ pub struct Config {
     pub init: Vec<u8>,
     /// How many tasks a worker may hold at once (at least 1).
     pub prefetch: usize,
-    /// Where workers are forked from, when there is a fork server; workers are started with
-    /// `program` when there is none or it is gone.
-    pub fork_server: Option<Arc<ForkServer>>,
+    /// Where workers come from.
+    pub origin: Origin,
+}
+
+/// Captures the parent's state now, for a worker forked from a fork server to take.
+pub type CaptureState = Arc<dyn Fn() -> io::Result<ParentState> + Send + Sync>;
+
+/// Forks this process into a worker that serves the first descriptor (its end of the channel)
+/// and closes the second (the pool's end) in the child; returns the worker's pid.
+pub type ForkCaller = Arc<dyn Fn(&OwnedFd, &OwnedFd) -> io::Result<u32> + Send + Sync>;
+
+/// Where a pool's workers come from.
+#[derive(Clone)]
+pub enum Origin {
+    /// Fresh interpreters: `program args...`, started by fork-and-exec.
+    Fresh,
+    /// Forks of a fork server, each taking the parent's state as `state` captures it at its
+    /// start; fresh interpreters when the server is gone or cannot give that state.
+    ForkServer {
+        /// The server.
+        server: Arc<ForkServer>,
+        /// Captures the parent's state.
+        state: CaptureState,
+    },
+    /// Forks of this process (the `fork` start method), made by `fork`.
+    Caller(ForkCaller),
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Fresh => f.write_str("Fresh"),
+            Origin::ForkServer { server, .. } => f
+                .debug_struct("ForkServer")
+                .field("server", server)
+                .finish_non_exhaustive(),
+            Origin::Caller(_) => f.write_str("Caller"),
+        }
+    }
 }
 
 /// A pool's supervisor. See the module documentation.
@@ -115,7 +167,6 @@ impl Supervisor {
 
     /// Queues a task, writing it to an idle worker at once if there is one.
     pub fn submit(&self, task: Task) -> Result<(), SubmitError> {
-        frame::encode(to_worker::TASK, 0, &[], task.fds.len()).map_err(SubmitError::Frame)?;
         if task.payload.len() > u32::MAX as usize {
             return Err(SubmitError::Frame(FrameError::TooLarge));
         }

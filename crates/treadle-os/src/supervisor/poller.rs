@@ -1,6 +1,9 @@
 //! The supervisor's I/O loop, run by one thread (the pool's supervisor thread): start the
-//! workers that are missing, wait in `ppoll` with the state unlocked, read what workers sent,
-//! reap those that ended, and hand the state machine what happened.
+//! workers that are missing, pack the buffers of the tasks workers have room for into
+//! shared memory, wait in `ppoll` with the state unlocked, read what workers sent, reap those
+//! that ended, and hand the state machine what happened. Starting workers and packing buffers
+//! happen with the state unlocked: both take time (a fork, a copy), and starting may call back
+//! into the binding (to capture the parent's state, or to fork the caller).
 //!
 //! The descriptors polled unlocked (each worker's socket and pidfd, and the waker) are shared
 //! with the list of workers (`Arc`), so they stay open while the poller waits even if another
@@ -8,13 +11,15 @@
 //! worker polled is still its index when the poll returns.
 
 use super::connection::Connection;
-use super::state::{Link, Worker};
+use super::state::Worker;
 use super::task::Event;
-use super::Supervisor;
+use super::{Origin, Supervisor};
 use crate::channel;
+use crate::fork_server::ParentState;
 use crate::frame::{self, to_worker};
 use crate::oom::oom_kills;
 use crate::process::Process;
+use crate::segment;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -46,17 +51,34 @@ impl Supervisor {
             if !events.is_empty() {
                 return Some(events);
             }
-            let missing = state.missing_workers();
+            let missing = state.missing_workers(Instant::now());
             if missing > 0 {
                 drop(state);
-                let started: Vec<io::Result<Connection>> =
-                    (0..missing).map(|_| self.start_worker()).collect();
+                let started = self.start_workers(missing);
                 let mut state = self.state.lock();
+                let now = Instant::now();
                 for connection in started {
                     match connection {
                         Ok(connection) => state.workers.push(Worker::new(connection, oom_kills())),
-                        Err(e) => state.start_failed(&e.to_string()),
+                        Err(e) => state.start_failed(&e.to_string(), now),
                     }
+                }
+                state.dispatch(now);
+                continue;
+            }
+            let lent = state.to_pack();
+            if !lent.is_empty() {
+                drop(state);
+                let packed: Vec<_> = lent
+                    .into_iter()
+                    .map(|(id, buffers)| {
+                        let bytes: Vec<&[u8]> = buffers.iter().map(|b| b.bytes()).collect();
+                        (id, segment::pack(&bytes))
+                    })
+                    .collect();
+                let mut state = self.state.lock();
+                for (id, segment) in packed {
+                    state.packed(id, segment);
                 }
                 state.dispatch(Instant::now());
                 continue;
@@ -97,7 +119,7 @@ impl Supervisor {
             for (revents, polled) in ready {
                 let Polled::Socket(w) = polled else { continue };
                 if revents.contains(PollFlags::OUT) {
-                    state.workers[w].link.flush();
+                    state.flush(w);
                 }
                 if revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
                     read_from(&mut state, w);
@@ -118,7 +140,7 @@ impl Supervisor {
                     if !state.workers[w].link.hung_up {
                         read_from(state, w);
                     }
-                    state.worker_ended(w, exit, oom_kills);
+                    state.worker_ended(w, exit, oom_kills, now);
                 }
                 None => w += 1,
             }
@@ -126,17 +148,34 @@ impl Supervisor {
         state.settle(now);
     }
 
-    fn start_worker(&self) -> io::Result<Connection> {
+    /// Starts `count` workers; a fork server's take the parent's state as it is captured once,
+    /// now, for all of them.
+    fn start_workers(&self, count: usize) -> Vec<io::Result<Connection>> {
+        let parent = match &self.config.origin {
+            Origin::ForkServer { server, state } if server.alive() => Some(state()),
+            _ => None,
+        };
+        (0..count)
+            .map(|_| self.start_worker(parent.as_ref()))
+            .collect()
+    }
+
+    fn start_worker(&self, parent: Option<&io::Result<ParentState>>) -> io::Result<Connection> {
         let (ours, theirs) = channel::socket_pair()?;
         let config = &self.config;
-        let process = match &config.fork_server {
-            // Whatever stops the server from forking one (it died, no pidfds), a fresh
-            // interpreter may still start.
-            Some(server) if server.alive() => match Process::fork_from(server, &theirs) {
-                Ok(process) => process,
-                Err(_) => Process::spawn(&config.program, &config.args, &theirs)?,
-            },
-            _ => Process::spawn(&config.program, &config.args, &theirs)?,
+        let fresh = || Process::spawn(&config.program, &config.args, &theirs);
+        let process = match (&config.origin, parent) {
+            // Whatever stops the server from forking one that takes the parent's state (it died,
+            // it cannot give the parent's credentials, no pidfds), a fresh interpreter, which
+            // inherits the parent as it is, may still start.
+            (Origin::ForkServer { server, .. }, Some(Ok(state))) if server.alive() => {
+                match Process::fork_from(server, &theirs, state) {
+                    Ok(process) => process,
+                    Err(_) => fresh()?,
+                }
+            }
+            (Origin::ForkServer { .. } | Origin::Fresh, _) => fresh()?,
+            (Origin::Caller(fork), _) => Process::adopt(fork(&theirs, &ours)?)?,
         };
         drop(theirs);
         let init = frame::encode(to_worker::INIT, 0, &config.init, 0)

@@ -21,24 +21,43 @@
 //!   back at the front of the queue, in order, before anything else is dispatched.
 //! - `Closed` is the last event, reported once: after shutdown, when no worker is left and
 //!   nothing is pending.
+//! - A task's lent buffers are packed (by the poller, `to_pack` then `packed`) only while a
+//!   worker has room for it (or will have next: one task per worker is packed ahead), and a
+//!   task whose buffers are still lent is never sent: it stops dispatching until it is packed,
+//!   so tasks leave in the order they came. A worker holds at most `prefetch` tasks that carry
+//!   buffers, so the segments that exist are bounded by the workers, not by the queue.
+//! - A failed write to a worker never leaves a task waiting for an answer that cannot come: the
+//!   tasks of the failed write fail ([`Event::Failed`]), the worker is killed, and its other
+//!   tasks follow the usual rules (unless the worker had already hung up: its exit then says
+//!   what became of it).
+//! - Only a worker's own failure to start (it exits or faults before it is ready, it cannot be
+//!   started) counts towards breaking the pool, with a growing wait before each next start; a
+//!   worker killed from outside before it was ready is simply replaced.
 //!
 //! The pool's statistics (`tally.rs`) are counted here, where each thing happens: a task that
 //! returned or raised, was cancelled (queued, skipped or interrupted) or dropped at shutdown,
-//! timed out, crashed its worker, failed with the pool or with `terminate`.
+//! timed out, crashed its worker, failed (its buffers or its write), failed with the pool or
+//! with `terminate`.
 
 use super::tally::{Restart, Tally, WorkerTally};
-use super::task::{CancelOutcome, Event, SubmitError, Task};
+use super::task::{Buffers, CancelOutcome, Event, LentBuffers, SubmitError, Task};
 use crate::frame::{self, from_worker, to_worker, Header};
 use crate::process::Exit;
 use rustix::process::Signal;
 use std::collections::VecDeque;
+use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use treadle_core::stats::Snapshot;
 
-/// How many workers in a row may die before saying they are ready until the pool gives up.
+/// How many times in a row workers may fail to start (by their own doing) until the pool gives
+/// up.
 const START_FAILURES_TO_BREAK: u32 = 3;
+/// Tasks with large buffers packed ahead per worker, beyond those it has room for.
+const PACKED_AHEAD: usize = 1;
+/// How long the start after a failed one waits; it doubles with each failure in a row.
+const START_BACKOFF: Duration = Duration::from_millis(100);
 /// Most tasks a worker holds, however short its tasks are.
 const MAX_HELD: usize = 64;
 /// About how much work (by a worker's recent pace) it may hold beyond `prefetch` tasks.
@@ -48,17 +67,32 @@ const HELD_WORK: Duration = Duration::from_millis(1);
 pub(crate) trait Link {
     /// The worker's pid.
     fn pid(&self) -> u32;
-    /// Queues a frame to be written with the next [`Link::flush`].
-    fn queue(&mut self, bytes: Vec<u8>, fds: Vec<OwnedFd>);
-    /// Writes what the worker takes now; returns whether bytes are left for later.
-    fn flush(&mut self) -> bool;
+    /// Queues a frame (about `task`, for a task's frame) to be written with the next
+    /// [`Link::flush`].
+    fn queue(&mut self, bytes: Vec<u8>, fds: Vec<OwnedFd>, task: Option<u64>);
+    /// Writes what the worker takes now; returns whether bytes are left for later, or what
+    /// failed.
+    fn flush(&mut self) -> Result<bool, SendFailure>;
     /// Sends `signal` to the worker's process.
     fn signal(&self, signal: Signal);
+}
 
-    /// Queues a frame and writes what the worker takes now.
-    fn post(&mut self, bytes: Vec<u8>) {
-        self.queue(bytes, Vec::new());
-        self.flush();
+/// A write to a worker that failed.
+#[derive(Debug)]
+pub(crate) struct SendFailure {
+    /// What the kernel said.
+    pub(crate) error: io::Error,
+    /// The tasks whose frames were, wholly or in part, in the failed write.
+    pub(crate) tasks: Vec<u64>,
+}
+
+impl SendFailure {
+    /// Whether the worker closed its end (it is ending).
+    fn peer_gone(&self) -> bool {
+        matches!(
+            self.error.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        )
     }
 }
 
@@ -117,6 +151,8 @@ pub(crate) struct Worker<L> {
     /// The recent time per task (a moving average of the time from a task's start to its
     /// answer), once the worker answered one.
     pace: Option<Duration>,
+    /// Whether it closed its end of the channel (it is ending): it takes nothing more.
+    hung_up: bool,
     /// Why it was killed, if the pool killed it.
     killed_for: Option<Restart>,
     tally: WorkerTally,
@@ -135,6 +171,7 @@ impl<L: Link> Worker<L> {
             dispatched: 0,
             oom_kills_at_start: oom_kills,
             pace: None,
+            hung_up: false,
             killed_for: None,
             tally: WorkerTally::new(Instant::now()),
         }
@@ -145,18 +182,31 @@ impl<L: Link> Worker<L> {
         self.fate
     }
 
-    fn has_room(&self, limits: &Limits) -> bool {
+    /// Whether it may take one more task (one that carries large buffers, if `with_buffers`).
+    fn has_room(&self, limits: &Limits, with_buffers: bool) -> bool {
         self.fate == Fate::Serving
-            && self.sent.len() < self.capacity(limits)
+            && !self.hung_up
+            && self.sent.len() < self.capacity(limits, with_buffers)
             && limits
                 .max_tasks_per_child
                 .map_or(true, |max| self.dispatched < max)
     }
 
-    /// How many tasks it may hold: `prefetch`, or more while its tasks are short.
-    fn capacity(&self, limits: &Limits) -> usize {
+    /// How many more tasks that carry large buffers it may take now.
+    fn room_for_buffers(&self, limits: &Limits) -> usize {
+        if !self.has_room(limits, true) {
+            return 0;
+        }
+        self.capacity(limits, true) - self.sent.len()
+    }
+
+    /// How many tasks it may hold: `prefetch`, or more while its tasks are short (but never more
+    /// than `prefetch` if the next carries large buffers: their segments would pile up).
+    fn capacity(&self, limits: &Limits, with_buffers: bool) -> usize {
         let base = limits.prefetch.max(1);
-        let Some(pace) = self.pace else { return base };
+        let Some(pace) = self.pace.filter(|_| !with_buffers) else {
+            return base;
+        };
         let by_pace = HELD_WORK.as_nanos() / pace.as_nanos().max(1);
         (by_pace.min(MAX_HELD as u128) as usize).max(base)
     }
@@ -205,6 +255,8 @@ pub(crate) struct State<L> {
     closed_reported: bool,
     broken: Option<Arc<str>>,
     start_failures: u32,
+    /// No worker starts before this, after a start failure.
+    next_start: Option<Instant>,
     tally: Tally,
 }
 
@@ -219,6 +271,7 @@ impl<L: Link> State<L> {
             closed_reported: false,
             broken: None,
             start_failures: 0,
+            next_start: None,
             tally: Tally::new(),
         }
     }
@@ -268,10 +321,9 @@ impl<L: Link> State<L> {
             self.workers[w].sent.pop_front();
             self.kill(w, Restart::Interrupted);
         } else {
-            let worker = &mut self.workers[w];
-            worker.sent[at].cancelled = true;
+            self.workers[w].sent[at].cancelled = true;
             if let Ok(bytes) = frame::encode(to_worker::CANCEL, id, &[], 0) {
-                worker.link.post(bytes);
+                self.post(w, bytes);
             }
         }
         self.dispatch(now);
@@ -346,8 +398,17 @@ impl<L: Link> State<L> {
         std::mem::take(&mut self.events)
     }
 
-    /// How many workers to start to have `limits.workers` serving.
-    pub(crate) fn missing_workers(&self) -> usize {
+    /// How many workers to start now to have `limits.workers` serving (none while a start
+    /// failure's wait lasts).
+    pub(crate) fn missing_workers(&self, now: Instant) -> usize {
+        if self.next_start.is_some_and(|at| now < at) {
+            return 0;
+        }
+        self.workers_short()
+    }
+
+    /// How many workers short of `limits.workers` serving the pool is.
+    fn workers_short(&self) -> usize {
         // A pool shut down before its workers started still runs what was queued.
         if self.broken.is_some() || (self.closing && self.pending.is_empty()) {
             return 0;
@@ -360,8 +421,10 @@ impl<L: Link> State<L> {
         self.limits.workers.saturating_sub(serving)
     }
 
-    /// A worker could not be started; enough failures in a row break the pool.
-    pub(crate) fn start_failed(&mut self, why: &str) {
+    /// A worker failed to start by its own doing (it could not be started, or it exited or
+    /// faulted before it was ready): the next start waits, and enough failures in a row break
+    /// the pool.
+    pub(crate) fn start_failed(&mut self, why: &str, now: Instant) {
         self.start_failures += 1;
         if self.start_failures >= START_FAILURES_TO_BREAK {
             let reason = format!(
@@ -369,6 +432,60 @@ impl<L: Link> State<L> {
                 self.start_failures
             );
             self.break_pool(reason.into());
+            return;
+        }
+        let wait = START_BACKOFF * 2u32.pow(self.start_failures - 1);
+        self.next_start = Some(now + wait);
+    }
+
+    /// The lent buffers of the tasks workers have room for now, and of one more task per
+    /// worker (packed ahead, so that a worker that answers gets its next task at once), to be
+    /// packed into segments (with the state unlocked: it copies them) before the tasks are
+    /// sent; see [`State::packed`].
+    pub(crate) fn to_pack(&self) -> Vec<(u64, LentBuffers)> {
+        let mut room: usize = self
+            .workers
+            .iter()
+            .filter(|w| w.fate == Fate::Serving && !w.hung_up)
+            .map(|w| w.room_for_buffers(&self.limits) + PACKED_AHEAD)
+            .sum();
+        let mut lent = Vec::new();
+        for Queued { task, .. } in &self.pending {
+            if room == 0 {
+                break;
+            }
+            match &task.buffers {
+                Buffers::None => {}
+                Buffers::Packed(_) => room -= 1,
+                Buffers::Lent(buffers) => {
+                    room -= 1;
+                    lent.push((task.id, buffers.clone()));
+                }
+            }
+        }
+        lent
+    }
+
+    /// Task `id`'s buffers were packed into `segment` (or could not be: the task fails). A task
+    /// cancelled meanwhile is no longer here, and its segment is dropped.
+    pub(crate) fn packed(&mut self, id: u64, segment: io::Result<OwnedFd>) {
+        let Some(at) = self.pending.iter().position(|queued| queued.task.id == id) else {
+            return;
+        };
+        match segment {
+            Ok(fd) => self.pending[at].task.buffers = Buffers::Packed(fd),
+            Err(error) => {
+                self.pending.remove(at);
+                self.tally.failed += 1;
+                self.events.push(Event::Failed {
+                    id,
+                    errno: error.raw_os_error(),
+                    reason: format!(
+                        "its large buffers could not be put in shared memory ({error})"
+                    )
+                    .into(),
+                });
+            }
         }
     }
 
@@ -391,9 +508,15 @@ impl<L: Link> State<L> {
         }
     }
 
-    /// The soonest deadline of a running task.
+    /// The soonest deadline of a running task, or the end of a start failure's wait when
+    /// workers are to be started.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.workers.iter().filter_map(Worker::deadline).min()
+        let start = self.next_start.filter(|_| self.workers_short() > 0);
+        self.workers
+            .iter()
+            .filter_map(Worker::deadline)
+            .chain(start)
+            .min()
     }
 
     /// Everything that follows a change and needs no waiting: retire the workers that are done,
@@ -401,7 +524,8 @@ impl<L: Link> State<L> {
     /// bytes it could not take yet.
     pub(crate) fn settle(&mut self, now: Instant) -> bool {
         let drained = self.closing && self.pending.is_empty();
-        for worker in &mut self.workers {
+        for w in 0..self.workers.len() {
+            let worker = &mut self.workers[w];
             let spent = self
                 .limits
                 .max_tasks_per_child
@@ -410,7 +534,7 @@ impl<L: Link> State<L> {
             if worker.fate == Fate::Serving && idle && (spent || drained) {
                 worker.fate = Fate::Retiring;
                 if let Ok(bytes) = frame::encode(to_worker::EXIT, 0, &[], 0) {
-                    worker.link.post(bytes);
+                    self.post(w, bytes);
                 }
             }
         }
@@ -426,30 +550,53 @@ impl<L: Link> State<L> {
         stuck
     }
 
-    /// Sends pending tasks to workers with room, least loaded first. Returns whether a worker
-    /// was left with bytes it could not take yet (the poller must watch for it to take more).
+    /// Sends pending tasks to workers with room, least loaded first, in order (a task whose
+    /// buffers are not packed yet waits for the poller, and the tasks behind it with it).
+    /// Returns whether a worker was left with bytes it could not take yet (the poller must watch
+    /// for it to take more).
     pub(crate) fn dispatch(&mut self, now: Instant) -> bool {
         let limits = self.limits;
-        while !self.pending.is_empty() {
-            let Some(worker) = self
-                .workers
-                .iter_mut()
-                .filter(|w| w.has_room(&limits))
-                .min_by_key(|w| (w.sent.len(), !w.ready))
+        while let Some(Queued { task: front, .. }) = self.pending.front() {
+            let with_buffers = match &front.buffers {
+                Buffers::Lent(_) => break,
+                buffers => buffers.any(),
+            };
+            let Some(w) = (0..self.workers.len())
+                .filter(|&w| self.workers[w].has_room(&limits, with_buffers))
+                .min_by_key(|&w| (self.workers[w].sent.len(), !self.workers[w].ready))
             else {
                 break;
             };
             let Queued { task, queued_at } = self.pending.pop_front().expect("checked non-empty");
-            let bytes = match frame::encode(to_worker::TASK, task.id, &task.payload, task.fds.len())
-            {
-                Ok(bytes) => bytes,
-                Err(_) => continue,
+            let frame = match &task.buffers {
+                Buffers::Packed(segment) => segment.try_clone().map(|fd| vec![fd]),
+                _ => Ok(Vec::new()),
+            }
+            .map_err(|e| {
+                (
+                    e.raw_os_error(),
+                    format!("its segment could not be passed on ({e})"),
+                )
+            })
+            .and_then(|fds| {
+                frame::encode(to_worker::TASK, task.id, &task.payload, fds.len())
+                    .map(|bytes| (bytes, fds))
+                    .map_err(|e| (None, format!("it does not fit a frame: {e}")))
+            });
+            let (bytes, fds) = match frame {
+                Ok(frame) => frame,
+                Err((errno, reason)) => {
+                    self.tally.failed += 1;
+                    self.events.push(Event::Failed {
+                        id: task.id,
+                        errno,
+                        reason: reason.into(),
+                    });
+                    continue;
+                }
             };
-            let fds = task
-                .fds
-                .iter()
-                .filter_map(|fd| fd.try_clone().ok())
-                .collect();
+            let id = task.id;
+            let worker = &mut self.workers[w];
             worker.sent.push_back(Sent {
                 task,
                 cancelled: false,
@@ -462,13 +609,96 @@ impl<L: Link> State<L> {
                     self.tally.started(queued_at, now);
                 }
             }
-            worker.link.queue(bytes, fds);
+            worker.link.queue(bytes, fds, Some(id));
         }
         let mut stuck = false;
-        for worker in &mut self.workers {
-            stuck |= worker.link.flush();
+        for w in 0..self.workers.len() {
+            stuck |= self.flush(w);
         }
         stuck
+    }
+
+    /// Writes what worker `w` takes now; returns whether bytes are left for later. A failed
+    /// write is dealt with here (see [`State::channel_failed`]).
+    pub(crate) fn flush(&mut self, w: usize) -> bool {
+        match self.workers[w].link.flush() {
+            Ok(left) => left,
+            Err(failure) => {
+                self.channel_failed(w, failure);
+                false
+            }
+        }
+    }
+
+    /// Queues a frame that is about no task (a `CANCEL`, an `EXIT`) for worker `w` and writes
+    /// what it takes now.
+    fn post(&mut self, w: usize, bytes: Vec<u8>) {
+        self.workers[w].link.queue(bytes, Vec::new(), None);
+        self.flush(w);
+    }
+
+    /// A write to worker `w` failed. If the worker hung up, it is ending: the tasks of the
+    /// failed write never reached it and go back to the queue, and its exit decides what becomes
+    /// of those it had (it is killed to make sure). Otherwise the channel cannot be trusted any
+    /// more: the tasks of the failed write and the one running fail with the error, the worker is
+    /// killed, and its other tasks go back to the queue.
+    fn channel_failed(&mut self, w: usize, failure: SendFailure) {
+        let worker = &mut self.workers[w];
+        if worker.fate == Fate::Killed {
+            return;
+        }
+        if failure.peer_gone() {
+            worker.link.signal(Signal::KILL);
+            worker.hung_up = true;
+            let head = worker.sent.front().map(|sent| sent.task.id);
+            let mut undelivered = Vec::new();
+            let mut kept = VecDeque::new();
+            for sent in worker.sent.drain(..) {
+                if failure.tasks.contains(&sent.task.id) {
+                    if !sent.cancelled {
+                        undelivered.push(sent);
+                    }
+                } else {
+                    kept.push_back(sent);
+                }
+            }
+            worker.sent = kept;
+            if worker.sent.front().map(|sent| sent.task.id) != head {
+                worker.head_started = None;
+            }
+            self.requeue(undelivered);
+            return;
+        }
+        let mut lost = failure.tasks;
+        if let Some(head) = worker.sent.front() {
+            if worker.head_started.is_some() && !lost.contains(&head.task.id) {
+                lost.push(head.task.id);
+            }
+        }
+        let reason: Arc<str> = format!(
+            "the channel to its worker (pid {}) failed ({}); the worker was killed and replaced",
+            worker.link.pid(),
+            failure.error
+        )
+        .into();
+        let errno = failure.error.raw_os_error();
+        let events = &mut self.events;
+        let tally = &mut self.tally;
+        worker.sent.retain(|sent| {
+            if !lost.contains(&sent.task.id) {
+                return true;
+            }
+            if !sent.cancelled {
+                tally.failed += 1;
+                events.push(Event::Failed {
+                    id: sent.task.id,
+                    errno,
+                    reason: reason.clone(),
+                });
+            }
+            false
+        });
+        self.kill(w, Restart::Crashed);
     }
 
     /// Kills worker `w` whose running task was already taken off (timed out or interrupted);
@@ -504,6 +734,7 @@ impl<L: Link> State<L> {
                 reason: reason.clone(),
             });
         }
+        self.next_start = None;
         for worker in &mut self.workers {
             for sent in worker.sent.drain(..).filter(|s| !s.cancelled) {
                 self.tally.failed += 1;
@@ -517,10 +748,11 @@ impl<L: Link> State<L> {
         }
     }
 
-    /// Worker `w` closed its channel: make sure it is on its way out (a process already exiting
-    /// keeps its own exit status).
+    /// Worker `w` closed its channel: it takes nothing more; make sure it is on its way out (a
+    /// process already exiting keeps its own exit status).
     pub(crate) fn hung_up(&mut self, w: usize) {
-        let worker = &self.workers[w];
+        let worker = &mut self.workers[w];
+        worker.hung_up = true;
         if worker.fate != Fate::Killed {
             worker.link.signal(Signal::KILL);
         }
@@ -543,6 +775,7 @@ impl<L: Link> State<L> {
                     self.tally.started(queued_at, now);
                 }
                 self.start_failures = 0;
+                self.next_start = None;
             }
             from_worker::INIT_FAILED => {
                 let reason = String::from_utf8_lossy(&payload).into_owned();
@@ -591,6 +824,7 @@ impl<L: Link> State<L> {
         w: usize,
         exit: Exit,
         oom_kills: impl FnOnce() -> Option<u64>,
+        now: Instant,
     ) {
         let worker = self.workers.swap_remove(w);
         let pid = worker.link.pid();
@@ -604,8 +838,7 @@ impl<L: Link> State<L> {
             Fate::Terminating => None,
             Fate::Serving => Some(Restart::Crashed),
         };
-        self.tally
-            .worker_ended(&worker.tally, pid, why, Instant::now());
+        self.tally.worker_ended(&worker.tally, pid, why, now);
         let mut sent = worker.sent.into_iter().filter(|s| !s.cancelled);
         match worker.fate {
             Fate::Killed | Fate::Retiring => self.requeue(sent),
@@ -620,8 +853,12 @@ impl<L: Link> State<L> {
                 }
             }
             Fate::Serving if !worker.ready => {
+                // It ran nothing. Killed from outside, it is just replaced; ended by its own
+                // doing, it failed to start.
                 self.requeue(sent);
-                self.start_failed(&exit.describe());
+                if exit.by_its_own_doing() {
+                    self.start_failed(&exit.describe(), now);
+                }
             }
             Fate::Serving => {
                 if let Some(head) = sent.next() {

@@ -16,7 +16,7 @@ use treadle_core::stats::{Histogram, Restarts, Snapshot, WorkerSnapshot, ENDED_W
 /// Why a worker ended and was replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Restart {
-    /// It died by itself, or never became ready.
+    /// It died by itself, never became ready, or its channel failed.
     Crashed,
     /// It was killed at its task's time limit.
     TimedOut,

@@ -3,22 +3,64 @@
 
 use crate::frame::FrameError;
 use crate::process::Exit;
+use std::fmt;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A task to run: its id (chosen by the caller, unique in the pool), its pickled payload, the
-/// shared-memory segments that hold its large buffers, and its time limit.
+/// A task to run: its id (chosen by the caller, unique in the pool), its pickled payload, its
+/// large buffers, and its time limit.
 #[derive(Debug)]
 pub struct Task {
     /// The caller's id for it.
     pub id: u64,
     /// The frame payload.
     pub payload: Vec<u8>,
-    /// Segments that travel with it.
-    pub fds: Vec<OwnedFd>,
+    /// The buffers its payload left out of band (pickle protocol 5), in order.
+    pub buffers: Buffers,
     /// How long it may run once started.
     pub timeout: Option<Duration>,
+}
+
+/// Bytes a task carries out of band, lent by their owner (a Python buffer) for as long as the
+/// task needs them.
+pub trait OutOfBand: Send + Sync {
+    /// The bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+/// The buffers one task lends, shared between the task and the poller packing them.
+pub type LentBuffers = Arc<[Box<dyn OutOfBand>]>;
+
+/// A task's large buffers: lent until a worker is about to take the task, then copied into one
+/// shared-memory segment (`segment.rs`), which goes with the task each time it is sent. So a
+/// queued task holds no copy and no descriptor, and a worker holds a bounded number of them.
+#[derive(Default)]
+pub enum Buffers {
+    /// None.
+    #[default]
+    None,
+    /// Lent by their owner; the poller packs them before the task is sent.
+    Lent(LentBuffers),
+    /// Packed into this segment.
+    Packed(OwnedFd),
+}
+
+impl Buffers {
+    /// Whether the task carries large buffers.
+    pub(crate) fn any(&self) -> bool {
+        !matches!(self, Buffers::None)
+    }
+}
+
+impl fmt::Debug for Buffers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Buffers::None => f.write_str("None"),
+            Buffers::Lent(buffers) => write!(f, "Lent({} buffers)", buffers.len()),
+            Buffers::Packed(fd) => f.debug_tuple("Packed").field(fd).finish(),
+        }
+    }
 }
 
 /// What happened to a task (or the pool), for the binding to act on.
@@ -70,6 +112,16 @@ pub enum Event {
         pid: u32,
         /// How it ended.
         exit: Exit,
+    },
+    /// The task could not be handed to a worker: its shared-memory segment could not be made,
+    /// or the channel to its worker failed (the worker was then killed and replaced).
+    Failed {
+        /// The task.
+        id: u64,
+        /// The operating system's error number, if there is one.
+        errno: Option<i32>,
+        /// What failed.
+        reason: Arc<str>,
     },
     /// The pool cannot run tasks any more (workers fail to start, or the initializer failed).
     Broken {

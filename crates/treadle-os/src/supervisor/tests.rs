@@ -18,6 +18,16 @@ fn header_round_trips() {
 }
 
 #[test]
+fn frame_errors_say_what_is_wrong_in_words() {
+    let too_many = frame::encode(frame::to_worker::TASK, 1, b"", 256).unwrap_err();
+    assert_eq!(
+        too_many.to_string(),
+        "it carries more than 255 file descriptors"
+    );
+    assert!(frame::FrameError::TooLarge.to_string().contains("4 GiB"));
+}
+
+#[test]
 fn frame_refuses_too_many_descriptors() {
     assert_eq!(
         frame::encode(frame::to_worker::TASK, 1, b"", 256),
@@ -51,7 +61,7 @@ fn config(script: &str) -> Config {
         max_tasks_per_child: None,
         init: Vec::new(),
         prefetch: 1,
-        fork_server: None,
+        origin: Origin::Fresh,
     }
 }
 
@@ -76,7 +86,7 @@ fn workers_that_never_start_break_the_pool() {
     let task = Task {
         id: 1,
         payload: b"x".to_vec(),
-        fds: Vec::new(),
+        buffers: Buffers::None,
         timeout: None,
     };
     supervisor.submit(task).unwrap();
@@ -90,7 +100,7 @@ fn workers_that_never_start_break_the_pool() {
         supervisor.submit(Task {
             id: 2,
             payload: Vec::new(),
-            fds: Vec::new(),
+            buffers: Buffers::None,
             timeout: None
         }),
         Err(SubmitError::Broken(_))

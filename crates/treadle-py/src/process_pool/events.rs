@@ -70,6 +70,18 @@ pub(crate) struct PyTimedOut {
     seconds: Py<PyFloat>,
 }
 
+/// The task could not be handed to a worker; `message` says why, `errno` is the operating
+/// system's error number if there is one.
+#[pyclass(frozen, name = "_Failed", module = "treadle")]
+pub(crate) struct PyFailed {
+    #[pyo3(get)]
+    task_id: Py<PyInt>,
+    #[pyo3(get)]
+    errno: Py<PyAny>,
+    #[pyo3(get)]
+    message: Py<PyString>,
+}
+
 /// The pool cannot run tasks any more; `message` says why.
 #[pyclass(frozen, name = "_Broken", module = "treadle")]
 pub(crate) struct PyBroken {
@@ -164,6 +176,18 @@ pub(crate) fn to_python(py: Python<'_>, event: Event) -> PyResult<Bound<'_, PyAn
                 task_id: int(id),
                 pid: int(pid.into()),
                 seconds: PyFloat::new(py, timeout.as_secs_f64()).unbind(),
+            },
+        )?
+        .into_any(),
+        Event::Failed { id, errno, reason } => Bound::new(
+            py,
+            PyFailed {
+                task_id: int(id),
+                errno: match errno {
+                    Some(errno) => PyInt::new(py, errno).into_any().unbind(),
+                    None => py.None(),
+                },
+                message: PyString::new(py, &reason).unbind(),
             },
         )?
         .into_any(),

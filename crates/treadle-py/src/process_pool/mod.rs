@@ -1,25 +1,33 @@
 //! `treadle._treadle._Supervisor`: the binding of the core's process supervisor, used by
 //! `treadle.ProcessPoolExecutor` (`python/treadle/futures/process.py`).
 //!
-//! Thin: it moves bytes and descriptors across and turns the supervisor's events into typed
-//! records (`events.rs`). Pickling and resolving futures happen in Python; `poll` is the pool's
-//! supervisor thread's wait, with the interpreter released. `wire.rs` exposes the wire formats
-//! for the Python side to be checked against.
+//! Thin: it moves bytes and lent buffers across (`lent.rs`) and turns the supervisor's events
+//! into typed records (`events.rs`). Pickling and resolving futures happen in Python; `poll` is
+//! the pool's supervisor thread's wait, with the interpreter released. Starting a worker may call
+//! back into Python from that thread (to capture the parent's state for a fork server's worker,
+//! or to fork the caller): the callbacks run attached, with no lock of the supervisor held.
+//! `wire.rs` exposes the wire formats for the Python side to be checked against.
 
 pub(crate) mod events;
+pub(crate) mod lent;
 pub(crate) mod wire;
 
 use crate::runtime::timeout::{deadline_after, seconds, Wait};
 use crate::runtime::wait::block_on;
 use crate::stats::PyExecutorStats;
 use events::PyCancelOutcome;
+use lent::{release, LentBuffer};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 use treadle_os::process::Signal;
-use treadle_os::{Config, ForkServer, SubmitError, Supervisor, Task};
+use treadle_os::{
+    Buffers, CaptureState, Config, ForkCaller, ForkServer, Origin, OutOfBand, ParentState,
+    SubmitError, Supervisor, Task,
+};
 
 pyo3::import_exception!(concurrent.futures.process, BrokenProcessPool);
 
@@ -31,8 +39,17 @@ pub(crate) struct PySupervisor {
 
 #[pymethods]
 impl PySupervisor {
+    /// Workers come from `fork` if given (it forks this process into a worker serving its
+    /// first argument, closing its second in the child, and returns the pid), else from
+    /// `fork_server` if given (each taking the parent's state as `parent_state` returns it:
+    /// the fork server's payload and a descriptor of the working directory), else they are fresh
+    /// interpreters (`program args...`).
     #[new]
-    #[pyo3(signature = (program, args, workers, max_tasks_per_child, init, prefetch, fork_server=None))]
+    #[pyo3(signature = (
+        program, args, workers, max_tasks_per_child, init, prefetch,
+        *, fork_server=None, parent_state=None, fork=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         program: String,
         args: Vec<String>,
@@ -41,10 +58,25 @@ impl PySupervisor {
         init: Vec<u8>,
         prefetch: usize,
         fork_server: Option<PyRef<'_, PyForkServer>>,
+        parent_state: Option<Py<PyAny>>,
+        fork: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         if workers == 0 {
             return Err(PyValueError::new_err("max_workers must be greater than 0"));
         }
+        let origin = match (fork, fork_server, parent_state) {
+            (Some(fork), _, _) => Origin::Caller(fork_caller(fork)),
+            (None, Some(server), Some(state)) => Origin::ForkServer {
+                server: server.core.clone(),
+                state: capture_state(state),
+            },
+            (None, Some(_), None) => {
+                return Err(PyValueError::new_err(
+                    "a fork server's workers need parent_state",
+                ))
+            }
+            (None, None, _) => Origin::Fresh,
+        };
         let config = Config {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
@@ -52,7 +84,7 @@ impl PySupervisor {
             max_tasks_per_child,
             init,
             prefetch,
-            fork_server: fork_server.map(|server| server.core.clone()),
+            origin,
         };
         let core = Supervisor::new(config).map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(PySupervisor {
@@ -60,16 +92,26 @@ impl PySupervisor {
         })
     }
 
-    /// Queues task `id`. The descriptors in `fds` are handed over: the supervisor closes them.
-    #[pyo3(signature = (id, payload, fds, timeout))]
+    /// Queues task `id`. `buffers` are its out-of-band buffers (C-contiguous byte buffers, such
+    /// as `PickleBuffer.raw()`): lent, not copied, until a worker is about to take the task.
+    #[pyo3(signature = (id, payload, buffers, timeout))]
     fn submit(
         &self,
+        py: Python<'_>,
         id: u64,
         payload: Vec<u8>,
-        fds: Vec<i32>,
+        buffers: Vec<Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let fds = owned_fds(fds)?;
+        let buffers = if buffers.is_empty() {
+            Buffers::None
+        } else {
+            let lent = buffers
+                .iter()
+                .map(|b| LentBuffer::new(b).map(|b| Box::new(b) as Box<dyn OutOfBand>))
+                .collect::<PyResult<Vec<_>>>()?;
+            Buffers::Lent(lent.into())
+        };
         let timeout = match timeout {
             Some(obj) if !obj.is_none() => {
                 let secs = seconds(obj)?;
@@ -83,22 +125,26 @@ impl PySupervisor {
         let task = Task {
             id,
             payload,
-            fds,
+            buffers,
             timeout,
         };
-        self.core.submit(task).map_err(|e| match e {
+        let submitted = self.core.submit(task);
+        release(py);
+        submitted.map_err(|e| match e {
             SubmitError::ShutDown => {
                 PyRuntimeError::new_err("cannot schedule new futures after shutdown")
             }
             SubmitError::Broken(reason) => BrokenProcessPool::new_err(reason.to_string()),
-            SubmitError::Frame(e) => PyValueError::new_err(format!("task does not fit: {e:?}")),
+            SubmitError::Frame(e) => PyValueError::new_err(format!("task does not fit: {e}")),
         })
     }
 
     /// Cancels task `id`: `CANCELLED` (it had not been sent), `RUNNING` (sent; no interrupt
     /// asked), `INTERRUPTED` (skipped, or its worker killed), `UNKNOWN` (already over).
-    fn cancel(&self, id: u64, interrupt: bool) -> PyCancelOutcome {
-        self.core.cancel(id, interrupt).into()
+    fn cancel(&self, py: Python<'_>, id: u64, interrupt: bool) -> PyCancelOutcome {
+        let outcome = self.core.cancel(id, interrupt).into();
+        release(py);
+        outcome
     }
 
     /// Whether task `id` waits in the queue, not yet handed to a worker.
@@ -107,15 +153,19 @@ impl PySupervisor {
     }
 
     /// Stops taking tasks; returns the ids of queued tasks dropped when `cancel_pending`.
-    fn shutdown(&self, cancel_pending: bool) -> Vec<u64> {
-        self.core.shutdown(cancel_pending)
+    fn shutdown(&self, py: Python<'_>, cancel_pending: bool) -> Vec<u64> {
+        let dropped = self.core.shutdown(cancel_pending);
+        release(py);
+        dropped
     }
 
     /// Signals every worker and drops the queued tasks (their ids are returned).
-    fn terminate(&self, signal: i32) -> PyResult<Vec<u64>> {
+    fn terminate(&self, py: Python<'_>, signal: i32) -> PyResult<Vec<u64>> {
         let signal = Signal::from_named_raw(signal)
             .ok_or_else(|| PyValueError::new_err(format!("invalid signal number {signal}")))?;
-        Ok(self.core.terminate(signal))
+        let dropped = self.core.terminate(signal);
+        release(py);
+        Ok(dropped)
     }
 
     /// The pool's statistics now (`ExecutorStats`).
@@ -134,8 +184,9 @@ impl PySupervisor {
     fn poll<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let wait = Wait::Until(timeout.and_then(deadline_after));
         let core = &self.core;
-        let events = block_on(py, wait, None, |deadline| core.poll(deadline))?;
-        events
+        let events = block_on(py, wait, None, |deadline| core.poll(deadline));
+        release(py);
+        events?
             .unwrap_or_default()
             .into_iter()
             .map(|event| events::to_python(py, event))
@@ -179,6 +230,47 @@ impl PyForkServer {
 #[pyfunction]
 pub(crate) fn _die_with_parent(parent: i32) -> PyResult<bool> {
     treadle_os::die_with_parent(parent).map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
+/// The fork-server origin's capture of the parent's state: `callable()` returns the SPAWN
+/// payload and a descriptor of the working directory (handed over).
+fn capture_state(callable: Py<PyAny>) -> CaptureState {
+    Arc::new(move || {
+        call_python(|py| {
+            let (payload, cwd): (Vec<u8>, i32) = callable.call0(py)?.extract(py)?;
+            Ok(ParentState {
+                payload,
+                fds: owned_fds(vec![cwd])?,
+            })
+        })
+    })
+}
+
+/// The caller origin's fork: `callable(worker_end, pool_end)` forks this process and returns the
+/// child's pid (the child serves `worker_end` and never returns).
+fn fork_caller(callable: Py<PyAny>) -> ForkCaller {
+    Arc::new(move |worker_end: &OwnedFd, pool_end: &OwnedFd| {
+        call_python(|py| {
+            let ends = (worker_end.as_raw_fd(), pool_end.as_raw_fd());
+            callable.call1(py, ends)?.extract(py)
+        })
+    })
+}
+
+/// Runs `call` attached to the interpreter (from the poller, which holds no lock of the
+/// supervisor then). An `OSError` is the start's failure; any other exception is a bug of the
+/// package, reported as unraisable before it fails the start.
+fn call_python<T>(call: impl FnOnce(Python<'_>) -> PyResult<T>) -> io::Result<T> {
+    Python::try_attach(|py| {
+        call(py).map_err(|error| {
+            let message = error.to_string();
+            if !error.is_instance_of::<PyOSError>(py) {
+                error.write_unraisable(py, None);
+            }
+            io::Error::other(message)
+        })
+    })
+    .unwrap_or_else(|| Err(io::Error::other("the interpreter is shutting down")))
 }
 
 fn owned_fds(fds: Vec<i32>) -> PyResult<Vec<OwnedFd>> {

@@ -177,7 +177,11 @@ unsafe fn try_put(core: &Queue<Py<PyAny>>, item: *mut ffi::PyObject) -> bool {
     let item = unsafe { Bound::from_borrowed_ptr(py, item) }.unbind();
     match core.try_put(item) {
         Ok(()) => true,
-        Err(treadle_core::PutError::Full(item) | treadle_core::PutError::ShutDown(item)) => {
+        Err(
+            treadle_core::PutError::Full(item)
+            | treadle_core::PutError::ShutDown(item)
+            | treadle_core::PutError::Diverted(item),
+        ) => {
             // SAFETY: attached; releases the reference taken above without going through the
             // deferred-decref pool that dropping a `Py` outside a pyo3 call would use.
             unsafe { ffi::Py_DECREF(item.into_ptr()) };
@@ -210,7 +214,7 @@ macro_rules! fast_methods {
                 unsafe {
                     let py = Python::assume_attached();
                     let this = Borrowed::from_ptr(py, slf).cast_unchecked::<$class>();
-                    if let Some(core) = $core(this.get()) {
+                    if let Some(core) = $core(this.get(), py) {
                         if try_put(core, *args) {
                             return none();
                         }
@@ -233,7 +237,7 @@ macro_rules! fast_methods {
                 unsafe {
                     let py = Python::assume_attached();
                     let this = Borrowed::from_ptr(py, slf).cast_unchecked::<$class>();
-                    if let Some(core) = $core(this.get()) {
+                    if let Some(core) = $core(this.get(), py) {
                         if let Ok(item) = core.try_get() {
                             return item.into_ptr();
                         }

@@ -7,14 +7,14 @@
 //! `PriorityQueue` orders items with their own `<`, which is Python code, and a subclass that
 //! overrides `_put`, `_get`, `_qsize` or `_init` asks for its own Python code to run as the
 //! storage steps. Neither may run under a core mutex, so such queues run as a [`Monitor`], the
-//! design of `queue.Queue` itself on treadle's lock and wait queues: the storage steps run with
+//! design of `queue.Queue` itself on treadle's lock and conditions: the storage steps run with
 //! the queue's lock held (a lock waited for with the interpreter released), and a step that raises
-//! propagates to the caller with the queue as it was.
+//! propagates to the caller with the queue as it was. A plain queue becomes a monitor, for good,
+//! when the program uses its `mutex` or a condition, or sets a storage step on the instance: the
+//! core queue is diverted and the calls in flight in it move over (`py_queue.rs`).
 //!
-//! What is not there: the attributes `queue`, `mutex`, `not_empty`, `not_full` and
-//! `all_tasks_done` of `queue.Queue`. Their state lives in Rust, where code outside the queue
-//! cannot reach it under the queue's own lock; `docs/queues.md` says how to port code that uses
-//! them.
+//! What is not there: the attribute `queue` of `queue.Queue` (its items live in Rust);
+//! `docs/queues.md` says how to port code that uses it.
 //!
 //! One job per file: the classes (`py_queue.rs`, `subclasses.rs`, `simple.rs`), the core-queue
 //! operations they share (`items.rs`) and how they wait (`wait.rs`), the monitor mode

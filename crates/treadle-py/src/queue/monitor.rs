@@ -1,31 +1,50 @@
-//! The monitor of queues whose storage steps run Python code: `PriorityQueue` (its comparisons)
-//! and subclasses that override `_put`, `_get`, `_qsize` or `_init`.
+//! The monitor of queues whose storage steps run Python code, or whose lock a program takes:
+//! `PriorityQueue` (its comparisons), subclasses that override `_put`, `_get`, `_qsize` or
+//! `_init`, and any queue once its `mutex`, `not_empty`, `not_full` or `all_tasks_done` is used
+//! or an instance sets its own storage step.
 //!
-//! This is `queue.Queue`'s own design on treadle's primitives: a [`RawLock`] as the queue's mutex,
-//! held while the storage steps run (it is a lock other threads wait for with the interpreter
-//! released, never a core mutex, so holding it across Python code cannot deadlock against the
-//! GIL), and three [`WaitQueue`]s as the conditions `not_empty`, `not_full` and `all_tasks_done`.
-//! A waiter enqueues itself while it holds the mutex and only then releases it, so a notification
-//! made under the mutex afterwards cannot be missed (the argument of `treadle.Condition`).
+//! This is `queue.Queue`'s own design on treadle's primitives, with its names: a `treadle.Lock`
+//! as the queue's `mutex`, held while the storage steps run (a lock other threads wait for with
+//! the interpreter released, never a core mutex, so holding it across Python code cannot
+//! deadlock against the GIL), and three `treadle.Condition`s over it as `not_empty`, `not_full`
+//! and `all_tasks_done`, whose wait queues the monitor's own waits use. So a program that holds
+//! `q.mutex` holds off every put and get, and one that waits on or notifies `q.not_empty` does so
+//! with the queue's getters, as with `queue.Queue`. A waiter enqueues itself while it holds the
+//! mutex and only then releases it, so a notification made under the mutex afterwards cannot be
+//! missed (the argument of `treadle.Condition`).
 
-use crate::runtime::wait::{block_uninterrupted, block_until};
+use crate::condition::PyCondition;
+use crate::lock::PyLock;
+use crate::runtime::timeout::Wait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
-use treadle_core::{QueueWait, RawLock, WaitQueue};
+use treadle_core::{Handover, QueueWait, WaitQueue};
 
 use super::wait::{park, QueueRef};
 use pyo3::prelude::*;
 
 /// Lock, conditions and counters of a queue run as a monitor.
 pub(crate) struct Monitor {
-    mutex: RawLock,
-    pub(crate) not_empty: WaitQueue,
-    pub(crate) not_full: WaitQueue,
-    pub(crate) all_tasks_done: WaitQueue,
+    /// The queue's `mutex`.
+    mutex: Py<PyLock>,
+    /// `not_empty`, `not_full` and `all_tasks_done` as the program sees them.
+    conditions: [Py<PyCondition>; 3],
+    pub(crate) not_empty: Arc<WaitQueue>,
+    pub(crate) not_full: Arc<WaitQueue>,
+    pub(crate) all_tasks_done: Arc<WaitQueue>,
     /// Written only with `mutex` held; atomics so that reads for `repr` and properties need not
     /// take it.
     pub(crate) unfinished_tasks: AtomicUsize,
     pub(crate) shut_down: AtomicBool,
+}
+
+/// Which of the monitor's conditions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Named {
+    NotEmpty = 0,
+    NotFull = 1,
+    AllTasksDone = 2,
 }
 
 /// Proof that the calling thread holds the monitor's mutex; releases it when dropped.
@@ -34,33 +53,52 @@ pub(crate) struct Held<'a>(&'a Monitor);
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         // Held is only made by `enter`, so the lock is locked and ours to release.
-        let _ = self.0.mutex.release();
+        let _ = self.0.mutex.get().release_raw();
     }
 }
 
 impl Monitor {
-    pub(crate) fn new() -> Monitor {
-        Monitor {
-            mutex: RawLock::new(),
-            not_empty: WaitQueue::new(),
-            not_full: WaitQueue::new(),
-            all_tasks_done: WaitQueue::new(),
+    /// A monitor with no task and not shut down.
+    pub(crate) fn new(py: Python<'_>) -> PyResult<Monitor> {
+        let mutex = Py::new(py, PyLock::new_at(py))?;
+        let [not_empty, not_full, all_tasks_done] = [(); 3].map(|()| Arc::new(WaitQueue::new()));
+        let over = |waiters: &Arc<WaitQueue>| {
+            Py::new(py, PyCondition::over(mutex.clone_ref(py), waiters.clone()))
+        };
+        let conditions = [over(&not_empty)?, over(&not_full)?, over(&all_tasks_done)?];
+        Ok(Monitor {
+            mutex,
+            conditions,
+            not_empty,
+            not_full,
+            all_tasks_done,
             unfinished_tasks: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
-        }
+        })
     }
 
-    /// Takes the mutex, waiting with the interpreter released; Ctrl-C interrupts the wait.
+    /// Takes over the tasks and shut-down state of the core queue it replaces (before anybody
+    /// else can see the monitor).
+    pub(crate) fn take_over(&self, handover: Handover) {
+        self.unfinished_tasks
+            .store(handover.unfinished_tasks, Ordering::Release);
+        self.shut_down.store(handover.shut_down, Ordering::Release);
+    }
+
+    /// The queue's `mutex`, for the program.
+    pub(crate) fn mutex(&self, py: Python<'_>) -> Py<PyLock> {
+        self.mutex.clone_ref(py)
+    }
+
+    /// One of the queue's conditions, for the program.
+    pub(crate) fn condition(&self, py: Python<'_>, which: Named) -> Py<PyCondition> {
+        self.conditions[which as usize].clone_ref(py)
+    }
+
+    /// Takes the mutex, waiting with the interpreter released (a lock wait in the wait graph,
+    /// owned by whichever thread holds it); Ctrl-C interrupts the wait.
     pub(crate) fn enter(&self, py: Python<'_>) -> PyResult<Held<'_>> {
-        if !self.mutex.try_acquire() {
-            // A lock wait, not a queue wait: its owner is whichever thread runs a storage step.
-            block_until(
-                py,
-                crate::runtime::timeout::Wait::Until(None),
-                None,
-                |deadline| self.mutex.acquire_until(deadline),
-            )?;
-        }
+        PyLock::acquire_with(self.mutex.bind(py), Wait::Until(None))?;
         Ok(Held(self))
     }
 
@@ -77,7 +115,8 @@ impl Monitor {
         deadline: Option<Instant>,
     ) -> PyResult<()> {
         let waiter = condition.enqueue();
-        let _ = self.mutex.release();
+        let mutex = self.mutex.get();
+        let _ = mutex.release_raw();
         let outcome = park(
             py,
             QueueRef {
@@ -85,7 +124,7 @@ impl Monitor {
                 object,
             },
             what,
-            crate::runtime::timeout::Wait::Until(deadline),
+            Wait::Until(deadline),
             |deadline| waiter.wait_until(deadline).then_some(()),
         );
         // A notification spent on a waiter that leaves anyway goes to the next one, so that it is
@@ -93,9 +132,7 @@ impl Monitor {
         if !matches!(outcome, Ok(Some(()))) && !condition.withdraw(&waiter) {
             condition.notify(1);
         }
-        if !self.mutex.try_acquire() {
-            block_uninterrupted(py, || self.mutex.acquire_until(None));
-        }
+        mutex.reacquire(self.mutex.bind(py).as_any());
         outcome.map(|_| ())
     }
 

@@ -1,22 +1,26 @@
 //! `treadle.Queue`: the class, its arguments as `queue.Queue` reads them, and which path each
-//! call takes: the core queue when no storage step runs Python code, else the monitor
-//! (`monitored.rs`). See the folder's documentation (`mod.rs`).
+//! call takes: the core queue while no storage step runs Python code and the program has not
+//! asked for the queue's lock, else the monitor (`monitored.rs`). See the folder's
+//! documentation (`mod.rs`).
 
 use super::alias::generic_alias;
 use super::errors::{shut_down, Empty, Full};
-use super::items::{get_item, put_item};
-use super::monitor::Monitor;
-use super::wait::{park, queue_wait, run, Block, QueueRef};
+use super::items::{get_item, put_item, Moved};
+use super::monitor::{Monitor, Named};
+use super::wait::{park, queue_wait, run, unless_it_must_wait, Block, QueueRef};
+use crate::condition::PyCondition;
+use crate::lock::PyLock;
 use crate::runtime::errors::cannot_pickle;
 use crate::runtime::timeout::Wait;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple, PyType};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicIsize, Ordering};
-use treadle_core::{GetError, Order, PutError, Queue, QueueWait};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use treadle_core::{Diverted, GetError, Order, PutError, Queue, QueueWait, TaskDoneError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -29,20 +33,22 @@ pub(crate) enum Kind {
 const HOOKS: [&str; 4] = ["_init", "_qsize", "_put", "_get"];
 
 /// A FIFO queue, as `queue.Queue`; the base of `LifoQueue` and `PriorityQueue`.
-#[pyclass(subclass, frozen, weakref, name = "Queue", module = "treadle")]
+#[pyclass(subclass, frozen, weakref, dict, name = "Queue", module = "treadle")]
 pub(crate) struct PyQueue {
     pub(super) kind: Kind,
-    /// The whole queue in the fast mode; in the monitor mode, the items of a FIFO or LIFO queue.
+    /// The whole queue in the fast mode; in the monitor mode (diverted), the items of a FIFO or
+    /// LIFO queue.
     pub(super) core: Queue<Py<PyAny>>,
     /// The items of a `PriorityQueue`, a heap in heapq's layout. Taken out of the mutex while a
     /// storage step compares items (with the monitor's lock held).
     pub(super) heap: Mutex<Vec<Py<PyAny>>>,
     /// `maxsize` as the user gave it; zero or less is unbounded.
     pub(super) maxsize: AtomicIsize,
-    /// Present when storage steps run Python code.
-    pub(super) monitor: Option<Monitor>,
-    /// Whether the storage steps are the class's own Python methods.
-    pub(super) overridden: bool,
+    /// Made when storage steps run Python code or the program uses the queue's lock (see
+    /// [`PyQueue::monitored`]); from then on the queue is a monitor, for good.
+    monitor: PyOnceLock<Monitor>,
+    /// Whether the storage steps are Python methods: the class's own, or the instance's.
+    pub(super) overridden: AtomicBool,
 }
 
 impl PyQueue {
@@ -62,32 +68,57 @@ impl PyQueue {
         } else {
             Order::Fifo
         };
-        Ok(PyQueue {
+        let queue = PyQueue {
             kind,
             core: Queue::new(order, 0),
             heap: Mutex::new(Vec::new()),
             maxsize: AtomicIsize::new(0),
-            monitor: (overridden || kind == Kind::Priority).then(Monitor::new),
-            overridden,
-        })
+            monitor: PyOnceLock::new(),
+            overridden: AtomicBool::new(overridden),
+        };
+        if overridden || kind == Kind::Priority {
+            queue.monitored(cls.py())?;
+        }
+        Ok(queue)
     }
 
     /// The core queue, if it holds the whole queue (no storage step runs Python code).
     #[inline]
-    pub(super) fn fast_core(&self) -> Option<&Queue<Py<PyAny>>> {
-        if self.monitor.is_none() {
+    pub(super) fn fast_core(&self, py: Python<'_>) -> Option<&Queue<Py<PyAny>>> {
+        if self.monitor.get(py).is_none() {
             Some(&self.core)
         } else {
             None
         }
     }
 
+    /// The monitor, if the queue runs as one.
+    #[inline]
+    pub(super) fn monitor(&self, py: Python<'_>) -> Option<&Monitor> {
+        self.monitor.get(py)
+    }
+
+    /// The monitor, made now if the queue ran in the core until now: the core queue is diverted
+    /// (a call that chose it just before is sent back here, and threads parked in it wake to
+    /// come here) and hands its tasks and shut-down state over; its items stay, as the
+    /// monitor's storage.
+    pub(super) fn monitored(&self, py: Python<'_>) -> PyResult<&Monitor> {
+        self.monitor.get_or_try_init(py, || {
+            let monitor = Monitor::new(py)?;
+            // Last, and infallible: the diversion happens once the monitor is sure to exist.
+            if let Some(handover) = self.core.divert() {
+                monitor.take_over(handover);
+            }
+            Ok(monitor)
+        })
+    }
+
     pub(super) fn bound(&self) -> usize {
         usize::try_from(self.maxsize.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
-    fn is_shut_down(&self) -> bool {
-        match &self.monitor {
+    fn is_shut_down(&self, py: Python<'_>) -> bool {
+        match self.monitor(py) {
             Some(monitor) => monitor.is_shut_down(),
             None => self.core.is_shut_down(),
         }
@@ -96,7 +127,7 @@ impl PyQueue {
     /// The `ShutDown` a shut-down queue raises before it looks at its arguments, as
     /// `queue.Queue` does; otherwise `error`.
     pub(super) fn shut_down_or(&self, py: Python<'_>, error: PyErr, empty_only: bool) -> PyErr {
-        if self.is_shut_down() && (!empty_only || self.core.is_empty()) {
+        if self.is_shut_down(py) && (!empty_only || self.core.is_empty()) {
             return shut_down(py);
         }
         error
@@ -126,6 +157,40 @@ impl PyQueue {
     }
 }
 
+impl PyQueue {
+    // Each call on the core queue while there is no monitor; a call the core sends back (the
+    // queue was diverted to its monitor meanwhile) is made again on the monitor.
+
+    fn put_with(
+        &self,
+        slf: &Bound<'_, Self>,
+        item: Py<PyAny>,
+        wait: PyResult<Wait>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        if let Some(monitor) = self.monitor(py) {
+            return self.monitor_put(monitor, slf, item, wait);
+        }
+        let wait = wait?;
+        match put_item(py, slf.as_any(), &self.core, item, wait)? {
+            Ok(()) => Ok(()),
+            Err(Moved(item)) => self.monitor_put(self.monitored(py)?, slf, item, Ok(wait)),
+        }
+    }
+
+    fn get_with(&self, slf: &Bound<'_, Self>, wait: PyResult<Wait>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(monitor) = self.monitor(py) {
+            return self.monitor_get(monitor, slf, wait);
+        }
+        let wait = wait?;
+        match get_item(py, slf.as_any(), &self.core, wait)? {
+            Ok(item) => Ok(item),
+            Err(Moved(())) => self.monitor_get(self.monitored(py)?, slf, Ok(wait)),
+        }
+    }
+}
+
 #[pymethods]
 impl PyQueue {
     #[new]
@@ -142,18 +207,17 @@ impl PyQueue {
     #[pyo3(signature = (maxsize=0))]
     fn __init__(slf: &Bound<'_, Self>, maxsize: isize) -> PyResult<()> {
         let this = slf.get();
+        let monitor = this.monitor(slf.py());
         this.maxsize.store(maxsize, Ordering::Relaxed);
-        let dropped = this.core.reset(if this.monitor.is_some() {
-            0
-        } else {
-            this.bound()
-        });
+        let dropped = this
+            .core
+            .reset(if monitor.is_some() { 0 } else { this.bound() });
         drop(dropped);
         drop(this.take_heap());
-        if let Some(monitor) = &this.monitor {
+        if let Some(monitor) = monitor {
             monitor.reset();
         }
-        if this.overridden {
+        if this.overridden.load(Ordering::Acquire) {
             slf.call_method1(intern!(slf.py(), "_init"), (maxsize,))?;
         }
         Ok(())
@@ -173,15 +237,10 @@ impl PyQueue {
     ) -> PyResult<()> {
         let this = slf.get();
         let py = slf.py();
-        match &this.monitor {
-            Some(monitor) => {
-                this.monitor_put(monitor, slf, item, this.put_wait(py, block, timeout))
-            }
-            None => {
-                let wait = this.put_wait(py, block, timeout)?;
-                put_item(py, slf.as_any(), &this.core, item, wait)
-            }
-        }
+        let would_wait = |error: &PyErr| error.is_instance_of::<Full>(py);
+        unless_it_must_wait(py, this.put_wait(py, block, timeout), would_wait, |wait| {
+            this.put_with(slf, item, wait)
+        })
     }
 
     /// Put `item` without waiting; `queue.Full` if there is no free slot.
@@ -202,13 +261,10 @@ impl PyQueue {
     ) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         let py = slf.py();
-        match &this.monitor {
-            Some(monitor) => this.monitor_get(monitor, slf, this.get_wait(py, block, timeout)),
-            None => {
-                let wait = this.get_wait(py, block, timeout)?;
-                get_item(py, slf.as_any(), &this.core, wait)
-            }
-        }
+        let would_wait = |error: &PyErr| error.is_instance_of::<Empty>(py);
+        unless_it_must_wait(py, this.get_wait(py, block, timeout), would_wait, |wait| {
+            this.get_with(slf, wait)
+        })
     }
 
     /// Remove and return an item without waiting; `queue.Empty` if there is none.
@@ -238,18 +294,19 @@ impl PyQueue {
         let total = items.len();
         let wait = this.put_wait(py, block, timeout)?;
         let full = |left: usize| Full::new_err((total - left,));
-        if let Some(monitor) = &this.monitor {
-            while let Some(item) = items.pop_front() {
-                match this.monitor_put(monitor, slf, item, Ok(wait)) {
-                    Err(error) if error.is_instance_of::<Full>(py) => {
-                        return Err(full(items.len() + 1))
-                    }
-                    other => other?,
-                }
-            }
-            return Ok(());
-        }
+        let mut monitor = this.monitor(py);
         while !items.is_empty() {
+            if let Some(monitor) = monitor {
+                while let Some(item) = items.pop_front() {
+                    match this.monitor_put(monitor, slf, item, Ok(wait)) {
+                        Err(error) if error.is_instance_of::<Full>(py) => {
+                            return Err(full(items.len() + 1))
+                        }
+                        other => other?,
+                    }
+                }
+                return Ok(());
+            }
             let put = run(
                 py,
                 QueueRef {
@@ -266,6 +323,7 @@ impl PyQueue {
             )?;
             match put {
                 Some(Ok(_)) => {}
+                Some(Err(PutError::Diverted(()))) => monitor = Some(this.monitored(py)?),
                 Some(Err(_)) => return Err(shut_down(py)),
                 None => return Err(full(items.len())),
             }
@@ -293,46 +351,56 @@ impl PyQueue {
             .ok_or_else(|| PyValueError::new_err("max_items must be at least 1"))?;
         let wait = this.get_wait(py, block, timeout)?;
         let mut out = Vec::new();
-        if let Some(monitor) = &this.monitor {
-            let held = monitor.enter(py)?;
-            out.push(this.monitor_get_held(monitor, slf, &held, Ok(wait))?);
-            while out.len() < max_items && this.storage_len(slf)? > 0 {
-                out.push(this.monitor_get_held(monitor, slf, &held, Ok(Wait::Never))?);
+        let monitor = match this.monitor(py) {
+            Some(monitor) => monitor,
+            None => {
+                let got = run(
+                    py,
+                    QueueRef {
+                        target: &this.core,
+                        object: slf.as_any(),
+                    },
+                    QueueWait::NotEmpty,
+                    wait,
+                    |blocking, deadline| match this
+                        .core
+                        .get_many_until(max_items, &mut out, blocking, deadline)
+                    {
+                        Err(GetError::Empty) => None,
+                        other => Some(other),
+                    },
+                )?;
+                match got {
+                    Some(Ok(_)) => return PyList::new(py, out),
+                    Some(Err(GetError::Diverted)) => this.monitored(py)?,
+                    Some(Err(_)) => return Err(shut_down(py)),
+                    None => return Err(Empty::new_err(())),
+                }
             }
-            drop(held);
-            return PyList::new(py, out);
+        };
+        let held = monitor.enter(py)?;
+        out.push(this.monitor_get_held(monitor, slf, &held, Ok(wait))?);
+        while out.len() < max_items && this.storage_len(slf)? > 0 {
+            out.push(this.monitor_get_held(monitor, slf, &held, Ok(Wait::Never))?);
         }
-        let got = run(
-            py,
-            QueueRef {
-                target: &this.core,
-                object: slf.as_any(),
-            },
-            QueueWait::NotEmpty,
-            wait,
-            |blocking, deadline| match this
-                .core
-                .get_many_until(max_items, &mut out, blocking, deadline)
-            {
-                Err(GetError::Empty) => None,
-                other => Some(other),
-            },
-        )?;
-        match got {
-            Some(Ok(_)) => PyList::new(py, out),
-            Some(Err(_)) => Err(shut_down(py)),
-            None => Err(Empty::new_err(())),
-        }
+        drop(held);
+        PyList::new(py, out)
     }
 
     /// Mark one item taken by `get` as processed; wakes `join` when none is left.
     fn task_done(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
+        let py = slf.py();
         let too_many = || PyValueError::new_err("task_done() called too many times");
-        let Some(monitor) = &this.monitor else {
-            return this.core.task_done().map_err(|_| too_many());
+        let monitor = match this.monitor(py) {
+            Some(monitor) => monitor,
+            None => match this.core.task_done() {
+                Ok(()) => return Ok(()),
+                Err(TaskDoneError::TooMany) => return Err(too_many()),
+                Err(TaskDoneError::Diverted) => this.monitored(py)?,
+            },
         };
-        let _held = monitor.enter(slf.py())?;
+        let _held = monitor.enter(py)?;
         let unfinished = monitor.unfinished_tasks();
         if unfinished == 0 {
             return Err(too_many());
@@ -350,18 +418,27 @@ impl PyQueue {
     fn join(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         let py = slf.py();
-        let Some(monitor) = &this.monitor else {
-            park(
-                py,
-                QueueRef {
-                    target: &this.core,
-                    object: slf.as_any(),
-                },
-                QueueWait::AllTasksDone,
-                Wait::Until(None),
-                |deadline| this.core.join_until(deadline).then_some(()),
-            )?;
-            return Ok(());
+        let monitor = match this.monitor(py) {
+            Some(monitor) => monitor,
+            None => {
+                let joined = park(
+                    py,
+                    QueueRef {
+                        target: &this.core,
+                        object: slf.as_any(),
+                    },
+                    QueueWait::AllTasksDone,
+                    Wait::Until(None),
+                    |deadline| match this.core.join_until(deadline) {
+                        Ok(false) => None,
+                        done => Some(done),
+                    },
+                )?;
+                match joined {
+                    Some(Err(Diverted)) => this.monitored(py)?,
+                    _ => return Ok(()),
+                }
+            }
         };
         let held = monitor.enter(py)?;
         while monitor.unfinished_tasks() > 0 {
@@ -383,11 +460,18 @@ impl PyQueue {
     #[pyo3(signature = (immediate=false))]
     fn shutdown(slf: &Bound<'_, Self>, immediate: bool) -> PyResult<()> {
         let this = slf.get();
-        let Some(monitor) = &this.monitor else {
-            drop(this.core.shutdown(immediate));
-            return Ok(());
+        let py = slf.py();
+        let monitor = match this.monitor(py) {
+            Some(monitor) => monitor,
+            None => match this.core.shutdown(immediate) {
+                Ok(discarded) => {
+                    drop(discarded);
+                    return Ok(());
+                }
+                Err(Diverted) => this.monitored(py)?,
+            },
         };
-        let _held = monitor.enter(slf.py())?;
+        let _held = monitor.enter(py)?;
         monitor.shut_down.store(true, Ordering::Release);
         if immediate {
             while this.storage_len(slf)? > 0 {
@@ -407,7 +491,7 @@ impl PyQueue {
     /// The number of items in the queue (approximate, as other threads may change it).
     fn qsize(slf: &Bound<'_, Self>) -> PyResult<usize> {
         let this = slf.get();
-        match &this.monitor {
+        match this.monitor(slf.py()) {
             Some(monitor) => {
                 let _held = monitor.enter(slf.py())?;
                 this.storage_len(slf)
@@ -434,21 +518,22 @@ impl PyQueue {
     }
 
     #[setter]
-    fn set_maxsize(&self, maxsize: isize) {
+    fn set_maxsize(&self, py: Python<'_>, maxsize: isize) {
         self.maxsize.store(maxsize, Ordering::Relaxed);
-        match &self.monitor {
-            // Putters waiting for a slot re-check the new bound.
-            Some(monitor) => {
-                monitor.not_full.notify_all();
-            }
-            None => self.core.set_maxsize(self.bound()),
+        if self.monitor(py).is_none() {
+            self.core.set_maxsize(self.bound());
+        }
+        // Putters waiting for a slot re-check the new bound (also those that moved to the
+        // monitor while the core's bound was set).
+        if let Some(monitor) = self.monitor(py) {
+            monitor.not_full.notify_all();
         }
     }
 
     /// The number of items put and not yet marked done.
     #[getter]
-    fn unfinished_tasks(&self) -> usize {
-        match &self.monitor {
+    fn unfinished_tasks(&self, py: Python<'_>) -> usize {
+        match self.monitor(py) {
             Some(monitor) => monitor.unfinished_tasks(),
             None => self.core.unfinished_tasks(),
         }
@@ -456,8 +541,69 @@ impl PyQueue {
 
     /// Whether `shutdown()` has been called.
     #[getter]
-    fn is_shutdown(&self) -> bool {
-        self.is_shut_down()
+    fn is_shutdown(&self, py: Python<'_>) -> bool {
+        self.is_shut_down(py)
+    }
+
+    /// The queue's lock, as `queue.Queue.mutex`: holding it holds off every put and get. The
+    /// first use of it (or of a condition) makes the queue a monitor, for good.
+    #[getter]
+    fn mutex(&self, py: Python<'_>) -> PyResult<Py<PyLock>> {
+        Ok(self.monitored(py)?.mutex(py))
+    }
+
+    /// The condition over `mutex` that getters wait on, as `queue.Queue.not_empty`.
+    #[getter]
+    fn not_empty(&self, py: Python<'_>) -> PyResult<Py<PyCondition>> {
+        Ok(self.monitored(py)?.condition(py, Named::NotEmpty))
+    }
+
+    /// The condition over `mutex` that putters wait on, as `queue.Queue.not_full`.
+    #[getter]
+    fn not_full(&self, py: Python<'_>) -> PyResult<Py<PyCondition>> {
+        Ok(self.monitored(py)?.condition(py, Named::NotFull))
+    }
+
+    /// The condition over `mutex` that `join` waits on, as `queue.Queue.all_tasks_done`.
+    #[getter]
+    fn all_tasks_done(&self, py: Python<'_>) -> PyResult<Py<PyCondition>> {
+        Ok(self.monitored(py)?.condition(py, Named::AllTasksDone))
+    }
+
+    /// Sets an attribute; an instance's own storage step (`q._put = ...`) is honoured from now
+    /// on, as `queue.Queue` honours it, by running the queue as a monitor.
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyString>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let storage_step = HOOKS.contains(&name.to_str()?);
+        if storage_step {
+            this.monitored(slf.py())?;
+        }
+        // SAFETY: attached; three live objects, as `tp_setattro` receives them.
+        let set = unsafe {
+            pyo3::ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), value.as_ptr())
+        };
+        if set != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        if storage_step {
+            this.overridden.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyString>) -> PyResult<()> {
+        // SAFETY: attached; live objects, and a null value, which asks for a deletion.
+        let deleted = unsafe {
+            pyo3::ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), std::ptr::null_mut())
+        };
+        if deleted != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
     }
 
     /// Storage step: set up storage (the items live in Rust; nothing to do).

@@ -5,10 +5,11 @@
 //! (no Python code runs while the core mutex is held, so a re-entrant put cannot deadlock).
 
 use super::alias::generic_alias;
-use super::items::{get_item, put_item};
+use super::items::{get_item, put_item, Moved};
 use super::wait::{queue_wait, Block};
 use crate::runtime::errors::cannot_pickle;
 use crate::runtime::timeout::Wait;
+use pyo3::exceptions::PySystemError;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyType};
 use treadle_core::{Order, Queue};
@@ -22,9 +23,14 @@ pub(crate) struct PySimpleQueue {
 impl PySimpleQueue {
     /// The core queue, for the direct `put` and `get` (`queue/fast.rs`).
     #[inline]
-    pub(crate) fn fast_core(&self) -> Option<&Queue<Py<PyAny>>> {
+    pub(crate) fn fast_core(&self, _py: Python<'_>) -> Option<&Queue<Py<PyAny>>> {
         Some(&self.core)
     }
+}
+
+/// The outcome of a core-queue call: a `SimpleQueue` is never diverted to a monitor.
+fn never_moved<T, M>(outcome: PyResult<Result<T, Moved<M>>>) -> PyResult<T> {
+    outcome?.map_err(|_| PySystemError::new_err("treadle: a SimpleQueue has no monitor"))
 }
 
 #[pymethods]
@@ -49,12 +55,18 @@ impl PySimpleQueue {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let _ = (block, timeout);
-        put_item(slf.py(), slf.as_any(), &slf.get().core, item, Wait::Never)
+        never_moved(put_item(
+            slf.py(),
+            slf.as_any(),
+            &slf.get().core,
+            item,
+            Wait::Never,
+        ))
     }
 
     /// Put `item` into the queue; never blocks.
     fn put_nowait(slf: &Bound<'_, Self>, item: Py<PyAny>) -> PyResult<()> {
-        put_item(slf.py(), slf.as_any(), &slf.get().core, item, Wait::Never)
+        PySimpleQueue::put(slf, item, Block(false), None)
     }
 
     /// Remove and return an item, waiting for one if `block` (at most `timeout` seconds, then
@@ -69,12 +81,12 @@ impl PySimpleQueue {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let wait = queue_wait(block, timeout)?;
-        get_item(slf.py(), slf.as_any(), &slf.get().core, wait)
+        never_moved(get_item(slf.py(), slf.as_any(), &slf.get().core, wait))
     }
 
     /// Remove and return an item without waiting; `queue.Empty` if there is none.
     fn get_nowait(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        get_item(slf.py(), slf.as_any(), &slf.get().core, Wait::Never)
+        PySimpleQueue::get(slf, Block(false), None)
     }
 
     /// Whether the queue is empty (approximate).

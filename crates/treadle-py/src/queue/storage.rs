@@ -7,6 +7,7 @@ use super::py_queue::{Kind, PyQueue};
 use pyo3::exceptions::PyIndexError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use std::sync::atomic::Ordering;
 
 impl PyQueue {
     // The storage steps, as the base class implements them.
@@ -53,7 +54,7 @@ impl PyQueue {
     // The storage steps as the monitor calls them: the class's own, if it overrides them.
 
     pub(super) fn storage_len(&self, slf: &Bound<'_, PyQueue>) -> PyResult<usize> {
-        if !self.overridden {
+        if !self.overridden.load(Ordering::Acquire) {
             return Ok(self.raw_len());
         }
         let len: isize = slf.call_method0(intern!(slf.py(), "_qsize"))?.extract()?;
@@ -61,7 +62,7 @@ impl PyQueue {
     }
 
     pub(super) fn storage_put(&self, slf: &Bound<'_, PyQueue>, item: Py<PyAny>) -> PyResult<()> {
-        if !self.overridden {
+        if !self.overridden.load(Ordering::Acquire) {
             return self.raw_put(slf.py(), item);
         }
         slf.call_method1(intern!(slf.py(), "_put"), (item,))?;
@@ -69,7 +70,7 @@ impl PyQueue {
     }
 
     pub(super) fn storage_get(&self, slf: &Bound<'_, PyQueue>) -> PyResult<Py<PyAny>> {
-        if !self.overridden {
+        if !self.overridden.load(Ordering::Acquire) {
             return self.raw_get(slf.py());
         }
         Ok(slf.call_method0(intern!(slf.py(), "_get"))?.unbind())

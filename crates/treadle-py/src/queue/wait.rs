@@ -1,10 +1,10 @@
 //! How a queue call waits: `block` and `timeout` read as `queue.Queue` reads them, and every
 //! blocking queue wait parked through the runtime's `block_on`, published in the wait graph.
 
-use crate::runtime::timeout::{deadline_after, Wait};
+use crate::runtime::timeout::{check_max, deadline_after, Wait};
 use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_on;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use std::time::Instant;
 use treadle_core::wait_graph::{WaitKind, WaitTarget};
@@ -75,7 +75,8 @@ impl FromPyObject<'_, '_> for Block {
     }
 }
 
-/// `block` and `timeout` as `queue.Queue.get` reads them.
+/// `block` and `timeout` as `queue.Queue.get` reads them; a timeout too large to wait for is
+/// `OverflowError`, as `threading`'s waits raise it.
 pub(crate) fn queue_wait(
     Block(block): Block,
     timeout: Option<&Bound<'_, PyAny>>,
@@ -95,5 +96,26 @@ pub(crate) fn queue_wait(
             "'timeout' must be a non-negative number",
         ));
     }
+    check_max(timeout.py(), seconds)?;
     Ok(Wait::Until(deadline_after(seconds)))
+}
+
+/// Runs `call` with `wait`, except that `queue.Queue` raises the `OverflowError` of a timeout
+/// too large to wait for only once it has to wait: with such a timeout, `call` runs without
+/// waiting, and the error stands if `would_wait` says it had to.
+pub(crate) fn unless_it_must_wait<T>(
+    py: Python<'_>,
+    wait: PyResult<Wait>,
+    would_wait: impl FnOnce(&PyErr) -> bool,
+    call: impl FnOnce(PyResult<Wait>) -> PyResult<T>,
+) -> PyResult<T> {
+    match wait {
+        Err(too_large) if too_large.is_instance_of::<PyOverflowError>(py) => {
+            match call(Ok(Wait::Never)) {
+                Err(error) if would_wait(&error) => Err(too_large),
+                done => done,
+            }
+        }
+        wait => call(wait),
+    }
 }

@@ -39,7 +39,8 @@ pub(crate) fn seconds(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
     Ok(value)
 }
 
-fn check_max(py: Python<'_>, value: f64) -> PyResult<()> {
+/// `OverflowError` for a timeout beyond `_thread.TIMEOUT_MAX`, as `threading` raises it.
+pub(crate) fn check_max(py: Python<'_>, value: f64) -> PyResult<()> {
     if value > TIMEOUT_MAX.get(py).copied().unwrap_or(f64::MAX) {
         return Err(PyOverflowError::new_err("timeout value is too large"));
     }

@@ -72,9 +72,13 @@ impl Tracked<'_> {
         }
     }
 
-    /// A wait with a deadline ran out: if it was part of a cycle, that is worth a log line.
+    /// A wait with a deadline ran out: if it was part of a cycle, that is worth a log line
+    /// (not for a thread polling a `Lock` it holds itself, a signal another thread gives).
     pub(crate) fn timed_out(&self, py: Python<'_>) {
         if let Some(cycle) = self.graph.find_cycle(self.published.thread()) {
+            if is_lock_used_as_a_signal(&cycle) {
+                return;
+            }
             if let Err(error) = call_reporter(py, &cycle, "timeout", Mode::Warn) {
                 error.write_unraisable(py, None);
             }
@@ -96,15 +100,19 @@ pub(crate) fn publish<'a>(
     }
     let me = tracked.published.thread();
     if let Some(cycle) = graph.find_cycle(me) {
-        // A plain Lock may be released by any thread: waiting on one's own Lock is a deadlock
-        // only if no other thread is left to release it, which is the stall check's question.
-        let self_wait_on_lock = cycle.len() == 1 && cycle[0].kind == WaitKind::Lock;
-        if !self_wait_on_lock && !cycle.iter().any(|edge| edge.timed) {
+        if !is_lock_used_as_a_signal(&cycle) && !cycle.iter().any(|edge| edge.timed) {
             tracked.report(py, &cycle, "cycle")?;
             tracked.reported = true;
         }
     }
     Ok(tracked)
+}
+
+/// Whether `cycle` is a thread waiting on a `Lock` it holds itself. A plain `Lock` may be
+/// released by any thread, so that is a signal another thread gives: a deadlock only if no other
+/// thread is left to give it, which is the stall check's question.
+fn is_lock_used_as_a_signal(cycle: &[Edge]) -> bool {
+    cycle.len() == 1 && cycle[0].kind == WaitKind::Lock
 }
 
 /// Publishes the calling thread's wait with no cycle check: for a wait that cannot fail (a

@@ -154,15 +154,6 @@ where
     Ok(block_on(py, wait, track, |deadline| attempt(deadline).then_some(()))?.is_some())
 }
 
-/// Waits with no deadline, no interruption and no place in the wait graph: for re-taking a
-/// queue's internal mutex (held only for a few steps of storage, never across a wait).
-pub(crate) fn block_uninterrupted<F>(py: Python<'_>, attempt: F) -> bool
-where
-    F: FnOnce() -> bool + Send,
-{
-    py.detach(attempt)
-}
-
 /// Re-takes a lock that a condition wait gave up: no deadline, no interruption and no error (the
 /// lock must be held again before any exception can reach the caller), but published in the wait
 /// graph while it waits, so that a cycle it closes is reported by another participant (see

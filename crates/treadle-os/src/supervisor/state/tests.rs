@@ -1,13 +1,18 @@
 //! The supervisor's rules with a fake link: no process, no socket.
 
 use super::*;
+use crate::OutOfBand;
 use std::cell::RefCell;
 
 #[derive(Debug, Default)]
 struct FakeLink {
     pid: u32,
-    /// (kind, task) of every frame queued.
-    frames: Vec<(u8, u64)>,
+    /// (kind, task, descriptors) of every frame queued.
+    frames: Vec<(u8, u64, usize)>,
+    /// The tasks queued since the last flush.
+    unflushed: Vec<u64>,
+    /// The error the next flush fails with.
+    fail_next: Option<io::ErrorKind>,
     signals: RefCell<Vec<Signal>>,
 }
 
@@ -15,15 +20,33 @@ impl Link for FakeLink {
     fn pid(&self) -> u32 {
         self.pid
     }
-    fn queue(&mut self, bytes: Vec<u8>, _fds: Vec<OwnedFd>) {
+    fn queue(&mut self, bytes: Vec<u8>, fds: Vec<OwnedFd>, task: Option<u64>) {
         let header = Header::decode(&bytes).expect("a whole frame");
-        self.frames.push((header.kind, header.task));
+        assert_eq!(header.fds as usize, fds.len());
+        self.frames.push((header.kind, header.task, fds.len()));
+        self.unflushed.extend(task);
     }
-    fn flush(&mut self) -> bool {
-        false
+    fn flush(&mut self) -> Result<bool, SendFailure> {
+        let tasks = std::mem::take(&mut self.unflushed);
+        match self.fail_next.take() {
+            Some(kind) => Err(SendFailure {
+                error: kind.into(),
+                tasks,
+            }),
+            None => Ok(false),
+        }
     }
     fn signal(&self, signal: Signal) {
         self.signals.borrow_mut().push(signal);
+    }
+}
+
+/// Lent bytes, as the binding lends a Python buffer.
+struct Lent(Vec<u8>);
+
+impl OutOfBand for Lent {
+    fn bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -39,9 +62,30 @@ fn task(id: u64, timeout: Option<Duration>) -> Task {
     Task {
         id,
         payload: b"payload".to_vec(),
-        fds: Vec::new(),
+        buffers: Buffers::None,
         timeout,
     }
+}
+
+fn task_with_buffers(id: u64) -> Task {
+    let lent: Vec<Box<dyn OutOfBand>> =
+        vec![Box::new(Lent(vec![7; 10])), Box::new(Lent(vec![8; 3]))];
+    Task {
+        buffers: Buffers::Lent(lent.into()),
+        ..task(id, None)
+    }
+}
+
+/// Packs what `to_pack` asks for, as the poller does.
+fn pack(state: &mut State<FakeLink>, now: Instant) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for (id, buffers) in state.to_pack() {
+        let bytes: Vec<&[u8]> = buffers.iter().map(|b| b.bytes()).collect();
+        state.packed(id, crate::segment::pack(&bytes));
+        ids.push(id);
+    }
+    state.dispatch(now);
+    ids
 }
 
 fn answer(kind: u8, task: u64) -> Header {
@@ -56,7 +100,7 @@ fn answer(kind: u8, task: u64) -> Header {
 /// A state with one worker (pid 100) that said it is ready.
 fn one_ready_worker(prefetch: usize, now: Instant) -> State<FakeLink> {
     let mut state = State::new(limits(1, prefetch));
-    assert_eq!(state.missing_workers(), 1);
+    assert_eq!(state.missing_workers(now), 1);
     let link = FakeLink {
         pid: 100,
         ..FakeLink::default()
@@ -77,8 +121,8 @@ fn sent_tasks(state: &State<FakeLink>) -> Vec<u64> {
         .link
         .frames
         .iter()
-        .filter(|(kind, _)| *kind == to_worker::TASK)
-        .map(|&(_, task)| task)
+        .filter(|(kind, _, _)| *kind == to_worker::TASK)
+        .map(|&(_, task, _)| task)
         .collect()
 }
 
@@ -143,7 +187,7 @@ fn a_crash_fails_the_running_task_and_requeues_the_others() {
     for id in 1..=3 {
         state.submit(task(id, None), now).unwrap();
     }
-    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || Some(1));
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || Some(1), now);
     let events = state.take_events();
     assert!(
         matches!(
@@ -158,7 +202,7 @@ fn a_crash_fails_the_running_task_and_requeues_the_others() {
         "{events:?}"
     );
     assert!(state.is_queued(2) && state.is_queued(3));
-    assert_eq!(state.missing_workers(), 1);
+    assert_eq!(state.missing_workers(now), 1);
 }
 
 #[test]
@@ -172,7 +216,7 @@ fn cancelling_an_unstarted_held_task_skips_it_and_swallows_the_answer() {
     assert!(state.workers[0]
         .link
         .frames
-        .contains(&(to_worker::CANCEL, 2)));
+        .contains(&(to_worker::CANCEL, 2, 0)));
     state.on_frame(
         0,
         answer(from_worker::SKIPPED, 2),
@@ -201,9 +245,12 @@ fn shutdown_retires_idle_workers_and_closes_once_they_ended() {
     assert!(state.shutdown(false).is_empty());
     assert_eq!(state.submit(task(1, None), now), Err(SubmitError::ShutDown));
     state.settle(now);
-    assert!(state.workers[0].link.frames.contains(&(to_worker::EXIT, 0)));
+    assert!(state.workers[0]
+        .link
+        .frames
+        .contains(&(to_worker::EXIT, 0, 0)));
     assert!(state.take_events().is_empty());
-    state.worker_ended(0, Exit::Code(0), || None);
+    state.worker_ended(0, Exit::Code(0), || None, now);
     state.settle(now);
     assert!(matches!(state.take_events()[..], [Event::Closed]));
     state.settle(now);
@@ -211,24 +258,177 @@ fn shutdown_retires_idle_workers_and_closes_once_they_ended() {
 }
 
 #[test]
-fn workers_that_keep_failing_to_start_break_the_pool() {
+fn workers_that_keep_failing_to_start_break_the_pool_after_waiting_longer_each_time() {
     let now = Instant::now();
     let mut state: State<FakeLink> = State::new(limits(1, 1));
     state.submit(task(1, None), now).unwrap();
-    state.start_failed("no such program");
-    state.start_failed("no such program");
+    state.start_failed("no such program", now);
+    // The next start waits, and the poller is woken for it.
+    assert_eq!(state.missing_workers(now), 0);
+    assert_eq!(state.next_deadline(), Some(now + START_BACKOFF));
+    let later = now + START_BACKOFF;
+    assert_eq!(state.missing_workers(later), 1);
+    state.start_failed("no such program", later);
+    assert_eq!(state.next_deadline(), Some(later + 2 * START_BACKOFF));
     assert!(state.broken().is_none());
-    state.start_failed("no such program");
+    state.start_failed("no such program", later + 2 * START_BACKOFF);
     let events = state.take_events();
     assert!(
         matches!(&events[..], [Event::Broken { id: 1, reason }] if reason.contains("3 in a row")),
         "{events:?}"
     );
-    assert_eq!(state.missing_workers(), 0);
+    assert_eq!(state.missing_workers(later + Duration::from_secs(60)), 0);
     assert!(matches!(
         state.submit(task(2, None), now),
         Err(SubmitError::Broken(_))
     ));
+}
+
+/// A state with one worker (pid 100) that has not said it is ready, holding task 1.
+fn one_starting_worker(now: Instant) -> State<FakeLink> {
+    let mut state = State::new(limits(1, 2));
+    state.workers.push(Worker::new(
+        FakeLink {
+            pid: 100,
+            ..FakeLink::default()
+        },
+        None,
+    ));
+    state.submit(task(1, None), now).unwrap();
+    state
+}
+
+#[test]
+fn a_worker_killed_from_outside_before_it_is_ready_is_no_start_failure() {
+    let now = Instant::now();
+    for _ in 0..START_FAILURES_TO_BREAK * 3 {
+        let mut state = one_starting_worker(now);
+        state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None, now);
+        assert!(state.broken().is_none());
+        assert!(state.take_events().is_empty(), "its task is not lost");
+        assert!(state.is_queued(1));
+        assert_eq!(state.missing_workers(now), 1, "replaced at once");
+    }
+    let mut state = one_starting_worker(now);
+    for _ in 0..START_FAILURES_TO_BREAK * 3 {
+        state.worker_ended(0, Exit::Signal(Signal::TERM.as_raw()), || None, now);
+        state.workers.push(Worker::new(FakeLink::default(), None));
+    }
+    assert!(state.broken().is_none());
+}
+
+#[test]
+fn a_worker_that_exits_or_crashes_before_it_is_ready_failed_to_start() {
+    let now = Instant::now();
+    for exit in [Exit::Code(1), Exit::Signal(Signal::SEGV.as_raw())] {
+        let mut state = one_starting_worker(now);
+        state.worker_ended(0, exit, || None, now);
+        assert!(state.is_queued(1));
+        assert_eq!(state.missing_workers(now), 0, "the next start waits");
+        assert_eq!(state.missing_workers(now + START_BACKOFF), 1);
+    }
+}
+
+#[test]
+fn lent_buffers_are_packed_only_for_a_worker_with_room_and_sent_as_one_segment() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(2, now);
+    for id in 1..=5 {
+        state.submit(task_with_buffers(id), now).unwrap();
+    }
+    assert!(sent_tasks(&state).is_empty(), "lent buffers are never sent");
+    // What the worker has room for, and one more, packed ahead.
+    assert_eq!(pack(&mut state, now), [1, 2, 3]);
+    assert_eq!(sent_tasks(&state), [1, 2]);
+    let frames = &state.workers[0].link.frames;
+    assert!(frames.iter().all(|&(_, _, fds)| fds == 1));
+    // The rest of the queue holds no segment: nothing more is packed until the worker has room.
+    assert!(pack(&mut state, now).is_empty());
+    assert!(state
+        .pending
+        .iter()
+        .skip(1)
+        .all(|queued| matches!(queued.task.buffers, Buffers::Lent(_))));
+    // An answer sends the task packed ahead at once.
+    state.on_frame(
+        0,
+        answer(from_worker::RETURNED, 1),
+        Vec::new(),
+        Vec::new(),
+        now,
+    );
+    state.settle(now);
+    assert_eq!(sent_tasks(&state), [1, 2, 3]);
+    assert_eq!(pack(&mut state, now), [4]);
+}
+
+#[test]
+fn a_task_behind_one_being_packed_waits_its_turn() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(4, now);
+    state.submit(task_with_buffers(1), now).unwrap();
+    state.submit(task(2, None), now).unwrap();
+    assert!(sent_tasks(&state).is_empty());
+    pack(&mut state, now);
+    assert_eq!(sent_tasks(&state), [1, 2]);
+}
+
+#[test]
+fn a_task_whose_buffers_cannot_be_packed_fails_alone() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(2, now);
+    state.submit(task_with_buffers(1), now).unwrap();
+    state.submit(task(2, None), now).unwrap();
+    state.packed(1, Err(io::Error::from_raw_os_error(24)));
+    state.dispatch(now);
+    let events = state.take_events();
+    assert!(
+        matches!(&events[..], [Event::Failed { id: 1, errno: Some(24), reason }] if reason.contains("shared memory")),
+        "{events:?}"
+    );
+    assert_eq!(sent_tasks(&state), [2]);
+}
+
+#[test]
+fn a_failed_write_fails_its_tasks_and_the_running_one_and_replaces_the_worker() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(4, now);
+    state.submit(task(1, None), now).unwrap();
+    state.workers[0].link.fail_next = Some(io::ErrorKind::OutOfMemory);
+    state.submit(task(2, None), now).unwrap();
+    let events = state.take_events();
+    let failed: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { id, reason, .. } if reason.contains("channel") => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, [1, 2], "{events:?}");
+    assert_eq!(state.workers[0].fate(), Fate::Killed);
+    assert_eq!(*state.workers[0].link.signals.borrow(), [Signal::KILL]);
+    assert_eq!(state.missing_workers(now), 1);
+}
+
+#[test]
+fn a_write_to_a_worker_that_hung_up_requeues_what_it_never_received() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(4, now);
+    state.submit(task(1, None), now).unwrap();
+    state.workers[0].link.fail_next = Some(io::ErrorKind::BrokenPipe);
+    state.submit(task(2, None), now).unwrap();
+    assert!(state.take_events().is_empty());
+    assert!(state.is_queued(2));
+    // It takes nothing more; its end says what became of the task it was running.
+    state.dispatch(now);
+    assert!(state.is_queued(2));
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None, now);
+    let events = state.take_events();
+    assert!(
+        matches!(events[..], [Event::Crashed { id: 1, .. }]),
+        "{events:?}"
+    );
+    assert!(state.is_queued(2));
 }
 
 #[test]
@@ -280,7 +480,7 @@ fn the_tally_counts_cancellations_timeouts_and_why_workers_were_replaced() {
     state.submit(task(2, None), now).unwrap();
     assert_eq!(state.cancel(2, false, now), CancelOutcome::Cancelled);
     state.expire(now + limit);
-    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None);
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None, now);
     let stats = state.stats(now + limit).expect("stats are on");
     assert_eq!(
         (stats.submitted, stats.cancelled, stats.timed_out),
@@ -297,8 +497,23 @@ fn a_crash_counts_as_a_failure_and_a_restart() {
     let now = Instant::now();
     let mut state = one_ready_worker(1, now);
     state.submit(task(1, None), now).unwrap();
-    state.worker_ended(0, Exit::Code(1), || None);
+    state.worker_ended(0, Exit::Code(1), || None, now);
     let stats = state.stats(now).expect("stats are on");
     assert_eq!(stats.failed, 1);
+    assert_eq!(stats.restarts.map(|r| r.crashed), Some(1));
+}
+
+#[test]
+fn the_tally_counts_tasks_failed_by_packing_or_a_write_and_the_worker_replaced() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(4, now);
+    state.submit(task_with_buffers(1), now).unwrap();
+    state.packed(1, Err(io::Error::from_raw_os_error(24)));
+    state.submit(task(2, None), now).unwrap();
+    state.workers[0].link.fail_next = Some(io::ErrorKind::OutOfMemory);
+    state.submit(task(3, None), now).unwrap();
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None, now);
+    let stats = state.stats(now).expect("stats are on");
+    assert_eq!((stats.submitted, stats.failed), (3, 3));
     assert_eq!(stats.restarts.map(|r| r.crashed), Some(1));
 }
