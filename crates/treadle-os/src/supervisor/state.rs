@@ -17,6 +17,11 @@
 //!   running. It counts as started from the moment the worker said it was ready or answered the
 //!   task before (`head_started`), and its deadline counts from then: a task that waits behind
 //!   others on the same worker is not charged for their time.
+//! - A task cancelled with `interrupt` is stopped, never left to run: killed with its worker if
+//!   it counts as started, else sent a `CANCEL`. The pool's view lags the worker's (a `READY` or
+//!   the answer before it may not be read yet, and the worker reads a `CANCEL` only between
+//!   tasks), so such a task may be running all the same: once the worker is known to have
+//!   reached it, it must answer `SKIPPED` within `SKIP_GRACE` or it is killed.
 //! - Only a `Serving` worker is given tasks; one that was killed has its unstarted tasks put
 //!   back at the front of the queue, in order, before anything else is dispatched.
 //! - `Closed` is the last event, reported once: after shutdown, when no worker is left and
@@ -62,6 +67,9 @@ const START_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_HELD: usize = 64;
 /// About how much work (by a worker's recent pace) it may hold beyond `prefetch` tasks.
 const HELD_WORK: Duration = Duration::from_millis(1);
+/// How long a worker has to skip a task cancelled with `interrupt` once it is known to have
+/// reached it, before it is taken to be running it and killed.
+const SKIP_GRACE: Duration = Duration::from_millis(50);
 
 /// How the state machine reaches a worker.
 pub(crate) trait Link {
@@ -221,13 +229,18 @@ impl<L: Link> Worker<L> {
         Some(took)
     }
 
-    /// The running task's deadline.
+    /// The running task's deadline; for a task cancelled with `interrupt` that the worker has
+    /// reached, when it is killed unless it skipped the task.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let head = self.sent.front()?;
-        if self.fate != Fate::Serving || head.cancelled {
+        if self.fate != Fate::Serving {
             return None;
         }
-        self.head_started?.checked_add(head.task.timeout?)
+        let started = self.head_started?;
+        if head.cancelled {
+            return started.checked_add(SKIP_GRACE);
+        }
+        started.checked_add(head.task.timeout?)
     }
 
     /// The task at the head starts now, if the worker is ready; returns since when it waited,
@@ -295,8 +308,8 @@ impl<L: Link> State<L> {
         Ok(timed || stuck || !self.pending.is_empty())
     }
 
-    /// Cancels a task: drops it if no worker has it; with `interrupt`, has it skipped (not
-    /// started) or kills its worker (running).
+    /// Cancels a task: drops it if no worker has it; with `interrupt`, kills its worker
+    /// (running) or has it skipped (not known to be running; see the module's invariants).
     pub(crate) fn cancel(&mut self, id: u64, interrupt: bool, now: Instant) -> CancelOutcome {
         if let Some(at) = self.pending.iter().position(|queued| queued.task.id == id) {
             self.pending.remove(at);
@@ -490,12 +503,17 @@ impl<L: Link> State<L> {
     }
 
     /// Kills the workers whose running task is past its deadline; each such task ends with
-    /// [`Event::TimedOut`].
+    /// [`Event::TimedOut`]. A worker that did not skip a task cancelled with `interrupt` in
+    /// time is running it: it is killed too (the task's future is cancelled already).
     pub(crate) fn expire(&mut self, now: Instant) {
         for w in 0..self.workers.len() {
             let worker = &mut self.workers[w];
             if worker.deadline().is_some_and(|at| at <= now) {
                 let head = worker.sent.pop_front().expect("a deadline has a task");
+                if head.cancelled {
+                    self.kill(w, Restart::Interrupted);
+                    continue;
+                }
                 let pid = worker.link.pid();
                 self.kill(w, Restart::TimedOut);
                 self.tally.timed_out += 1;

@@ -229,6 +229,91 @@ fn cancelling_an_unstarted_held_task_skips_it_and_swallows_the_answer() {
     assert_eq!(state.workers[0].fate(), Fate::Serving);
 }
 
+/// A cancelled task the worker may have started before it read the `CANCEL`: once the worker
+/// is known to have reached it, it is stopped unless it is skipped within `SKIP_GRACE`.
+fn assert_stopped_unless_skipped(mut state: State<FakeLink>, reached: Instant) {
+    assert_eq!(state.workers[0].fate(), Fate::Serving);
+    assert_eq!(state.next_deadline(), Some(reached + SKIP_GRACE));
+    state.expire(reached + SKIP_GRACE);
+    assert_eq!(state.workers[0].fate(), Fate::Killed);
+    assert_eq!(*state.workers[0].link.signals.borrow(), [Signal::KILL]);
+    assert!(
+        state.take_events().is_empty(),
+        "its future is cancelled already"
+    );
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None, reached);
+    let stats = state.stats(reached).expect("stats are on");
+    assert_eq!(stats.restarts.map(|r| r.interrupted), Some(1));
+    assert_eq!(state.missing_workers(reached), 1, "replaced");
+}
+
+#[test]
+fn a_task_interrupted_before_its_worker_is_known_ready_is_stopped_if_it_runs() {
+    let now = Instant::now();
+    let mut state = one_starting_worker(now);
+    assert_eq!(state.cancel(1, true, now), CancelOutcome::Interrupted);
+    assert_eq!(
+        state.workers[0].fate(),
+        Fate::Serving,
+        "it may not have started"
+    );
+    // The worker said it was ready before it read the CANCEL, and runs the task.
+    let ready = now + Duration::from_millis(3);
+    state.on_frame(
+        0,
+        answer(from_worker::READY, 0),
+        Vec::new(),
+        Vec::new(),
+        ready,
+    );
+    assert_stopped_unless_skipped(state, ready);
+}
+
+#[test]
+fn a_task_interrupted_as_its_worker_answers_the_one_before_is_stopped_if_it_runs() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(2, now);
+    state.submit(task(1, None), now).unwrap();
+    state.submit(task(2, None), now).unwrap();
+    // The worker answered task 1 and started task 2; the answer is not read yet.
+    assert_eq!(state.cancel(2, true, now), CancelOutcome::Interrupted);
+    let answered = now + Duration::from_millis(3);
+    state.on_frame(
+        0,
+        answer(from_worker::RETURNED, 1),
+        Vec::new(),
+        Vec::new(),
+        answered,
+    );
+    assert_eq!(state.take_events().len(), 1);
+    assert_stopped_unless_skipped(state, answered);
+}
+
+#[test]
+fn an_interrupted_task_the_worker_skips_in_time_costs_no_worker() {
+    let now = Instant::now();
+    let mut state = one_starting_worker(now);
+    state.cancel(1, true, now);
+    state.on_frame(
+        0,
+        answer(from_worker::READY, 0),
+        Vec::new(),
+        Vec::new(),
+        now,
+    );
+    state.on_frame(
+        0,
+        answer(from_worker::SKIPPED, 1),
+        Vec::new(),
+        Vec::new(),
+        now,
+    );
+    assert_eq!(state.next_deadline(), None);
+    state.expire(now + SKIP_GRACE);
+    assert_eq!(state.workers[0].fate(), Fate::Serving);
+    assert!(state.workers[0].link.signals.borrow().is_empty());
+}
+
 #[test]
 fn cancelling_a_queued_task_drops_it() {
     let now = Instant::now();
