@@ -1,8 +1,9 @@
 //! The wait graph: who waits on whom, so that a deadlock raises instead of hanging.
 //!
 //! Every blocking wait in treadle publishes a record (what it waits on, through a [`WaitTarget`])
-//! before it parks and withdraws it after. Two questions are asked of the graph, both on the slow
-//! path only (a thread about to park, or parked and waking for a periodic look):
+//! before it parks and withdraws it as soon as the wait is over ([`Published::withdraw`]). Two
+//! questions are asked of the graph, both on the slow path only (a thread about to park, or
+//! parked and waking for a periodic look):
 //!
 //! 1. **Owned cycles** ([`WaitGraph::find_cycle`]): a wait whose target has an owner (an `RLock`'s
 //!    owner, a `Lock`'s holder, the thread a `join` waits for) is an edge waiter -> owner. The
@@ -210,6 +211,23 @@ pub struct Published<'a> {
 
 impl Drop for Published<'_> {
     fn drop(&mut self) {
+        self.withdraw();
+    }
+}
+
+impl Published<'_> {
+    /// The thread that published the wait.
+    pub fn thread(&self) -> ThreadId {
+        self.thread
+    }
+
+    /// Withdraws the record now, as soon as the wait is over, where the guard can be dropped
+    /// only later (after re-attaching to an interpreter, which may take long). A waiter that got
+    /// what it waited for has often taken it (the lock, the item, the task), so its target is not
+    /// ready any more: had its record stood meanwhile, it would have looked stuck, and a stall
+    /// could have been judged on a thread that is about to go on. Dropping the guard afterwards
+    /// does nothing more.
+    pub fn withdraw(&self) {
         let mut records = self.graph.lock();
         if records
             .by_thread
@@ -218,13 +236,6 @@ impl Drop for Published<'_> {
         {
             records.by_thread.remove(&self.thread);
         }
-    }
-}
-
-impl Published<'_> {
-    /// The thread that published the wait.
-    pub fn thread(&self) -> ThreadId {
-        self.thread
     }
 }
 

@@ -113,18 +113,18 @@ pub(crate) fn _run_worker(
     shared.core.worker_idle();
     loop {
         let mut next = match shared.core.next(Some(Instant::now())) {
-            Next::Idle => {
-                // Published while idle, so that a process stalled with idle workers around is
-                // still recognised as stalled (they can act only once work arrives).
-                let _idle = parked_in_graph(py, handle, &shared, WAITING_FOR_WORK);
-                py.detach(|| shared.core.next(None))
-            }
+            // Published while idle, so that a process stalled with idle workers around is still
+            // recognised as stalled (they can act only once work arrives).
+            Next::Idle => park(py, handle, &shared, WAITING_FOR_WORK, || {
+                shared.core.next(None)
+            }),
             next => next,
         };
         if let Next::Spare = next {
             // A thread too many since a blocked worker woke: aside until one blocks again.
-            let _spare = parked_in_graph(py, handle, &shared, WAITING_AS_SPARE);
-            next = py.detach(|| shared.core.wait_as_spare());
+            next = park(py, handle, &shared, WAITING_AS_SPARE, || {
+                shared.core.wait_as_spare()
+            });
         }
         match next {
             Next::Run(cell) => {
@@ -158,10 +158,9 @@ pub(crate) fn _run_worker(
 pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
     let shared = Arc::clone(&handle.get().0);
     loop {
-        let due = {
-            let _waiting = parked_in_graph(py, handle, &shared, WAITING_FOR_DEADLINE);
-            py.detach(|| shared.core.expired(None))
-        };
+        let due = park(py, handle, &shared, WAITING_FOR_DEADLINE, || {
+            shared.core.expired(None)
+        });
         let Some(due) = due else {
             break;
         };
@@ -184,6 +183,28 @@ pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
             }
         }
     }
+}
+
+/// Parks one of the pool's own threads in `wait`, detached and published in the wait graph as
+/// parked (see `WaitTarget for Pool`). The wait is withdrawn the moment `wait` returns, before
+/// the thread re-attaches: it has then taken a task (or a deadline), so the pool's target is not
+/// ready any more, and a record left standing until the interpreter let the thread back in (it
+/// may wait long for it) would show it idle, and the process stalled, while it is about to run.
+fn park<R: Send>(
+    py: Python<'_>,
+    handle: &Bound<'_, PyPoolHandle>,
+    shared: &PoolShared,
+    ticket: u64,
+    wait: impl FnOnce() -> R + Send,
+) -> R {
+    let parked = parked_in_graph(py, handle, shared, ticket);
+    py.detach(|| {
+        let outcome = wait();
+        if let Some(parked) = &parked {
+            parked.wait_ended();
+        }
+        outcome
+    })
 }
 
 /// Publishes one of the pool's own threads as parked (see `WaitTarget for Pool`), while the
