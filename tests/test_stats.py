@@ -251,6 +251,24 @@ def test_the_records_can_be_made_in_python_as_a_cluster_executor_would():
     assert "submitted=3" in repr(stats) and "p99=0.9" in repr(stats)
 
 
+def test_durations_are_summed_up_as_the_pools_own_are():
+    durations = _treadle._Durations()
+    nothing = durations.summary()
+    assert (nothing.count, nothing.mean, nothing.p50, nothing.max) == (0, None, None, None)
+    for seconds in [0.1] * 98 + [2.0, 3.0]:
+        durations.record(seconds)
+    summary = durations.summary()
+    assert summary.count == 100
+    assert summary.max == 3.0
+    assert abs(summary.mean - (0.1 * 98 + 5.0) / 100) < 1e-6
+    assert between(summary.p50, 0.1 * 0.94, 0.1 * 1.06)  # a bucket's middle: within 6%
+    assert between(summary.p99, 2.0 * 0.94, 2.0 * 1.06)
+    for wrong in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="non-negative number of seconds"):
+            durations.record(wrong)
+    assert durations.summary().count == 100
+
+
 SCRIPT = textwrap.dedent(
     """
     import concurrent.futures as cf

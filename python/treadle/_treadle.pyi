@@ -34,6 +34,7 @@ __all__ = [
     "_Closed",
     "_Completions",
     "_Crashed",
+    "_Durations",
     "_Failed",
     "_ForkServer",
     "_FutureBase",
@@ -59,6 +60,7 @@ __all__ = [
     "_set_pool_hooks",
     "_set_reporter",
     "_set_stats_enabled",
+    "_stats_enabled",
     "_thread_starting",
     "_waits",
     "_wire",
@@ -591,3 +593,12 @@ class ExecutorStats:
     def pending(self) -> int: ...
 
 def _set_stats_enabled(enabled: bool) -> None: ...
+def _stats_enabled() -> bool: ...
+
+@final
+class _Durations:
+    """Durations summed up as the pools' statistics are (a cluster executor's figures)."""
+
+    def __new__(cls) -> Self: ...
+    def record(self, seconds: float) -> None: ...
+    def summary(self) -> TimeStats: ...

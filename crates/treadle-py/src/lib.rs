@@ -92,7 +92,9 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stats::PyTimeStats>()?;
     m.add_class::<stats::PyWorkerStats>()?;
     m.add_class::<stats::PyWorkerRestarts>()?;
+    m.add_class::<stats::PyDurations>()?;
     m.add_function(wrap_pyfunction!(stats::_set_stats_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::_stats_enabled, m)?)?;
     m.add("TIMEOUT_MAX", runtime::timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

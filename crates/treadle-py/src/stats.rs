@@ -2,13 +2,15 @@
 //! times and queue waits, a `WorkerStats` per worker and, for a process pool, `WorkerRestarts`.
 //! Made from the core's [`Snapshot`] (`treadle_core::stats`) of either pool; each has a
 //! constructor too, so that an executor gathering its figures in Python (a cluster's) returns
-//! the same records. Times are in seconds, as Python's are.
+//! the same records, its durations summed up by the core's histogram (`_Durations`). Times are
+//! in seconds, as Python's are.
 
-use pyo3::exceptions::PyRuntimeError;
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::time::Duration;
-use treadle_core::stats::{self, Restarts, Snapshot, Summary, WorkerSnapshot};
+use treadle_core::stats::{self, Histogram, Restarts, Snapshot, Summary, WorkerSnapshot};
 
 /// Durations summed up: how many, and their mean, median, 99th percentile and maximum in
 /// seconds (None when there were none).
@@ -302,4 +304,49 @@ pub(crate) fn to_python(
 #[pyfunction]
 pub(crate) fn _set_stats_enabled(enabled: bool) {
     stats::set_enabled(enabled);
+}
+
+/// `_stats_enabled()`: whether pools made now gather statistics.
+#[pyfunction]
+pub(crate) fn _stats_enabled() -> bool {
+    stats::enabled()
+}
+
+/// `_Durations()`: durations summed up as the pools' own are (the core's log-linear histogram:
+/// exact count, mean and maximum, percentiles within about 6%, in constant memory), for an
+/// executor that gathers its figures in Python (a cluster's). `record(seconds)` from any thread;
+/// `summary()` is a `TimeStats`.
+#[pyclass(frozen, name = "_Durations", module = "treadle")]
+pub(crate) struct PyDurations {
+    histogram: Histogram,
+    /// The histogram is written by one thread at a time: writers take turns.
+    writing: Mutex<()>,
+}
+
+#[pymethods]
+impl PyDurations {
+    #[new]
+    fn new() -> Self {
+        PyDurations {
+            histogram: Histogram::default(),
+            writing: Mutex::new(()),
+        }
+    }
+
+    /// Records one duration of `seconds` (a non-negative number).
+    fn record(&self, seconds: f64) -> PyResult<()> {
+        let duration = Duration::try_from_secs_f64(seconds).map_err(|_| {
+            PyValueError::new_err(format!(
+                "a duration is a non-negative number of seconds, not {seconds}"
+            ))
+        })?;
+        let _turn = self.writing.lock();
+        self.histogram.record(duration, 1);
+        Ok(())
+    }
+
+    /// The durations recorded so far, summed up.
+    fn summary(&self) -> PyTimeStats {
+        PyTimeStats::from(Histogram::summarize([&self.histogram]))
+    }
 }

@@ -13,8 +13,8 @@ instances of it), and treadle's additions: interruptible tasks (``Cancelled``, `
 
 Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``progress`` (tqdm
 bars), ``waiting`` (``wait``, ``as_completed``), ``executor`` (the base), ``thread`` (the thread
-pool), ``process`` and ``process_future`` (the process pool and its futures), ``dask_executor``
-and ``dask_worker`` (the Dask executor, and what its workers run).
+pool), ``process`` and ``process_future`` (the process pool and its futures), ``dask_executor``,
+``dask_worker`` and ``dask_stats`` (the Dask executor, what its workers run, its statistics).
 """
 
 from __future__ import annotations

@@ -193,7 +193,11 @@ fn a_wait_withdrawn_as_it_ends_counts_no_more_and_its_guard_leaves_the_next_one(
     // SAFETY: dropped before `target`.
     let second = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
     drop(first);
-    assert_eq!(graph.snapshot().len(), 1, "the next wait of the thread stays");
+    assert_eq!(
+        graph.snapshot().len(),
+        1,
+        "the next wait of the thread stays"
+    );
     drop(second);
     assert!(graph.snapshot().is_empty());
 }
