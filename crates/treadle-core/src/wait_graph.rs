@@ -33,7 +33,7 @@ use crate::primitive::lock_std;
 use crate::thread_id::ThreadId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// What a published wait waits on: enough for the graph to follow it and to tell when it is over.
@@ -206,6 +206,8 @@ pub struct Published<'a> {
     graph: &'a WaitGraph,
     thread: ThreadId,
     serial: u64,
+    /// Whether the record was taken out already (by [`Published::withdraw`]).
+    withdrawn: AtomicBool,
     _target: PhantomData<&'a dyn WaitTarget>,
 }
 
@@ -228,6 +230,9 @@ impl Published<'_> {
     /// could have been judged on a thread that is about to go on. Dropping the guard afterwards
     /// does nothing more.
     pub fn withdraw(&self) {
+        if self.withdrawn.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let mut records = self.graph.lock();
         if records
             .by_thread
@@ -308,6 +313,7 @@ impl WaitGraph {
             graph: self,
             thread,
             serial,
+            withdrawn: AtomicBool::new(false),
             _target: PhantomData,
         }
     }
