@@ -37,3 +37,9 @@ def initialized(_: object = None) -> object:
 def initialize(value: object) -> None:
     global INITIALIZED
     INITIALIZED = value
+
+
+def square_or_fail_if_odd(x: int) -> int:
+    if x % 2:
+        raise ValueError(x)
+    return x * x

@@ -258,3 +258,39 @@ def wait_for_file(path: str, seconds: float) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+def wait_while_exists(path: str) -> None:
+    """An initializer: holds a new worker back (it says it is ready only after) while ``path``
+    exists, for at most 30 s."""
+    deadline = time.monotonic() + 30
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+class SlowToUnpickle:
+    """A result whose unpickling, on the pool's supervisor thread, removes ``release`` and then
+    keeps that thread from the pool's sockets until ``until`` exists, and 0.3 s more."""
+
+    def __init__(self, release: str, until: str) -> None:
+        self.release = release
+        self.until = until
+
+    def __reduce__(self):
+        return (_unpickle_slowly, (self.release, self.until))
+
+
+def _unpickle_slowly(release: str, until: str) -> None:
+    os.remove(release)
+    wait_for_file(until, 30)
+    time.sleep(0.3)
+
+
+def announce_then_return_slow_to_unpickle(
+    path: str, go: str, release: str, until: str
+) -> SlowToUnpickle:
+    """Writes the worker's pid to ``path``, waits for ``go`` to exist, and returns a
+    :class:`SlowToUnpickle`."""
+    announce_then_sleep(path, 0)
+    wait_for_file(go, 30)
+    return SlowToUnpickle(release, until)

@@ -413,6 +413,137 @@ def test_without_dask_the_error_names_the_extra_to_install():
     assert "pip install 'treadle[dask]'" in done.stdout
 
 
+# -- progress bars and statistics ----------------------------------------------------------
+
+
+def caller_bar(total: int):
+    """A tqdm bar of the test's, drawn into a buffer (a caller's bar is counted on, not
+    closed)."""
+    import io
+
+    tqdm = pytest.importorskip("tqdm")
+    return tqdm.tqdm(total=total, file=io.StringIO())
+
+
+def test_map_counts_the_tasks_on_the_cluster_on_a_progress_bar(executor):
+    bar = caller_bar(6)
+    out = list(
+        executor.map(dtasks.square_or_fail_if_odd, range(6), return_exceptions=True, progress=bar)
+    )
+    shown = [x if isinstance(x, int) else type(x).__name__ for x in out]
+    assert shown == [0, "ValueError", 4, "ValueError", 16, "ValueError"]
+    assert bar.n == 6
+    assert "failed=3" in bar.postfix
+    assert not bar.disable
+    bar.close()
+
+
+def test_a_chunked_map_on_the_cluster_counts_each_call_on_its_bar(executor):
+    bar = caller_bar(10)
+    assert list(executor.map(tasks.square, range(10), chunksize=3, progress=bar)) == [
+        x * x for x in range(10)
+    ]
+    assert bar.n == 10
+    bar.close()
+
+
+def test_as_completed_counts_the_cluster_s_futures_on_a_progress_bar(executor):
+    futures = [executor.submit(tasks.square, x) for x in range(5)]
+    bar = caller_bar(5)
+    assert sorted(f.result() for f in treadle.as_completed(futures, timeout=T, progress=bar)) == [
+        x * x for x in range(5)
+    ]
+    assert bar.n == 5
+    bar.close()
+
+
+SLEEP = 0.2
+
+
+def between(value: float | None, low: float, high: float) -> bool:
+    return value is not None and low <= value <= high
+
+
+def test_stats_count_and_time_what_the_executor_ran_on_the_cluster(tmp_path):
+    # A cluster of its own: its two workers are free when the test needs them busy.
+    with local_cluster() as cluster, DaskExecutor(cluster) as ex:
+        addresses = set(ex.client.nthreads())
+        started = time.monotonic()
+        assert ex.submit(tasks.square, 1).result(T) == 1
+        for future in [ex.submit(tasks.sleep, SLEEP) for _ in range(6)]:
+            assert future.result(T) == SLEEP
+        # Both workers busy: a task behind them has not started, and is cancelled.
+        wait_for(lambda: not any(ex.client.processing().values()), what="idle workers")
+        busy = [ex.submit(tasks.sleep, 1.0) for _ in range(2)]
+        wait_for(lambda: all(f.running() for f in busy), what="both workers to be busy")
+        queued = ex.submit(tasks.square, 5)
+        assert queued.cancel()
+        for future in busy:
+            future.result(T)
+        with pytest.raises(ValueError):
+            ex.submit(tasks.fail, "no").result(T)
+        limited = ex.schedule(
+            dtasks.wait_in_treadle_then_mark, (str(tmp_path / "mark"), 30), timeout=0.3
+        )
+        with pytest.raises(treadle.TaskTimeoutError):
+            limited.result(T)
+        elapsed = time.monotonic() - started
+        stats = ex.stats()
+    counts = (stats.submitted, stats.done, stats.failed, stats.cancelled, stats.timed_out)
+    assert counts == (12, 9, 1, 1, 1)
+    assert stats.pending == 0
+    # Timed: the tasks that returned or raised, from their start to their outcome's arrival.
+    times = stats.task_time
+    assert times.count == 10
+    assert between(times.p50, SLEEP * 0.9, SLEEP * 3)
+    assert between(times.max, 1.0, elapsed)
+    # Waits until they started: every task but the one cancelled before it could.
+    waits = stats.queue_wait
+    assert waits.count == 11
+    assert between(waits.max, SLEEP * 1.5, elapsed)
+    assert {w.name for w in stats.workers} <= addresses
+    assert sum(w.tasks for w in stats.workers) == 10
+    assert between(sum(w.busy for w in stats.workers), SLEEP * 6 + 2.0, elapsed * 2)
+    assert all(w.pid is None and 0 <= w.busy_fraction <= 1 for w in stats.workers)
+    assert stats.restarts is None
+    assert stats.uptime >= elapsed
+    # Once the executor let go of the cluster, no worker serves it; its figures stay.
+    assert not any(w.alive for w in ex.stats().workers)
+    assert ex.stats().done == 9
+
+
+def test_stats_list_the_cluster_s_workers_while_the_executor_serves(executor):
+    executor.submit(tasks.square, 2).result(T)
+    workers = executor.stats().workers
+    assert {w.name for w in workers} == set(executor.client.nthreads())
+    assert all(w.alive and w.lifetime > 0 for w in workers)
+
+
+def test_an_executor_made_while_stats_are_off_gathers_none(client):
+    from treadle import _treadle
+
+    _treadle._set_stats_enabled(False)
+    try:
+        with DaskExecutor(client) as ex:
+            assert ex.submit(tasks.square, 3).result(T) == 9
+    finally:
+        _treadle._set_stats_enabled(True)
+    with pytest.raises(RuntimeError, match=r"gathers no statistics.*TREADLE_STATS=0"):
+        ex.stats()
+
+
+def test_treadle_run_stats_reports_a_pool_run_on_the_cluster(cluster_processes, tmp_path):
+    under, _, on_dask = _run_program(
+        tmp_path, "-m", "treadle", "run", "--stats", "--cluster", cluster_processes
+    )
+    assert under.returncode == 0, under.stderr
+    assert under.stdout == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n144\n"
+    assert on_dask
+    assert "statistics of 1 pool(s)" in under.stderr
+    [line] = [x for x in under.stderr.splitlines() if x.startswith("ProcessPoolExecutor-")]
+    assert line.split()[1:6] == ["11", "11", "0", "0", "0"]
+
+
 # -- unmodified programs on a cluster -------------------------------------------------------
 
 PROGRAM = """\

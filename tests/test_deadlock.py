@@ -15,7 +15,7 @@ import time
 import warnings
 
 import pytest
-from _children import run_until_interrupted
+from _children import run_until_interrupted, run_with_a_thread_held_back
 
 import treadle
 from treadle import DeadlockError
@@ -362,6 +362,92 @@ def test_sleeping_third_thread_delays_the_report_until_it_parks():
     # Nothing is reported while the sleeper could still act; once it parks, one thread reports.
     assert ("MAIN REPORTED" in out) != ("SLEEPER REPORTED" in out), out
     assert "REPORT AFTER SLEEP True" in out, out
+
+
+# A thread whose wait is over has often taken what it waited for (the task, the lock): its
+# target is not ready any more. Until it is back in the interpreter, which the main thread holds
+# here and a machine busy with other work can delay much longer than the stall check's grace,
+# it must not look parked: the main thread, waiting on it, would see a stall of the process.
+HELD_BACK_PRELUDE = """
+import mmap, os, random, sys, threading, time, treadle
+
+def report_and_exit(error):
+    print("false report:", str(error).splitlines()[0], flush=True)
+    os._exit(1)
+
+data = [random.random() for _ in range(1_500_000)]  # sorting it holds the interpreter lock
+# A thread waiting for the interpreter lock asks its holder to let go only after this long: the
+# held-back thread never does (its holder would then wait for it to take the lock).
+sys.setswitchinterval(30)
+flag = mmap.mmap(os.open(os.environ["HELD_BACK_FLAG"], os.O_RDWR), 1)
+
+def parked_once(line):
+    deadline = time.monotonic() + 10
+    while line not in treadle.dump_waits():
+        assert time.monotonic() < deadline, treadle.dump_waits()
+        time.sleep(0.001)
+
+def spin_until(condition):
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline
+
+def hold_back(thread, parked_line):
+    parked_once(parked_line)
+    print(thread.native_id, flush=True)
+    sys.stdin.readline()
+
+def go_on_once(taken, wait):
+    # Once the held-back thread has taken what it waited for, it waits to get back into the
+    # interpreter, which this thread holds (sorting); then this thread waits with wait().
+    spin_until(taken)
+    flag[0] = 1
+    data.sort()
+    try:
+        return wait()
+    except treadle.DeadlockError as error:
+        report_and_exit(error)
+"""
+
+
+def test_a_worker_that_took_a_task_is_not_idle_while_it_waits_for_the_interpreter():
+    out = run_with_a_thread_held_back(
+        HELD_BACK_PRELUDE
+        + """
+pool = treadle.ThreadPoolExecutor(1)
+assert pool.submit(int).result() == 0
+[worker] = [t for t in threading.enumerate() if t.name.startswith(pool._thread_name_prefix)]
+hold_back(worker, f"'{worker.name}' waits for queue")
+future = pool.submit(pool.shutdown, False)  # the task ends the pool, and so its worker
+go_on_once(lambda: pool._pending() == 0, worker.join)
+print("joined", future.done(), flush=True)
+"""
+    )
+    assert out == "joined True\n", out
+
+
+def test_a_thread_that_took_a_lock_is_not_waiting_while_it_waits_for_the_interpreter():
+    out = run_with_a_thread_held_back(
+        HELD_BACK_PRELUDE
+        + """
+handoff = treadle.Lock()
+handoff.acquire()
+def takes_handoff():
+    try:
+        handoff.acquire()
+    except treadle.DeadlockError as error:
+        report_and_exit(error)
+    handoff.release()
+taker = threading.Thread(target=takes_handoff, name="taker")
+taker.start()
+hold_back(taker, "'taker' waits for lock")
+handoff.release()
+go_on_once(handoff.locked, handoff.acquire)
+print("taken back", flush=True)
+taker.join(5)
+"""
+    )
+    assert out == "taken back\n", out
 
 
 def test_wait_with_timeout_never_raises_and_logs_when_part_of_a_cycle(caplog):

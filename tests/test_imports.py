@@ -11,6 +11,7 @@ import pytest
 import treadle
 
 HEAVY = (
+    "tqdm",
     "logging",
     "dataclasses",
     "inspect",
@@ -75,3 +76,20 @@ def test_the_dask_executor_class_loads_without_dask_which_loads_when_one_is_made
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         treadle.Nothing  # noqa: B018
+
+
+def test_tqdm_loads_only_when_a_bar_is_asked_for():
+    assert "tqdm" not in modules_imported_by("import treadle")
+    without_bar = modules_imported_by(
+        "import treadle\n"
+        "with treadle.ThreadPoolExecutor(2) as pool:\n"
+        "    list(pool.map(abs, range(10)))\n"
+        "    list(treadle.as_completed([pool.submit(abs, 1)]))"
+    )
+    assert "tqdm" not in without_bar
+    with_bar = modules_imported_by(
+        "import io, treadle\n"
+        "with treadle.ThreadPoolExecutor(2) as pool:\n"
+        "    list(pool.map(abs, range(10), progress={'file': io.StringIO()}))"
+    )
+    assert "tqdm" in with_bar

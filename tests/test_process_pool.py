@@ -485,6 +485,41 @@ def test_cancel_interrupt_of_a_prefetched_task_skips_it(tmp_path):
         assert not (tmp_path / "never").exists()
 
 
+def test_cancel_interrupt_stops_a_task_begun_before_the_pool_read_its_worker_ready(tmp_path):
+    # A new worker runs its first task right after it says it is ready. A cancel(interrupt=True)
+    # that comes before the pool has read that READY must still stop the task if the worker began
+    # it, not claim success and let it run. Here the pool's supervisor thread is kept from its
+    # sockets (it unpickles another task's result, slowly) from before the new worker is ready
+    # until after the cancel.
+    hold, go = tmp_path / "hold", tmp_path / "go"
+    busy, begun = tmp_path / "busy", tmp_path / "begun"
+    with treadle.ProcessPoolExecutor(
+        2, initializer=tasks.wait_while_exists, initargs=(str(hold),)
+    ) as pool:
+        assert len({f.result(WAIT) for f in [pool.submit(tasks.pid_after, 0.2) for _ in "ab"]}) == 2
+        slow = pool.submit(
+            tasks.announce_then_return_slow_to_unpickle, str(busy), str(go), str(hold), str(begun)
+        )
+        busy_pid = wait_for_pid_file(busy)
+        [idle_pid] = set(pool.worker_pids) - {busy_pid}
+        hold.touch()  # the replacement of the idle worker waits in its initializer
+        os.kill(idle_pid, signal.SIGKILL)
+        assert wait_for(lambda: len(set(pool.worker_pids) - {busy_pid, idle_pid}) == 1)
+        [new_pid] = set(pool.worker_pids) - {busy_pid}
+        long = pool.submit(tasks.announce_then_sleep, str(begun), 60)
+        go.touch()
+        # The supervisor thread unpickles slow's result: it lets the new worker go on (READY,
+        # then the long task), and reads nothing until 0.3 s after the task has begun.
+        assert wait_for_pid_file(begun) == new_pid
+        assert long.cancel(interrupt=True)
+        assert wait_for(lambda: not pid_alive(new_pid), timeout=5), (
+            "the cancelled task still runs 5 s later"
+        )
+        assert long.cancelled()
+        assert slow.result(WAIT) is None
+        assert pool.submit(tasks.square, 3).result(WAIT) == 9
+
+
 def test_max_tasks_per_child_recycles_workers():
     with treadle.ProcessPoolExecutor(1, max_tasks_per_child=2) as pool:
         pids = [pool.submit(tasks.pid).result(WAIT) for _ in range(6)]

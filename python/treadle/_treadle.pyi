@@ -16,6 +16,7 @@ __all__ = [
     "Cancelled",
     "Condition",
     "Event",
+    "ExecutorStats",
     "LifoQueue",
     "Lock",
     "PriorityQueue",
@@ -25,6 +26,9 @@ __all__ = [
     "ShutDown",
     "SimpleQueue",
     "TaskTimeoutError",
+    "TimeStats",
+    "WorkerRestarts",
+    "WorkerStats",
     "_Answer",
     "_Broken",
     "_CancelOutcome",
@@ -32,6 +36,7 @@ __all__ = [
     "_Closed",
     "_Completions",
     "_Crashed",
+    "_Durations",
     "_Failed",
     "_ForkServer",
     "_FutureBase",
@@ -58,6 +63,8 @@ __all__ = [
     "_set_lock_order_hook",
     "_set_pool_hooks",
     "_set_reporter",
+    "_set_stats_enabled",
+    "_stats_enabled",
     "_thread_starting",
     "_wait_for_exit",
     "_waits",
@@ -274,6 +281,7 @@ class _FutureBase:
     def result(self, timeout: float | None = None) -> Any: ...
     def exception(self, timeout: float | None = None) -> BaseException | None: ...
     def add_done_callback(self, fn: Callable[[Any], object]) -> None: ...
+    def _add_watcher(self, fn: Callable[[Any], object]) -> None: ...
     def set_running_or_notify_cancel(self) -> bool: ...
     def set_result(self, result: Any) -> None: ...
     def set_exception(self, exception: BaseException | None) -> None: ...
@@ -320,7 +328,8 @@ class _ThreadPool:
     def _broken(self) -> Literal[False] | str: ...
 
 @final
-class _PoolHandle: ...
+class _PoolHandle:
+    def stats(self) -> ExecutorStats: ...
 
 @final
 class _Unretrieved:
@@ -403,6 +412,7 @@ class _Supervisor:
     def shutdown(self, cancel_pending: bool) -> list[int]: ...
     def terminate(self, signal: int) -> list[int]: ...
     def pids(self) -> list[int]: ...
+    def stats(self) -> ExecutorStats: ...
     def poll(
         self, timeout: float | None = None
     ) -> list[
@@ -556,3 +566,121 @@ class _Channel:
 def _set_channel_pickler(
     dumps: Callable[[object, str], tuple[bytes, list[memoryview]]],
 ) -> None: ...
+
+# Statistics (executor.stats())
+
+@final
+class TimeStats:
+    """Durations summed up, in seconds (None when there were none)."""
+
+    def __new__(
+        cls,
+        *,
+        count: int,
+        mean: float | None,
+        p50: float | None,
+        p99: float | None,
+        max: float | None,
+    ) -> Self: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def mean(self) -> float | None: ...
+    @property
+    def p50(self) -> float | None: ...
+    @property
+    def p99(self) -> float | None: ...
+    @property
+    def max(self) -> float | None: ...
+
+@final
+class WorkerStats:
+    """One worker: tasks run, seconds busy out of its lifetime, whether it still serves."""
+
+    def __new__(
+        cls, *, name: str, pid: int | None, tasks: int, busy: float, lifetime: float, alive: bool
+    ) -> Self: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def tasks(self) -> int: ...
+    @property
+    def busy(self) -> float: ...
+    @property
+    def lifetime(self) -> float: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def busy_fraction(self) -> float: ...
+
+@final
+class WorkerRestarts:
+    """A process pool's workers replaced, by why."""
+
+    def __new__(
+        cls, *, crashed: int = 0, timed_out: int = 0, interrupted: int = 0, recycled: int = 0
+    ) -> Self: ...
+    @property
+    def crashed(self) -> int: ...
+    @property
+    def timed_out(self) -> int: ...
+    @property
+    def interrupted(self) -> int: ...
+    @property
+    def recycled(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+
+@final
+class ExecutorStats:
+    """An executor's figures at one moment (executor.stats())."""
+
+    def __new__(
+        cls,
+        *,
+        submitted: int,
+        done: int,
+        failed: int,
+        cancelled: int,
+        timed_out: int,
+        task_time: TimeStats,
+        queue_wait: TimeStats,
+        workers: list[WorkerStats] | tuple[WorkerStats, ...],
+        restarts: WorkerRestarts | None = None,
+        uptime: float,
+    ) -> Self: ...
+    @property
+    def submitted(self) -> int: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def cancelled(self) -> int: ...
+    @property
+    def timed_out(self) -> int: ...
+    @property
+    def task_time(self) -> TimeStats: ...
+    @property
+    def queue_wait(self) -> TimeStats: ...
+    @property
+    def workers(self) -> tuple[WorkerStats, ...]: ...
+    @property
+    def restarts(self) -> WorkerRestarts | None: ...
+    @property
+    def uptime(self) -> float: ...
+    @property
+    def pending(self) -> int: ...
+
+def _set_stats_enabled(enabled: bool) -> None: ...
+def _stats_enabled() -> bool: ...
+
+@final
+class _Durations:
+    """Durations summed up as the pools' statistics are (a cluster executor's figures)."""
+
+    def __new__(cls) -> Self: ...
+    def record(self, seconds: float) -> None: ...
+    def summary(self) -> TimeStats: ...

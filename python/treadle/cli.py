@@ -5,7 +5,8 @@
 with a report on stderr and exit status 3 instead of a hang; at exit it says which non-daemon
 threads are still alive (the interpreter will wait for them) and which task exceptions nobody
 retrieved (and a program that would have exited 0 exits 3 when it lost some; tasks stopped on
-purpose, such as a process pool's at a Ctrl-C the program handles, are not lost).
+purpose, such as a process pool's at a Ctrl-C the program handles, are not lost). With
+``--stats`` it prints every pool's statistics at exit.
 
 ``treadle run --cluster ADDRESS ...`` (or ``TREADLE_CLUSTER=ADDRESS``) runs every
 ``ProcessPoolExecutor`` the program makes on the Dask cluster at ADDRESS (``local``: a
@@ -17,6 +18,7 @@ purpose, such as a process pool's at a Ctrl-C the program handles, are not lost)
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
 import os
@@ -31,7 +33,8 @@ from typing import Any, TextIO
 
 from treadle import benchmarks, deadlock
 from treadle._treadle import __version__
-from treadle.futures import set_unretrieved_handler
+from treadle.futures import ExecutorStats, set_unretrieved_handler
+from treadle.futures.executor import StatsSource, keep_stats
 from treadle.patching import patch
 
 DEADLOCK_EXIT_STATUS = 3
@@ -76,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
         "--report-file",
         metavar="PATH",
         help="write findings to PATH instead of stderr",
+    )
+    run.add_argument(
+        "--stats",
+        action="store_true",
+        help="at exit, print every pool's statistics (tasks, times, queue waits, workers)",
     )
     run.add_argument(
         "--cluster",
@@ -205,6 +213,104 @@ def _install_exit_summary(findings: _Findings, lost: _LostExceptions) -> None:
     threading._register_atexit(at_shutdown)  # type: ignore[attr-defined]
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f}us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f}ms"
+    return f"{seconds:.2f}s"
+
+
+def _busy(workers: Any) -> str:
+    lifetime = sum(w.lifetime for w in workers)
+    return f"{sum(w.busy for w in workers) / lifetime:.0%}" if lifetime > 0 else "-"
+
+
+_STATS_HEAD = (
+    f"{'pool':<24} {'tasks':>7} {'done':>7} {'failed':>6} {'cancel':>6} {'t/out':>5}"
+    f" {'task p50':>8} {'p99':>8} {'max':>8} {'wait p50':>8} {'p99':>8} {'workers':>7} {'busy':>4}"
+)
+
+
+def stats_table(pools: list[tuple[str, ExecutorStats]], workers_shown: int = 8) -> str:
+    """The ``--stats`` table: a line per pool, a line per worker (the first ``workers_shown``)
+    under it, and a process pool's restarts."""
+    lines = [_STATS_HEAD, "-" * len(_STATS_HEAD)]
+    for name, s in pools:
+        task, wait = s.task_time, s.queue_wait
+        lines.append(
+            f"{name:<24} {s.submitted:>7} {s.done:>7} {s.failed:>6} {s.cancelled:>6}"
+            f" {s.timed_out:>5} {_duration(task.p50):>8} {_duration(task.p99):>8}"
+            f" {_duration(task.max):>8} {_duration(wait.p50):>8} {_duration(wait.p99):>8}"
+            f" {len(s.workers):>7} {_busy(s.workers):>4}"
+        )
+        for worker in s.workers[:workers_shown]:
+            state = "" if worker.alive else ", ended"
+            lines.append(
+                f"  {worker.name:<22} {worker.tasks:>7} tasks, "
+                f"{worker.busy_fraction:.0%} busy{state}"
+            )
+        if len(s.workers) > workers_shown:
+            lines.append(f"  ... and {len(s.workers) - workers_shown} more workers")
+        if s.restarts is not None and s.restarts.total:
+            r = s.restarts
+            lines.append(
+                f"  workers restarted: {r.crashed} crashed, {r.timed_out} timed out, "
+                f"{r.interrupted} interrupted, {r.recycled} recycled"
+            )
+    return "\n".join(lines)
+
+
+def _stats_json(s: ExecutorStats) -> dict[str, Any]:
+    def times(t: Any) -> dict[str, Any]:
+        return {"count": t.count, "mean": t.mean, "p50": t.p50, "p99": t.p99, "max": t.max}
+
+    restarts = s.restarts
+    return {
+        "submitted": s.submitted,
+        "done": s.done,
+        "failed": s.failed,
+        "cancelled": s.cancelled,
+        "timed_out": s.timed_out,
+        "task_time": times(s.task_time),
+        "queue_wait": times(s.queue_wait),
+        "workers": [
+            {"name": w.name, "pid": w.pid, "tasks": w.tasks, "busy_fraction": w.busy_fraction}
+            for w in s.workers
+        ],
+        "restarts": None
+        if restarts is None
+        else {
+            "crashed": restarts.crashed,
+            "timed_out": restarts.timed_out,
+            "interrupted": restarts.interrupted,
+            "recycled": restarts.recycled,
+        },
+        "uptime": s.uptime,
+    }
+
+
+def _install_stats_report(findings: _Findings) -> None:
+    """At exit, once the pools have finished (``atexit`` runs after ``threading``'s exit hooks,
+    which shut the pools down), report every pool's statistics."""
+    kept: list[tuple[str, StatsSource]] = keep_stats()
+
+    def report() -> None:
+        pools = [(name, source.stats()) for name, source in kept]
+        if not pools:
+            findings.emit("stats", "no pool was made", pools={})
+            return
+        findings.emit(
+            "stats",
+            f"statistics of {len(pools)} pool(s):\n{stats_table(pools)}",
+            pools={name: _stats_json(s) for name, s in pools},
+        )
+
+    atexit.register(report)
+
+
 def _exit_status(code: object) -> int:
     if code is None:
         return 0
@@ -226,6 +332,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.cluster is not None and not _connect_cluster(args.cluster):
         return 2
     patch(cluster=args.cluster)
+    if args.stats:
+        _install_stats_report(findings)
     lost = _LostExceptions(findings)
     _install_exit_summary(findings, lost)
     try:

@@ -317,8 +317,14 @@ impl<T: TaskTypes> FutureCell<T> {
 
     /// Adds a done-callback; gives it back if the future is already done (call it now).
     pub fn add_callback(&self, callback: T::Callback) -> Result<(), T::Callback> {
+        lock(&self.inner).retrieved = true;
+        self.add_watcher(callback)
+    }
+
+    /// As [`FutureCell::add_callback`], for a callback that only watches (a progress bar): the
+    /// outcome does not count as retrieved, so a lost exception is still reported.
+    pub fn add_watcher(&self, callback: T::Callback) -> Result<(), T::Callback> {
         let mut inner = lock(&self.inner);
-        inner.retrieved = true;
         if matches!(inner.status, Status::Cancelled | Status::Finished) {
             return Err(callback);
         }

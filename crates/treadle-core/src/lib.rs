@@ -29,6 +29,7 @@ pub mod primitive;
 pub mod queue;
 pub mod rlock;
 pub mod semaphore;
+pub mod stats;
 pub mod thread_id;
 pub mod wait_graph;
 pub mod wait_queue;

@@ -21,17 +21,26 @@
 //!
 //! Deadlines (per-task time limits) are a second, small monitor: a heap of (instant, future)
 //! that a timer thread waits on.
+//!
+//! Statistics (`stats.rs`): the mutex that guards the queue also guards the count of
+//! submissions and the histogram of queue waits; a submission is stamped with the clock when the
+//! pool's [`Sampler`] asks for it, and the wait is recorded when a worker takes it.
 
 use crate::future::{FutureCell, TaskTypes};
 use crate::primitive::{lock, wait_until, Condvar, Mutex};
+use crate::stats::Sampler;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 mod blocked;
+mod queued;
 mod spare;
+mod stats;
 pub use blocked::{Blocking, MAX_SPARE_WORKERS};
+use queued::Queued;
+pub use stats::{PoolStats, Timing, WorkerTimer};
 
 /// How long a spare thread (one beyond the pool's size, started for a worker that waited on its
 /// own pool and has woken since) stays idle before it ends: long enough to serve the next nested
@@ -39,7 +48,9 @@ pub use blocked::{Blocking, MAX_SPARE_WORKERS};
 pub const SPARE_KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 struct State<T: TaskTypes> {
-    queue: VecDeque<Arc<FutureCell<T>>>,
+    queue: VecDeque<Queued<T>>,
+    /// Which submissions to stamp, for the statistics of queue waits.
+    sampler: Sampler,
     max_workers: usize,
     max_pending: usize,
     workers: usize,
@@ -100,6 +111,7 @@ pub enum Next<T: TaskTypes> {
 /// A pool's queue and workers.
 pub struct Pool<T: TaskTypes> {
     state: Mutex<State<T>>,
+    stats: PoolStats,
     work: Condvar,
     room: Condvar,
     spares: Condvar,
@@ -120,6 +132,7 @@ impl<T: TaskTypes> Pool<T> {
         Pool {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                sampler: Sampler::default(),
                 max_workers,
                 max_pending,
                 workers: 0,
@@ -131,6 +144,7 @@ impl<T: TaskTypes> Pool<T> {
                 shut_down: false,
                 broken: false,
             }),
+            stats: PoolStats::new(),
             work: Condvar::new(),
             room: Condvar::new(),
             spares: Condvar::new(),
@@ -167,7 +181,19 @@ impl<T: TaskTypes> Pool<T> {
             state = next;
             state.parked_submitters -= 1;
         }
-        state.queue.push_back(Arc::clone(cell));
+        let mut stamp = None;
+        if self.stats.enabled() {
+            self.stats.submitted_locked();
+            if let Some(weight) = state.sampler.due() {
+                let now = Instant::now();
+                state.sampler.timed(now);
+                stamp = Some((now, weight));
+            }
+        }
+        state.queue.push_back(Queued {
+            cell: Arc::clone(cell),
+            stamp,
+        });
         let needed =
             state.queue.len() > state.idle_workers && state.active_workers() < state.worker_limit();
         let wake_spare = needed && state.spare_workers > 0;
@@ -210,7 +236,10 @@ impl<T: TaskTypes> Pool<T> {
                 state.spare_workers += 1;
                 return Next::Spare;
             }
-            if let Some(cell) = state.queue.pop_front() {
+            if let Some(Queued { cell, stamp }) = state.queue.pop_front() {
+                if let Some((queued, weight)) = stamp {
+                    self.stats.taken_locked(queued, weight);
+                }
                 state.idle_workers = state.idle_workers.saturating_sub(1);
                 let wake = state.parked_submitters > 0;
                 drop(state);
@@ -244,6 +273,11 @@ impl<T: TaskTypes> Pool<T> {
         lock(&self.state).workers
     }
 
+    /// The pool's statistics.
+    pub fn stats(&self) -> &PoolStats {
+        &self.stats
+    }
+
     /// Futures queued and not yet taken by a worker.
     pub fn pending(&self) -> usize {
         lock(&self.state).queue.len()
@@ -255,7 +289,7 @@ impl<T: TaskTypes> Pool<T> {
         let mut state = lock(&self.state);
         state.shut_down = true;
         let drained = if cancel_queued {
-            state.queue.drain(..).collect()
+            state.queue.drain(..).map(|queued| queued.cell).collect()
         } else {
             Vec::new()
         };
@@ -271,7 +305,7 @@ impl<T: TaskTypes> Pool<T> {
     pub fn break_pool(&self) -> Vec<Arc<FutureCell<T>>> {
         let mut state = lock(&self.state);
         state.broken = true;
-        let drained = state.queue.drain(..).collect();
+        let drained = state.queue.drain(..).map(|queued| queued.cell).collect();
         drop(state);
         self.work.notify_all();
         self.room.notify_all();

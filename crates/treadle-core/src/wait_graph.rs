@@ -1,8 +1,9 @@
 //! The wait graph: who waits on whom, so that a deadlock raises instead of hanging.
 //!
 //! Every blocking wait in treadle publishes a record (what it waits on, through a [`WaitTarget`])
-//! before it parks and withdraws it after. Two questions are asked of the graph, both on the slow
-//! path only (a thread about to park, or parked and waking for a periodic look):
+//! before it parks and withdraws it as soon as the wait is over ([`Published::withdraw`]). Two
+//! questions are asked of the graph, both on the slow path only (a thread about to park, or
+//! parked and waking for a periodic look):
 //!
 //! 1. **Owned cycles** ([`WaitGraph::find_cycle`]): a wait whose target has an owner (an `RLock`'s
 //!    owner, a `Lock`'s holder, the thread a `join` waits for) is an edge waiter -> owner. The
@@ -32,7 +33,7 @@ use crate::primitive::lock_std;
 use crate::thread_id::ThreadId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// What a published wait waits on: enough for the graph to follow it and to tell when it is over.
@@ -205,11 +206,33 @@ pub struct Published<'a> {
     graph: &'a WaitGraph,
     thread: ThreadId,
     serial: u64,
+    /// Whether the record was taken out already (by [`Published::withdraw`]).
+    withdrawn: AtomicBool,
     _target: PhantomData<&'a dyn WaitTarget>,
 }
 
 impl Drop for Published<'_> {
     fn drop(&mut self) {
+        self.withdraw();
+    }
+}
+
+impl Published<'_> {
+    /// The thread that published the wait.
+    pub fn thread(&self) -> ThreadId {
+        self.thread
+    }
+
+    /// Withdraws the record now, as soon as the wait is over, where the guard can be dropped
+    /// only later (after re-attaching to an interpreter, which may take long). A waiter that got
+    /// what it waited for has often taken it (the lock, the item, the task), so its target is not
+    /// ready any more: had its record stood meanwhile, it would have looked stuck, and a stall
+    /// could have been judged on a thread that is about to go on. Dropping the guard afterwards
+    /// does nothing more.
+    pub fn withdraw(&self) {
+        if self.withdrawn.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let mut records = self.graph.lock();
         if records
             .by_thread
@@ -218,13 +241,6 @@ impl Drop for Published<'_> {
         {
             records.by_thread.remove(&self.thread);
         }
-    }
-}
-
-impl Published<'_> {
-    /// The thread that published the wait.
-    pub fn thread(&self) -> ThreadId {
-        self.thread
     }
 }
 
@@ -297,6 +313,7 @@ impl WaitGraph {
             graph: self,
             thread,
             serial,
+            withdrawn: AtomicBool::new(false),
             _target: PhantomData,
         }
     }

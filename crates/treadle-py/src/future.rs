@@ -440,6 +440,15 @@ impl PyFuture {
         }
     }
 
+    /// Call `fn(future)` when the future is done (now, if it is), as a watcher that does not
+    /// retrieve the outcome (a progress bar): an exception nobody retrieves is still reported.
+    #[pyo3(signature = (r#fn))]
+    fn _add_watcher(slf: &Bound<'_, Self>, r#fn: Bound<'_, PyAny>) {
+        if let Err(callback) = slf.get().cell.add_watcher(r#fn.unbind()) {
+            run_callback(slf.py(), slf.as_any(), callback.bind(slf.py()));
+        }
+    }
+
     /// For executors: mark the future running, or return False if it was cancelled.
     fn set_running_or_notify_cancel(&self) -> PyResult<bool> {
         match self.cell.start() {

@@ -24,6 +24,7 @@ mod process_pool;
 mod queue;
 mod runtime;
 mod semaphore;
+mod stats;
 mod unretrieved;
 
 /// The native module behind the `treadle` package.
@@ -97,6 +98,13 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "AbandonedQueueError",
         m.py().get_type::<channel::AbandonedQueueError>(),
     )?;
+    m.add_class::<stats::PyExecutorStats>()?;
+    m.add_class::<stats::PyTimeStats>()?;
+    m.add_class::<stats::PyWorkerStats>()?;
+    m.add_class::<stats::PyWorkerRestarts>()?;
+    m.add_class::<stats::PyDurations>()?;
+    m.add_function(wrap_pyfunction!(stats::_set_stats_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::_stats_enabled, m)?)?;
     m.add("TIMEOUT_MAX", runtime::timeout::timeout_max())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -5,14 +5,16 @@ share), ``Future``, ``wait`` and ``as_completed``, the standard library's except
 and ``Executor`` (the abstract base, the standard library's own object: both pools are
 instances of it), and treadle's additions: interruptible tasks (``Cancelled``, ``check_cancelled``,
 ``cancelled``, ``sleep``), time limits (``TaskTimeoutError``), crashed workers
-(``WorkerCrashedError``), ``local`` and ``set_unretrieved_handler``. The process pool (with
+(``WorkerCrashedError``), ``local``, ``set_unretrieved_handler``, progress bars
+(``map(progress=...)``, ``as_completed(progress=...)``) and statistics (``executor.stats()``:
+``ExecutorStats``, ``TimeStats``, ``WorkerStats``, ``WorkerRestarts``). The process pool (with
 ``concurrent.futures.process`` and ``multiprocessing``) loads on first use, and so does
 ``DaskExecutor`` (the same API on a Dask cluster), which imports Dask only when one is made.
 
-Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``waiting`` (``wait``,
-``as_completed``), ``thread`` (the thread pool), ``process`` and ``process_future`` (the process
-pool and its futures), ``dask_executor`` and ``dask_worker`` (the Dask executor, and what its
-workers run).
+Modules: ``future`` (``Future``, never-silent reporting), ``task_local``, ``progress`` (tqdm
+bars), ``waiting`` (``wait``, ``as_completed``), ``executor`` (the base), ``thread`` (the thread
+pool), ``process`` and ``process_future`` (the process pool and its futures), ``dask_executor``,
+``dask_worker`` and ``dask_stats`` (the Dask executor, what its workers run, its statistics).
 """
 
 from __future__ import annotations
@@ -30,7 +32,17 @@ from concurrent.futures import (
 from concurrent.futures.thread import BrokenThreadPool
 
 from treadle import _lazy
-from treadle._treadle import Cancelled, TaskTimeoutError, cancelled, check_cancelled, sleep
+from treadle._treadle import (
+    Cancelled,
+    ExecutorStats,
+    TaskTimeoutError,
+    TimeStats,
+    WorkerRestarts,
+    WorkerStats,
+    cancelled,
+    check_cancelled,
+    sleep,
+)
 from treadle.futures.future import Future, set_unretrieved_handler
 from treadle.futures.task_local import local
 from treadle.futures.thread import ThreadPoolExecutor
@@ -55,13 +67,17 @@ __all__ = [
     "CancelledError",
     "DaskExecutor",
     "Executor",
+    "ExecutorStats",
     "Future",
     "InvalidStateError",
     "ProcessPoolExecutor",
     "TaskTimeoutError",
     "ThreadPoolExecutor",
+    "TimeStats",
     "TimeoutError",
     "WorkerCrashedError",
+    "WorkerRestarts",
+    "WorkerStats",
     "as_completed",
     "cancelled",
     "check_cancelled",

@@ -23,7 +23,10 @@ Errors. Dask's ``KilledWorker`` (the workers running a task died more often than
 ``distributed.scheduler.allowed-failures`` allows; until then Dask reruns it elsewhere) becomes
 ``WorkerCrashedError`` naming the last worker; a Dask future cancelled by anything but this
 executor (the client lost its scheduler, ...) becomes ``BrokenProcessPool`` with Dask's reason.
-Design and limits: ``docs/dask.md``.
+
+``map(progress=...)`` is the one base's; ``stats()`` reads ``dask_stats.DaskStats``, fed where
+each thing is seen (submissions and cancellations here, starts, outcomes and time limits in the
+resolver thread). Design and limits: ``docs/dask.md``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from typing import Any, ClassVar
 
 from treadle._treadle import TaskTimeoutError
 from treadle.futures import process_future as _process_futures
+from treadle.futures.dask_stats import DaskStats
 from treadle.futures.executor import Executor
 from treadle.futures.process import ProcessPoolExecutor, WorkerCrashedError, _name_of
 from treadle.futures.process_future import Future
@@ -85,7 +89,17 @@ def load_distributed() -> ModuleType:
 class _Task:
     """One task: its future, how errors name it, its limit, and what the cluster said."""
 
-    __slots__ = ("dask_future", "deadline", "future", "label", "started", "timeout", "worker")
+    __slots__ = (
+        "dask_future",
+        "deadline",
+        "future",
+        "label",
+        "started",
+        "started_at",
+        "submitted_at",
+        "timeout",
+        "worker",
+    )
 
     def __init__(self, future: Future, label: Any, timeout: float | None) -> None:
         self.future = future
@@ -96,6 +110,9 @@ class _Task:
         self.started = False
         self.worker: str | None = None
         self.deadline: float | None = None
+        self.submitted_at = time.monotonic()
+        #: When it last started (client's clock), for its time.
+        self.started_at: float | None = None
 
     @property
     def name(self) -> str:
@@ -211,16 +228,21 @@ class _Tasks:
         self.thread = threading.Thread(
             target=self.serve, name=f"treadle-dask-executor-{number}", daemon=True
         )
+        #: The executor's statistics (it reads them from here: they outlive it).
+        self.stats = DaskStats(client)
 
     # -- any thread ----------------------------------------------------------------------
 
     def add(self, key: str, task: _Task) -> None:
         with self.lock:
             self.table[key] = task
+        self.stats.count("submitted")
 
     def discard(self, key: str) -> None:
+        """A task whose submission failed (and raised): it never was."""
         with self.lock:
             self.table.pop(key, None)
+        self.stats.count("submitted", -1)
 
     def watch(self, key: str, dask_future: Any) -> None:
         """Has the client's event loop await the Dask future. Tasks submitted while the loop
@@ -239,6 +261,7 @@ class _Tasks:
             if task is None or (task.started and not interrupt):
                 return False
             del self.table[key]
+        self.stats.count("cancelled")
         self.stop_on_cluster(key, task, interrupt)
         return True
 
@@ -274,11 +297,11 @@ class _Tasks:
             status = dask_future.status
         except asyncio.CancelledError:
             # The client's event loop is closing under it: the future must not wait forever.
-            self.inbox.put((_OUTCOME, key, "cancelled", None))
+            self.inbox.put((_OUTCOME, key, "cancelled", None, time.monotonic()))
             raise
         except Exception as error:
             outcome, status = error, "failed"
-        self.inbox.put((_OUTCOME, key, status, outcome))
+        self.inbox.put((_OUTCOME, key, status, outcome, time.monotonic()))
 
     # -- the resolver thread -------------------------------------------------------------
 
@@ -296,7 +319,7 @@ class _Tasks:
                 with self.lock:
                     task = self.table.pop(message[1], None)
                 if task is not None:
-                    self.resolve(task, message[2], message[3])
+                    self.resolve(task, *message[2:])
             elif message is not None and message[0] == _STARTED:
                 self.started(*message[1:])
             if deadlines and deadlines[0][0] <= time.monotonic():
@@ -310,6 +333,7 @@ class _Tasks:
         the executor: this thread must not keep the executor alive, so that one dropped
         without ``shutdown()`` is finalized.)"""
         _StartEvents.leave(self)
+        self.stats.released = True
         with contextlib.suppress(Exception):
             if self.plugin is not None:
                 self.client.unregister_worker_plugin(self.plugin)
@@ -322,11 +346,15 @@ class _Tasks:
                 )
         _close_all(self.owned)
 
-    def resolve(self, task: _Task, status: str, outcome: Any) -> None:
+    def resolve(self, task: _Task, status: str, outcome: Any, at: float) -> None:
+        """Resolves the future of a task whose outcome (Dask's ``status``) arrived at ``at``."""
         if status == "finished":
+            self.stats.ended(True, True, task.worker, task.started_at, at)
             _process_futures.set_result(task.future, outcome)
         else:
             error = _settled_error(task, status, outcome, self.address, self.client.status)
+            raised = status == "error" and not isinstance(error, WorkerCrashedError)
+            self.stats.ended(False, raised, task.worker, task.started_at, at)
             _process_futures.set_exception(task.future, error)
 
     def started(self, key: str, worker: str, at: float) -> None:
@@ -335,7 +363,9 @@ class _Tasks:
             if task is None:
                 return
             # A task rerun elsewhere (its worker died) starts again, with its whole time limit.
+            self.stats.started(task.submitted_at, at, task.started_at is None, worker)
             task.started = True
+            task.started_at = at
             task.worker = worker
             if task.timeout is not None:
                 task.deadline = at + task.timeout
@@ -349,6 +379,7 @@ class _Tasks:
                 if task is None or task.deadline != deadline:
                     continue
                 del self.table[key]
+            self.stats.count("timed_out")
             self.stop_on_cluster(key, task, interrupt=True)
             _process_futures.set_exception(
                 task.future,
@@ -505,6 +536,9 @@ class DaskExecutor(Executor):
 
     def _task_queued(self, key: str) -> bool:
         return self._tasks.queued(key)
+
+    def _stats_source(self) -> DaskStats:
+        return self._tasks.stats
 
     def _cancel_task(self, key: str, interrupt: bool) -> bool:
         return self._tasks.cancel(key, interrupt)

@@ -3,9 +3,14 @@
 * The checks of the arguments every executor takes, with one rule and one message each; a time
   limit (``task_timeout``, ``schedule(timeout=)``) is None or a positive, finite number of
   seconds (``ValueError`` otherwise), in both pools.
-* ``map``, with 3.14's ``buffersize`` and treadle's ``return_exceptions``, and its result
-  iterator, which keeps no reference to a future or a value once it has yielded it (as the
-  standard library's), so that a result the caller drops is freed.
+* ``map``, with 3.14's ``buffersize``, treadle's ``return_exceptions`` and ``progress`` (a tqdm
+  bar, ``progress.py``), and its result iterator, which keeps no reference to a future or a
+  value once it has yielded it (as the standard library's), so that a result the caller drops
+  is freed.
+* ``stats()``: the executor's statistics (``ExecutorStats``), read from what
+  ``_stats_source()`` gives; ``keep_stats()`` keeps every executor's source from then on, for
+  ``treadle run --stats``. ``TREADLE_STATS=0`` in the environment turns them off for the pools
+  made afterwards (to measure what they cost; ``treadle bench stats``).
 * The at-exit registry: at interpreter exit, as ``concurrent.futures`` does, the executors take
   no new work and finish their queued work.
 * Never silent: a pool records its tasks' failures (``_Unretrieved``); ``shutdown(wait=True)``
@@ -13,9 +18,9 @@
   ``ExceptionGroup``, dropped futures included (at interpreter exit, where nobody could catch
   it, it reports them).
 
-A subclass provides ``submit`` and ``shutdown``, and ``_map_tasks`` if ``map`` should not submit
-one task per call; it calls ``_keep_unretrieved`` as it is made and ``_report_unretrieved`` at
-the end of ``shutdown(wait=True)``.
+A subclass provides ``submit``, ``shutdown`` and ``_stats_source``, and ``_map_tasks`` if
+``map`` should not submit one task per call; it calls ``_keep_unretrieved`` as it is made and
+``_report_unretrieved`` at the end of ``shutdown(wait=True)``.
 """
 
 from __future__ import annotations
@@ -23,20 +28,29 @@ from __future__ import annotations
 import collections
 import itertools
 import math
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures as _cf
 from concurrent.futures import CancelledError
-from typing import Any
+from typing import Any, Protocol
 
 from treadle import _treadle
+from treadle._treadle import ExecutorStats
+from treadle.futures import progress as _progress
 from treadle.futures.future import report_unretrieved
 
 #: Submits one task of a ``map``: ``submit(executor, task)``, a future, or for a chunked map a
 #: ``(future, number of calls)`` pair.
 MapSubmit = Callable[[Any, Any], Any]
+
+
+class StatsSource(Protocol):
+    """What holds an executor's statistics: it outlives the executor object."""
+
+    def stats(self) -> ExecutorStats: ...
 
 
 def check_timeout(name: str, seconds: float | None) -> None:
@@ -66,6 +80,22 @@ class Executor(_cf.Executor):
     def _register_for_exit(self) -> None:
         """Shut this executor down at interpreter exit (it is forgotten when it is freed)."""
         _live_executors.add(self)
+        if _kept_stats is not None:
+            _kept_stats.append((self._stats_label(), self._stats_source()))
+
+    def stats(self) -> ExecutorStats:
+        """The executor's statistics now: tasks submitted, done, failed, cancelled and timed
+        out; task times and queue waits (count, mean, p50, p99, max, in seconds); each worker's
+        tasks and busy fraction; for a process pool, its workers' restarts and why. Gathered in
+        the core as the pool runs, at a cost too small to measure (``treadle bench stats``)."""
+        return self._stats_source().stats()
+
+    def _stats_source(self) -> StatsSource:
+        raise NotImplementedError(f"{type(self).__name__} gathers no statistics")
+
+    def _stats_label(self) -> str:
+        """The executor's name in ``treadle run --stats``."""
+        return f"{type(self).__name__}-{next(_stats_numbers)}"
 
     def _keep_unretrieved(self, raise_unretrieved: bool) -> _treadle._Unretrieved:
         """Where the pool records its tasks' failures, for ``shutdown()``; with
@@ -96,25 +126,45 @@ class Executor(_cf.Executor):
         chunksize: int = 1,
         buffersize: int | None = None,
         return_exceptions: bool = False,
+        progress: Any = None,
     ) -> Iterator[Any]:
         """``Executor.map`` (with 3.14's ``buffersize``: at most that many tasks are submitted
         ahead of the results consumed); with ``return_exceptions=True``, a task's exception is
-        yielded in its place instead of ending the iteration."""
+        yielded in its place instead of ending the iteration. ``progress=True`` (or a dict of
+        tqdm options, or a tqdm bar) shows a progress bar of the tasks as they end, failures and
+        cancellations in its postfix; the total is known when the iterables have a length."""
         if buffersize is not None and not isinstance(buffersize, int):
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
         end_time = None if timeout is None else timeout + time.monotonic()
         tasks, submit, chunked = self._map_tasks(fn, iterables, chunksize)
-        if buffersize:
-            futures = collections.deque(
-                submit(self, task) for task in itertools.islice(tasks, buffersize)
-            )
-        else:
-            futures = collections.deque(submit(self, task) for task in tasks)
+        collect: Callable[[Any, float | None], Any]
         collect = _result_or_error if return_exceptions else _result_or_cancel
+        tracker = None
+        if progress is not None:
+            tracker = _progress.start(progress, _progress.total_of(iterables))
+        if tracker is not None:
+            submit, collect = _progress.for_map(tracker, submit, collect, chunked)
+        try:
+            if buffersize:
+                futures = collections.deque(
+                    submit(self, task) for task in itertools.islice(tasks, buffersize)
+                )
+            else:
+                futures = collections.deque(submit(self, task) for task in tasks)
+        except BaseException:
+            if tracker is not None:
+                tracker.close()
+            raise
         more = tasks if buffersize else None
-        return _results(futures, more, weakref.ref(self), submit, end_time, collect, chunked)
+        results = _results(
+            futures, more, weakref.ref(self), submit, end_time, collect, chunked, tracker
+        )
+        if tracker is not None:
+            # Closed when the iteration ends; also when the iterator is freed unstarted.
+            weakref.finalize(results, tracker.close)
+        return results
 
     def _map_tasks(
         self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunksize: int
@@ -136,9 +186,11 @@ def _results(
     end_time: float | None,
     collect: Callable[[Any, float | None], Any],
     chunked: bool,
+    tracker: _progress.Progress | None,
 ) -> Iterator[Any]:
     """``map``'s results in order. With ``more`` (``buffersize``), one more task is submitted
-    for each result taken, as long as the executor lives."""
+    for each result taken, as long as the executor lives. ``tracker``'s bar is closed at the
+    end, however the iteration ends."""
     try:
         futures.reverse()
         while futures:
@@ -158,6 +210,8 @@ def _results(
     finally:
         for entry in futures:
             (entry[0] if chunked else entry).cancel()
+        if tracker is not None:
+            tracker.close()
 
 
 def _submit_next(
@@ -222,6 +276,20 @@ def _result_or_error(future: _cf.Future[Any], timeout: float | None = None) -> A
 
 _live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
 _exiting = False
+if os.environ.get("TREADLE_STATS", "").strip().lower() in ("0", "off", "false", "no"):
+    _treadle._set_stats_enabled(False)
+_stats_numbers = itertools.count()
+#: Every executor's statistics, by its name, once ``keep_stats()`` was called.
+_kept_stats: list[tuple[str, StatsSource]] | None = None
+
+
+def keep_stats() -> list[tuple[str, StatsSource]]:
+    """From now on, keep every executor's statistics (by its name), also once it is gone: the
+    list returned grows as executors are made (``treadle run --stats``)."""
+    global _kept_stats
+    if _kept_stats is None:
+        _kept_stats = []
+    return _kept_stats
 
 
 def _shut_down_at_exit() -> None:

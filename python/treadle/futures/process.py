@@ -527,6 +527,9 @@ class ProcessPoolExecutor(Executor):
 
     # -- introspection -------------------------------------------------------------------
 
+    def _stats_source(self) -> _Supervisor:
+        return self._supervisor
+
     @property
     def worker_pids(self) -> list[int]:
         """The pids of the workers serving now."""

@@ -108,6 +108,12 @@ class ThreadPoolExecutor(_ThreadPool, Executor, _cf.ThreadPoolExecutor):  # type
         self._shutdown = False
         self._register_for_exit()
 
+    def _stats_source(self) -> _PoolHandle:
+        return self._handle()
+
+    def _stats_label(self) -> str:
+        return self._thread_name_prefix or super()._stats_label()
+
     def _start_timer(self) -> None:
         self._timer = threading.Thread(
             name=f"{self._thread_name_prefix}_timer",

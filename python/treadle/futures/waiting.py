@@ -11,6 +11,7 @@ from concurrent.futures._base import DoneAndNotDoneFutures
 from typing import Any
 
 from treadle._treadle import _Completions
+from treadle.futures import progress as _progress
 
 
 def wait(
@@ -58,16 +59,22 @@ def wait(
     return DoneAndNotDoneFutures(done, not_done)
 
 
-def as_completed(fs: Iterable[_cf.Future[Any]], timeout: float | None = None) -> Iterator[Any]:
+def as_completed(
+    fs: Iterable[_cf.Future[Any]], timeout: float | None = None, *, progress: Any = None
+) -> Iterator[Any]:
     """Yield the futures (treadle's or the standard library's) as they complete, as
-    ``concurrent.futures.as_completed`` does."""
+    ``concurrent.futures.as_completed`` does. ``progress=True`` (or a dict of tqdm options, or a
+    tqdm bar) shows a progress bar of them, failures and cancellations in its postfix."""
     end_time = None if timeout is None else timeout + time.monotonic()
     futures = list(set(fs))
     total = pending = len(futures)
     watch = _Completions(futures)
     del fs, futures
     watch.watch()
+    tracker = None
     try:
+        if progress is not None:
+            tracker = _progress.start(progress, total)
         while pending:
             ready = watch.ready()
             if not ready:
@@ -81,6 +88,11 @@ def as_completed(fs: Iterable[_cf.Future[Any]], timeout: float | None = None) ->
             for index in ready:
                 pending -= 1
                 # Nothing here keeps a future once it is yielded (as the standard library's).
-                yield watch.take(index)
+                if tracker is None:
+                    yield watch.take(index)
+                else:
+                    yield tracker.counted(watch.take(index))
     finally:
         watch.close()
+        if tracker is not None:
+            tracker.close()

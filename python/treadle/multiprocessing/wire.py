@@ -37,7 +37,8 @@ MAIN_NAMESPACE_MODULE = "_treadle_main_namespace"
 FD_SIZE = array.array("i").itemsize
 
 #: Between tiny tasks, a worker looks for CANCEL frames at most this often (seconds): a task
-#: cancelled within this long of the worker's last read may run, and its result is dropped.
+#: cancelled within this long of the worker's last read may start, and the pool then stops it
+#: (it kills a worker that has not answered SKIPPED soon after reaching the task).
 RECHECK = 0.0002
 
 

@@ -1,6 +1,7 @@
 //! A worker blocked on futures of its own pool, as the pool counts it, and what the pool tells
 //! it to do (see `spare.rs` for the protocol).
 
+use super::queued::Queued;
 use crate::future::{FutureCell, TaskTypes};
 use crate::thread_id::ThreadId;
 use std::collections::VecDeque;
@@ -46,31 +47,30 @@ impl<T: TaskTypes> BlockedWorker<T> {
 /// how many there were. One future (a `result()`) is looked for from the back, where a task's
 /// own submissions are.
 pub(super) fn promote<T: TaskTypes>(
-    queue: &mut VecDeque<Arc<FutureCell<T>>>,
+    queue: &mut VecDeque<Queued<T>>,
     waited: &[Arc<FutureCell<T>>],
 ) -> usize {
     if let [one] = waited {
-        let Some(at) = queue.iter().rposition(|cell| Arc::ptr_eq(cell, one)) else {
+        let Some(at) = queue.iter().rposition(|q| Arc::ptr_eq(&q.cell, one)) else {
             return 0;
         };
-        if let Some(cell) = queue.remove(at) {
-            queue.push_front(cell);
+        if let Some(queued) = queue.remove(at) {
+            queue.push_front(queued);
         }
         return 1;
     }
-    let mut found: Vec<Option<Arc<FutureCell<T>>>> = vec![None; waited.len()];
-    queue.retain(
-        |cell| match waited.iter().position(|w| Arc::ptr_eq(w, cell)) {
-            Some(at) => {
-                found[at] = Some(Arc::clone(cell));
-                false
-            }
-            None => true,
-        },
-    );
+    let mut found: Vec<Option<Queued<T>>> = (0..waited.len()).map(|_| None).collect();
+    let mut kept = VecDeque::with_capacity(queue.len());
+    for queued in queue.drain(..) {
+        match waited.iter().position(|w| Arc::ptr_eq(w, &queued.cell)) {
+            Some(at) => found[at] = Some(queued),
+            None => kept.push_back(queued),
+        }
+    }
+    *queue = kept;
     let mut count = 0;
-    for cell in found.into_iter().rev().flatten() {
-        queue.push_front(cell);
+    for queued in found.into_iter().rev().flatten() {
+        queue.push_front(queued);
         count += 1;
     }
     count

@@ -305,3 +305,46 @@ fn a_bounded_pool_has_room_for_a_blocked_submission_once_a_worker_takes_work() {
     drop(pool.shutdown(false));
     assert!(pool.is_ready(WAITING_FOR_ROOM));
 }
+
+#[test]
+fn the_pool_counts_submissions_and_times_waits_and_its_workers_their_tasks() {
+    use crate::stats::TaskEnd;
+    let pool = Pool::<Plain>::new(1, 0);
+    let mut timer = pool
+        .stats()
+        .worker_started("w".into())
+        .expect("stats are on");
+    for job in 0..3 {
+        pool.submit(&cell(job), None).unwrap();
+    }
+    thread::sleep(Duration::from_millis(20));
+    for end in [TaskEnd::Returned, TaskEnd::Raised] {
+        let Next::Run(cell) = pool.next(None) else {
+            panic!("expected work")
+        };
+        let Start::Started(_) = cell.start() else {
+            panic!("pending")
+        };
+        let timing = timer.task_starts();
+        thread::sleep(Duration::from_millis(10));
+        timer.task_ends(timing, end);
+    }
+    let Next::Run(_) = pool.next(None) else {
+        panic!("expected work")
+    };
+    timer.task_skipped();
+    let stats = pool.stats().snapshot().expect("stats are on");
+    assert_eq!(stats.submitted, 3);
+    assert_eq!((stats.done, stats.failed, stats.cancelled), (1, 1, 1));
+    assert_eq!(stats.queue_wait.count, 3);
+    assert!(stats.queue_wait.max >= Duration::from_millis(20));
+    assert_eq!(stats.task_time.count, 2);
+    assert!(stats.task_time.p50 >= Duration::from_millis(9));
+    assert_eq!(stats.workers.len(), 1);
+    assert_eq!((stats.workers[0].tasks, stats.workers[0].alive), (2, true));
+    pool.stats().worker_ended(timer);
+    let ended = pool.stats().snapshot().expect("stats are on");
+    assert_eq!((ended.done, ended.failed, ended.cancelled), (1, 1, 1));
+    assert_eq!(ended.task_time, stats.task_time);
+    assert!(!ended.workers[0].alive);
+}

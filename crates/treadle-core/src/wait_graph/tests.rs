@@ -179,6 +179,30 @@ fn a_new_wait_invalidates_a_suspected_stall() {
 }
 
 #[test]
+fn a_wait_withdrawn_as_it_ends_counts_no_more_and_its_guard_leaves_the_next_one() {
+    let graph = WaitGraph::new(Mode::Raise);
+    let target = owned_by(ThreadId::current());
+    // SAFETY: dropped before `target`.
+    let first = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
+    let stall = graph.find_stall(1).expect("the only thread is parked");
+    // The wait succeeded (the lock taken: its target is not ready); the guard still lives.
+    first.withdraw();
+    assert!(graph.snapshot().is_empty());
+    assert!(graph.find_stall(1).is_none());
+    assert!(graph.confirm_stall(&stall).is_none());
+    // SAFETY: dropped before `target`.
+    let second = unsafe { graph.publish(&*target, WaitKind::Lock, false, 0) };
+    drop(first);
+    assert_eq!(
+        graph.snapshot().len(),
+        1,
+        "the next wait of the thread stays"
+    );
+    drop(second);
+    assert!(graph.snapshot().is_empty());
+}
+
+#[test]
 fn no_stall_is_judged_while_a_thread_is_starting() {
     let graph = WaitGraph::new(Mode::Raise);
     let target = owned_by(ThreadId::current());

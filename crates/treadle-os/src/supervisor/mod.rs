@@ -4,7 +4,7 @@
 //!
 //! # Model
 //!
-//! Three files, one job each:
+//! One job per file:
 //!
 //! - `state.rs`: the rules. Tasks not yet sent, and per worker the tasks sent to it (in order: a
 //!   worker runs them one after another, so the oldest unanswered one is the one running) and
@@ -14,6 +14,7 @@
 //! - `poller.rs`: the I/O loop, [`Supervisor::poll`].
 //! - `task.rs`: what goes in (a [`Task`]) and what comes out ([`Event`]s, refusals, the outcome of
 //!   a cancellation).
+//! - `tally.rs`: the pool's statistics, which the state machine counts ([`Supervisor::stats`]).
 //!
 //! One mutex guards the state. Any thread may submit, cancel or shut down; a submission is
 //! written to an idle worker's socket right away, from the submitting thread, with a
@@ -60,6 +61,7 @@
 mod connection;
 mod poller;
 mod state;
+mod tally;
 mod task;
 
 pub use task::{Buffers, CancelOutcome, Event, LentBuffers, OutOfBand, SubmitError, Task};
@@ -78,6 +80,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use treadle_core::stats::Snapshot;
 
 /// How to start a pool's workers.
 #[derive(Debug, Clone)]
@@ -209,6 +212,11 @@ impl Supervisor {
     /// The pids of the workers serving now.
     pub fn pids(&self) -> Vec<u32> {
         self.state.lock().pids()
+    }
+
+    /// The pool's statistics now; None when it was made while they were off.
+    pub fn stats(&self) -> Option<Snapshot> {
+        self.state.lock().stats(Instant::now())
     }
 
     /// Why the pool is broken, if it is.

@@ -17,6 +17,11 @@
 //!   running. It counts as started from the moment the worker said it was ready or answered the
 //!   task before (`head_started`), and its deadline counts from then: a task that waits behind
 //!   others on the same worker is not charged for their time.
+//! - A task cancelled with `interrupt` is stopped, never left to run: killed with its worker if
+//!   it counts as started, else sent a `CANCEL`. The pool's view lags the worker's (a `READY` or
+//!   the answer before it may not be read yet, and the worker reads a `CANCEL` only between
+//!   tasks), so such a task may be running all the same: once the worker is known to have
+//!   reached it, it must answer `SKIPPED` within `SKIP_GRACE` or it is killed.
 //! - Only a `Serving` worker is given tasks; one that was killed has its unstarted tasks put
 //!   back at the front of the queue, in order, before anything else is dispatched.
 //! - `Closed` is the last event, reported once: after shutdown, when no worker is left and
@@ -33,7 +38,13 @@
 //! - Only a worker's own failure to start (it exits or faults before it is ready, it cannot be
 //!   started) counts towards breaking the pool, with a growing wait before each next start; a
 //!   worker killed from outside before it was ready is simply replaced.
+//!
+//! The pool's statistics (`tally.rs`) are counted here, where each thing happens: a task that
+//! returned or raised, was cancelled (queued, skipped or interrupted) or dropped at shutdown,
+//! timed out, crashed its worker, failed (its buffers or its write), failed with the pool or
+//! with `terminate`.
 
+use super::tally::{Restart, Tally, WorkerTally};
 use super::task::{Buffers, CancelOutcome, Event, LentBuffers, SubmitError, Task};
 use crate::frame::{self, from_worker, to_worker, Header};
 use crate::process::Exit;
@@ -43,6 +54,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use treadle_core::stats::Snapshot;
 
 /// How many times in a row workers may fail to start (by their own doing) until the pool gives
 /// up.
@@ -55,6 +67,9 @@ const START_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_HELD: usize = 64;
 /// About how much work (by a worker's recent pace) it may hold beyond `prefetch` tasks.
 const HELD_WORK: Duration = Duration::from_millis(1);
+/// How long a worker has to skip a task cancelled with `interrupt` once it is known to have
+/// reached it, before it is taken to be running it and killed.
+const SKIP_GRACE: Duration = Duration::from_millis(50);
 
 /// How the state machine reaches a worker.
 pub(crate) trait Link {
@@ -106,6 +121,16 @@ pub(crate) struct Limits {
 struct Sent {
     task: Task,
     cancelled: bool,
+    queued_at: Instant,
+    /// Whether its start was counted (its wait recorded).
+    started: bool,
+}
+
+/// A task no worker has, and since when it waits.
+#[derive(Debug)]
+struct Queued {
+    task: Task,
+    queued_at: Instant,
 }
 
 /// What is to become of a worker.
@@ -136,6 +161,9 @@ pub(crate) struct Worker<L> {
     pace: Option<Duration>,
     /// Whether it closed its end of the channel (it is ending): it takes nothing more.
     hung_up: bool,
+    /// Why it was killed, if the pool killed it.
+    killed_for: Option<Restart>,
+    tally: WorkerTally,
 }
 
 impl<L: Link> Worker<L> {
@@ -152,6 +180,8 @@ impl<L: Link> Worker<L> {
             oom_kills_at_start: oom_kills,
             pace: None,
             hung_up: false,
+            killed_for: None,
+            tally: WorkerTally::new(Instant::now()),
         }
     }
 
@@ -189,28 +219,41 @@ impl<L: Link> Worker<L> {
         (by_pace.min(MAX_HELD as u128) as usize).max(base)
     }
 
-    /// Records that the running task was answered `now`.
-    fn answered(&mut self, now: Instant) {
-        if let Some(started) = self.head_started {
-            let took = now.saturating_duration_since(started);
-            self.pace = Some(match self.pace {
-                None => took,
-                Some(pace) => (pace * 7 + took) / 8,
-            });
-        }
+    /// Records that the running task was answered `now`: how long it took.
+    fn answered(&mut self, now: Instant) -> Option<Duration> {
+        let took = now.saturating_duration_since(self.head_started?);
+        self.pace = Some(match self.pace {
+            None => took,
+            Some(pace) => (pace * 7 + took) / 8,
+        });
+        Some(took)
     }
 
-    /// The running task's deadline.
+    /// The running task's deadline; for a task cancelled with `interrupt` that the worker has
+    /// reached, when it is killed unless it skipped the task.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let head = self.sent.front()?;
-        if self.fate != Fate::Serving || head.cancelled {
+        if self.fate != Fate::Serving {
             return None;
         }
-        self.head_started?.checked_add(head.task.timeout?)
+        let started = self.head_started?;
+        if head.cancelled {
+            return started.checked_add(SKIP_GRACE);
+        }
+        started.checked_add(head.task.timeout?)
     }
 
-    fn mark_head_started(&mut self, now: Instant) {
+    /// The task at the head starts now, if the worker is ready; returns since when it waited,
+    /// the first time it starts.
+    fn mark_head_started(&mut self, now: Instant) -> Option<Instant> {
         self.head_started = (self.ready && !self.sent.is_empty()).then_some(now);
+        self.head_started?;
+        let head = self.sent.front_mut()?;
+        if head.started || head.cancelled {
+            return None;
+        }
+        head.started = true;
+        Some(head.queued_at)
     }
 }
 
@@ -218,7 +261,7 @@ impl<L: Link> Worker<L> {
 #[derive(Debug)]
 pub(crate) struct State<L> {
     limits: Limits,
-    pending: VecDeque<Task>,
+    pending: VecDeque<Queued>,
     pub(crate) workers: Vec<Worker<L>>,
     events: Vec<Event>,
     closing: bool,
@@ -227,6 +270,7 @@ pub(crate) struct State<L> {
     start_failures: u32,
     /// No worker starts before this, after a start failure.
     next_start: Option<Instant>,
+    tally: Tally,
 }
 
 impl<L: Link> State<L> {
@@ -241,6 +285,7 @@ impl<L: Link> State<L> {
             broken: None,
             start_failures: 0,
             next_start: None,
+            tally: Tally::new(),
         }
     }
 
@@ -254,16 +299,21 @@ impl<L: Link> State<L> {
             return Err(SubmitError::ShutDown);
         }
         let timed = task.timeout.is_some();
-        self.pending.push_back(task);
+        self.tally.submitted += 1;
+        self.pending.push_back(Queued {
+            task,
+            queued_at: now,
+        });
         let stuck = self.dispatch(now);
         Ok(timed || stuck || !self.pending.is_empty())
     }
 
-    /// Cancels a task: drops it if no worker has it; with `interrupt`, has it skipped (not
-    /// started) or kills its worker (running).
+    /// Cancels a task: drops it if no worker has it; with `interrupt`, kills its worker
+    /// (running) or has it skipped (not known to be running; see the module's invariants).
     pub(crate) fn cancel(&mut self, id: u64, interrupt: bool, now: Instant) -> CancelOutcome {
-        if let Some(at) = self.pending.iter().position(|task| task.id == id) {
+        if let Some(at) = self.pending.iter().position(|queued| queued.task.id == id) {
             self.pending.remove(at);
+            self.tally.cancelled += 1;
             return CancelOutcome::Cancelled;
         }
         let Some((w, at)) = self.workers.iter().enumerate().find_map(|(w, worker)| {
@@ -278,10 +328,11 @@ impl<L: Link> State<L> {
         if !interrupt {
             return CancelOutcome::Running;
         }
+        self.tally.cancelled += 1;
         let running = at == 0 && self.workers[w].head_started.is_some();
         if running {
             self.workers[w].sent.pop_front();
-            self.kill(w);
+            self.kill(w, Restart::Interrupted);
         } else {
             self.workers[w].sent[at].cancelled = true;
             if let Ok(bytes) = frame::encode(to_worker::CANCEL, id, &[], 0) {
@@ -294,14 +345,14 @@ impl<L: Link> State<L> {
 
     /// Whether task `id` waits in the queue, not yet handed to a worker.
     pub(crate) fn is_queued(&self, id: u64) -> bool {
-        self.pending.iter().any(|task| task.id == id)
+        self.pending.iter().any(|queued| queued.task.id == id)
     }
 
     /// Stops taking tasks; with `cancel_pending`, drops the queued ones and returns their ids.
     pub(crate) fn shutdown(&mut self, cancel_pending: bool) -> Vec<u64> {
         self.closing = true;
         if cancel_pending {
-            self.pending.drain(..).map(|task| task.id).collect()
+            self.drop_pending()
         } else {
             Vec::new()
         }
@@ -311,7 +362,7 @@ impl<L: Link> State<L> {
     /// every worker; the tasks they hold end with [`Event::Terminated`].
     pub(crate) fn terminate(&mut self, signal: Signal) -> Vec<u64> {
         self.closing = true;
-        let dropped = self.pending.drain(..).map(|task| task.id).collect();
+        let dropped = self.drop_pending();
         for worker in &mut self.workers {
             if matches!(worker.fate, Fate::Serving | Fate::Retiring) {
                 worker.fate = Fate::Terminating;
@@ -321,6 +372,24 @@ impl<L: Link> State<L> {
             }
         }
         dropped
+    }
+
+    /// Drops the queued tasks (cancelled) and returns their ids.
+    fn drop_pending(&mut self) -> Vec<u64> {
+        self.tally.cancelled += self.pending.len() as u64;
+        self.pending
+            .drain(..)
+            .map(|queued| queued.task.id)
+            .collect()
+    }
+
+    /// The pool's figures now; None when it gathers none.
+    pub(crate) fn stats(&self, now: Instant) -> Option<Snapshot> {
+        let live = self
+            .workers
+            .iter()
+            .map(|worker| (&worker.tally, worker.link.pid()));
+        self.tally.snapshot(live, now)
     }
 
     /// The pids of the workers serving now.
@@ -394,7 +463,7 @@ impl<L: Link> State<L> {
             .map(|w| w.room_for_buffers(&self.limits) + PACKED_AHEAD)
             .sum();
         let mut lent = Vec::new();
-        for task in &self.pending {
+        for Queued { task, .. } in &self.pending {
             if room == 0 {
                 break;
             }
@@ -413,13 +482,14 @@ impl<L: Link> State<L> {
     /// Task `id`'s buffers were packed into `segment` (or could not be: the task fails). A task
     /// cancelled meanwhile is no longer here, and its segment is dropped.
     pub(crate) fn packed(&mut self, id: u64, segment: io::Result<OwnedFd>) {
-        let Some(at) = self.pending.iter().position(|task| task.id == id) else {
+        let Some(at) = self.pending.iter().position(|queued| queued.task.id == id) else {
             return;
         };
         match segment {
-            Ok(fd) => self.pending[at].buffers = Buffers::Packed(fd),
+            Ok(fd) => self.pending[at].task.buffers = Buffers::Packed(fd),
             Err(error) => {
                 self.pending.remove(at);
+                self.tally.failed += 1;
                 self.events.push(Event::Failed {
                     id,
                     errno: error.raw_os_error(),
@@ -433,14 +503,20 @@ impl<L: Link> State<L> {
     }
 
     /// Kills the workers whose running task is past its deadline; each such task ends with
-    /// [`Event::TimedOut`].
+    /// [`Event::TimedOut`]. A worker that did not skip a task cancelled with `interrupt` in
+    /// time is running it: it is killed too (the task's future is cancelled already).
     pub(crate) fn expire(&mut self, now: Instant) {
         for w in 0..self.workers.len() {
             let worker = &mut self.workers[w];
             if worker.deadline().is_some_and(|at| at <= now) {
                 let head = worker.sent.pop_front().expect("a deadline has a task");
+                if head.cancelled {
+                    self.kill(w, Restart::Interrupted);
+                    continue;
+                }
                 let pid = worker.link.pid();
-                self.kill(w);
+                self.kill(w, Restart::TimedOut);
+                self.tally.timed_out += 1;
                 self.events.push(Event::TimedOut {
                     id: head.task.id,
                     pid,
@@ -498,7 +574,7 @@ impl<L: Link> State<L> {
     /// for it to take more).
     pub(crate) fn dispatch(&mut self, now: Instant) -> bool {
         let limits = self.limits;
-        while let Some(front) = self.pending.front() {
+        while let Some(Queued { task: front, .. }) = self.pending.front() {
             let with_buffers = match &front.buffers {
                 Buffers::Lent(_) => break,
                 buffers => buffers.any(),
@@ -509,7 +585,7 @@ impl<L: Link> State<L> {
             else {
                 break;
             };
-            let task = self.pending.pop_front().expect("checked non-empty");
+            let Queued { task, queued_at } = self.pending.pop_front().expect("checked non-empty");
             let frame = match &task.buffers {
                 Buffers::Packed(segment) => segment.try_clone().map(|fd| vec![fd]),
                 _ => Ok(Vec::new()),
@@ -528,6 +604,7 @@ impl<L: Link> State<L> {
             let (bytes, fds) = match frame {
                 Ok(frame) => frame,
                 Err((errno, reason)) => {
+                    self.tally.failed += 1;
                     self.events.push(Event::Failed {
                         id: task.id,
                         errno,
@@ -541,10 +618,14 @@ impl<L: Link> State<L> {
             worker.sent.push_back(Sent {
                 task,
                 cancelled: false,
+                queued_at,
+                started: false,
             });
             worker.dispatched += 1;
             if worker.sent.len() == 1 {
-                worker.mark_head_started(now);
+                if let Some(queued_at) = worker.mark_head_started(now) {
+                    self.tally.started(queued_at, now);
+                }
             }
             worker.link.queue(bytes, fds, Some(id));
         }
@@ -620,11 +701,13 @@ impl<L: Link> State<L> {
         .into();
         let errno = failure.error.raw_os_error();
         let events = &mut self.events;
+        let tally = &mut self.tally;
         worker.sent.retain(|sent| {
             if !lost.contains(&sent.task.id) {
                 return true;
             }
             if !sent.cancelled {
+                tally.failed += 1;
                 events.push(Event::Failed {
                     id: sent.task.id,
                     errno,
@@ -633,15 +716,16 @@ impl<L: Link> State<L> {
             }
             false
         });
-        self.kill(w);
+        self.kill(w, Restart::Crashed);
     }
 
     /// Kills worker `w` whose running task was already taken off (timed out or interrupted);
     /// its other tasks never started and go back to the front of the queue.
-    fn kill(&mut self, w: usize) {
+    fn kill(&mut self, w: usize, why: Restart) {
         let worker = &mut self.workers[w];
         worker.link.signal(Signal::KILL);
         worker.fate = Fate::Killed;
+        worker.killed_for = Some(why);
         worker.head_started = None;
         let unstarted: Vec<Sent> = worker.sent.drain(..).filter(|s| !s.cancelled).collect();
         self.requeue(unstarted);
@@ -651,22 +735,27 @@ impl<L: Link> State<L> {
     fn requeue(&mut self, unstarted: impl IntoIterator<Item = Sent>) {
         let unstarted: Vec<Sent> = unstarted.into_iter().collect();
         for sent in unstarted.into_iter().rev() {
-            self.pending.push_front(sent.task);
+            self.pending.push_front(Queued {
+                task: sent.task,
+                queued_at: sent.queued_at,
+            });
         }
     }
 
     fn break_pool(&mut self, reason: Arc<str>) {
         self.broken = Some(reason.clone());
         self.closing = true;
-        for task in self.pending.drain(..) {
+        for queued in self.pending.drain(..) {
+            self.tally.failed += 1;
             self.events.push(Event::Broken {
-                id: task.id,
+                id: queued.task.id,
                 reason: reason.clone(),
             });
         }
         self.next_start = None;
         for worker in &mut self.workers {
             for sent in worker.sent.drain(..).filter(|s| !s.cancelled) {
+                self.tally.failed += 1;
                 self.events.push(Event::Broken {
                     id: sent.task.id,
                     reason: reason.clone(),
@@ -700,7 +789,9 @@ impl<L: Link> State<L> {
         match header.kind {
             from_worker::READY => {
                 worker.ready = true;
-                worker.mark_head_started(now);
+                if let Some(queued_at) = worker.mark_head_started(now) {
+                    self.tally.started(queued_at, now);
+                }
                 self.start_failures = 0;
                 self.next_start = None;
             }
@@ -714,16 +805,26 @@ impl<L: Link> State<L> {
                 };
                 let sent = worker.sent.remove(at).expect("position is in range");
                 if at == 0 && !sent.cancelled {
-                    worker.answered(now);
+                    if let Some(took) = worker.answered(now) {
+                        self.tally.ran(&mut worker.tally, took);
+                    }
                 }
-                worker.mark_head_started(now);
+                if let Some(queued_at) = worker.mark_head_started(now) {
+                    self.tally.started(queued_at, now);
+                }
                 if sent.cancelled || worker.fate == Fate::Killed {
                     return;
                 }
                 let id = sent.task.id;
                 self.events.push(match header.kind {
-                    from_worker::RETURNED => Event::Returned { id, payload, fds },
-                    from_worker::RAISED => Event::Raised { id, payload, fds },
+                    from_worker::RETURNED => {
+                        self.tally.done += 1;
+                        Event::Returned { id, payload, fds }
+                    }
+                    from_worker::RAISED => {
+                        self.tally.failed += 1;
+                        Event::Raised { id, payload, fds }
+                    }
                     _ => return,
                 });
             }
@@ -745,11 +846,23 @@ impl<L: Link> State<L> {
     ) {
         let worker = self.workers.swap_remove(w);
         let pid = worker.link.pid();
+        let spent = self
+            .limits
+            .max_tasks_per_child
+            .is_some_and(|max| worker.dispatched >= max);
+        let why = match worker.fate {
+            Fate::Killed => worker.killed_for,
+            Fate::Retiring => spent.then_some(Restart::Recycled),
+            Fate::Terminating => None,
+            Fate::Serving => Some(Restart::Crashed),
+        };
+        self.tally.worker_ended(&worker.tally, pid, why, now);
         let mut sent = worker.sent.into_iter().filter(|s| !s.cancelled);
         match worker.fate {
             Fate::Killed | Fate::Retiring => self.requeue(sent),
             Fate::Terminating => {
                 for s in sent {
+                    self.tally.failed += 1;
                     self.events.push(Event::Terminated {
                         id: s.task.id,
                         pid,
@@ -772,6 +885,7 @@ impl<L: Link> State<L> {
                             (worker.oom_kills_at_start, oom_kills()),
                             (Some(before), Some(after)) if after > before
                         );
+                    self.tally.failed += 1;
                     self.events.push(Event::Crashed {
                         id: head.task.id,
                         pid,

@@ -1,6 +1,6 @@
 //! Running a thread pool's job: in its submitter's `contextvars` context, with its future as
 //! the thread's current task (so that it can be interrupted), under its time limit; then
-//! completing its future. A worker runs jobs this way, and so does, as a last resort, a worker
+//! completing its future, and saying how it ended for the pool's statistics. A worker runs jobs this way, and so does, as a last resort, a worker
 //! waiting on a future still queued in its own pool when no thread can be added (`nested.rs`).
 
 use super::shared::{clear_locals, PoolShared};
@@ -9,11 +9,17 @@ use crate::runtime::cancel::TaskScope;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::Arc;
-use treadle_core::Outcome;
+use treadle_core::stats::TaskEnd;
+use treadle_core::{Outcome, Status};
 
 /// Runs a job on the calling thread, in its context, with its future's cell as the current
-/// task, and completes the future.
-pub(crate) fn run_job(py: Python<'_>, pool: Option<&PoolShared>, cell: &Arc<Cell>, job: Job) {
+/// task, and completes the future; returns how the task ended.
+pub(crate) fn run_job(
+    py: Python<'_>,
+    pool: Option<&PoolShared>,
+    cell: &Arc<Cell>,
+    job: Job,
+) -> TaskEnd {
     let Job {
         future,
         func,
@@ -38,18 +44,25 @@ pub(crate) fn run_job(py: Python<'_>, pool: Option<&PoolShared>, cell: &Arc<Cell
         Ok(value) => Outcome::Returned(value),
         Err(error) => Outcome::Raised(error.into_value(py).into_any()),
     };
-    complete(py, pool, cell, future.bind(py), outcome);
+    complete(py, pool, cell, future.bind(py), outcome)
+}
+
+/// Runs a job off a worker's loop (in its submitter's thread, or in a worker waiting on its own
+/// pool) and counts how it ended in the pool's statistics.
+pub(crate) fn run_job_counted(py: Python<'_>, pool: &PoolShared, cell: &Arc<Cell>, job: Job) {
+    let end = run_job(py, Some(pool), cell, job);
+    pool.core.stats().task_ended(end, 1);
 }
 
 /// Stores `outcome` and runs what follows; a late outcome (the future was interrupted) is
-/// dropped.
-pub(crate) fn complete(
+/// dropped. Returns how the task ended: as it says, or cancelled, or ended by the timer.
+fn complete(
     py: Python<'_>,
     pool: Option<&PoolShared>,
     cell: &Arc<Cell>,
     future: &Bound<'_, PyAny>,
     outcome: Outcome<Py<PyAny>>,
-) {
+) -> TaskEnd {
     let raised = matches!(outcome, Outcome::Raised(_));
     match cell.finish(outcome) {
         Ok(done) => {
@@ -59,8 +72,20 @@ pub(crate) fn complete(
                 }
             }
             notify(py, future, done);
+            if raised {
+                TaskEnd::Raised
+            } else {
+                TaskEnd::Returned
+            }
         }
-        Err(late) => drop(late),
+        Err(late) => {
+            drop(late);
+            if cell.status() == Status::Cancelled {
+                TaskEnd::Cancelled
+            } else {
+                TaskEnd::Ended
+            }
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use crate::runtime::timeout::Wait;
 use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_on;
 use crate::unretrieved::PyUnretrieved;
-use job::{copy_context, run_job};
+use job::{copy_context, run_job_counted};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use treadle_core::pool::WAITING_FOR_ROOM;
+use treadle_core::stats::TaskEnd;
 use treadle_core::wait_graph::WaitKind;
 use treadle_core::{Pool, Start, SubmitError};
 
@@ -117,8 +118,9 @@ impl PyThreadPool {
         }
         let queued = match shared.core.submit(cell, Some(Instant::now())) {
             Err(SubmitError::Full) if shared.on_full == OnFull::CallerRuns => {
+                shared.core.stats().submission_run_by_caller();
                 if let Start::Started(Some(job)) = cell.start() {
-                    run_job(py, Some(&**shared), cell, job);
+                    run_job_counted(py, shared, cell, job);
                 }
                 return Ok(future);
             }
@@ -262,6 +264,8 @@ impl PyThreadPool {
         let shared = self.shared()?;
         let drained = shared.core.shutdown(cancel_futures);
         shared.core.close_timers();
+        let stats = shared.core.stats();
+        stats.task_ended(TaskEnd::Cancelled, drained.len() as u64);
         for cell in drained {
             if let Ok(Some(mut done)) = cell.cancel() {
                 if let Some(job) = done.job.take() {

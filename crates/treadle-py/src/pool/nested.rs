@@ -6,7 +6,7 @@
 //! wait graph like any other thread (see `treadle_core::pool::Blocking`). Only when no thread
 //! can be added does the waiting worker run one itself (`Executor::run`).
 
-use super::job::run_job;
+use super::job::run_job_counted;
 use super::shared::{current_worker_pool, is_worker_of, PoolShared};
 use super::worker::start_worker;
 use crate::future::{Cell, Executor, Job};
@@ -42,6 +42,6 @@ impl Executor for PoolShared {
     }
 
     fn run(&self, py: Python<'_>, cell: &Arc<Cell>, job: Job) {
-        run_job(py, Some(self), cell, job);
+        run_job_counted(py, self, cell, job);
     }
 }

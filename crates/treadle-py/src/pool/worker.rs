@@ -10,17 +10,28 @@ use crate::runtime::cancel::TaskTimeoutError;
 use crate::runtime::hooks;
 use crate::runtime::threads::register_current_thread;
 use crate::runtime::tracking::{publish, Track, Tracked};
+use crate::stats::PyExecutorStats;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::sync::Arc;
 use std::time::Instant;
+use treadle_core::pool::WorkerTimer;
 use treadle_core::pool::{WAITING_AS_SPARE, WAITING_FOR_DEADLINE, WAITING_FOR_WORK};
+use treadle_core::stats::TaskEnd;
 use treadle_core::wait_graph::{Mode, WaitGraph, WaitKind};
 use treadle_core::{Next, Outcome, Start};
 
 /// A worker's or the timer's handle on the pool (it does not keep the executor alive).
 #[pyclass(frozen, name = "_PoolHandle", module = "treadle")]
 pub(crate) struct PyPoolHandle(pub(crate) Arc<PoolShared>);
+
+#[pymethods]
+impl PyPoolHandle {
+    /// The pool's statistics now, also once the executor is gone (`treadle run --stats`).
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyExecutorStats>> {
+        crate::stats::to_python(py, self.0.core.stats().snapshot())
+    }
+}
 
 /// Starts one worker thread for `pool`, already counted in its core's workers (uncounted again
 /// if it cannot be started).
@@ -37,6 +48,8 @@ struct WorkerGuard<'a> {
     pool: &'a PoolShared,
     /// Still counted in the pool's workers (a retiring spare thread is no longer).
     counted: bool,
+    /// Its side of the pool's statistics, once it takes tasks (None when they are off).
+    timer: Option<WorkerTimer>,
 }
 
 impl Drop for WorkerGuard<'_> {
@@ -44,8 +57,20 @@ impl Drop for WorkerGuard<'_> {
         if self.counted {
             self.pool.core.worker_exited();
         }
+        if let Some(timer) = self.timer.take() {
+            self.pool.core.stats().worker_ended(timer);
+        }
         set_worker_of(None);
     }
+}
+
+/// The calling thread's name (`threading.current_thread().name`), for the pool's statistics.
+fn thread_name(py: Python<'_>) -> String {
+    py.import("threading")
+        .and_then(|threading| threading.call_method0("current_thread"))
+        .and_then(|thread| thread.getattr("name"))
+        .and_then(|name| name.extract())
+        .unwrap_or_else(|_| String::from("?"))
 }
 
 /// A worker thread's body: run the initializer, then queued futures until the pool is shut
@@ -62,6 +87,7 @@ pub(crate) fn _run_worker(
     let mut guard = WorkerGuard {
         pool: &shared,
         counted: true,
+        timer: None,
     };
     if !initializer.is_none() {
         if let Err(error) = initializer.call1(initargs) {
@@ -71,6 +97,7 @@ pub(crate) fn _run_worker(
             for cell in shared.core.break_pool() {
                 let error = BrokenThreadPool::new_err(BROKEN).into_value(py).into_any();
                 if let Some(mut done) = cell.interrupt(Some(Outcome::Raised(error))) {
+                    shared.core.stats().task_ended(TaskEnd::Raised, 1);
                     if let Some(job) = done.job.take() {
                         notify(py, job.future.bind(py), done);
                     }
@@ -80,26 +107,38 @@ pub(crate) fn _run_worker(
         }
     }
     set_worker_of(Some(Arc::clone(&shared)));
+    if shared.core.stats().enabled() {
+        guard.timer = shared.core.stats().worker_started(thread_name(py));
+    }
     shared.core.worker_idle();
     loop {
         let mut next = match shared.core.next(Some(Instant::now())) {
-            Next::Idle => {
-                // Published while idle, so that a process stalled with idle workers around is
-                // still recognised as stalled (they can act only once work arrives).
-                let _idle = parked_in_graph(py, handle, &shared, WAITING_FOR_WORK);
-                py.detach(|| shared.core.next(None))
-            }
+            // Published while idle, so that a process stalled with idle workers around is still
+            // recognised as stalled (they can act only once work arrives).
+            Next::Idle => park(py, handle, &shared, WAITING_FOR_WORK, || {
+                shared.core.next(None)
+            }),
             next => next,
         };
         if let Next::Spare = next {
             // A thread too many since a blocked worker woke: aside until one blocks again.
-            let _spare = parked_in_graph(py, handle, &shared, WAITING_AS_SPARE);
-            next = py.detach(|| shared.core.wait_as_spare());
+            next = park(py, handle, &shared, WAITING_AS_SPARE, || {
+                shared.core.wait_as_spare()
+            });
         }
         match next {
             Next::Run(cell) => {
-                if let Start::Started(Some(job)) = cell.start() {
-                    run_job(py, Some(&*shared), &cell, job);
+                match (cell.start(), &mut guard.timer) {
+                    (Start::Started(Some(job)), None) => {
+                        run_job(py, Some(&*shared), &cell, job);
+                    }
+                    (Start::Started(Some(job)), Some(timer)) => {
+                        let timing = timer.task_starts();
+                        let end = run_job(py, Some(&*shared), &cell, job);
+                        timer.task_ends(timing, end);
+                    }
+                    (Start::WasCancelled, Some(timer)) => timer.task_skipped(),
+                    _ => {}
                 }
                 shared.core.worker_idle();
             }
@@ -119,10 +158,9 @@ pub(crate) fn _run_worker(
 pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
     let shared = Arc::clone(&handle.get().0);
     loop {
-        let due = {
-            let _waiting = parked_in_graph(py, handle, &shared, WAITING_FOR_DEADLINE);
-            py.detach(|| shared.core.expired(None))
-        };
+        let due = park(py, handle, &shared, WAITING_FOR_DEADLINE, || {
+            shared.core.expired(None)
+        });
         let Some(due) = due else {
             break;
         };
@@ -139,11 +177,34 @@ pub(crate) fn _run_timer(py: Python<'_>, handle: &Bound<'_, PyPoolHandle>) {
                 TaskTimeoutError::new_err(format!("the task ran past its time limit of {limit} s"));
             let error = error.into_value(py).into_any();
             if let Some(done) = cell.interrupt(Some(Outcome::Raised(error))) {
+                shared.core.stats().task_timed_out();
                 shared.unretrieved.record(py, future.bind(py));
                 notify(py, future.bind(py), done);
             }
         }
     }
+}
+
+/// Parks one of the pool's own threads in `wait`, detached and published in the wait graph as
+/// parked (see `WaitTarget for Pool`). The wait is withdrawn the moment `wait` returns, before
+/// the thread re-attaches: it has then taken a task (or a deadline), so the pool's target is not
+/// ready any more, and a record left standing until the interpreter let the thread back in (it
+/// may wait long for it) would show it idle, and the process stalled, while it is about to run.
+fn park<R: Send>(
+    py: Python<'_>,
+    handle: &Bound<'_, PyPoolHandle>,
+    shared: &PoolShared,
+    ticket: u64,
+    wait: impl FnOnce() -> R + Send,
+) -> R {
+    let parked = parked_in_graph(py, handle, shared, ticket);
+    py.detach(|| {
+        let outcome = wait();
+        if let Some(parked) = &parked {
+            parked.wait_ended();
+        }
+        outcome
+    })
 }
 
 /// Publishes one of the pool's own threads as parked (see `WaitTarget for Pool`), while the

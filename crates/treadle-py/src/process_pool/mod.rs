@@ -14,6 +14,7 @@ pub(crate) mod wire;
 
 use crate::runtime::timeout::{deadline_after, seconds, Wait};
 use crate::runtime::wait::block_on;
+use crate::stats::PyExecutorStats;
 use events::PyCancelOutcome;
 use lent::{release, LentBuffer};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -165,6 +166,11 @@ impl PySupervisor {
         let dropped = self.core.terminate(signal);
         release(py);
         Ok(dropped)
+    }
+
+    /// The pool's statistics now (`ExecutorStats`).
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyExecutorStats>> {
+        crate::stats::to_python(py, self.core.stats())
     }
 
     /// The pids of the workers serving now.

@@ -44,6 +44,13 @@ impl Drop for Tracked<'_> {
 }
 
 impl Tracked<'_> {
+    /// The wait is over: withdraws it from the graph at once, before the thread re-attaches to
+    /// the interpreter (see `Published::withdraw`). Safe to call detached; the report's side
+    /// table is cleared when the guard is dropped.
+    pub(crate) fn wait_ended(&self) {
+        self.published.withdraw();
+    }
+
     /// Whether the cycle check at publication already reported (in warn mode).
     pub(crate) fn reported_cycle(&self) -> bool {
         self.reported

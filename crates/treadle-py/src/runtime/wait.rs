@@ -8,8 +8,9 @@
 //! resumed, so slicing changes nothing but latency to a signal.
 //!
 //! A wait given a [`Track`] also takes part in deadlock detection (see `tracking.rs`): it is
-//! published in the wait graph before parking and withdrawn after, checked for an owned cycle
-//! once, and, while it has no deadline, looks for a stall every [`STALL_POLL`].
+//! published in the wait graph before parking and withdrawn the moment it succeeds (still
+//! detached: see `Published::withdraw`), checked for an owned cycle once, and, while it has no
+//! deadline, looks for a stall every [`STALL_POLL`].
 
 use super::cancel;
 use super::timeout::Wait;
@@ -59,6 +60,14 @@ where
         });
     };
     let tracked = tracking::publish(py, graph, &track, deadline.is_some())?;
+    // Out of the graph the moment the wait succeeds, still detached.
+    let mut attempt = |deadline| {
+        let value = attempt(deadline);
+        if value.is_some() {
+            tracked.wait_ended();
+        }
+        value
+    };
     let poll = if main || task.is_some() {
         SIGNAL_POLL.min(cancel::POLL)
     } else {
@@ -168,6 +177,9 @@ where
         return;
     }
     let tracked = tracking::publish_unchecked(graph, &track, false);
-    py.detach(attempt);
+    py.detach(|| {
+        attempt();
+        tracked.wait_ended();
+    });
     drop(tracked);
 }

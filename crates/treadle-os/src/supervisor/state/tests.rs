@@ -229,6 +229,91 @@ fn cancelling_an_unstarted_held_task_skips_it_and_swallows_the_answer() {
     assert_eq!(state.workers[0].fate(), Fate::Serving);
 }
 
+/// A cancelled task the worker may have started before it read the `CANCEL`: once the worker
+/// is known to have reached it, it is stopped unless it is skipped within `SKIP_GRACE`.
+fn assert_stopped_unless_skipped(mut state: State<FakeLink>, reached: Instant) {
+    assert_eq!(state.workers[0].fate(), Fate::Serving);
+    assert_eq!(state.next_deadline(), Some(reached + SKIP_GRACE));
+    state.expire(reached + SKIP_GRACE);
+    assert_eq!(state.workers[0].fate(), Fate::Killed);
+    assert_eq!(*state.workers[0].link.signals.borrow(), [Signal::KILL]);
+    assert!(
+        state.take_events().is_empty(),
+        "its future is cancelled already"
+    );
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None, reached);
+    let stats = state.stats(reached).expect("stats are on");
+    assert_eq!(stats.restarts.map(|r| r.interrupted), Some(1));
+    assert_eq!(state.missing_workers(reached), 1, "replaced");
+}
+
+#[test]
+fn a_task_interrupted_before_its_worker_is_known_ready_is_stopped_if_it_runs() {
+    let now = Instant::now();
+    let mut state = one_starting_worker(now);
+    assert_eq!(state.cancel(1, true, now), CancelOutcome::Interrupted);
+    assert_eq!(
+        state.workers[0].fate(),
+        Fate::Serving,
+        "it may not have started"
+    );
+    // The worker said it was ready before it read the CANCEL, and runs the task.
+    let ready = now + Duration::from_millis(3);
+    state.on_frame(
+        0,
+        answer(from_worker::READY, 0),
+        Vec::new(),
+        Vec::new(),
+        ready,
+    );
+    assert_stopped_unless_skipped(state, ready);
+}
+
+#[test]
+fn a_task_interrupted_as_its_worker_answers_the_one_before_is_stopped_if_it_runs() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(2, now);
+    state.submit(task(1, None), now).unwrap();
+    state.submit(task(2, None), now).unwrap();
+    // The worker answered task 1 and started task 2; the answer is not read yet.
+    assert_eq!(state.cancel(2, true, now), CancelOutcome::Interrupted);
+    let answered = now + Duration::from_millis(3);
+    state.on_frame(
+        0,
+        answer(from_worker::RETURNED, 1),
+        Vec::new(),
+        Vec::new(),
+        answered,
+    );
+    assert_eq!(state.take_events().len(), 1);
+    assert_stopped_unless_skipped(state, answered);
+}
+
+#[test]
+fn an_interrupted_task_the_worker_skips_in_time_costs_no_worker() {
+    let now = Instant::now();
+    let mut state = one_starting_worker(now);
+    state.cancel(1, true, now);
+    state.on_frame(
+        0,
+        answer(from_worker::READY, 0),
+        Vec::new(),
+        Vec::new(),
+        now,
+    );
+    state.on_frame(
+        0,
+        answer(from_worker::SKIPPED, 1),
+        Vec::new(),
+        Vec::new(),
+        now,
+    );
+    assert_eq!(state.next_deadline(), None);
+    state.expire(now + SKIP_GRACE);
+    assert_eq!(state.workers[0].fate(), Fate::Serving);
+    assert!(state.workers[0].link.signals.borrow().is_empty());
+}
+
 #[test]
 fn cancelling_a_queued_task_drops_it() {
     let now = Instant::now();
@@ -348,7 +433,7 @@ fn lent_buffers_are_packed_only_for_a_worker_with_room_and_sent_as_one_segment()
         .pending
         .iter()
         .skip(1)
-        .all(|task| matches!(task.buffers, Buffers::Lent(_))));
+        .all(|queued| matches!(queued.task.buffers, Buffers::Lent(_))));
     // An answer sends the task packed ahead at once.
     state.on_frame(
         0,
@@ -429,4 +514,91 @@ fn a_write_to_a_worker_that_hung_up_requeues_what_it_never_received() {
         "{events:?}"
     );
     assert!(state.is_queued(2));
+}
+
+#[test]
+fn the_tally_times_tasks_from_their_start_and_waits_from_their_submission() {
+    let start = Instant::now();
+    let mut state = one_ready_worker(2, start);
+    state.submit(task(1, None), start).unwrap();
+    state.submit(task(2, None), start).unwrap();
+    // Task 1 runs 2 s; task 2, held meanwhile, starts then and runs 4 s.
+    let first = start + Duration::from_secs(2);
+    state.on_frame(
+        0,
+        answer(from_worker::RETURNED, 1),
+        Vec::new(),
+        Vec::new(),
+        first,
+    );
+    let second = first + Duration::from_secs(4);
+    state.on_frame(
+        0,
+        answer(from_worker::RAISED, 2),
+        Vec::new(),
+        Vec::new(),
+        second,
+    );
+    let stats = state.stats(second).expect("stats are on");
+    assert_eq!((stats.submitted, stats.done, stats.failed), (2, 1, 1));
+    assert_eq!(stats.task_time.count, 2);
+    assert_eq!(stats.task_time.mean, Duration::from_secs(3));
+    assert_eq!(stats.task_time.max, Duration::from_secs(4));
+    assert_eq!(stats.queue_wait.count, 2);
+    assert_eq!(stats.queue_wait.max, Duration::from_secs(2));
+    let [worker] = &stats.workers[..] else {
+        panic!("{:?}", stats.workers)
+    };
+    assert_eq!(
+        (worker.pid, worker.tasks, worker.alive),
+        (Some(100), 2, true)
+    );
+    assert_eq!(worker.busy, Duration::from_secs(6));
+}
+
+#[test]
+fn the_tally_counts_cancellations_timeouts_and_why_workers_were_replaced() {
+    let now = Instant::now();
+    let limit = Duration::from_secs(1);
+    let mut state = one_ready_worker(1, now);
+    state.submit(task(1, Some(limit)), now).unwrap();
+    state.submit(task(2, None), now).unwrap();
+    assert_eq!(state.cancel(2, false, now), CancelOutcome::Cancelled);
+    state.expire(now + limit);
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None, now);
+    let stats = state.stats(now + limit).expect("stats are on");
+    assert_eq!(
+        (stats.submitted, stats.cancelled, stats.timed_out),
+        (2, 1, 1)
+    );
+    assert_eq!(stats.task_time.count, 0);
+    let restarts = stats.restarts.expect("a process pool's");
+    assert_eq!((restarts.timed_out, restarts.crashed), (1, 0));
+    assert!(stats.workers.iter().all(|w| !w.alive));
+}
+
+#[test]
+fn a_crash_counts_as_a_failure_and_a_restart() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(1, now);
+    state.submit(task(1, None), now).unwrap();
+    state.worker_ended(0, Exit::Code(1), || None, now);
+    let stats = state.stats(now).expect("stats are on");
+    assert_eq!(stats.failed, 1);
+    assert_eq!(stats.restarts.map(|r| r.crashed), Some(1));
+}
+
+#[test]
+fn the_tally_counts_tasks_failed_by_packing_or_a_write_and_the_worker_replaced() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(4, now);
+    state.submit(task_with_buffers(1), now).unwrap();
+    state.packed(1, Err(io::Error::from_raw_os_error(24)));
+    state.submit(task(2, None), now).unwrap();
+    state.workers[0].link.fail_next = Some(io::ErrorKind::OutOfMemory);
+    state.submit(task(3, None), now).unwrap();
+    state.worker_ended(0, Exit::Signal(Signal::KILL.as_raw()), || None, now);
+    let stats = state.stats(now).expect("stats are on");
+    assert_eq!((stats.submitted, stats.failed), (3, 3));
+    assert_eq!(stats.restarts.map(|r| r.crashed), Some(1));
 }
