@@ -159,8 +159,65 @@ def process_view() -> dict[str, object]:
         "groups": sorted(os.getgroups()),
         "cap_eff": status["CapEff"],
         "cap_prm": status["CapPrm"],
+        "no_new_privs": status.get("NoNewPrivs"),
         "ppid": os.getppid(),
     }
+
+
+def _folder_with_data(text: str) -> str:
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    Path(folder, "data.txt").write_text(text)
+    return folder
+
+
+def set_up_parent() -> str:
+    """Puts this process in its first state, for :func:`process_view` to tell apart: a working
+    directory whose ``data.txt`` says "A", ``TREADLE_TEST_SETTING=A``, ``TREADLE_TEST_REMOVED``
+    set, umask 022. Returns the folder :func:`change_parent` moves to (its ``data.txt``: "B")."""
+    os.chdir(_folder_with_data("A"))
+    os.environ["TREADLE_TEST_SETTING"] = "A"
+    os.environ["TREADLE_TEST_REMOVED"] = "present"
+    os.umask(0o022)
+    return _folder_with_data("B")
+
+
+def change_parent(folder: str) -> None:
+    """Puts this process in its second state: working directory ``folder``,
+    ``TREADLE_TEST_SETTING=B``, ``TREADLE_TEST_REMOVED`` unset, umask 077, an open-files soft
+    limit 7 lower."""
+    os.chdir(folder)
+    os.environ["TREADLE_TEST_SETTING"] = "B"
+    del os.environ["TREADLE_TEST_REMOVED"]
+    os.umask(0o077)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 7, hard))
+
+
+def child_sends(target: object, *args: object) -> object:
+    """What a ``treadle.multiprocessing.Process`` child (of treadle's default start method) that
+    runs ``target(queue, *args)`` puts on ``queue``; the child must exit with 0."""
+    import treadle.multiprocessing as mp
+
+    queue = mp.SimpleQueue()
+    child = mp.Process(target=target, args=(queue, *args))
+    child.start()
+    try:
+        return queue.get()  # AbandonedQueueError, not a hang, if the child died first
+    finally:
+        child.join(30)
+        assert child.exitcode == 0, child.exitcode
+
+
+def send_process_view(queue: object) -> None:
+    """A ``Process`` target: puts :func:`process_view` on ``queue``."""
+    queue.put(process_view())  # type: ignore[attr-defined]
+
+
+def send_can_write_in(queue: object, folder: str) -> None:
+    """A ``Process`` target: puts :func:`can_write_in` on ``queue``."""
+    queue.put(can_write_in(folder))  # type: ignore[attr-defined]
 
 
 def _status() -> dict[str, str]:

@@ -4,9 +4,12 @@ must say exactly what Rust does."""
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import socket
 import struct
+import threading
 
 from treadle import _treadle
 from treadle.multiprocessing import fork_server as _forkserver
@@ -23,6 +26,7 @@ LAYOUT = {
     "SEGMENT_ENTRY_FORMAT",
     "FORK_SERVER_SPAWN",
     "FORK_SERVER_WAIT",
+    "FORK_SERVER_PROCESS",
     "FORK_SERVER_REQUEST_FORMAT",
     "FORK_SERVER_REPLY_FORMAT",
 }
@@ -67,6 +71,71 @@ def test_the_fork_server_speaks_rusts_requests() -> None:
     assert _forkserver.REPLY.format == WIRE["FORK_SERVER_REPLY_FORMAT"]
     assert _forkserver.SPAWN == WIRE["FORK_SERVER_SPAWN"]
     assert _forkserver.WAIT == WIRE["FORK_SERVER_WAIT"]
+    assert _forkserver.PROCESS == WIRE["FORK_SERVER_PROCESS"]
+
+
+def _process_request(reply: tuple[int, int]) -> tuple[tuple, dict]:
+    """Has Rust's client send a ``PROCESS`` request (the parent's state, start-up data and a
+    descriptor) to a socket the test reads as the server reads it, and answers ``reply``: what
+    the server read, and what ``spawn_process`` returned or raised."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    client = _treadle._ForkServer(ours.detach(), os.getpid())
+    outcome: dict = {}
+
+    def ask(passed: int) -> None:
+        try:
+            outcome["pid"] = client.spawn_process(
+                _forkserver.parent_state(), b"start-up data", [passed]
+            )
+        except OSError as error:
+            outcome["error"] = error
+        outcome["alive"] = client.alive()
+
+    with theirs, open(os.devnull) as passed:
+        asking = threading.Thread(target=ask, args=(passed.fileno(),))
+        asking.start()
+        theirs.settimeout(30)
+        header, fds = _forkserver._receive(theirs, _forkserver.REQUEST.size)
+        kind, pid, length = _forkserver.REQUEST.unpack(header)
+        payload, more = _forkserver._receive(theirs, length)
+        state, data, cwd, rest = _forkserver._split(payload, fds + more)
+        try:
+            read = {
+                "kind": kind,
+                "pid": pid,
+                "state": state,
+                "data": data,
+                "cwd": _forkserver._identity(cwd),
+                "passed": [
+                    os.path.samestat(os.fstat(fd), os.fstat(passed.fileno())) for fd in rest
+                ],
+            }
+        finally:
+            _forkserver._close([cwd, *rest])
+        theirs.sendall(_forkserver.REPLY.pack(*reply))
+        asking.join(30)
+    assert not asking.is_alive()
+    return read, outcome
+
+
+def test_a_process_request_is_framed_as_the_fork_server_reads_it() -> None:
+    read, outcome = _process_request((4242, 0))
+    assert read["kind"] == _forkserver.PROCESS and read["pid"] == 0
+    # The parent's state first (the same as for a SPAWN), then the kind's own.
+    assert read["state"]["environ"] == dict(os.environb)
+    assert read["state"]["uids"] == os.getresuid()
+    here = os.stat(".")
+    assert read["cwd"] == (here.st_dev, here.st_ino)
+    assert read["data"] == b"start-up data"
+    assert read["passed"] == [True]
+    assert outcome == {"pid": 4242, "alive": True}
+
+
+def test_a_refused_process_request_raises_and_the_server_stays_alive() -> None:
+    # The server answered: it could not fork that child (popen then spawns one instead).
+    _, outcome = _process_request((-1, errno.EPERM))
+    assert isinstance(outcome["error"], OSError)
+    assert outcome["alive"] is True
 
 
 def test_segments_are_laid_out_as_rust_lays_them_out() -> None:

@@ -14,6 +14,12 @@ What is replaced, for code that looks the names up after patching:
   still queued in its own pool has them run, as ``result()`` does); with ``cluster=`` (a Dask
   scheduler's address, or ``"local"``), ``ProcessPoolExecutor`` makes ``treadle.DaskExecutor``
   pools on that cluster.
+* ``multiprocessing.Process``, ``Queue``, ``SimpleQueue``, ``JoinableQueue`` and ``Pipe``, at
+  module level and in every context object (``multiprocessing.get_context(method)``), are
+  ``treadle.multiprocessing``'s, and the default start method, until a program sets one, is
+  treadle's ``"forkserver"`` (children forked from a single-threaded copy of the process, never
+  a fork of a process with threads); the standard library's locks, events, values, ``Pool``
+  and ``Manager`` are made for it.
 
 What cannot be patched: objects created before ``patch()`` (a lock made at import time stays a
 ``threading`` lock), names imported before patching with ``from threading import Lock``, classes
@@ -27,6 +33,8 @@ from __future__ import annotations
 import _thread
 import concurrent.futures
 import contextlib
+import multiprocessing
+import multiprocessing.context
 import queue
 import threading
 from collections.abc import Iterator
@@ -49,15 +57,28 @@ _THREADING_NAMES = (
 )
 _QUEUE_NAMES = ("Queue", "LifoQueue", "PriorityQueue", "SimpleQueue")
 
+_MULTIPROCESSING_NAMES = ("Queue", "SimpleQueue", "JoinableQueue", "Pipe")
+
 _saved: dict[tuple[Any, str], Any] = {}
 _state_lock = _thread.allocate_lock()
+#: Saved for a name an object did not have as its own (a context's class attribute): deleted
+#: on unpatch, so that the class's shows again.
+_ABSENT = object()
 
 
-def _replace(module: Any, name: str, value: Any) -> None:
-    key = (module, name)
+def _replace(target: Any, name: str, value: Any) -> None:
+    key = (target, name)
     if key not in _saved:
-        _saved[key] = getattr(module, name)
-    setattr(module, name, value)
+        own = vars(target) if not isinstance(target, type) else target.__dict__
+        _saved[key] = getattr(target, name) if name in own else _ABSENT
+    setattr(target, name, value)
+
+
+def _restore(target: Any, name: str, value: Any) -> None:
+    if value is _ABSENT:
+        delattr(target, name)
+    else:
+        setattr(target, name, value)
 
 
 def _patch_thread_class() -> None:
@@ -91,19 +112,23 @@ def patch(*, cluster: str | None = None) -> None:
     with _state_lock:
         if _saved and cluster is None:
             return
-        # The executors' modules (and what they import: logging, multiprocessing, Dask) load
-        # before threading is patched, so that the locks they make at import are the standard
-        # ones, as when they were imported before patch() was called.
+        # The executors' modules and treadle's multiprocessing (and what they import: logging,
+        # multiprocessing's resource tracker, Dask) load before threading is patched, so that
+        # the locks they make at import are the standard ones, as when they were imported
+        # before patch() was called.
         executors = _executors(cluster)
         if _saved:
             _replace(concurrent.futures, "ProcessPoolExecutor", executors["ProcessPoolExecutor"])
             return
+        from treadle.multiprocessing import context as multiprocessing_context
+
         for name in _THREADING_NAMES:
             _replace(threading, name, getattr(_treadle, name))
         for name in _QUEUE_NAMES:
             _replace(queue, name, getattr(treadle_queue, name))
         for name, executor in executors.items():
             _replace(concurrent.futures, name, executor)
+        _patch_multiprocessing(multiprocessing_context)
         _patch_thread_class()
 
 
@@ -123,11 +148,37 @@ def _executors(cluster: str | None) -> dict[str, Any]:
     return executors
 
 
+def _patch_multiprocessing(ours: Any) -> None:
+    """Swaps treadle's processes, queues and pipes into ``multiprocessing`` (``ours``: treadle's
+    ``multiprocessing.context``)."""
+    standard = multiprocessing.context
+    for method, context in standard._concrete_contexts.items():
+        treadle_context = ours._concrete_contexts.get(method)
+        if treadle_context is None:
+            continue
+        _replace(context, "Process", treadle_context.Process)
+        for name in _MULTIPROCESSING_NAMES:
+            _replace(context, name, getattr(treadle_context, name))
+    default = standard._default_context
+    _replace(default, "Process", ours.Process)
+    for name in _MULTIPROCESSING_NAMES:
+        _replace(default, name, getattr(ours._default_context, name))
+    # Until the program sets a start method, the default is treadle's; treadle's default
+    # context follows the standard one's (set_start_method('spawn') is obeyed). Unpatching
+    # puts back the start method as it was (the patched default is fixed once asked for).
+    _replace(default, "_actual_context", default._actual_context)
+    _replace(default, "_default_context", standard._concrete_contexts[ours.DEFAULT_METHOD])
+    _replace(ours._default_context, "_follow", default)
+    _replace(multiprocessing, "Process", ours.Process)
+    for name in _MULTIPROCESSING_NAMES:
+        _replace(multiprocessing, name, getattr(ours._default_context, name))
+
+
 def unpatch() -> None:
     """Put back what :func:`patch` replaced."""
     with _state_lock:
-        for (module, name), value in _saved.items():
-            setattr(module, name, value)
+        for (target, name), value in _saved.items():
+            _restore(target, name, value)
         _saved.clear()
 
 

@@ -142,3 +142,20 @@ pub fn readable_now(fd: impl AsFd) -> bool {
     poll(&mut fds, Some(&zero)).is_ok_and(|ready| ready > 0)
         && fds[0].revents().contains(PollFlags::IN)
 }
+
+/// Waits until `fd` polls readable or `deadline` passes (`false`); an interrupted poll returns
+/// early (`true` only if readable).
+pub fn wait_readable(fd: impl AsFd, deadline: Option<std::time::Instant>) -> bool {
+    let timeout = match deadline {
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            Some(Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            }))
+        }
+        None => None,
+    };
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    poll(&mut fds, timeout.as_ref()).is_ok_and(|ready| ready > 0) && !fds[0].revents().is_empty()
+}

@@ -15,18 +15,28 @@
 //! request's answer, or -1 and an errno. One request is in flight at a time (a mutex), so
 //! replies come in order. The kinds:
 //!
-//! - [`SPAWN`]: fork a worker. Descriptors: the worker's end of its channel, then the parent's
-//!   working directory (an `O_PATH` descriptor). Payload: the parent's state at this moment
-//!   ([`ParentState`]: environment, umask, resource limits, credentials and privileges, pickled
-//!   by `treadle.multiprocessing.fork_server.parent_state`, which is also what reads it). The
-//!   server's child takes that state (working directory first, credentials last, then it asks
-//!   again for `SIGKILL` at the server's death, since a change of credentials clears that) and
-//!   tells the server whether it could before the server replies: the worker's pid, or -1 and
-//!   the errno of what failed (`EPERM` when the server cannot give the parent's credentials or
-//!   would give more privilege than the parent has; the supervisor then starts a fresh
-//!   interpreter, which inherits the parent as it is). So a worker never runs with the identity,
-//!   directory or environment the parent had when the server was forked.
-//! - [`WAIT`]: reap worker `pid`, waiting for it to end. No payload. Replies with its wait status.
+//! - [`SPAWN`] (a pool's worker) and [`PROCESS`] (a `treadle.multiprocessing.Process`'s child)
+//!   fork a child that takes the parent's state at this moment. Their pid word is 0. Both start
+//!   alike: the payload begins with the parent's state ([`ParentState`]: environment, umask,
+//!   resource limits, credentials and privileges, one pickle made by
+//!   `treadle.multiprocessing.fork_server.parent_state`, which is also what reads it, to its
+//!   end), and the first descriptor is the parent's working directory (an `O_PATH` descriptor).
+//!   What follows is the kind's own:
+//!   - `SPAWN`: no more payload; one descriptor, the worker's end of its channel.
+//!   - `PROCESS`: the child's start-up data (what the standard library's `forkserver` start
+//!     method sends: the parent's preparation data, then the pickled process), and the
+//!     descriptors that data names, in order.
+//!
+//!   The server's child takes the state (working directory first, credentials last, then it
+//!   asks again for `SIGKILL` at the server's death, since a change of credentials clears that)
+//!   and tells the server whether it could before the server replies: the child's pid, or -1
+//!   and the errno of what failed (`EPERM` when the server cannot give the parent's credentials
+//!   or would give more privilege than the parent has). The caller then starts a fresh
+//!   interpreter, which inherits the parent as it is: a pool's supervisor its worker, a
+//!   `Process` the standard library's spawned child. So no child of the server ever runs with
+//!   the identity, directory or environment the parent had when the server was forked.
+//! - [`WAIT`]: reap child `pid` (a worker or a process's child), waiting for it to end. No
+//!   payload, no descriptors. Replies with its wait status.
 //!
 //! A new kind takes the next number and says what its payload and descriptors are; the header
 //! stays.
@@ -36,24 +46,27 @@ use parking_lot::Mutex;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{waitpid, Pid, WaitOptions};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Fork a worker that takes the parent's state; the request carries its channel's descriptor.
-/// Replies with its pid.
+/// Fork a pool's worker that takes the parent's state; the request carries its channel's
+/// descriptor. Replies with its pid.
 pub const SPAWN: i32 = 1;
-/// Reap worker `pid` (waiting for it to end). Replies with its wait status.
+/// Reap child `pid` (waiting for it to end). Replies with its wait status.
 pub const WAIT: i32 = 2;
+/// Fork a `treadle.multiprocessing.Process`'s child that takes the parent's state; the request
+/// carries the child's start-up data and the descriptors it names. Replies with its pid.
+pub const PROCESS: i32 = 3;
 /// A request's header as Python's `struct` module spells it
 /// (`treadle/multiprocessing/fork_server.py`): kind, pid, payload length.
 pub const REQUEST_FORMAT: &str = "<iiI";
 /// A reply's layout: value, errno.
 pub const REPLY_FORMAT: &str = "<ii";
 
-/// The parent's state for a worker to take (a [`SPAWN`] request's payload and the descriptors
-/// after the channel's), captured anew at each start.
-#[derive(Debug, Default)]
+/// The parent's state for a child to take (what a [`SPAWN`] or [`PROCESS`] request starts with),
+/// captured anew for each start.
+#[derive(Debug)]
 pub struct ParentState {
     /// What the server's child reads (pickled by the Python side).
     pub payload: Vec<u8>,
@@ -95,18 +108,51 @@ impl ForkServer {
     /// Forks a worker whose channel is `channel` (which the worker finds by its number) and
     /// that takes the parent's `state`; returns the worker's pid.
     pub fn spawn(&self, channel: &OwnedFd, state: &ParentState) -> io::Result<u32> {
-        let mut fds = vec![channel];
-        fds.extend(&state.fds);
-        let pid = self.request(SPAWN, 0, &state.payload, &fds)?;
-        u32::try_from(pid).map_err(|_| io::Error::other("the fork server sent a bad pid"))
+        self.fork(SPAWN, state, &[], &[channel.as_fd()])
     }
 
-    /// Reaps worker `pid`, waiting for it to end; returns its wait status.
+    /// Forks the child of a `Process`, which takes the parent's `state` and starts with `data`
+    /// (its start-up data) and the descriptors `fds` (duplicated for it); returns its pid.
+    pub fn spawn_process(
+        &self,
+        state: &ParentState,
+        data: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<u32> {
+        self.fork(PROCESS, state, data, fds)
+    }
+
+    /// Reaps child `pid`, waiting for it to end; returns its wait status.
     pub fn wait(&self, pid: u32) -> io::Result<i32> {
         self.request(WAIT, pid as i32, &[], &[])
     }
 
-    fn request(&self, kind: i32, pid: i32, payload: &[u8], fds: &[&OwnedFd]) -> io::Result<i32> {
+    /// A request of a kind that forks: the parent's state first, then the kind's own `data` and
+    /// descriptors `fds`. Returns the child's pid.
+    fn fork(
+        &self,
+        kind: i32,
+        state: &ParentState,
+        data: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<u32> {
+        let descriptors: Vec<BorrowedFd<'_>> = state
+            .fds
+            .iter()
+            .map(AsFd::as_fd)
+            .chain(fds.iter().copied())
+            .collect();
+        let pid = self.request(kind, 0, &[&state.payload, data], &descriptors)?;
+        u32::try_from(pid).map_err(|_| io::Error::other("the fork server sent a bad pid"))
+    }
+
+    fn request(
+        &self,
+        kind: i32,
+        pid: i32,
+        payload: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<i32> {
         if !self.alive() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -136,20 +182,23 @@ fn exchange(
     socket: &OwnedFd,
     kind: i32,
     pid: i32,
-    payload: &[u8],
-    fds: &[&OwnedFd],
+    payload: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
 ) -> io::Result<Result<i32, i32>> {
-    let length = u32::try_from(payload.len())
+    let size: usize = payload.iter().map(|part| part.len()).sum();
+    let length = u32::try_from(size)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "request too large"))?;
-    let mut request = Vec::with_capacity(12 + payload.len());
+    let mut request = Vec::with_capacity(12 + size);
     request.extend_from_slice(&kind.to_le_bytes());
     request.extend_from_slice(&pid.to_le_bytes());
     request.extend_from_slice(&length.to_le_bytes());
-    request.extend_from_slice(payload);
+    for part in payload {
+        request.extend_from_slice(part);
+    }
     let deadline = Instant::now() + REPLY_TIMEOUT;
     let mut sent = 0;
     while sent < request.len() {
-        let attach: &[&OwnedFd] = if sent == 0 { fds } else { &[] };
+        let attach: &[BorrowedFd<'_>] = if sent == 0 { fds } else { &[] };
         match channel::send(socket, &request[sent..], attach) {
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

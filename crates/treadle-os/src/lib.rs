@@ -11,18 +11,27 @@
 //!   segment.
 //! - [`os_threads`] and [`oom`]: the `/proc` and cgroup readers (the process's threads for stall
 //!   verdicts, the OOM-kill counter for crash reports).
+//! - [`ring`]: the channel of `treadle.multiprocessing`'s queues and pipes, a multi-producer
+//!   multi-consumer record ring in shared memory ([`shm`]) that a writer killed mid-record
+//!   cannot tear ([`robust`]: glibc's robust mutexes), with the table of the processes that hold
+//!   it ([`holders`]), so that a reader learns when nobody is left to write.
 //!
 //! Nothing here knows about Python, and `treadle-core` (portable, model-checked with loom) knows
 //! nothing of this crate; the bindings use both. `unsafe` appears only where rustix has no safe
-//! call (`pre_exec`), each block with its `// SAFETY:` argument.
+//! call (`pre_exec`, mapping shared memory, the robust mutexes through `libc`) and where the ring
+//! reads and writes its shared memory, each block with its `// SAFETY:` argument.
 
 pub mod channel;
 pub mod fork_server;
 pub mod frame;
+pub mod holders;
 pub mod oom;
 pub mod os_threads;
 pub mod process;
+pub mod ring;
+pub mod robust;
 pub mod segment;
+pub mod shm;
 pub mod supervisor;
 
 pub use fork_server::{ForkServer, ParentState};

@@ -13,6 +13,10 @@
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+
 /// The `futex` system call's number on this architecture.
 pub const SYS_FUTEX: u32 = linux_raw_sys::general::__NR_futex;
 
@@ -31,10 +35,40 @@ pub fn current_thread_id() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
 }
 
+/// Bumped in a child process right after `fork()`: a thread's remembered answer of
+/// [`is_main_thread`] holds only in the process (the fork generation) it was found in.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// (fork generation, whether this thread is the main thread), once asked.
+    static MAIN: Cell<Option<(u64, bool)>> = const { Cell::new(None) };
+}
+
+extern "C" fn forked() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Whether the calling thread is the process's main thread (its id is the process's), the one
 /// Python runs signal handlers in. After `fork()`, the forking thread is the child's main thread.
+///
+/// Every blocking wait asks, so the answer is remembered per thread (two system calls, each
+/// costly on a virtual machine, become a thread-local read), until the process forks.
 pub fn is_main_thread() -> bool {
-    rustix::thread::gettid() == rustix::process::getpid()
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: the handler only bumps an atomic, which is what a child's at-fork handler may
+        // do (no allocation, no lock).
+        unsafe { libc::pthread_atfork(None, None, Some(forked)) };
+    });
+    let generation = FORKS.load(Ordering::Relaxed);
+    MAIN.with(|known| match known.get() {
+        Some((found_in, main)) if found_in == generation => main,
+        _ => {
+            let main = rustix::thread::gettid() == rustix::process::getpid();
+            known.set(Some((generation, main)));
+            main
+        }
+    })
 }
 
 /// Whether thread `tid` of this process sleeps in an untimed wait on a private futex, so that

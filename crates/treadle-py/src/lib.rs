@@ -11,6 +11,8 @@ use pyo3::prelude::*;
 
 mod barrier;
 mod cancellation;
+mod channel;
+mod child_process;
 mod completions;
 mod condition;
 mod deadlock;
@@ -88,6 +90,14 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process_pool::events::PyClosed>()?;
     m.add_class::<process_pool::events::PyCancelOutcome>()?;
     m.add_function(wrap_pyfunction!(process_pool::wire::_wire, m)?)?;
+    m.add_class::<channel::PyRing>()?;
+    m.add_class::<channel::PyChannel>()?;
+    m.add_function(wrap_pyfunction!(channel::_set_channel_pickler, m)?)?;
+    m.add_function(wrap_pyfunction!(child_process::_wait_for_exit, m)?)?;
+    m.add(
+        "AbandonedQueueError",
+        m.py().get_type::<channel::AbandonedQueueError>(),
+    )?;
     m.add_class::<stats::PyExecutorStats>()?;
     m.add_class::<stats::PyTimeStats>()?;
     m.add_class::<stats::PyWorkerStats>()?;

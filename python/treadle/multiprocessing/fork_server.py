@@ -1,31 +1,36 @@
-"""The fork server: where process-pool workers are forked from, quickly and safely.
+"""The fork server: where process-pool workers and ``Process`` children are forked from,
+quickly and safely.
 
 Forking a process that has threads is unsafe: a lock another thread held (in ``malloc``, in an
 I/O buffer, in any library) stays held forever in the child, which has only the forking thread.
-So a pool never forks its parent when the parent has threads. But when the first pool is
-created while the process still has one thread (the operating system's count,
-``/proc/self/task``, not Python's), the pool forks it once, through ``os.fork()`` (so the
-interpreter's and the user's at-fork handlers run), into this fork server. The server never
-starts a thread; every worker of every later pool of the process, and every replacement worker,
-is forked from it in about a millisecond, where a fresh interpreter takes tens of milliseconds.
-If the process has threads when its first pool is created, there is no fork server and workers
-are fresh interpreters.
+So a pool never forks its parent when the parent has threads. But when the first pool (or the
+first ``treadle.multiprocessing.Process``) is created while the process still has one thread
+(the operating system's count, ``/proc/self/task``, not Python's), it forks the process once,
+through ``os.fork()`` (so the interpreter's and the user's at-fork handlers run), into this fork
+server. The server never starts a thread; every worker of every later pool of the process, every
+replacement worker and every ``Process`` child is forked from it in about a millisecond, where a
+fresh interpreter takes tens of milliseconds. If the process has threads when it first needs
+one, there is no fork server: workers and children are fresh interpreters.
 
 The server is the parent's child (it dies with the thread that forked it, by
-``PR_SET_PDEATHSIG``, and exits when the parent closes its socket); workers are its children
-(they die with it, so with the parent). It reaps a worker only when the parent asks, and
-replies with its wait status. Protocol: ``crates/treadle-os/src/fork_server.rs``.
-A worker inherits what the parent had open and imported when the server was forked, as with the
+``PR_SET_PDEATHSIG``, and exits when the parent closes its socket); its children die with it, so
+with the parent. It reaps a child only when the parent asks, and replies with its wait status.
+Protocol, the same framing for every request: ``crates/treadle-os/src/fork_server.rs``.
+A child inherits what the parent had open and imported when the server was forked, as with the
 standard library's ``fork`` start method, except its pipes and sockets (see
 ``_let_go_of_pipes_and_sockets``); the server's own socket is closed in it.
 
-But a worker takes the parent's process state as it is when the worker starts, not as it was
-when the server was forked: each spawn request carries it (:func:`parent_state`, called by the
-supervisor at each start) and the server's child takes it (:func:`_take_state`) before it
-serves: working directory, environment, umask, resource limits, and credentials (groups, group
-ids, user ids, last). A worker never holds more privilege than its parent has now: it refuses to
-serve, and the supervisor starts a fresh interpreter instead, if after the change it would keep
-a capability, or lack a restriction (``no_new_privs``, seccomp), that the parent does not.
+But a child takes the parent's process state as it is when the child starts, not as it was when
+the server was forked: each request that forks carries it (:func:`parent_state`, called by the
+pool's supervisor at each worker's start and by ``popen`` at each ``Process.start()``) and the
+server's child takes it (:func:`_take_state`) before it serves or runs: working directory,
+environment, umask, resource limits, and credentials (groups, group ids, user ids, last). A child
+never holds more privilege than its parent has now: it refuses, and the caller starts a fresh
+interpreter instead, if after the change it would keep a capability, or lack a restriction
+(``no_new_privs``, seccomp), that the parent does not.
+
+``Process`` children are forked ahead (see "Process children" below), so that a start costs the
+hand-over of its data, not a fork.
 """
 
 from __future__ import annotations
@@ -33,25 +38,27 @@ from __future__ import annotations
 import array
 import errno
 import functools
+import io
 import operator
 import os
 import pickle
 import resource
+import signal
 import socket
 import stat
 import struct
 import sys
 
 from treadle._treadle import _die_with_parent, _ForkServer
-from treadle.multiprocessing import main_module, worker
+from treadle.multiprocessing import child, main_module, worker
 
 REQUEST = struct.Struct("<iiI")
 REPLY = struct.Struct("<ii")
-SPAWN, WAIT = 1, 2
+SPAWN, WAIT, PROCESS = 1, 2, 3
 #: The child's word to the server: 0, or the errno of what it could not take of the parent.
 _TAKEN = struct.Struct("<i")
-#: Descriptors one request may carry (a spawn carries two).
-_MAX_FDS = 8
+#: Descriptors one request may carry (a process's child may be handed many).
+_MAX_FDS = 255
 
 _RESOURCE_LIMITS = sorted(
     {getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
@@ -152,13 +159,14 @@ def _let_go_of_pipes_and_sockets(keep: int) -> None:
         tracker._resource_tracker._pid = None
 
 
-# -- the parent's state, for a worker to take ---------------------------------------------------
+# -- the parent's state, for a child to take ----------------------------------------------------
 
 
 def parent_state() -> tuple[bytes, int]:
-    """This process's state now, as a spawn request carries it: the pickled state, and a
+    """This process's state now, as a request that forks carries it: the pickled state, and a
     descriptor of the working directory (an ``O_PATH`` one: it names the directory even if it
-    was removed or the path to it changed). Called by the supervisor at each worker's start."""
+    was removed or the path to it changed). Called by the supervisor at each worker's start,
+    and by ``popen`` at each ``Process`` start."""
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # The process's status, and the calling thread's: capabilities are per thread.
@@ -212,15 +220,16 @@ def _privileges(statuses: list[dict[str, str]]) -> dict[str, int]:
     return privileges
 
 
-def _take_state(state: dict | None, cwd: int | None) -> int:
-    """Makes this process (the server's new child) take the parent's state; 0, or the errno of
-    what it could not take."""
+def _take_state(state: dict, cwd: int, own: _OwnState) -> int:
+    """Makes this process (the server's new child) take the parent's state and working
+    directory ``cwd`` (closed here); 0, or the errno of what it could not take."""
     try:
-        if cwd is not None:
-            os.fchdir(cwd)
+        if _as_server(state, cwd, own):
             os.close(cwd)
-        if state is not None:
-            _become(state)
+            return 0
+        os.fchdir(cwd)
+        os.close(cwd)
+        _become(state)
     except OSError as error:
         return error.errno or errno.EPERM
     except Exception:
@@ -256,10 +265,47 @@ def _check_privileges(parent: dict[str, int]) -> None:
     mine = _privileges([_status("/proc/self/status")])
     for name in _CAPABILITY_SETS:
         if name in parent and mine.get(name, 0) & ~parent[name]:
-            raise PermissionError(errno.EPERM, f"a worker would keep capabilities ({name})")
+            raise PermissionError(errno.EPERM, f"a child would keep capabilities ({name})")
     for name in _RESTRICTIONS:
         if mine.get(name, 0) < parent.get(name, 0):
-            raise PermissionError(errno.EPERM, f"a worker would lack a restriction ({name})")
+            raise PermissionError(errno.EPERM, f"a child would lack a restriction ({name})")
+
+
+#: The server's own state and its working directory's identity (:func:`_own_state`).
+_OwnState = tuple[dict, tuple[int, int]]
+
+
+def _own_state() -> _OwnState:
+    """The server's own state, as :func:`parent_state` captures a parent's, and its working
+    directory's identity: a child forked while the parent is as the server is takes nothing."""
+    payload, cwd = parent_state()
+    try:
+        return pickle.loads(payload), _identity(cwd)
+    finally:
+        os.close(cwd)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    where = os.fstat(fd)
+    return where.st_dev, where.st_ino
+
+
+def _as_server(state: dict, cwd: int, own: _OwnState) -> bool:
+    """Whether the parent is now as the server is (its state ``state``, its working directory
+    ``cwd``)."""
+    return state == own[0] and _identity(cwd) == own[1]
+
+
+def _split(payload: bytes, fds: list[int]) -> tuple[dict, bytes, int, list[int]]:
+    """A forking request's parts: the parent's state, the rest of the payload, the working
+    directory's descriptor and the other descriptors. ``ValueError`` if it has no state."""
+    if not fds:
+        raise ValueError("a forking request without the parent's working directory")
+    stream = io.BytesIO(payload)
+    state = pickle.load(stream)
+    if not isinstance(state, dict):
+        raise ValueError("a forking request without the parent's state")
+    return state, payload[stream.tell() :], fds[0], fds[1:]
 
 
 # -- the server ----------------------------------------------------------------------------------
@@ -270,8 +316,13 @@ def _serve(sock: socket.socket) -> int:
         return 1
     _let_go_of_pipes_and_sockets(sock.fileno())
     worker.reset_signals()
-    # A worker may give up the privilege to read the standard library (it takes the parent's
-    # credentials): what it loads only once a task raises is loaded here, once.
+    # The parent's queues and pipes, copied by the fork: the server never uses them, and must not
+    # count as one of their holders for as long as it lives.
+    channels = sys.modules.get("treadle.multiprocessing.channel")
+    if channels is not None:
+        channels.forget_all()
+    # A child may give up the privilege to read the standard library (it takes the parent's
+    # credentials): what a worker loads only once a task raises is loaded here, once.
     import traceback  # noqa: F401
 
     own = _own_state()
@@ -284,9 +335,12 @@ def _serve(sock: socket.socket) -> int:
         payload, more = _receive(sock, length)
         fds += more
         if payload is None:
+            _close(fds)
             return 0
-        if kind == SPAWN and fds:
-            reply = _spawn(sock, fds, payload, own)
+        if kind == SPAWN:
+            reply = _spawn(sock, payload, fds, own)
+        elif kind == PROCESS:
+            reply = _start_process(sock, payload, fds, own)
         elif kind == WAIT:
             _close(fds)
             try:
@@ -297,13 +351,15 @@ def _serve(sock: socket.socket) -> int:
             _close(fds)
             reply = (-1, errno.EINVAL)
         sock.sendall(REPLY.pack(*reply))
+        if kind == PROCESS:
+            _fork_waiting(sock, own)  # the next one, now that the parent has its answer
 
 
 def _receive(sock: socket.socket, size: int) -> tuple[bytes | None, list[int]]:
-    """``size`` bytes from the parent and the descriptors that came with them; None for the
-    bytes if the parent closed its end first."""
+    """``size`` bytes from ``sock`` and the descriptors that came with them; None for the bytes
+    if its other end closed first."""
     fd_size = array.array("i").itemsize
-    data = b""
+    data = bytearray()
     fds = array.array("i")
     while len(data) < size:
         chunk, ancdata, _, _ = sock.recvmsg(size - len(data), socket.CMSG_SPACE(_MAX_FDS * fd_size))
@@ -314,7 +370,7 @@ def _receive(sock: socket.socket, size: int) -> tuple[bytes | None, list[int]]:
             _close(list(fds))
             return None, []
         data += chunk
-    return data, list(fds)
+    return bytes(data), list(fds)
 
 
 def _close(fds: list[int]) -> None:
@@ -322,43 +378,48 @@ def _close(fds: list[int]) -> None:
         os.close(fd)
 
 
-def _own_state() -> tuple[dict, tuple[int, int]]:
-    """The server's own state, as :func:`parent_state` captures a parent's, and its working
-    directory's identity: a worker forked while the parent is as the server is takes nothing."""
-    payload, cwd = parent_state()
-    try:
-        where = os.fstat(cwd)
-    finally:
-        os.close(cwd)
-    return pickle.loads(payload), (where.st_dev, where.st_ino)
+def _told(fd: int) -> int:
+    """The word a child wrote to ``fd`` (:data:`_TAKEN`): 0 once it took the parent's state, or
+    an errno; ``ECHILD`` if it ended without a word."""
+    word = b""
+    while len(word) < _TAKEN.size:
+        try:
+            chunk = os.read(fd, _TAKEN.size - len(word))
+        except OSError:
+            break
+        if not chunk:
+            break
+        word += chunk
+    return _TAKEN.unpack(word)[0] if len(word) == _TAKEN.size else errno.ECHILD
 
 
-def _spawn(
-    sock: socket.socket, fds: list[int], payload: bytes, own: tuple[dict, tuple[int, int]]
-) -> tuple[int, int]:
-    """Forks a worker serving ``fds[0]`` that takes the parent's state (the payload, and the
-    working directory ``fds[1]``); its pid, or -1 and the errno of why it could not be."""
-    channel, cwd = fds[0], (fds[1] if len(fds) > 1 else None)
-    _close(fds[2:])
+# -- pool workers -------------------------------------------------------------------------------
+
+
+def _spawn(sock: socket.socket, payload: bytes, fds: list[int], own: _OwnState) -> tuple[int, int]:
+    """A ``SPAWN`` request: forks a worker that takes the parent's state and serves its channel;
+    its pid, or -1 and the errno of why it could not be."""
     try:
-        state = pickle.loads(payload) if payload else None
+        state, rest, cwd, (channel,) = _split(payload, fds)
+        if rest:
+            raise ValueError("a spawn request carries nothing after the parent's state")
     except Exception:
-        _close(fds[:2])
+        _close(fds)
         return -1, errno.EINVAL
-    if state == own[0] and cwd is not None and _identity(cwd) == own[1]:
+    if _as_server(state, cwd, own):
         return _spawn_as_is(sock, channel, cwd)
     server = os.getpid()
     taken, told = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.fork()
     except OSError as error:
-        _close([*fds[:2], taken, told])
+        _close([*fds, taken, told])
         return -1, error.errno or 0
     if pid == 0:  # a worker; it never returns
         try:
             sock.close()
             os.close(taken)
-            error = _take_state(state, cwd)
+            error = _take_state(state, cwd, own)
             # A change of credentials cleared the death signal: ask for it again (and check
             # that the server did not die meanwhile).
             if error == 0 and not _die_with_parent(server):
@@ -369,28 +430,18 @@ def _spawn(
                 worker.main(channel, forked=True)
         finally:
             os._exit(1)
-    _close([*fds[:2], told])
-    word = b""
-    while len(word) < _TAKEN.size:
-        chunk = os.read(taken, _TAKEN.size - len(word))
-        if not chunk:
-            break
-        word += chunk
+    _close([*fds, told])
+    error = _told(taken)
     os.close(taken)
-    error = _TAKEN.unpack(word)[0] if len(word) == _TAKEN.size else errno.ECHILD
     if error:
         os.waitpid(pid, 0)
         return -1, error
     return pid, 0
 
 
-def _identity(fd: int) -> tuple[int, int]:
-    where = os.fstat(fd)
-    return where.st_dev, where.st_ino
-
-
 def _spawn_as_is(sock: socket.socket, channel: int, cwd: int) -> tuple[int, int]:
-    """Forks a worker of a parent whose state is the server's: it has nothing to take."""
+    """Forks a worker of a parent whose state is the server's: it has nothing to take, so the
+    server replies at once."""
     server = os.getpid()
     try:
         pid = os.fork()
@@ -407,3 +458,105 @@ def _spawn_as_is(sock: socket.socket, channel: int, cwd: int) -> tuple[int, int]
             os._exit(1)
     _close([channel, cwd])
     return pid, 0
+
+
+# -- Process children: one forked ahead -----------------------------------------------------------
+#
+# A ``Process``'s child is forked before it is asked for, and waits for its request: when the
+# request comes, the child is already past the fork and the interpreter's at-fork work, and only
+# the request's payload (the parent's state and the child's start-up data) and descriptors are
+# handed over, as they came. While it waits it ignores Ctrl-C, as the server does, so that a
+# Ctrl-C the parent handled long before does not end it later. Handed its request, it takes the
+# parent's state, installs Python's Ctrl-C handler and says so (or says why it could not), and
+# only then is the parent told its pid: a Ctrl-C after ``start()`` returned reaches the process.
+
+#: The child forked ahead: its pid, and the server's end of the socket its request goes through.
+_waiting: tuple[int, socket.socket] | None = None
+#: What goes through it first: the payload's length and the number of descriptors.
+_HANDOFF = struct.Struct("<QI")
+
+
+def _fork_waiting(sock: socket.socket, own: _OwnState) -> None:
+    """Forks the next ``Process`` child ahead, unless one waits already."""
+    global _waiting
+    if _waiting is not None:
+        return
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    server = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return
+    if pid == 0:  # the waiting child; it never returns
+        try:
+            sock.close()
+            ours.close()
+            if _die_with_parent(server):
+                _wait_for_start(theirs, server, own)
+        finally:
+            os._exit(1)
+    theirs.close()
+    _waiting = (pid, ours)
+
+
+def _wait_for_start(handoff: socket.socket, server: int, own: _OwnState) -> None:
+    header, fds = _receive(handoff, _HANDOFF.size)
+    if header is None:
+        return  # the server is gone
+    length, count = _HANDOFF.unpack(header)
+    payload, more = _receive(handoff, length)
+    fds += more
+    if payload is None or len(fds) != count:
+        return
+    try:
+        state, data, cwd, fds = _split(payload, fds)
+    except Exception:
+        error = errno.EINVAL
+    else:
+        error = _take_state(state, cwd, own)
+    # A change of credentials cleared the death signal: ask for it again (and check that the
+    # server did not die meanwhile).
+    if error == 0 and not _die_with_parent(server):
+        error = errno.ESRCH
+    if error == 0:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    handoff.sendall(_TAKEN.pack(error))
+    handoff.close()
+    if error == 0:
+        child.run(data, fds)
+
+
+def _start_process(
+    sock: socket.socket, payload: bytes, fds: list[int], own: _OwnState
+) -> tuple[int, int]:
+    """A ``PROCESS`` request: hands its payload and descriptors (which the server then closes)
+    to the child forked ahead (or forked now, if none waits); its pid, or -1 and an errno."""
+    global _waiting
+    try:
+        for _ in range(2):
+            _fork_waiting(sock, own)
+            if _waiting is None:
+                return -1, errno.EAGAIN
+            pid, handoff = _waiting
+            _waiting = None
+            error = errno.ECHILD
+            with handoff:
+                try:
+                    rights = array.array("i", fds).tobytes()
+                    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)] if fds else []
+                    handoff.sendmsg([_HANDOFF.pack(len(payload), len(fds))], ancillary)
+                    handoff.sendall(payload)
+                    error = _told(handoff.fileno())
+                except OSError:
+                    pass
+            if error == 0:
+                return pid, 0
+            os.waitpid(pid, 0)
+            if error != errno.ECHILD:
+                return -1, error  # it could not take the parent's state
+            # It died waiting: try a fresh one.
+        return -1, errno.ECHILD
+    finally:
+        _close(fds)

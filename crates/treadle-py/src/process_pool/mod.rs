@@ -20,7 +20,7 @@ use lent::{release, LentBuffer};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 use treadle_os::process::Signal;
@@ -223,6 +223,40 @@ impl PyForkServer {
     fn alive(&self) -> bool {
         self.core.alive()
     }
+
+    /// Forks the child of a `treadle.multiprocessing.Process`, which takes the parent's `state`
+    /// (as `fork_server.parent_state()` returns it: its descriptor is handed over) and starts
+    /// with `data` (its start-up data) and the descriptors `fds` (duplicated for it: the caller
+    /// keeps and closes its own); the child's pid.
+    fn spawn_process(
+        &self,
+        py: Python<'_>,
+        state: (Vec<u8>, i32),
+        data: &[u8],
+        fds: Vec<i32>,
+    ) -> PyResult<u32> {
+        let state = parent_state(state)?;
+        if fds.iter().any(|&fd| fd < 0) {
+            return Err(PyValueError::new_err("negative file descriptor"));
+        }
+        // SAFETY: the caller keeps the descriptors open for the call (documented above); they
+        // are only duplicated here, not closed.
+        let fds: Vec<BorrowedFd<'_>> = fds
+            .into_iter()
+            .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+            .collect();
+        let core = &self.core;
+        py.detach(|| core.spawn_process(&state, data, &fds))
+            .map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
+    /// Reaps the server's child `pid` (call once its pidfd polls readable: the server waits
+    /// for it); its wait status.
+    fn wait(&self, py: Python<'_>, pid: u32) -> PyResult<i32> {
+        let core = &self.core;
+        py.detach(|| core.wait(pid))
+            .map_err(|e| PyOSError::new_err(e.to_string()))
+    }
 }
 
 /// Asks for `SIGKILL` when this process's parent (thread) dies, then checks that the parent is
@@ -232,17 +266,18 @@ pub(crate) fn _die_with_parent(parent: i32) -> PyResult<bool> {
     treadle_os::die_with_parent(parent).map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
-/// The fork-server origin's capture of the parent's state: `callable()` returns the SPAWN
-/// payload and a descriptor of the working directory (handed over).
+/// The fork-server origin's capture of the parent's state: `callable()` returns it as
+/// `fork_server.parent_state()` does.
 fn capture_state(callable: Py<PyAny>) -> CaptureState {
-    Arc::new(move || {
-        call_python(|py| {
-            let (payload, cwd): (Vec<u8>, i32) = callable.call0(py)?.extract(py)?;
-            Ok(ParentState {
-                payload,
-                fds: owned_fds(vec![cwd])?,
-            })
-        })
+    Arc::new(move || call_python(|py| parent_state(callable.call0(py)?.extract(py)?)))
+}
+
+/// The parent's state from what `fork_server.parent_state()` returns: the pickled state and a
+/// descriptor of the working directory (handed over).
+fn parent_state((payload, cwd): (Vec<u8>, i32)) -> PyResult<ParentState> {
+    Ok(ParentState {
+        payload,
+        fds: owned_fds(vec![cwd])?,
     })
 }
 

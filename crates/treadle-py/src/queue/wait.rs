@@ -1,6 +1,7 @@
 //! How a queue call waits: `block` and `timeout` read as `queue.Queue` reads them, and every
 //! blocking queue wait parked through the runtime's `block_on`, published in the wait graph.
 
+pub(crate) use crate::runtime::timeout::Block;
 use crate::runtime::timeout::{check_max, deadline_after, Wait};
 use crate::runtime::tracking::Track;
 use crate::runtime::wait::block_on;
@@ -61,18 +62,6 @@ where
         return Ok(None);
     }
     park(py, queue, what, wait, |deadline| attempt(true, deadline))
-}
-
-/// A `block` argument: any object, read by its truth value as `queue.Queue` reads it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Block(pub(crate) bool);
-
-impl FromPyObject<'_, '_> for Block {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
-        obj.is_truthy().map(Block)
-    }
 }
 
 /// `block` and `timeout` as `queue.Queue.get` reads them; a timeout too large to wait for is

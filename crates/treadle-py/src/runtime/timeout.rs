@@ -55,6 +55,34 @@ pub(crate) fn deadline_after(seconds: f64) -> Option<Instant> {
         .and_then(|duration| Instant::now().checked_add(duration))
 }
 
+/// A `block` argument: any object, read by its truth value as `queue.Queue` reads it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block(pub(crate) bool);
+
+impl FromPyObject<'_, '_> for Block {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        obj.is_truthy().map(Block)
+    }
+}
+
+/// A `timeout` argument that may be `None` (for ever) or seconds, read when given: the
+/// default of a `timeout=0.0` parameter can then be told from an explicit `None`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seconds(pub(crate) Option<f64>);
+
+impl FromPyObject<'_, '_> for Seconds {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        if obj.is_none() {
+            return Ok(Seconds(None));
+        }
+        seconds(&obj).map(|value| Seconds(Some(value)))
+    }
+}
+
 /// How long a blocking call may wait.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Wait {

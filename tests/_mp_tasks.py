@@ -1,0 +1,173 @@
+"""Targets for the multiprocessing tests' child processes (importable by a spawned child), and
+the parent's side: starting and joining them."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import treadle.multiprocessing as treadle_multiprocessing
+
+#: Generous bound for things that happen at once (a loaded CI machine is slow).
+WAIT = 30
+
+
+def start(target, *args, method="fork"):
+    """A daemon child running ``target(*args)``, started with ``multiprocessing``'s context
+    ``method``."""
+    process = multiprocessing.get_context(method).Process(target=target, args=args, daemon=True)
+    process.start()
+    return process
+
+
+def joined(process) -> bool:
+    """Whether ``process`` ended within ``WAIT`` seconds."""
+    process.join(WAIT)
+    return not process.is_alive()
+
+
+def run_fresh(code: str) -> list[str]:
+    """Runs ``code`` in a fresh interpreter (whose only thread is its main thread, which
+    judgments of "nobody else can write" depend on) with this folder on its path; its output,
+    as words. Fails on a non-zero exit."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def put_items(q, items) -> None:
+    for item in items:
+        q.put(item)
+
+
+def put_many_then_exit(q, count: int, size: int) -> None:
+    """Puts ``count`` messages of ``size`` bytes and returns: the process exits with them
+    unread in the queue."""
+    data = b"x" * size
+    for _ in range(count):
+        q.put(data)
+
+
+def put_numbered_until_killed(q, size: int) -> None:
+    """Puts messages of ``size`` bytes, message ``i`` filled with byte ``i % 256``, for ever."""
+    i = 0
+    while True:
+        q.put(bytes([i % 256]) * size)
+        i += 1
+
+
+def hold_then_sleep(q, ready) -> None:
+    """Holds ``q`` (for writing) and says so, then sleeps until killed."""
+    ready.put(os.getpid())
+    time.sleep(600)
+
+
+def echo(conn) -> None:
+    """Sends back what it receives until it receives None."""
+    for obj in iter(conn.recv, None):
+        conn.send(obj)
+
+
+def echo_bytes(conn) -> None:
+    for message in iter(conn.recv_bytes, b""):
+        conn.send_bytes(message)
+
+
+def recv_handle_and_send(conn) -> None:
+    """Receives a connection over ``conn`` and sends a greeting over it."""
+    other = conn.recv()
+    other.send("hello from the child")
+    other.close()
+    conn.send("done")
+
+
+def task_worker(q) -> None:
+    for _ in iter(q.get, None):
+        time.sleep(0.01)
+        q.task_done()
+    q.task_done()
+
+
+def close_and_linger(conn, seconds: float) -> None:
+    conn.close()
+    time.sleep(seconds)
+
+
+def send_then_kill_self(conn) -> None:
+    conn.send("last words")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def report(q, *args, **kwargs) -> None:
+    """Puts what the child sees of itself and of its parent."""
+    import multiprocessing
+
+    current = multiprocessing.current_process()
+    parent = multiprocessing.parent_process()
+    q.put(
+        {
+            "args": args,
+            "kwargs": kwargs,
+            "pid": os.getpid(),
+            "name": current.name,
+            "authkey": bytes(current.authkey),
+            "parent": parent.pid if parent is not None else None,
+            "cwd": os.getcwd(),
+        }
+    )
+
+
+def exit_with(code) -> None:
+    raise SystemExit(code)
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def put_later(q, seconds: float, item) -> None:
+    time.sleep(seconds)
+    q.put(item)
+
+
+def send_later(conn, seconds: float, item) -> None:
+    time.sleep(seconds)
+    conn.send(item)
+
+
+def flag_value(q) -> None:
+    q.put(FLAG)
+
+
+#: Set by a test in the parent after its fork server started: a forked child sees the change.
+FLAG = "as imported"
+
+
+class ReportingProcess(treadle_multiprocessing.Process):
+    """A subclass of treadle's Process with its own ``run``."""
+
+    def __init__(self, q) -> None:
+        super().__init__()
+        self.q = q
+
+    def run(self) -> None:
+        self.q.put(("ran", multiprocessing.current_process().name))
+
+
+def echo_on_one_end(ours, theirs) -> None:
+    """Given both ends of a pipe: closes its parent's end and echoes on its own."""
+    ours.close()
+    for obj in iter(theirs.recv, None):
+        theirs.send(obj)
