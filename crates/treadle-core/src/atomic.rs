@@ -6,8 +6,7 @@
 //! result does not fit in 64 signed bits leaves the value as it was and returns [`Overflow`],
 //! which is why it is a compare-and-swap loop (retried only while other threads change the
 //! value under it) and not a `fetch_add`, whose wrapped result other threads could see before
-//! it was undone. The type works on any memory that holds an aligned `i64`, so the shared
-//! `Value`s of `treadle.multiprocessing` can use the same operations.
+//! it was undone.
 
 use crate::primitive::{AtomicI64, Ordering};
 
