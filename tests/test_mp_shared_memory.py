@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import shutil
 import signal
 import stat
 import subprocess
@@ -244,3 +245,86 @@ def test_a_registry_another_user_could_prepare_is_refused(tmp_path, monkeypatch)
     monkeypatch.setattr(shared_memory, "registry_path", lambda: str(open_to_all))
     with pytest.raises(PermissionError, match="not a directory private"):
         SharedMemory(create=True, size=1)
+
+
+def test_the_fork_server_forked_while_a_segment_is_open_does_not_keep_it_alive():
+    # The fork server is a copy of the program made at its first Process: it must let go of
+    # the program's segments, or their memory would outlive their last user.
+    assert tasks.run_fresh(
+        """
+        import os
+        import _mp_tasks as tasks
+        import treadle.multiprocessing as mp
+        from treadle.multiprocessing.shared_memory import SharedMemory
+
+        if __name__ == "__main__":
+            shm = SharedMemory(create=True, size=1 << 20)
+            inode = os.fstat(shm._fd).st_ino
+            child = mp.Process(target=print, args=("child",))
+            child.start()
+            child.join(30)
+            print(len(tasks.memfd_holders(inode)) > 0)
+            shm.close()
+            shm.unlink()
+            print(tasks.memfd_holders(inode) == [])
+        """
+    ) == ["child", "True", "True"]
+
+
+DUMPABLE_HOLDER = """
+    import ctypes, time
+    from treadle.multiprocessing.shared_memory import SharedMemory
+    # A process whose credentials changed is not dumpable until it says so.
+    ctypes.CDLL(None).prctl(4, {dumpable}, 0, 0, 0)  # PR_SET_DUMPABLE
+    shm = SharedMemory(create=True, size=64)
+    print(shm.name, flush=True)
+    time.sleep(120)
+"""
+
+TRY_ATTACH = """
+    import ctypes, sys
+    from treadle.multiprocessing.shared_memory import SharedMemory
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)
+    try:
+        SharedMemory(sys.argv[1]).close()
+        print("attached")
+    except PermissionError as error:
+        print("refused" if "do not let this process open it" in str(error) else error)
+"""
+
+
+#: Root may open any process's descriptors (CAP_SYS_PTRACE): its processes here run without.
+UNPRIVILEGED = ["setpriv", "--bounding-set", "-sys_ptrace"] if os.getuid() == 0 else []
+
+
+@pytest.mark.skipif(
+    bool(UNPRIVILEGED) and shutil.which("setpriv") is None, reason="needs setpriv to run as root"
+)
+@pytest.mark.parametrize(("dumpable", "outcome"), [(1, "attached"), (0, "refused")])
+def test_a_holder_that_is_not_dumpable_cannot_be_attached_through(dumpable, outcome):
+    holder = subprocess.Popen(
+        [
+            *UNPRIVILEGED,
+            sys.executable,
+            "-c",
+            textwrap.dedent(DUMPABLE_HOLDER.format(dumpable=dumpable)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        name = holder.stdout.readline().strip()
+        assert name, holder.stderr.read()
+        done = subprocess.run(
+            [*UNPRIVILEGED, sys.executable, "-c", textwrap.dedent(TRY_ATTACH), name],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+        )
+        assert done.stdout.split() == [outcome], done.stderr
+    finally:
+        holder.kill()
+        holder.wait(WAIT)
+        holder.stdout.close()
+        holder.stderr.close()

@@ -36,6 +36,7 @@ import mmap
 import os
 import stat
 import types
+import weakref
 from multiprocessing import shared_memory as _standard
 
 __all__ = ["ShareableList", "SharedMemory"]
@@ -297,6 +298,24 @@ class _Holdings:
 
 
 _holdings = _Holdings()
+#: Every SharedMemory of the process not closed yet, for :func:`forget_all`.
+_open_segments: weakref.WeakSet[SharedMemory] = weakref.WeakSet()
+
+
+def forget_all() -> None:
+    """In a copy of the process that must not keep the segments alive (the fork server, which
+    lives as long as the program): lets go of every segment's mappings and descriptors,
+    leaving the registry as it is (its links name the original process). A mapping whose
+    buffer a live object still exports (a numpy array on ``buf``) cannot be unmapped and
+    stays."""
+    for segment in list(_open_segments):
+        try:
+            segment.close()
+        except BufferError:
+            pass
+    for holding in list(_holdings.by_segment.values()):
+        os.close(holding.fd)
+    _holdings.by_segment.clear()
 
 
 def _key(name: str) -> str:
@@ -386,6 +405,7 @@ class SharedMemory:
         self._size = os.fstat(self._fd).st_size
         self._mmap = mmap.mmap(self._fd, self._size)
         self._buf = memoryview(self._mmap)
+        _open_segments.add(self)
 
     def _create(self, key: str, size: int, drawn: bool = False) -> None:
         holdings = _Holdings.of_this_process()
@@ -475,6 +495,8 @@ class SharedMemory:
         if self._mmap is not None:
             self._mmap.close()
             self._mmap = None
+        if _open_segments is not None:  # None once the interpreter is tearing modules down
+            _open_segments.discard(self)
         holding, self._holding = self._holding, None
         if holding is not None:
             holding.users -= 1
