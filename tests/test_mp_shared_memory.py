@@ -19,6 +19,7 @@ from multiprocessing import shared_memory as standard
 import _mp_tasks as tasks
 import pytest
 from _mp_tasks import WAIT
+from _threads import run_threads
 
 import treadle.multiprocessing as mp
 from treadle.multiprocessing import shared_memory
@@ -328,3 +329,26 @@ def test_a_holder_that_is_not_dumpable_cannot_be_attached_through(dumpable, outc
         holder.wait(WAIT)
         holder.stdout.close()
         holder.stderr.close()
+
+
+def test_threads_creating_attaching_and_unlinking_at_once_keep_the_registry_consistent():
+    errors = []
+
+    def churn():
+        try:
+            for _ in range(200):
+                made = SharedMemory(create=True, size=64)
+                attached = SharedMemory(made.name)
+                attached.buf[0] = 1
+                assert made.buf[0] == 1
+                attached.close()
+                made.close()
+                made.unlink()
+                with pytest.raises(FileNotFoundError):
+                    SharedMemory(made.name)
+        except BaseException as error:
+            errors.append(error)
+
+    run_threads(4, churn)
+    assert errors == []
+    assert shared_memory._Holdings.of_this_process().by_segment == {}

@@ -197,11 +197,6 @@ class _Registry:
     def holds(self, key: str, fd: int, inode: int) -> bool:
         return os.path.lexists(f"{self.entry(key)}/{os.getpid()}-{fd}-{inode}")
 
-    def remove_holder(self, key: str, fd: int, inode: int) -> None:
-        entry = self.entry(key)
-        _remove(f"{entry}/{os.getpid()}-{fd}-{inode}")
-        _remove_directory(entry)
-
     def remove_name(self, key: str) -> bool:
         entry = self.entry(key)
         try:
@@ -245,9 +240,20 @@ class _Holding:
 
     __slots__ = ("fd", "inode", "key", "users")
 
+    #: Guards every holding's ``users``: objects are closed without the registry's lock.
+    _users_lock = _thread.allocate_lock()
+
     def __init__(self, key: str, fd: int, inode: int) -> None:
         self.key, self.fd, self.inode = key, fd, inode
         self.users = 0
+
+    def count_user(self, change: int) -> None:
+        with self._users_lock:
+            self.users += change
+
+
+# A thread of the parent may have held it at the fork.
+os.register_at_fork(after_in_child=_Holding._users_lock._at_fork_reinit)
 
 
 class _Holdings:
@@ -274,7 +280,7 @@ class _Holdings:
             holding = self.by_segment[key, inode] = _Holding(key, fd, inode)
         else:
             os.close(fd)
-        holding.users += 1
+        holding.count_user(+1)
         return holding
 
     def registered(self, registry: _Registry, key: str) -> _Holding | None:
@@ -433,7 +439,7 @@ class SharedMemory:
             holdings.forget_unlinked(registry)
             held = holdings.registered(registry, key)
             if held is not None:  # this process has it: no need to look for another holder
-                held.users += 1
+                held.count_user(+1)
                 self._hold(held)
                 return
             found = registry.open(key)
@@ -499,7 +505,7 @@ class SharedMemory:
             _open_segments.discard(self)
         holding, self._holding = self._holding, None
         if holding is not None:
-            holding.users -= 1
+            holding.count_user(-1)
         elif self._fd >= 0:
             os.close(self._fd)  # a POSIX segment's descriptor
         self._fd = -1
