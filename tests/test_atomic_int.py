@@ -84,6 +84,13 @@ def test_it_is_an_integer_to_int_index_and_repr():
     assert repr(n) == "AtomicInt(3)"
 
 
+def test_it_is_false_at_zero_as_an_int_is():
+    n = treadle.AtomicInt(1)
+    assert n
+    n.sub(1)
+    assert not n
+
+
 @pytest.mark.parametrize(
     ("start", "operation", "delta"),
     [

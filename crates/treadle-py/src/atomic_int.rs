@@ -103,6 +103,11 @@ impl PyAtomicInt {
         self.core.load()
     }
 
+    /// As an int's: false at zero (without it, `if counter:` would always be true).
+    fn __bool__(&self) -> bool {
+        self.core.load() != 0
+    }
+
     fn __repr__(&self) -> String {
         format!("AtomicInt({})", self.core.load())
     }
