@@ -18,7 +18,12 @@ pub struct Overflow {
 }
 
 /// A 64-bit signed integer that threads update without a lock.
+///
+/// `repr(transparent)` over `AtomicI64` (outside loom's model), so that an aligned `i64` in
+/// memory shared between processes can be viewed as one (`AtomicI64::from_ptr`, then a pointer
+/// cast) and get the same operations.
 #[derive(Debug, Default)]
+#[repr(transparent)]
 pub struct AtomicInt {
     value: AtomicI64,
 }
