@@ -171,3 +171,44 @@ def echo_on_one_end(ours, theirs) -> None:
     ours.close()
     for obj in iter(theirs.recv, None):
         theirs.send(obj)
+
+
+def shared_memory_round_trip(segment, replies) -> None:
+    """Attaches to ``segment`` (a name, or a ``SharedMemory`` sent to the child), sends what
+    the parent wrote there, writes ``b"child"`` after it and says so."""
+    from treadle.multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(segment) if isinstance(segment, str) else segment
+    replies.put(bytes(shm.buf[:6]))
+    shm.buf[6:11] = b"child"
+    shm.close()
+    replies.put("written")
+
+
+def shareable_list_append_sum(items) -> None:
+    """Sets the last item of a ``ShareableList`` to the sum of the others."""
+    items[-1] = sum(items[i] for i in range(len(items) - 1))
+    items.shm.close()
+
+
+def memfd_holders(inode: int) -> list[str]:
+    """Processes that hold or map the memfd with this inode."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    if os.stat(f"/proc/{pid}/fd/{fd}").st_ino == inode and "memfd" in os.readlink(
+                        f"/proc/{pid}/fd/{fd}"
+                    ):
+                        found.append(f"{pid} fd {fd}")
+                except OSError:
+                    continue
+            with open(f"/proc/{pid}/maps") as maps:
+                if any(f" {inode} " in line and "memfd:" in line for line in maps):
+                    found.append(f"{pid} maps")
+        except OSError:
+            continue
+    return found

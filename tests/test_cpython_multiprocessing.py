@@ -10,9 +10,10 @@ methods, and whose locks and events (made for treadle's context), are treadle's.
 
 Run: the process, queue and connection classes (``_TestProcess``, ``_TestSubclassingProcess``,
 ``_TestQueue``, ``_TestConnection``, ``_TestListenerClient``, ``_TestPoll``,
-``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``). Not run:
-the rest of the module (locks, values, pools, managers, shared memory), which is the standard
-library's own code and tested by CPython. The tests that check behaviour treadle changes on
+``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``) and the
+shared-memory class (``_TestSharedMemory``, whose module-level ``shared_memory`` becomes
+treadle's). Not run: the rest of the module (locks, values, pools, managers), which is the
+standard library's own code and tested by CPython. The tests that check behaviour treadle changes on
 purpose are listed in ``DELIBERATE`` and skipped with the reason (treadle's behaviour in those
 cases is asserted by ``test_mp_*.py``); ``docs/multiprocessing.md`` lists them too.
 """
@@ -27,6 +28,7 @@ import pytest
 
 import treadle.multiprocessing as ours
 from treadle.multiprocessing import connection as our_connection
+from treadle.multiprocessing import shared_memory as our_shared_memory
 
 cpython = pytest.importorskip("test._test_multiprocessing")
 
@@ -36,6 +38,7 @@ namespace.__dict__.update(vars(multiprocessing))
 for name in ours.__all__:
     setattr(namespace, name, getattr(ours, name))
 cpython.multiprocessing = namespace
+cpython.shared_memory = our_shared_memory
 
 # A subclass of Process the suite defines at import: the same, on treadle's Process.
 cpython._UpperCaser = type(
@@ -94,6 +97,11 @@ DELIBERATE = {
     "TestStartMethod.test_get_all": (
         "treadle's default start method, 'forkserver', is listed first"
     ),
+    "_TestSharedMemory.test_shared_memory_tracking": (
+        "its child runs the standard library's SharedMemory, which cannot find a treadle segment "
+        "by name (treadle's finds the standard library's); and there is no resource tracker"
+    ),
+    "_TestSharedMemory.test_shared_memory_untracking": "as test_shared_memory_tracking",
 }
 
 
@@ -131,6 +139,7 @@ CLASSES = [
     "TestWait",
     "TestSimpleQueue",
     "TestStartMethod",
+    "_TestSharedMemory",
 ]
 for _name in CLASSES:
     _case = _on_treadle(_name)

@@ -227,3 +227,33 @@ def test_the_pytest_plugin_patches_multiprocessing_before_conftests_import_code(
     )
     done = _pytest_with_plugin(tmp_path)
     assert "1 passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_patch_swaps_shared_memory_and_unpatch_restores_it():
+    assert run_fresh(
+        """
+        import multiprocessing.managers
+        import multiprocessing.shared_memory as standard
+        import treadle
+        from treadle.multiprocessing import shared_memory as ours
+
+        before = standard.SharedMemory, standard.ShareableList
+        treadle.patch()
+        print(standard.SharedMemory is ours.SharedMemory)
+        print(standard.ShareableList is ours.ShareableList)
+        # The standard library's SharedMemoryManager, unmodified, makes treadle's segments,
+        # and unlinks them at its shutdown.
+        with multiprocessing.managers.SharedMemoryManager() as manager:
+            block = manager.SharedMemory(size=64)
+            items = manager.ShareableList([1, 2])
+            print(type(block) is ours.SharedMemory, type(items) is ours.ShareableList)
+            names = block.name, items.shm.name
+        for name in names:
+            try:
+                ours.SharedMemory(name)
+            except FileNotFoundError:
+                print("unlinked")
+        treadle.unpatch()
+        print((standard.SharedMemory, standard.ShareableList) == before)
+        """
+    ) == ["True", "True", "True", "True", "unlinked", "unlinked", "True"]

@@ -224,29 +224,6 @@ def _wait_gone(pids, seconds=WAIT) -> list[int]:
     return left
 
 
-def _memfd_holders(inode: int) -> list[str]:
-    """Processes that hold or map the memfd with this inode."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    if os.stat(f"/proc/{pid}/fd/{fd}").st_ino == inode and "memfd" in os.readlink(
-                        f"/proc/{pid}/fd/{fd}"
-                    ):
-                        found.append(f"{pid} fd {fd}")
-                except OSError:
-                    continue
-            with open(f"/proc/{pid}/maps") as maps:
-                if any(f" {inode} " in line and "memfd:" in line for line in maps):
-                    found.append(f"{pid} maps")
-        except OSError:
-            continue
-    return found
-
-
 PARENT = """
 import os, sys, time
 import treadle.multiprocessing as mp
@@ -292,11 +269,11 @@ def test_killing_the_parent_leaves_no_orphan_and_no_shared_memory():
     parent, (inode, server, *children) = _start_parent(PARENT)
     try:
         assert all(_alive(pid) for pid in (server, *children))
-        assert _memfd_holders(inode)
+        assert tasks.memfd_holders(inode)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(WAIT)
         assert _wait_gone([server, *children]) == [], "orphans outlived their parent"
-        assert _memfd_holders(inode) == []
+        assert tasks.memfd_holders(inode) == []
         assert set(os.listdir("/dev/shm")) == before
     finally:
         _end_group(parent)

@@ -16,6 +16,7 @@ from threading import BrokenBarrierError
 from treadle import _lazy, deadlock
 from treadle._treadle import (
     TIMEOUT_MAX,
+    AtomicInt,
     Barrier,
     BoundedSemaphore,
     Cancelled,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
         set_unretrieved_handler,
         wait,
     )
+    from treadle.guarded import Guarded
     from treadle.patching import patch, patched, unpatch
 
 
@@ -75,6 +77,7 @@ __all__ = [
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "TIMEOUT_MAX",
+    "AtomicInt",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
@@ -92,6 +95,7 @@ __all__ = [
     "Executor",
     "Full",
     "Future",
+    "Guarded",
     "InvalidStateError",
     "LifoQueue",
     "Lock",
@@ -160,6 +164,8 @@ def __getattr__(name: str) -> object:
         import treadle.futures as module
     elif name in ("patch", "patched", "unpatch", "patching"):
         import treadle.patching as module
+    elif name == "Guarded":
+        import treadle.guarded as module
     elif name == "dump_waits":
         module = deadlock
     elif name == "threading":

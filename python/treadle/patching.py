@@ -20,6 +20,8 @@ What is replaced, for code that looks the names up after patching:
   treadle's ``"forkserver"`` (children forked from a single-threaded copy of the process, never
   a fork of a process with threads); the standard library's locks, events, values, ``Pool``
   and ``Manager`` are made for it.
+* ``multiprocessing.shared_memory.SharedMemory`` and ``ShareableList``: treadle's (memfd
+  segments freed with their last user, no resource tracker).
 
 What cannot be patched: objects created before ``patch()`` (a lock made at import time stays a
 ``threading`` lock), names imported before patching with ``from threading import Lock``, classes
@@ -129,6 +131,7 @@ def patch(*, cluster: str | None = None) -> None:
         for name, executor in executors.items():
             _replace(concurrent.futures, name, executor)
         _patch_multiprocessing(multiprocessing_context)
+        _patch_shared_memory()
         _patch_thread_class()
 
 
@@ -172,6 +175,17 @@ def _patch_multiprocessing(ours: Any) -> None:
     _replace(multiprocessing, "Process", ours.Process)
     for name in _MULTIPROCESSING_NAMES:
         _replace(multiprocessing, name, getattr(ours._default_context, name))
+
+
+def _patch_shared_memory() -> None:
+    """Swaps treadle's ``SharedMemory`` and ``ShareableList`` into
+    ``multiprocessing.shared_memory`` (where ``multiprocessing.managers`` looks them up too)."""
+    import multiprocessing.shared_memory as standard
+
+    from treadle.multiprocessing import shared_memory as ours
+
+    for name in ("SharedMemory", "ShareableList"):
+        _replace(standard, name, getattr(ours, name))
 
 
 def unpatch() -> None:

@@ -4,6 +4,7 @@
 //! - The synchronization primitives behind `treadle.Lock`, `RLock`, `Condition`, `Semaphore`,
 //!   `BoundedSemaphore`, `Event` and `Barrier` ([`lock`], [`rlock`], [`wait_queue`], [`event`],
 //!   [`semaphore`], [`barrier`]).
+//! - The lock-free integer behind `treadle.AtomicInt` ([`atomic`]).
 //! - The queue behind `Queue`, `LifoQueue`, `PriorityQueue` and `SimpleQueue` ([`queue`]).
 //! - The thread-pool engine and the future's state ([`pool`], [`future`]).
 //! - The wait graph that deadlock detection walks ([`wait_graph`], [`thread_id`]).
@@ -20,6 +21,7 @@
 //! the condition queue, the event, the queue, the future cell and the pool are model-checked
 //! (`tests/loom.rs`).
 
+pub mod atomic;
 pub mod barrier;
 pub mod event;
 pub mod future;
@@ -34,6 +36,7 @@ pub mod thread_id;
 pub mod wait_graph;
 pub mod wait_queue;
 
+pub use atomic::{AtomicInt, Overflow};
 pub use barrier::{Arrival, Barrier, BarrierError};
 pub use event::Event;
 pub use future::{Completed, Completions, FutureCell, Outcome, Start, Status, TaskTypes};

@@ -1,4 +1,4 @@
-//! Model checks of the lock, the condition queue, the event, the queue, the future and the pool
+//! Model checks of the atomic integer, the lock, the condition queue, the event, the queue, the future and the pool
 //! under every interleaving loom explores. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p treadle-core --test loom --release`.
 #![cfg(loom)]
@@ -6,7 +6,23 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use treadle_core::{Event, GetError, Order, Queue, RawLock, WaitQueue};
+use treadle_core::{AtomicInt, Event, GetError, Order, Queue, RawLock, WaitQueue};
+
+#[test]
+fn atomic_int_adds_racing_a_compare_exchange_lose_nothing() {
+    loom::model(|| {
+        let n = Arc::new(AtomicInt::new(0));
+        let adder = {
+            let n = n.clone();
+            thread::spawn(move || n.fetch_add(2).unwrap())
+        };
+        let swapped = n.compare_exchange(0, 10).is_ok();
+        adder.join().unwrap();
+        // Either the swap saw 0 and the add came after it, or the add came first and the swap
+        // failed: never a lost update.
+        assert_eq!(n.load(), if swapped { 12 } else { 2 });
+    });
+}
 
 #[test]
 fn lock_gives_mutual_exclusion_and_no_lost_wakeup() {

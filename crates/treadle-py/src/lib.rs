@@ -9,6 +9,7 @@
 
 use pyo3::prelude::*;
 
+mod atomic_int;
 mod barrier;
 mod cancellation;
 mod channel;
@@ -31,6 +32,7 @@ mod unretrieved;
 #[pymodule(gil_used = false)]
 fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     runtime::timeout::init(m.py())?;
+    m.add_class::<atomic_int::PyAtomicInt>()?;
     m.add_class::<lock::PyLock>()?;
     m.add_class::<lock::PyRLock>()?;
     m.add_class::<condition::PyCondition>()?;

@@ -9,6 +9,7 @@ Prints, for each case, microseconds per operation for threading and treadle and 
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import treadle
@@ -50,13 +51,18 @@ def contended(factory, n, threads=2):
                 acquire()
                 release()
 
-        workers = [threading.Thread(target=worker) for _ in range(threads)]
-        for t in workers:
-            t.start()
-        for t in workers:
-            t.join()
+        run_threads(worker, threads)
 
     return run
+
+
+def run_threads(target, threads: int) -> None:
+    """Runs ``target`` in ``threads`` threads at once, and joins them."""
+    workers = [threading.Thread(target=target) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
 
 
 def event_ping_pong(impl, n):
@@ -109,6 +115,64 @@ def condition_ping_pong(impl, n):
     return run
 
 
+def counter_runs(n: int, threads: int) -> dict[str, object]:
+    """``threads`` threads counting ``n`` each: an int under a ``threading.Lock``,
+    ``treadle.AtomicInt.add``, and ``next()`` on a shared ``itertools.count`` (atomic only
+    through the GIL, and only ever by one)."""
+
+    def in_threads(count_n):
+        return lambda: run_threads(count_n, threads)
+
+    def locked_int():
+        lock, box = threading.Lock(), [0]
+
+        def count_n():
+            for _ in range(n):
+                with lock:
+                    box[0] += 1
+
+        return count_n
+
+    def atomic_int():
+        add = treadle.AtomicInt().add
+
+        def count_n():
+            for _ in range(n):
+                add(1)
+
+        return count_n
+
+    def itertools_count():
+        step = itertools.count().__next__
+
+        def count_n():
+            for _ in range(n):
+                step()
+
+        return count_n
+
+    return {
+        "threading": in_threads(locked_int()),
+        "treadle": in_threads(atomic_int()),
+        "itertools.count": in_threads(itertools_count()),
+    }
+
+
+def counters(n: int, repeat: int) -> None:
+    """The counters' table: AtomicInt.add against a locked int and against itertools.count."""
+    results = [
+        _harness.compare(
+            f"count, {threads} thread(s)", threads * n, counter_runs(n, threads), repeat
+        )
+        for threads in (1, 4)
+    ]
+    title = f"treadle.AtomicInt.add vs an int under threading.Lock (best of {repeat})"
+    _harness.print_table(title, results, "threading")
+    for r in results:
+        ratio = r.seconds["itertools.count"] / r.seconds["treadle"]
+        print(f"{r.case}: AtomicInt.add is {ratio:.2f}x next(itertools.count())")
+
+
 def main() -> None:
     args = _harness.arguments(__doc__.splitlines()[0])
     scale = 1 if args.quick else 10
@@ -137,6 +201,7 @@ def main() -> None:
         lambda m: contended(lambda: m.Semaphore(2), n // 8, threads=4),
     )
     _harness.print_table(f"treadle vs threading (best of {repeat})", results, "threading")
+    counters(n, repeat)
 
 
 if __name__ == "__main__":

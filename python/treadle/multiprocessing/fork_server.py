@@ -321,6 +321,10 @@ def _serve(sock: socket.socket) -> int:
     channels = sys.modules.get("treadle.multiprocessing.channel")
     if channels is not None:
         channels.forget_all()
+    # Nor its shared-memory segments: mapped here, they would outlive their last user.
+    segments = sys.modules.get("treadle.multiprocessing.shared_memory")
+    if segments is not None:
+        segments.forget_all()
     # A child may give up the privilege to read the standard library (it takes the parent's
     # credentials): what a worker loads only once a task raises is loaded here, once.
     import traceback  # noqa: F401
