@@ -27,6 +27,7 @@ import pytest
 
 import treadle.multiprocessing as ours
 from treadle.multiprocessing import connection as our_connection
+from treadle.multiprocessing import pool as our_pool
 
 cpython = pytest.importorskip("test._test_multiprocessing")
 
@@ -73,6 +74,20 @@ class TreadleMixin(cpython.ProcessesMixin):
     RawArray = staticmethod(ours.RawArray)
 
 
+class TreadleThreadsMixin(cpython.ThreadsMixin):
+    """The thread variant of the classes that have one, with treadle's ``ThreadPool``."""
+
+    Pool = staticmethod(our_pool.ThreadPool)
+
+
+class TreadleManagerMixin(cpython.ManagerMixin):
+    """The manager variant: ``multiprocessing.Manager()`` is the namespace's (treadle's), whose
+    server is a treadle process."""
+
+
+MIXINS = {"processes": TreadleMixin, "threads": TreadleThreadsMixin, "manager": TreadleManagerMixin}
+
+
 #: CPython's tests of what treadle does differently on purpose: test id -> why.
 DELIBERATE = {
     "_TestProcess.test_parent_process": (
@@ -94,14 +109,25 @@ DELIBERATE = {
     "TestStartMethod.test_get_all": (
         "treadle's default start method, 'forkserver', is listed first"
     ),
+    "_TestPool[threads].test_make_pool": (
+        "ThreadPool's threads start as tasks come (treadle's thread pool), so its private _pool "
+        "lists none before the first task"
+    ),
+    "_TestPool[threads].test_terminate": (
+        "a thread cannot be killed: terminate() cancels the queued tasks, and join() waits for "
+        "the running time.sleep(300) calls, as the standard library's ThreadPool does"
+    ),
 }
 
 
-def _deliberate(name: str, case: type) -> type:
-    """``case`` with the tests ``DELIBERATE`` lists for it skipped, with the reason."""
+def _deliberate(name: str, kind: str, case: type) -> type:
+    """``case`` (``name``'s ``kind`` variant) with the tests ``DELIBERATE`` lists for it skipped,
+    with the reason; ``"_TestX.test_y"`` names the processes (or only) variant,
+    ``"_TestX[threads].test_y"`` another."""
+    label = f"{name}[{kind}]" if kind in VARIANTS.get(name, ()) else name
     for test_id, reason in DELIBERATE.items():
         owner, _, method = test_id.partition(".")
-        if owner == name and hasattr(case, method):
+        if owner == label and hasattr(case, method):
             setattr(
                 case,
                 method,
@@ -110,14 +136,15 @@ def _deliberate(name: str, case: type) -> type:
     return case
 
 
-def _on_treadle(name: str) -> type:
+def _on_treadle(name: str, kind: str = "processes") -> type:
     base = getattr(cpython, name)
     if issubclass(base, cpython.BaseTestCase):
-        case = type("WithTreadle" + name[1:], (base, TreadleMixin, unittest.TestCase), {})
+        label = "" if kind == "processes" else kind.capitalize()
+        case = type(f"WithTreadle{label}{name[1:]}", (base, MIXINS[kind], unittest.TestCase), {})
     else:
         case = type(name, (base,), {})
     case.__module__ = __name__
-    return _deliberate(name, case)
+    return _deliberate(name, kind, case)
 
 
 CLASSES = [
@@ -131,11 +158,29 @@ CLASSES = [
     "TestWait",
     "TestSimpleQueue",
     "TestStartMethod",
+    # Pools: treadle's Pool, and ThreadPool for the thread variant.
+    "_TestPool",
+    "_TestPoolWorkerErrors",
+    "_TestPoolWorkerLifetime",
+    "TestPoolNotLeakOnFailure",
+    # Managers: the standard library's server, started as a treadle process.
+    "_TestContainers",
+    "_TestMyManager",
+    "_TestRemoteManager",
+    "_TestManagerRestart",
+    "TestSyncManagerTypes",
 ]
+#: The classes also run with threads (``ThreadPool``) and with a manager's objects.
+VARIANTS = {"_TestPool": ("threads",)}
 for _name in CLASSES:
-    _case = _on_treadle(_name)
-    globals()[_case.__name__] = _case
-del _name, _case
+    for _kind in ("processes", *VARIANTS.get(_name, ())):
+        if _kind == "processes" and "processes" not in getattr(
+            getattr(cpython, _name), "ALLOWED_TYPES", ("processes",)
+        ):
+            _kind = "manager"
+        _case = _on_treadle(_name, _kind)
+        globals()[_case.__name__] = _case
+del _name, _kind, _case
 
 
 def setUpModule():

@@ -127,6 +127,18 @@ class TreadleContext(_standard.BaseContext):
         """Two connected ``Connection``s on shared memory."""
         return connection.Pipe(duplex)
 
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: Any = (),
+        maxtasksperchild: int | None = None,
+    ) -> Any:
+        """A pool of worker processes on treadle's process pool (``pool.Pool``)."""
+        from treadle.multiprocessing import pool
+
+        return pool.Pool(processes, initializer, initargs, maxtasksperchild, self.get_context())
+
     def get_context(self, method: str | None = None) -> TreadleContext:
         if method is None:
             return self
