@@ -196,7 +196,7 @@ INITARGS = """
     import multiprocessing, sys
     import treadle.multiprocessing as mp
 
-    def init(q, lock, treadle_lock):
+    def init(lock, q, treadle_lock):
         global Q, LOCK, TREADLE_LOCK
         Q, LOCK, TREADLE_LOCK = q, lock, treadle_lock
 
@@ -209,7 +209,7 @@ INITARGS = """
         q = mp.Queue()
         # A treadle queue (pickled only for a child being started), the standard library's
         # lock (made in the default context) and one made in treadle's: inherited.
-        with mp.Pool(2, init, (q, multiprocessing.Lock(), mp.Lock())) as pool:
+        with mp.Pool(2, init, (multiprocessing.Lock(), q, mp.Lock())) as pool:
             assert pool.map(work, range(6)) == list(range(6))
             print(*sorted(q.get(timeout=30) for _ in range(6)))
 """

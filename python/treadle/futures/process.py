@@ -324,7 +324,7 @@ class ProcessPoolExecutor(Executor):
                     initializer, tuple(initargs), self._main
                 )
             except Exception as error:
-                inherited_only = _INHERITANCE_ONLY in str(error)
+                inherited_only = _INHERITANCE_ONLY in str(error.__cause__ or error)
                 if not (
                     (start_method is None and _default_start_method() == "fork")
                     or (inherited_only and start_method != "spawn")
