@@ -222,7 +222,7 @@ def test_initargs_that_can_only_be_inherited_reach_the_workers():
 def test_a_managers_proxies_pass_to_treadles_processes_and_pools():
     with mp.Manager() as manager:
         # The manager's server is a treadle process, started by the default start method.
-        assert type(manager._process).__module__ == "treadle.multiprocessing.context"
+        assert type(manager._process) is mp.get_context("forkserver").Process
         shared = manager.dict()
         child = mp.Process(target=tasks.set_item, args=(shared, "process", 1))
         child.start()
@@ -232,3 +232,21 @@ def test_a_managers_proxies_pass_to_treadles_processes_and_pools():
         with treadle.ProcessPoolExecutor(1) as executor:
             executor.submit(tasks.set_item, shared, "executor", 3).result(WAIT)
         assert dict(shared) == {"process": 1, "pool": 2, "executor": 3}
+
+
+def test_a_result_that_cannot_be_pickled_is_a_maybe_encoding_error():
+    with mp.Pool(1) as pool:
+        with pytest.raises(mp_pool.MaybeEncodingError) as raised:
+            pool.apply_async(tasks.unpicklable_result).get(WAIT)
+        assert "Holder" in raised.value.value and "lock" in raised.value.exc
+        assert pool.apply(tasks.square, (2,)) == 4  # the worker goes on
+
+
+def test_a_failure_nobody_got_is_reported_when_the_pool_is_joined(caplog):
+    pool = mp.Pool(1)
+    result = pool.apply_async(tasks.fail, ("lost",))
+    result.wait(WAIT)
+    assert result.ready() and not result.successful()
+    pool.close()
+    pool.join()
+    assert "was never retrieved" in caplog.text and "lost" in caplog.text

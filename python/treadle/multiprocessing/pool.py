@@ -63,6 +63,7 @@ from treadle._treadle import Event
 from treadle.futures import progress as _progress
 from treadle.futures.process import ProcessPoolExecutor
 from treadle.futures.thread import ThreadPoolExecutor
+from treadle.futures.waiting import wait as _wait_for
 
 __all__ = [
     "AsyncResult",
@@ -113,9 +114,8 @@ def _call(callback: Callable[[Any], object] | None, value: Any) -> None:
         _logger.exception("exception calling callback %r of a pool's result", callback)
 
 
-class ApplyResult(_StandardApplyResult):
-    """The result of ``apply_async``: ``ready``, ``successful``, ``wait`` and ``get``, as
-    ``multiprocessing.pool.AsyncResult``'s (of which it is a subclass)."""
+class _Result(_StandardApplyResult):
+    """A result that becomes ready when the pool says so (``_set``), once its callback ran."""
 
     def __init__(
         self,
@@ -157,10 +157,66 @@ class ApplyResult(_StandardApplyResult):
         self._set(*_outcome(future))
 
 
+class ApplyResult(_Result):
+    """The result of ``apply_async``: ``ready``, ``successful``, ``wait`` and ``get``, as
+    ``multiprocessing.pool.AsyncResult``'s (of which it is a subclass). Without callbacks it is
+    a view of the task's future, and nothing runs in the pool's threads for it; an exception
+    that nobody ``get()``s is reported when the pool is joined, as the executor's are."""
+
+    def __init__(
+        self,
+        future: Any,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        if callback is None and error_callback is None:
+            self._future = future
+            return
+        super().__init__(callback, error_callback)
+        self._future = None
+        future.add_done_callback(self._resolve)
+
+    def ready(self) -> bool:
+        future = self._future
+        return super().ready() if future is None else future.done()
+
+    def successful(self) -> bool:
+        future = self._future
+        if future is None:
+            return super().successful()
+        if not future.done():
+            raise ValueError(f"{self!r} not ready")
+        return not future.cancelled() and future._exception is None
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._future is None:
+            super().wait(timeout)
+        else:
+            _wait_for((self._future,), timeout)
+
+    def get(self, timeout: float | None = None) -> Any:
+        future = self._future
+        if future is None:
+            return super().get(timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if not future.done():
+                raise _TimeoutError from None
+            raise  # the task's own
+        except CancelledError:
+            raise _outcome(future)[1] from None
+        except BaseException as error:
+            converted = _remote_error(error)
+            if converted is error:
+                raise
+            raise converted from None
+
+
 AsyncResult = ApplyResult
 
 
-class MapResult(ApplyResult, _StandardMapResult):
+class MapResult(_Result, _StandardMapResult):
     """The result of ``map_async`` and ``starmap_async``: the list of the calls' results, in
     order; the first failure of a chunk fails it at once (as the standard library's)."""
 
@@ -362,10 +418,9 @@ class Pool:
         """Runs ``func(*args, **kwds)`` in a worker; an ``AsyncResult``. ``callback`` is called
         with the result, or ``error_callback`` with the exception, before it is ready."""
         self._check_running()
-        result = ApplyResult(callback, error_callback)
-        future = self._executor.submit(func, *args, **(kwds or {}))
-        future.add_done_callback(result._resolve)
-        return result
+        if kwds:
+            return ApplyResult(self._executor.submit(func, *args, **kwds), callback, error_callback)
+        return ApplyResult(self._executor.submit(func, *args), callback, error_callback)
 
     # -- many ----------------------------------------------------------------------------
 
