@@ -10,11 +10,16 @@ methods, and whose locks and events (made for treadle's context), are treadle's.
 
 Run: the process, queue and connection classes (``_TestProcess``, ``_TestSubclassingProcess``,
 ``_TestQueue``, ``_TestConnection``, ``_TestListenerClient``, ``_TestPoll``,
-``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``). Not run:
-the rest of the module (locks, values, pools, managers, shared memory), which is the standard
-library's own code and tested by CPython. The tests that check behaviour treadle changes on
-purpose are listed in ``DELIBERATE`` and skipped with the reason (treadle's behaviour in those
-cases is asserted by ``test_mp_*.py``); ``docs/multiprocessing.md`` lists them too.
+``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``); the pool
+classes (``_TestPool`` with treadle's ``Pool``, and with its ``ThreadPool`` as the thread
+variant, ``_TestPoolWorkerErrors``, ``_TestPoolWorkerLifetime``, ``TestPoolNotLeakOnFailure``);
+the manager classes (``_TestContainers``, ``_TestMyManager``, ``_TestRemoteManager``,
+``_TestManagerRestart``, ``TestSyncManagerTypes``), whose managers are
+``treadle.multiprocessing.managers``' (their server a treadle process). Not run: locks, values,
+shared memory (the standard library's own code, or another part of treadle). The tests that
+check behaviour treadle changes on purpose are listed in ``DELIBERATE`` and skipped with the
+reason (treadle's behaviour in those cases is asserted by ``test_mp_*.py``);
+``docs/multiprocessing.md`` lists them too.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import pytest
 
 import treadle.multiprocessing as ours
 from treadle.multiprocessing import connection as our_connection
+from treadle.multiprocessing import managers as our_managers
 from treadle.multiprocessing import pool as our_pool
 
 cpython = pytest.importorskip("test._test_multiprocessing")
@@ -36,18 +42,21 @@ namespace = types.ModuleType("multiprocessing")
 namespace.__dict__.update(vars(multiprocessing))
 for name in ours.__all__:
     setattr(namespace, name, getattr(ours, name))
+namespace.managers = our_managers
 cpython.multiprocessing = namespace
 
-# A subclass of Process the suite defines at import: the same, on treadle's Process.
-cpython._UpperCaser = type(
-    "_UpperCaser",
-    (ours.Process,),
-    {
-        name: value
-        for name, value in vars(cpython._UpperCaser).items()
-        if name not in ("__dict__", "__weakref__")
-    },
-)
+
+def _rebased(cls: type, base: type) -> type:
+    """The suite's subclass ``cls``, defined at import on a standard class: the same, on
+    treadle's ``base``."""
+    own = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    return type(cls.__name__, (base,), own)
+
+
+# Subclasses of Process and BaseManager the suite defines at import: the same, on treadle's.
+cpython._UpperCaser = _rebased(cpython._UpperCaser, ours.Process)
+for _manager in ("MyManager", "QueueManager", "QueueManager2"):
+    setattr(cpython, _manager, _rebased(getattr(cpython, _manager), our_managers.BaseManager))
 
 
 class TreadleMixin(cpython.ProcessesMixin):
@@ -94,6 +103,14 @@ DELIBERATE = {
         "children die with their parent (PR_SET_PDEATHSIG): the grandchild that should outlive "
         "its killed parent to report it dead is killed with it"
     ),
+    "_TestProcess.test_forkserver_sigint": (
+        "it kills the standard library's fork server, which treadle's processes never use: its "
+        "next child comes from treadle's, so the killed server is left a zombie, which "
+        "TestSyncManagerTypes reaps (support.reap_children), and multiprocessing's clean-up "
+        "then fails to wait for it; treadle's fork server dying: test_process_pool.py::"
+        "test_a_pool_whose_fork_server_dies_goes_on_with_fresh_interpreters"
+    ),
+    "_TestProcess.test_forkserver_sigkill": "as test_forkserver_sigint",
     "_TestQueue.test_queue_feeder_donot_stop_onexc": (
         "no feeder thread: an item that cannot be pickled fails in put(), naming the culprit"
     ),

@@ -19,6 +19,7 @@ from _mp_tasks import WAIT, run_fresh
 
 import treadle
 import treadle.multiprocessing as mp
+from treadle.multiprocessing import managers as mp_managers
 from treadle.multiprocessing import pool as mp_pool
 
 
@@ -250,3 +251,25 @@ def test_a_failure_nobody_got_is_reported_when_the_pool_is_joined(caplog):
     pool.close()
     pool.join()
     assert "was never retrieved" in caplog.text and "lost" in caplog.text
+
+
+class Registry(mp_managers.BaseManager):
+    """A manager of the program's own types."""
+
+
+Registry.register("make_list", list, mp_managers.ListProxy)
+
+
+def test_managers_start_their_server_under_treadles_default_start_method():
+    managers = mp_managers
+    for manager in (managers.SyncManager(), Registry()):
+        manager.start()
+        try:
+            assert type(manager._process) is mp.get_context("forkserver").Process
+            if isinstance(manager, Registry):
+                assert manager.make_list([3])[0] == 3
+        finally:
+            manager.shutdown()
+    with managers.SyncManager(ctx=mp.get_context("spawn")) as spawned:
+        assert type(spawned._process) is mp.get_context("spawn").Process
+        assert spawned.list([1, 2])[1] == 2
