@@ -162,7 +162,7 @@ def dump_task(
     # callable pickled already may name __main__: only the rest matters).
     named = fn.count(_MAIN) if isinstance(fn, bytes) else 0
     try:
-        if threshold != SHARED_MEMORY_THRESHOLD:
+        if threshold < SHARED_MEMORY_THRESHOLD:
             raise _OutOfBand
         data = pickle.dumps(value, protocol=5, buffer_callback=_in_band)
     except Exception:
@@ -182,9 +182,9 @@ def dump_task(
 
 
 def _in_band(buffer: pickle.PickleBuffer) -> bool:
-    """The first try's ``buffer_callback``: a buffer large enough to go out of band (of
-    ``SHARED_MEMORY_THRESHOLD`` bytes or more, every pool's threshold) sends the task down the
-    path that collects them."""
+    """The first try's ``buffer_callback``: a buffer that may have to go out of band (of
+    ``SHARED_MEMORY_THRESHOLD`` bytes or more: a process pool's threshold; a Dask executor's is
+    higher) sends the task down the path that collects them, by the pool's threshold."""
     if buffer.raw().nbytes >= SHARED_MEMORY_THRESHOLD:
         raise _OutOfBand
     return True
