@@ -273,3 +273,10 @@ def test_managers_start_their_server_under_treadles_default_start_method():
     with managers.SyncManager(ctx=mp.get_context("spawn")) as spawned:
         assert type(spawned._process) is mp.get_context("spawn").Process
         assert spawned.list([1, 2])[1] == 2
+
+
+def test_an_initializer_that_fails_fails_the_tasks_instead_of_restarting_workers_for_ever():
+    # The standard library's pool starts a new worker for ever, and the task waits for ever.
+    with mp.Pool(1, initializer=tasks.fail, initargs=("no start",)) as pool:
+        with pytest.raises(mp_pool.BrokenProcessPool, match="initializer"):
+            pool.apply(tasks.square, (2,))

@@ -36,6 +36,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import TimeoutError as _TimeoutError
 from multiprocessing.pool import (  # type: ignore[attr-defined]
     CLOSE,
@@ -67,6 +68,7 @@ from treadle.futures.waiting import wait as _wait_for
 
 __all__ = [
     "AsyncResult",
+    "BrokenProcessPool",
     "IMapIterator",
     "IMapUnorderedIterator",
     "MapResult",
@@ -356,7 +358,9 @@ class Pool:
     default) of treadle's process pool, started by ``context``'s start method (treadle's
     default, ``"forkserver"``, when None), each running ``initializer(*initargs)`` first and
     replaced after ``maxtasksperchild`` tasks. A worker that dies is replaced and fails only
-    the task it ran, with ``WorkerCrashedError``; ``terminate()`` stops running tasks at once.
+    the task it ran, with ``WorkerCrashedError``; ``terminate()`` stops running tasks at once;
+    an initializer that raises fails the tasks with ``BrokenProcessPool`` (the standard
+    library's pool would start a new worker for ever).
     Used as a context manager, leaving the block terminates the pool, as the standard
     library's does."""
 
