@@ -197,27 +197,57 @@ INITARGS = """
     import multiprocessing, sys
     import treadle.multiprocessing as mp
 
-    def init(lock, q, treadle_lock):
-        global Q, LOCK, TREADLE_LOCK
-        Q, LOCK, TREADLE_LOCK = q, lock, treadle_lock
+    def init(lock, q, treadle_lock, conn):
+        global Q, LOCK, TREADLE_LOCK, CONN
+        Q, LOCK, TREADLE_LOCK, CONN = q, lock, treadle_lock, conn
 
     def work(x):
         with LOCK, TREADLE_LOCK:
             Q.put(x)
+            CONN.send(x)
         return x
 
     if __name__ == "__main__":
         q = mp.Queue()
-        # A treadle queue (pickled only for a child being started), the standard library's
-        # lock (made in the default context) and one made in treadle's: inherited.
-        with mp.Pool(2, init, (multiprocessing.Lock(), q, mp.Lock())) as pool:
-            assert pool.map(work, range(6)) == list(range(6))
+        ours, theirs = mp.Pipe()
+        # A treadle queue (pickled only for a child being started), a pipe's end (pickled for
+        # one receiver, where every worker needs it), the standard library's lock (made in the
+        # default context) and one made in treadle's: inherited, by every worker, replacements
+        # (maxtasksperchild) included.
+        initargs = (multiprocessing.Lock(), q, mp.Lock(), theirs)
+        with mp.Pool(2, init, initargs, maxtasksperchild=2) as pool:
+            assert pool.map(work, range(6), chunksize=1) == list(range(6))
             print(*sorted(q.get(timeout=30) for _ in range(6)))
+            print(*sorted(ours.recv() for _ in range(6)))
 """
 
 
 def test_initargs_that_can_only_be_inherited_reach_the_workers():
-    assert run_fresh(INITARGS) == [str(x) for x in range(6)]
+    assert run_fresh(INITARGS) == [str(x) for x in range(6)] * 2
+
+
+PIPE_END_IN_INITARGS = """
+    import treadle.multiprocessing as mp
+
+    def init(conn):
+        global CONN
+        CONN = conn
+
+    def work(x):
+        CONN.send(x)
+        return x
+
+    if __name__ == "__main__":
+        ours, theirs = mp.Pipe()
+        # Alone: a pipe's end pickles (for one receiver), but every worker needs it.
+        with mp.Pool(2, init, (theirs,), maxtasksperchild=2) as pool:
+            assert pool.map(work, range(6), chunksize=1) == list(range(6))
+            print(*sorted(ours.recv() for _ in range(6)))
+"""
+
+
+def test_a_pipes_end_in_initargs_reaches_every_worker():
+    assert run_fresh(PIPE_END_IN_INITARGS) == [str(x) for x in range(6)]
 
 
 def test_a_managers_proxies_pass_to_treadles_processes_and_pools():

@@ -271,10 +271,10 @@ class ProcessPoolExecutor(Executor):
     interpreters when there is none. An ``mp_context`` whose start method is ``"spawn"`` asks for
     fresh interpreters; one whose start method is ``"fork"`` for forks of this process, as the
     standard library's (so does an initializer or ``initargs`` that can only be inherited, such
-    as a ``multiprocessing.RLock()`` or a ``treadle.multiprocessing.Queue()``, unless the start
-    method is ``"spawn"``); otherwise it is ignored. With ``raise_unretrieved=True``,
-    ``shutdown()`` raises an ``ExceptionGroup`` of the exceptions nobody retrieved (of dropped
-    futures too), instead of logging them.
+    as a ``multiprocessing.RLock()``, a ``treadle.multiprocessing.Queue()`` or a ``Pipe()``'s
+    end, unless the start method is ``"spawn"``); otherwise it is ignored. With
+    ``raise_unretrieved=True``, ``shutdown()`` raises an ``ExceptionGroup`` of the exceptions
+    nobody retrieved (of dropped futures too), instead of logging them.
     """
 
     def __init__(
@@ -319,10 +319,15 @@ class ProcessPoolExecutor(Executor):
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         initializer_payload = None
         if initializer is not None and fork is None:
+            # A treadle queue or pipe among them cannot be unpickled by every worker: such
+            # arguments are inherited instead (below).
+            from treadle.multiprocessing import channel
+
             try:
-                initializer_payload = _pickling.dump_initializer(
-                    initializer, tuple(initargs), self._main
-                )
+                with channel.inherited_only():
+                    initializer_payload = _pickling.dump_initializer(
+                        initializer, tuple(initargs), self._main
+                    )
             except Exception as error:
                 inherited_only = _INHERITANCE_ONLY in str(error.__cause__ or error)
                 if not (

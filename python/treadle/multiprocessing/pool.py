@@ -267,7 +267,7 @@ class IMapIterator(_StandardIMapIterator):
     def __init__(self, tracker: _progress.Progress | None = None) -> None:
         # Not the standard library's __init__: it registers with a pool's result thread.
         self._cond = threading.Condition(threading.Lock())
-        #: Chunks' outcomes as they come: (index, success, values or exception).
+        #: Chunks' outcomes as they come, by index: (success, the values or the exception).
         self._arrived: dict[int, tuple[bool, Any]] = {}
         self._current: collections.deque[Any] = collections.deque()
         self._taken = 0  # chunks taken into ``_current``
