@@ -294,3 +294,8 @@ def announce_then_return_slow_to_unpickle(
     announce_then_sleep(path, 0)
     wait_for_file(go, 30)
     return SlowToUnpickle(release, until)
+
+
+def set_item(mapping: object, key: object, value: object) -> None:
+    """Stores ``mapping[key] = value``: a manager's dict proxy, passed as an argument."""
+    mapping[key] = value  # type: ignore[index]

@@ -10,17 +10,23 @@ methods, and whose locks and events (made for treadle's context), are treadle's.
 
 Run: the process, queue and connection classes (``_TestProcess``, ``_TestSubclassingProcess``,
 ``_TestQueue``, ``_TestConnection``, ``_TestListenerClient``, ``_TestPoll``,
-``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``) and the
-shared-memory class (``_TestSharedMemory``, whose module-level ``shared_memory`` becomes
-treadle's). Not run: the rest of the module (locks, values, pools, managers), which is the
-standard library's own code and tested by CPython. The tests that check behaviour treadle changes on
-purpose are listed in ``DELIBERATE`` and skipped with the reason (treadle's behaviour in those
-cases is asserted by ``test_mp_*.py``); ``docs/multiprocessing.md`` lists them too.
+``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``); the pool
+classes (``_TestPool`` with treadle's ``Pool``, and with its ``ThreadPool`` as the thread
+variant, ``_TestPoolWorkerErrors``, ``_TestPoolWorkerLifetime``, ``TestPoolNotLeakOnFailure``);
+the manager classes (``_TestContainers``, ``_TestMyManager``, ``_TestRemoteManager``,
+``_TestManagerRestart``, ``TestSyncManagerTypes``), whose managers are
+``treadle.multiprocessing.managers``' (their server a treadle process); and the shared-memory
+class (``_TestSharedMemory``, whose module-level ``shared_memory`` becomes treadle's). Not run:
+locks and values (the standard library's own code, or another part of treadle). The tests that
+check behaviour treadle changes on purpose are listed in ``DELIBERATE`` and skipped with the
+reason (treadle's behaviour in those cases is asserted by ``test_mp_*.py``);
+``docs/multiprocessing.md`` lists them too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import types
 import unittest
 
@@ -28,6 +34,8 @@ import pytest
 
 import treadle.multiprocessing as ours
 from treadle.multiprocessing import connection as our_connection
+from treadle.multiprocessing import managers as our_managers
+from treadle.multiprocessing import pool as our_pool
 from treadle.multiprocessing import shared_memory as our_shared_memory
 
 cpython = pytest.importorskip("test._test_multiprocessing")
@@ -37,19 +45,22 @@ namespace = types.ModuleType("multiprocessing")
 namespace.__dict__.update(vars(multiprocessing))
 for name in ours.__all__:
     setattr(namespace, name, getattr(ours, name))
+namespace.managers = our_managers
 cpython.multiprocessing = namespace
 cpython.shared_memory = our_shared_memory
 
-# A subclass of Process the suite defines at import: the same, on treadle's Process.
-cpython._UpperCaser = type(
-    "_UpperCaser",
-    (ours.Process,),
-    {
-        name: value
-        for name, value in vars(cpython._UpperCaser).items()
-        if name not in ("__dict__", "__weakref__")
-    },
-)
+
+def _rebased(cls: type, base: type) -> type:
+    """The suite's subclass ``cls``, defined at import on a standard class: the same, on
+    treadle's ``base``."""
+    own = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    return type(cls.__name__, (base,), own)
+
+
+# Subclasses of Process and BaseManager the suite defines at import: the same, on treadle's.
+cpython._UpperCaser = _rebased(cpython._UpperCaser, ours.Process)
+for _manager in ("MyManager", "QueueManager", "QueueManager2"):
+    setattr(cpython, _manager, _rebased(getattr(cpython, _manager), our_managers.BaseManager))
 
 
 class TreadleMixin(cpython.ProcessesMixin):
@@ -76,12 +87,34 @@ class TreadleMixin(cpython.ProcessesMixin):
     RawArray = staticmethod(ours.RawArray)
 
 
+class TreadleThreadsMixin(cpython.ThreadsMixin):
+    """The thread variant of the classes that have one, with treadle's ``ThreadPool``."""
+
+    Pool = staticmethod(our_pool.ThreadPool)
+
+
+class TreadleManagerMixin(cpython.ManagerMixin):
+    """The manager variant: ``multiprocessing.Manager()`` is the namespace's (treadle's), whose
+    server is a treadle process."""
+
+
+MIXINS = {"processes": TreadleMixin, "threads": TreadleThreadsMixin, "manager": TreadleManagerMixin}
+
+
 #: CPython's tests of what treadle does differently on purpose: test id -> why.
 DELIBERATE = {
     "_TestProcess.test_parent_process": (
         "children die with their parent (PR_SET_PDEATHSIG): the grandchild that should outlive "
         "its killed parent to report it dead is killed with it"
     ),
+    "_TestProcess.test_forkserver_sigint": (
+        "it kills the standard library's fork server, which treadle's processes never use: its "
+        "next child comes from treadle's, so the killed server is left a zombie, which "
+        "TestSyncManagerTypes reaps (support.reap_children), and multiprocessing's clean-up "
+        "then fails to wait for it; treadle's fork server dying: test_process_pool.py::"
+        "test_a_pool_whose_fork_server_dies_goes_on_with_fresh_interpreters"
+    ),
+    "_TestProcess.test_forkserver_sigkill": "as test_forkserver_sigint",
     "_TestQueue.test_queue_feeder_donot_stop_onexc": (
         "no feeder thread: an item that cannot be pickled fails in put(), naming the culprit"
     ),
@@ -102,14 +135,27 @@ DELIBERATE = {
         "by name (treadle's finds the standard library's); and there is no resource tracker"
     ),
     "_TestSharedMemory.test_shared_memory_untracking": "as test_shared_memory_tracking",
+    "_TestPool[threads].test_make_pool": (
+        "ThreadPool's threads start as tasks come (treadle's thread pool), so its private _pool "
+        "lists none before the first task"
+    ),
 }
+if sys.version_info < (3, 13):
+    # From 3.13 on, the thread variant sleeps 1 s, since no thread pool can stop its threads.
+    DELIBERATE["_TestPool[threads].test_terminate"] = (
+        "a thread cannot be killed: terminate() cancels the queued tasks, and join() waits for "
+        "the running time.sleep(300) calls, as the standard library's ThreadPool does"
+    )
 
 
-def _deliberate(name: str, case: type) -> type:
-    """``case`` with the tests ``DELIBERATE`` lists for it skipped, with the reason."""
+def _deliberate(name: str, kind: str, case: type) -> type:
+    """``case`` (``name``'s ``kind`` variant) with the tests ``DELIBERATE`` lists for it skipped,
+    with the reason; ``"_TestX.test_y"`` names the processes (or only) variant,
+    ``"_TestX[threads].test_y"`` another."""
+    label = f"{name}[{kind}]" if kind in VARIANTS.get(name, ()) else name
     for test_id, reason in DELIBERATE.items():
         owner, _, method = test_id.partition(".")
-        if owner == name and hasattr(case, method):
+        if owner == label and hasattr(case, method):
             setattr(
                 case,
                 method,
@@ -118,14 +164,15 @@ def _deliberate(name: str, case: type) -> type:
     return case
 
 
-def _on_treadle(name: str) -> type:
+def _on_treadle(name: str, kind: str = "processes") -> type:
     base = getattr(cpython, name)
     if issubclass(base, cpython.BaseTestCase):
-        case = type("WithTreadle" + name[1:], (base, TreadleMixin, unittest.TestCase), {})
+        label = "" if kind == "processes" else kind.capitalize()
+        case = type(f"WithTreadle{label}{name[1:]}", (base, MIXINS[kind], unittest.TestCase), {})
     else:
         case = type(name, (base,), {})
     case.__module__ = __name__
-    return _deliberate(name, case)
+    return _deliberate(name, kind, case)
 
 
 CLASSES = [
@@ -140,11 +187,29 @@ CLASSES = [
     "TestSimpleQueue",
     "TestStartMethod",
     "_TestSharedMemory",
+    # Pools: treadle's Pool, and ThreadPool for the thread variant.
+    "_TestPool",
+    "_TestPoolWorkerErrors",
+    "_TestPoolWorkerLifetime",
+    "TestPoolNotLeakOnFailure",
+    # Managers: the standard library's server, started as a treadle process.
+    "_TestContainers",
+    "_TestMyManager",
+    "_TestRemoteManager",
+    "_TestManagerRestart",
+    "TestSyncManagerTypes",
 ]
+#: The classes also run with threads (``ThreadPool``) and with a manager's objects.
+VARIANTS = {"_TestPool": ("threads",)}
 for _name in CLASSES:
-    _case = _on_treadle(_name)
-    globals()[_case.__name__] = _case
-del _name, _case
+    for _kind in ("processes", *VARIANTS.get(_name, ())):
+        if _kind == "processes" and "processes" not in getattr(
+            getattr(cpython, _name), "ALLOWED_TYPES", ("processes",)
+        ):
+            _kind = "manager"
+        _case = _on_treadle(_name, _kind)
+        globals()[_case.__name__] = _case
+del _name, _kind, _case
 
 
 def setUpModule():

@@ -257,3 +257,45 @@ def test_patch_swaps_shared_memory_and_unpatch_restores_it():
         print((standard.SharedMemory, standard.ShareableList) == before)
         """
     ) == ["True", "True", "True", "True", "unlinked", "unlinked", "True"]
+
+
+def test_patch_swaps_the_pools_and_a_manager_runs_on_treadles_process():
+    pytest.importorskip("tqdm")
+    assert run_fresh(
+        """
+        import multiprocessing, multiprocessing.dummy, multiprocessing.pool as standard
+        import treadle
+        from treadle.multiprocessing import pool as ours
+        from tqdm.contrib.concurrent import process_map
+        from _process_tasks import square
+
+        if __name__ == "__main__":
+            before = standard.Pool, standard.ThreadPool
+            treadle.patch()
+            pools = [
+                multiprocessing.Pool(1),
+                multiprocessing.get_context("spawn").Pool(1),
+                multiprocessing.get_context("fork").Pool(1),
+                standard.Pool(1),
+            ]
+            for pool in pools:
+                print(type(pool) is ours.Pool, pool.apply(square, (3,)))
+                pool.close()
+                pool.join()
+            with multiprocessing.dummy.Pool(1) as threads, standard.ThreadPool(1) as more:
+                print(type(threads) is type(more) is ours.ThreadPool, threads.map(square, [2]))
+            with multiprocessing.Manager() as manager:
+                print(type(manager._process).__module__, manager.list([1])[0])
+            print(sum(process_map(square, range(10), max_workers=2, disable=True)))
+            treadle.unpatch()
+            print((standard.Pool, standard.ThreadPool) == before)
+        """
+    ) == [
+        *["True", "9"] * 4,
+        "True",
+        "[4]",
+        "treadle.multiprocessing.context",
+        "1",
+        "285",
+        "True",
+    ]

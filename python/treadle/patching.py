@@ -18,8 +18,12 @@ What is replaced, for code that looks the names up after patching:
   module level and in every context object (``multiprocessing.get_context(method)``), are
   ``treadle.multiprocessing``'s, and the default start method, until a program sets one, is
   treadle's ``"forkserver"`` (children forked from a single-threaded copy of the process, never
-  a fork of a process with threads); the standard library's locks, events, values, ``Pool``
-  and ``Manager`` are made for it.
+  a fork of a process with threads); the standard library's locks, events and values are made
+  for it;
+* ``multiprocessing.pool.Pool`` and ``ThreadPool`` are ``treadle.multiprocessing.pool``'s, so
+  ``multiprocessing.Pool()``, every context's ``Pool()`` and ``multiprocessing.dummy.Pool()``
+  (which look them up there) make treadle's pools; a ``Manager()`` is the standard library's,
+  its server started as a treadle process (the context's, patched above).
 * ``multiprocessing.shared_memory.SharedMemory`` and ``ShareableList``: treadle's (memfd
   segments freed with their last user, no resource tracker).
 
@@ -37,6 +41,7 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.pool
 import queue
 import threading
 from collections.abc import Iterator
@@ -60,6 +65,7 @@ _THREADING_NAMES = (
 _QUEUE_NAMES = ("Queue", "LifoQueue", "PriorityQueue", "SimpleQueue")
 
 _MULTIPROCESSING_NAMES = ("Queue", "SimpleQueue", "JoinableQueue", "Pipe")
+_POOL_NAMES = ("Pool", "ThreadPool")
 
 _saved: dict[tuple[Any, str], Any] = {}
 _state_lock = _thread.allocate_lock()
@@ -123,6 +129,7 @@ def patch(*, cluster: str | None = None) -> None:
             _replace(concurrent.futures, "ProcessPoolExecutor", executors["ProcessPoolExecutor"])
             return
         from treadle.multiprocessing import context as multiprocessing_context
+        from treadle.multiprocessing import pool as multiprocessing_pool
 
         for name in _THREADING_NAMES:
             _replace(threading, name, getattr(_treadle, name))
@@ -132,6 +139,8 @@ def patch(*, cluster: str | None = None) -> None:
             _replace(concurrent.futures, name, executor)
         _patch_multiprocessing(multiprocessing_context)
         _patch_shared_memory()
+        for name in _POOL_NAMES:
+            _replace(multiprocessing.pool, name, getattr(multiprocessing_pool, name))
         _patch_thread_class()
 
 

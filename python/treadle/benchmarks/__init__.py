@@ -11,4 +11,4 @@ In a source checkout, ``benches/bench_<name>.py`` runs the same module. The name
 from __future__ import annotations
 
 #: The benchmarks, in the order ``treadle bench`` runs them.
-NAMES = ("sync", "queue", "pool", "process", "mp", "shm", "dask", "deadlock", "stats")
+NAMES = ("sync", "queue", "pool", "process", "mp", "mp_pool", "shm", "dask", "deadlock", "stats")

@@ -492,6 +492,8 @@ class DaskExecutor(Executor):
     schedule = ProcessPoolExecutor.schedule
     submit = ProcessPoolExecutor.submit
     _map_tasks = ProcessPoolExecutor._map_tasks
+    _calls_submitter = ProcessPoolExecutor._calls_submitter
+    _sender = ProcessPoolExecutor._sender
     #: What the workers' main module holds of the program's: nothing (a Dask worker runs no
     #: program's script), so every function and class of ``__main__`` travels by value.
     _main = _main_module.NOTHING

@@ -177,6 +177,23 @@ class Executor(_cf.Executor):
 
         return zip(*iterables, strict=False), submit, False
 
+    def _calls_submitter(self, fn: Callable[..., Any], spread: bool) -> Callable[[list[Any]], Any]:
+        """Submits a chunk of calls of ``fn`` (its arguments: each one, or with ``spread`` each
+        a tuple of them) as one task, whose result is the list of theirs: ``submit(chunk)``, a
+        future. ``multiprocessing.pool``'s ``map`` and ``imap`` run their chunks so."""
+
+        def submit(chunk: list[Any]) -> Any:
+            return self.submit(call_chunk, fn, chunk, spread)
+
+        return submit
+
+
+def call_chunk(fn: Callable[..., Any], chunk: list[Any], spread: bool) -> list[Any]:
+    """A chunk of calls, run by a worker as one task: their results, in order."""
+    if spread:
+        return list(itertools.starmap(fn, chunk))
+    return list(map(fn, chunk))
+
 
 def _results(
     futures: collections.deque[Any],

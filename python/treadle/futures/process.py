@@ -13,6 +13,7 @@ which waits in Rust without the interpreter. Design and limits: ``docs/process_p
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import pickle
@@ -41,7 +42,7 @@ from treadle._treadle import (
     _WorkerEnded,
 )
 from treadle.futures import process_future as _process_futures
-from treadle.futures.executor import Executor, MapSubmit, check_timeout
+from treadle.futures.executor import Executor, MapSubmit, call_chunk, check_timeout
 from treadle.futures.process_future import Future
 from treadle.multiprocessing import caller_fork as _caller_fork
 from treadle.multiprocessing import fork_server as _forkserver
@@ -226,6 +227,12 @@ def _workers_main(forked_from_here: bool, from_fork_server: bool) -> _main_modul
     return _main_module.fresh()
 
 
+#: What ``multiprocessing`` says of an object that travels to a child only as it starts (its
+#: locks, queues and pipes; treadle's too): ``... should only be shared between processes
+#: through inheritance``.
+_INHERITANCE_ONLY = "through inheritance"
+
+
 def _default_start_method() -> str:
     """The start method of ``multiprocessing``'s default context (``fork`` on Linux before
     Python 3.14), without fixing it as ``get_start_method()`` would."""
@@ -248,14 +255,6 @@ def _chunks(calls: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _call_chunk(fn: Callable[..., Any], chunk: list[Any], spread: bool) -> list[Any]:
-    """A chunk of ``map``'s calls, run in a worker when they go through ``submit`` (see
-    ``_map_tasks``): their results, in order."""
-    if spread:
-        return list(itertools.starmap(fn, chunk))
-    return list(map(fn, chunk))
-
-
 def _submit_replaced(pool: Executor) -> bool:
     """Whether ``pool.submit`` is not the pool's own (a subclass's, or one set on the instance,
     as ``tqdm.contrib.concurrent`` does to count tasks)."""
@@ -272,9 +271,10 @@ class ProcessPoolExecutor(Executor):
     interpreters when there is none. An ``mp_context`` whose start method is ``"spawn"`` asks for
     fresh interpreters; one whose start method is ``"fork"`` for forks of this process, as the
     standard library's (so does an initializer or ``initargs`` that can only be inherited, such
-    as a ``multiprocessing.RLock()``, while the default start method is ``"fork"``); otherwise it
-    is ignored. With ``raise_unretrieved=True``, ``shutdown()`` raises an ``ExceptionGroup`` of
-    the exceptions nobody retrieved (of dropped futures too), instead of logging them.
+    as a ``multiprocessing.RLock()``, a ``treadle.multiprocessing.Queue()`` or a ``Pipe()``'s
+    end, unless the start method is ``"spawn"``); otherwise it is ignored. With
+    ``raise_unretrieved=True``, ``shutdown()`` raises an ``ExceptionGroup`` of the exceptions
+    nobody retrieved (of dropped futures too), instead of logging them.
     """
 
     def __init__(
@@ -319,16 +319,26 @@ class ProcessPoolExecutor(Executor):
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         initializer_payload = None
         if initializer is not None and fork is None:
+            # A treadle queue or pipe among them cannot be unpickled by every worker: such
+            # arguments are inherited instead (below).
+            from treadle.multiprocessing import channel
+
             try:
-                initializer_payload = _pickling.dump_initializer(
-                    initializer, tuple(initargs), self._main
-                )
-            except Exception:
-                if start_method is not None or _default_start_method() != "fork":
+                with channel.inherited_only():
+                    initializer_payload = _pickling.dump_initializer(
+                        initializer, tuple(initargs), self._main
+                    )
+            except Exception as error:
+                inherited_only = _INHERITANCE_ONLY in str(error.__cause__ or error)
+                if not (
+                    (start_method is None and _default_start_method() == "fork")
+                    or (inherited_only and start_method != "spawn")
+                ):
                     raise
-                # What only a fork can hand over (multiprocessing's locks, made in the default
-                # fork context): as the standard library's workers, these are forks of this
-                # process, and the initializer and its arguments are inherited.
+                # What only a fork can hand over (multiprocessing's locks made in the default
+                # fork context, queues and pipes, treadle's among them, that pickle only for a
+                # child being started): as the standard library's fork workers, these are forks
+                # of this process, and the initializer and its arguments are inherited.
                 fork = _caller_fork.forker(initializer, tuple(initargs))
                 fork_server = None
                 self._main = _workers_main(True, False)
@@ -443,33 +453,38 @@ class ProcessPoolExecutor(Executor):
         calls travel as one task, ``fn`` is pickled once for all of them."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        fn_bytes = _pickling.dump_function(fn, self._main)
-        name = _name_of(fn)
         calls = zip(*iterables, strict=False)
         if chunksize == 1:
-            tasks: Iterator[tuple[int, Any]] = ((wire.CALL, call) for call in calls)
-        elif len(iterables) == 1:
-            # Single arguments travel as they are, not as 1-tuples.
-            items = iter(iterables[0])
-            tasks = ((wire.CHUNK1, chunk) for chunk in _chunks(items, chunksize))
-        else:
-            tasks = ((wire.CHUNK, chunk) for chunk in _chunks(calls, chunksize))
+            return calls, self._sender(wire.CALL, fn), False
+        # Single arguments travel as they are, not as 1-tuples.
+        spread = len(iterables) != 1
+        chunks = _chunks(calls if spread else iter(iterables[0]), chunksize)
+        send = self._sender(wire.CHUNK if spread else wire.CHUNK1, fn)
 
-        def submit(pool: ProcessPoolExecutor, task: tuple[int, Any]) -> Any:
-            kind, args = task
-            if replaced:
-                # The standard library's map submits through self.submit; so does this one
-                # when it is not the pool's own, so that what it adds sees every task.
-                if kind == wire.CALL:
-                    return pool.submit(fn, *args)
-                future = pool.submit(_call_chunk, fn, args, kind == wire.CHUNK)
-            else:
-                future = pool._schedule(kind, fn_bytes, args, {}, pool._task_timeout, name)
-            return future if kind == wire.CALL else (future, len(args))
+        def submit(pool: ProcessPoolExecutor, chunk: list[Any]) -> Any:
+            return send(pool, chunk), len(chunk)
 
-        replaced = _submit_replaced(self)
+        return chunks, submit, True
 
-        return tasks, submit, chunksize > 1
+    def _calls_submitter(self, fn: Callable[..., Any], spread: bool) -> Callable[[list[Any]], Any]:
+        return functools.partial(self._sender(wire.CHUNK if spread else wire.CHUNK1, fn), self)
+
+    def _sender(self, kind: int, fn: Callable[..., Any]) -> Callable[[Any, Any], Future]:
+        """Sends one task of a batch of calls of ``fn``: ``send(pool, args)``, ``args`` a call's
+        arguments (``kind`` ``wire.CALL``) or a chunk of calls; ``fn`` is pickled once."""
+        if _submit_replaced(self):
+            # The standard library's map submits through self.submit; so does this one when it
+            # is not the pool's own, so that what it adds sees every task.
+            if kind == wire.CALL:
+                return lambda pool, args: pool.submit(fn, *args)
+            return lambda pool, chunk: pool.submit(call_chunk, fn, chunk, kind == wire.CHUNK)
+        fn_bytes = _pickling.dump_function(fn, self._main)
+        name = _name_of(fn)
+
+        def send(pool: ProcessPoolExecutor, args: Any) -> Future:
+            return pool._schedule(kind, fn_bytes, args, {}, pool._task_timeout, name)
+
+        return send
 
     # -- cancelling and stopping ---------------------------------------------------------
 

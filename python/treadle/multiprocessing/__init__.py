@@ -1,13 +1,16 @@
 """``treadle.multiprocessing``: work across processes, a drop-in for ``multiprocessing``.
 
 Processes (``Process``, ``current_process``, ``parent_process``, ``active_children``, the
-contexts and start methods), queues (``Queue``, ``JoinableQueue``, ``SimpleQueue``) and pipes
-(``Pipe``, ``connection``) with the standard library's names and semantics, on shared-memory
-channels; what treadle does not change is the standard library's, made for treadle's default
-context (``Lock``, ``Event``, ``Value``, ``Pool``, ``Manager``, ...). Modules, from the top:
+contexts and start methods), queues (``Queue``, ``JoinableQueue``, ``SimpleQueue``), pipes
+(``Pipe``, ``connection``) and pools (``Pool``, ``pool.ThreadPool``) with the standard
+library's names and semantics, on shared-memory channels and treadle's executors; what treadle
+does not change is the standard library's, made for treadle's default context (``Lock``,
+``Event``, ``Value``, ``Manager``, whose server is a treadle process, ...). Modules, from the
+top:
 
-- ``context`` (the start methods, ``Process``, the contexts), ``popen`` (how treadle starts a
-  child), ``queues`` and ``connection`` (the queues and pipes);
+- ``context`` (the start methods, ``Process``, the contexts), ``pool`` (``Pool`` and
+  ``ThreadPool`` on the executors), ``popen`` (how treadle starts a child), ``queues`` and
+  ``connection`` (the queues and pipes);
 - the transport, below the process pool (``treadle.futures.process``): ``fork_server`` (where
   children are forked from), ``child`` (a ``Process``'s child), ``worker`` (a pool's worker),
   ``channel`` (pickling for channels, passing them to other processes, forks), ``pickling``

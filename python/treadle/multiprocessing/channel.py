@@ -129,9 +129,27 @@ class _Launching(threading.local):
     #: And each ring's reference, by the ring's id: a ring two handles share (a pipe's two ends
     #: given to one child) travels once, as one descriptor, and is opened once.
     references: dict[int, _RingReference] | None = None
+    #: While what is pickled will be unpickled by many processes (a pool's initializer
+    #: arguments): a handle cannot be, since a descriptor the resource sharer sends is sent once.
+    for_many: bool = False
 
 
 _launching = _Launching()
+
+
+@contextlib.contextmanager
+def inherited_only() -> Iterator[None]:
+    """Around pickling what many processes will unpickle (a process pool's initializer and its
+    arguments): a handle pickled meanwhile raises ``RuntimeError`` with the standard library's
+    words for what only a child being started can be given ("... should only be shared between
+    processes through inheritance"), so that the pool forks its workers from the caller, which
+    inherit it, instead."""
+    previous = _launching.for_many
+    _launching.for_many = True
+    try:
+        yield
+    finally:
+        _launching.for_many = previous
 
 
 @contextlib.contextmanager
@@ -202,6 +220,11 @@ def _ring_reference(ring: _Ring | None) -> _RingReference | None:
 
 def reduce_handle(handle: _Channel, kind: str) -> tuple[Any, ...]:
     """The arguments of :func:`rebuild_handle` (after the class) that stand for ``handle``."""
+    if _launching.for_many:
+        raise RuntimeError(
+            f"{type(handle).__name__} objects should only be shared between processes through "
+            "inheritance"
+        )
     rx, tx = handle._rings()
     roles = [(rx, True, tx is rx)] if rx is not None else []
     if tx is not None and tx is not rx:

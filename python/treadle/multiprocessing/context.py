@@ -6,9 +6,9 @@ Built on the standard library's process model: a treadle ``Process`` is a
 ``active_children``, ``join``, ``is_alive``, ``exitcode``, ``sentinel``, ``terminate``, ``kill``,
 ``close``, names, ``daemon`` and ``authkey`` are the standard library's own), whose ``Popen``
 is treadle's (``popen``), and a context is a ``multiprocessing.context.BaseContext`` (so
-``Lock``, ``Event``, ``Value``, ``Pool``, ``Manager`` and the rest are the standard library's,
-made for the context), whose ``Queue``, ``JoinableQueue``, ``SimpleQueue`` and ``Pipe`` are
-treadle's.
+``Lock``, ``Event``, ``Value``, ``Manager`` and the rest are the standard library's, made for
+the context: a manager's server is the context's ``Process``), whose ``Queue``,
+``JoinableQueue``, ``SimpleQueue``, ``Pipe`` and ``Pool`` (``pool.py``) are treadle's.
 
 Start methods: ``"forkserver"``, the default (children forked by treadle's fork server, or
 fresh interpreters when there is none; never a fork of a process with threads), ``"spawn"``
@@ -126,6 +126,18 @@ class TreadleContext(_standard.BaseContext):
     def Pipe(self, duplex: bool = True) -> tuple[connection.Connection, connection.Connection]:
         """Two connected ``Connection``s on shared memory."""
         return connection.Pipe(duplex)
+
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: Any = (),
+        maxtasksperchild: int | None = None,
+    ) -> Any:
+        """A pool of worker processes on treadle's process pool (``pool.Pool``)."""
+        from treadle.multiprocessing import pool
+
+        return pool.Pool(processes, initializer, initargs, maxtasksperchild, self.get_context())
 
     def get_context(self, method: str | None = None) -> TreadleContext:
         if method is None:

@@ -152,21 +152,24 @@ def dump_task(
     """A task's frame payload and its out-of-band buffers (the caller's memory, not copies).
     ``fn`` may be a callable's pickle already. Raises, naming the culprit, if the callable or an
     argument cannot be pickled."""
-    if kind == wire.CALL and (_has_raw_buffers(args) or _has_raw_buffers(kwargs.values())):  # type: ignore[arg-type]
+    if kind == wire.CALL and (
+        _has_raw_buffers(args) or (kwargs and _has_raw_buffers(kwargs.values()))  # type: ignore[arg-type]
+    ):
         args = tuple(segments.wrap_large(arg, threshold) for arg in args)  # type: ignore[attr-defined]
         kwargs = {k: segments.wrap_large(v, threshold) for k, v in kwargs.items()}
     value = (kind, fn, args, kwargs)
-    # The common case in one step: pickle takes it all by reference (a callable pickled already
-    # may name __main__: only the rest matters).
-    large, out_of_band = segments.collector(threshold)
+    # The common case in one step: pickle takes it all by reference, with no large buffer (a
+    # callable pickled already may name __main__: only the rest matters).
     named = fn.count(_MAIN) if isinstance(fn, bytes) else 0
     try:
-        data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+        if threshold < SHARED_MEMORY_THRESHOLD:
+            raise _OutOfBand
+        data = pickle.dumps(value, protocol=5, buffer_callback=_in_band)
     except Exception:
         pass
     else:
         if data.count(_MAIN) == named:
-            return data, [buffer.raw() for buffer in large]
+            return data, []
 
     def pickler(value: object, buffer_callback: Any, restart: Any) -> bytes:
         return dumps_any(value, buffer_callback, restart, main)
@@ -176,6 +179,19 @@ def dump_task(
     except Exception as error:
         raise _task_error(fn, args, kwargs, error) from error
     return data, [buffer.raw() for buffer in large]
+
+
+def _in_band(buffer: pickle.PickleBuffer) -> bool:
+    """The first try's ``buffer_callback``: a buffer that may have to go out of band (of
+    ``SHARED_MEMORY_THRESHOLD`` bytes or more: a process pool's threshold; a Dask executor's is
+    higher) sends the task down the path that collects them, by the pool's threshold."""
+    if buffer.raw().nbytes >= SHARED_MEMORY_THRESHOLD:
+        raise _OutOfBand
+    return True
+
+
+class _OutOfBand(Exception):
+    pass
 
 
 def _has_raw_buffers(values: Iterable[object]) -> bool:

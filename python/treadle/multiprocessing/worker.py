@@ -181,13 +181,20 @@ def _unsendable(error: OSError) -> OSError:
 
 
 def unpicklable_result(value: object, error: Exception) -> Exception:
-    """The error for a result that cannot be pickled, naming the part that cannot be."""
+    """The error for a result that cannot be pickled, naming the part that cannot be; its
+    ``unpicklable_result`` is the result's ``repr()`` (``multiprocessing.pool`` makes it a
+    ``MaybeEncodingError``)."""
     try:
         from treadle.multiprocessing.pickling import unpicklable_error
 
-        return unpicklable_error("result", value, error)
+        failure = unpicklable_error("result", value, error)
     except ImportError:
-        return type(error)(f"the result cannot be pickled: {error}")
+        failure = type(error)(f"the result cannot be pickled: {error}")
+    try:
+        failure.unpicklable_result = repr(value)  # type: ignore[attr-defined]
+    except Exception:
+        pass  # a repr that fails, an exception class without a __dict__
+    return failure
 
 
 def reset_signals() -> None:
