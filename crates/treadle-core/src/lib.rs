@@ -5,6 +5,7 @@
 //!   `BoundedSemaphore`, `Event` and `Barrier` ([`lock`], [`rlock`], [`wait_queue`], [`event`],
 //!   [`semaphore`], [`barrier`]).
 //! - The queue behind `Queue`, `LifoQueue`, `PriorityQueue` and `SimpleQueue` ([`queue`]).
+//! - Lock-free operations on an integer in memory the caller provides ([`atomic`]).
 //! - The thread-pool engine and the future's state ([`pool`], [`future`]).
 //! - The wait graph that deadlock detection walks ([`wait_graph`], [`thread_id`]).
 //!
@@ -20,6 +21,7 @@
 //! the condition queue, the event, the queue, the future cell and the pool are model-checked
 //! (`tests/loom.rs`).
 
+pub mod atomic;
 pub mod barrier;
 pub mod event;
 pub mod future;

@@ -31,6 +31,7 @@ pub mod process;
 pub mod ring;
 pub mod robust;
 pub mod segment;
+pub mod shared_lock;
 pub mod shm;
 pub mod supervisor;
 

@@ -9,6 +9,7 @@
 
 use pyo3::prelude::*;
 
+mod atomic;
 mod barrier;
 mod cancellation;
 mod channel;
@@ -24,6 +25,7 @@ mod process_pool;
 mod queue;
 mod runtime;
 mod semaphore;
+mod shared_lock;
 mod stats;
 mod unretrieved;
 
@@ -98,6 +100,15 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "AbandonedQueueError",
         m.py().get_type::<channel::AbandonedQueueError>(),
     )?;
+    m.add_class::<shared_lock::PySharedLock>()?;
+    m.add(
+        "OwnerDiedError",
+        m.py().get_type::<shared_lock::OwnerDiedError>(),
+    )?;
+    m.add_function(wrap_pyfunction!(atomic::_atomic_load, m)?)?;
+    m.add_function(wrap_pyfunction!(atomic::_atomic_store, m)?)?;
+    m.add_function(wrap_pyfunction!(atomic::_atomic_fetch_add, m)?)?;
+    m.add_function(wrap_pyfunction!(atomic::_atomic_compare_exchange, m)?)?;
     m.add_class::<stats::PyExecutorStats>()?;
     m.add_class::<stats::PyTimeStats>()?;
     m.add_class::<stats::PyWorkerStats>()?;

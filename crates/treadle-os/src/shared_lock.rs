@@ -1,0 +1,573 @@
+//! `treadle.multiprocessing`'s locks and semaphores: a futex word in a page of shared memory
+//! ([`Region`]: a memfd, mode 0600, never named in `/dev/shm`) that every process holding the
+//! descriptor maps.
+//!
+//! Three kinds, as `multiprocessing.synchronize`'s `SemLock` has them:
+//!
+//! - [`Kind::Semaphore`]: the word is the count (Drepper's semaphore: take by compare-and-swap,
+//!   sleepers counted so that a release wakes one only when one sleeps), with an optional bound.
+//! - [`Kind::Lock`]: the word is 0 when free, else the holder's pid, with [`CONTENDED`] set once
+//!   a thread sleeps on it (Drepper's three-state mutex). Any thread of any process may release
+//!   it, as a `multiprocessing.Lock` (a semaphore of one) allows; this is why glibc's robust
+//!   mutexes, which only their owner may unlock, and the kernel's robust futex lists, which
+//!   glibc owns per thread, do not serve.
+//! - [`Kind::RLock`]: the same word, plus the holder's thread and depth; only the owner releases.
+//!
+//! **A dead owner is not a hang.** The pid in the word is the owner, set by the very
+//! compare-and-swap that takes the lock, so no window leaves a lock held by nobody known. A
+//! waiter sleeps on the futex in slices of at most [`LIVENESS_POLL`]; after a slice in which the
+//! word did not change it asks whether the owner is alive (`kill(pid, 0)`, not a zombie, and the
+//! start time recorded with the pid, so that a reused pid is not taken for the owner, as
+//! [`holders`](crate::holders) does). If not, it swaps the dead owner's word for 0 (one waiter
+//! wins), wakes the others and reports the dead owner (pid, thread, the name the owner recorded)
+//! once: the lock is then free. A lock held by a thread that ended in a live process is held,
+//! not dead: a `Lock` may be released by another thread.
+//!
+//! The owner's pid is the process's as the kernel numbers it; pids fit in 22 bits
+//! (`PID_MAX_LIMIT`), so the top bit is free for [`CONTENDED`].
+
+use crate::holders::{alive, start_time};
+use crate::os_threads::fork_generation;
+use crate::shm::Region;
+use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::thread::futex;
+use std::cell::Cell;
+use std::io;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set in a lock's word while a thread may sleep on it.
+pub const CONTENDED: u32 = 1 << 31;
+/// How long a waiter sleeps before it asks whether the owner is still alive.
+pub const LIVENESS_POLL: Duration = Duration::from_millis(100);
+/// The largest count of a semaphore (`SEM_VALUE_MAX`).
+pub const VALUE_MAX: u32 = i32::MAX as u32;
+/// Bytes of an owner's name kept in the lock.
+const NAME_BYTES: usize = 64;
+const MAGIC: u32 = 0x5452_4c4b; // "TRLK"
+const SIZE: usize = 4096;
+/// The start time takes the low 40 bits of a stamp, the pid the rest.
+const START_BITS: u32 = 40;
+
+/// What a shared lock is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Held by one thread at a time, releasable by any.
+    Lock,
+    /// Held by one thread, again and again, released by it as many times.
+    RLock,
+    /// A count, taken and given back by anyone.
+    Semaphore,
+}
+
+impl Kind {
+    fn code(self) -> u32 {
+        match self {
+            Kind::Lock => 0,
+            Kind::RLock => 1,
+            Kind::Semaphore => 2,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Kind> {
+        match code {
+            0 => Some(Kind::Lock),
+            1 => Some(Kind::RLock),
+            2 => Some(Kind::Semaphore),
+            _ => None,
+        }
+    }
+}
+
+/// The lock's shared state (all zero but the header when made).
+#[repr(C)]
+struct Shared {
+    magic: AtomicU32,
+    kind: AtomicU32,
+    maxvalue: AtomicU32,
+    /// The futex word: a semaphore's count, or a lock's holder pid (| [`CONTENDED`]).
+    word: AtomicU32,
+    /// A semaphore's sleepers.
+    sleepers: AtomicU32,
+    /// The holding thread's id (a lock's last taker, an RLock's owner), 0 when free.
+    tid: AtomicU32,
+    /// An RLock's depth.
+    depth: AtomicU32,
+    /// The pid whose name [`Shared::name`] holds.
+    name_pid: AtomicU32,
+    /// The holder's pid and start time ([`stamp`]).
+    stamp: AtomicU64,
+    /// Dead owners found.
+    recovered: AtomicU64,
+    name_len: AtomicU32,
+    _pad: u32,
+    name: [AtomicU64; NAME_BYTES / 8],
+}
+
+/// A process that died holding a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadOwner {
+    /// Its pid.
+    pub pid: u32,
+    /// The thread that took the lock, if known.
+    pub tid: u32,
+    /// Its name as it recorded it (`multiprocessing.current_process().name`), or empty.
+    pub name: String,
+}
+
+/// How an acquisition ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquire {
+    /// Taken.
+    Taken,
+    /// The deadline passed.
+    TimedOut,
+    /// The owner died holding the lock, which is now free; reported to this caller only.
+    OwnerDied(DeadOwner),
+}
+
+/// Why a release failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseError {
+    /// A lock that is not held, or a bounded semaphore at its bound.
+    TooManyReleases,
+    /// An RLock released by a thread that does not own it.
+    NotOwner,
+}
+
+/// Who the calling thread is, as a lock records it.
+#[derive(Debug, Clone, Copy)]
+struct Me {
+    pid: u32,
+    tid: u32,
+    stamp: u64,
+}
+
+thread_local! {
+    static ME: Cell<Option<(u64, Me)>> = const { Cell::new(None) };
+}
+
+fn stamp(pid: u32, start: u64) -> u64 {
+    (u64::from(pid) << START_BITS) | (start & ((1 << START_BITS) - 1))
+}
+
+/// The calling thread's pid, thread id and stamp, remembered per thread until the process forks
+/// (`gettid`, `getpid` and reading `/proc` are slow on a virtual machine).
+fn me() -> Me {
+    let generation = fork_generation();
+    ME.with(|known| match known.get() {
+        Some((found_in, me)) if found_in == generation => me,
+        _ => {
+            let pid = crate::holders::this_pid();
+            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            let me = Me {
+                pid,
+                tid,
+                stamp: stamp(pid, start_time(pid).unwrap_or(0)),
+            };
+            known.set(Some((generation, me)));
+            me
+        }
+    })
+}
+
+/// A lock or semaphore in shared memory.
+#[derive(Debug)]
+pub struct SharedLock {
+    region: Region,
+    kind: Kind,
+    maxvalue: u32,
+}
+
+impl SharedLock {
+    /// A new lock of `kind`; a semaphore starts at `value` and may not be released past
+    /// `maxvalue`.
+    pub fn create(kind: Kind, value: u32, maxvalue: u32) -> io::Result<SharedLock> {
+        let region = Region::create("treadle-lock", SIZE, SIZE)?;
+        let lock = SharedLock {
+            region,
+            kind,
+            maxvalue,
+        };
+        let shared = lock.shared();
+        shared.kind.store(kind.code(), Ordering::Relaxed);
+        shared.maxvalue.store(maxvalue, Ordering::Relaxed);
+        if kind == Kind::Semaphore {
+            shared.word.store(value, Ordering::Relaxed);
+        }
+        shared.magic.store(MAGIC, Ordering::Release);
+        Ok(lock)
+    }
+
+    /// Opens the lock whose descriptor another process passed, taking the descriptor over.
+    pub fn open(fd: OwnedFd) -> io::Result<SharedLock> {
+        let region = Region::map(fd, SIZE)?;
+        if region.len()? < SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a treadle lock",
+            ));
+        }
+        // SAFETY: the region is backed for SIZE bytes (checked above), page-aligned, and holds
+        // only atomics, which any bit pattern is valid for.
+        let shared = unsafe { &*region.base().cast::<Shared>() };
+        let kind = Kind::from_code(shared.kind.load(Ordering::Relaxed));
+        match kind {
+            Some(kind) if shared.magic.load(Ordering::Acquire) == MAGIC => Ok(SharedLock {
+                kind,
+                maxvalue: shared.maxvalue.load(Ordering::Relaxed),
+                region,
+            }),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a treadle lock",
+            )),
+        }
+    }
+
+    #[inline]
+    fn shared(&self) -> &Shared {
+        // SAFETY: the region maps SIZE bytes (more than `Shared`) for as long as `self` lives,
+        // page-aligned, and `Shared` is made of atomics only, valid for any contents.
+        unsafe { &*self.region.base().cast::<Shared>() }
+    }
+
+    /// The descriptor, to pass to another process.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.region.fd()
+    }
+
+    /// What the lock is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// A semaphore's bound ([`VALUE_MAX`] if none); 1 for a lock.
+    pub fn maxvalue(&self) -> u32 {
+        self.maxvalue
+    }
+
+    /// Times a waiter found the owner dead.
+    pub fn recovered(&self) -> u64 {
+        self.shared().recovered.load(Ordering::Relaxed)
+    }
+
+    /// Tries once. An RLock its caller owns is taken again.
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        match self.kind {
+            Kind::Semaphore => self.try_take_count(),
+            Kind::Lock | Kind::RLock => {
+                let me = me();
+                if self.kind == Kind::RLock && self.owned_by(me) {
+                    let depth = &self.shared().depth;
+                    depth.store(depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    return true;
+                }
+                let taken = self
+                    .shared()
+                    .word
+                    .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok();
+                if taken {
+                    self.record_holder(me);
+                }
+                taken
+            }
+        }
+    }
+
+    /// Takes the lock (or one of the count) before `deadline` (`None`: no limit).
+    pub fn acquire_until(&self, deadline: Option<Instant>) -> Acquire {
+        if self.try_acquire() {
+            return Acquire::Taken;
+        }
+        match self.kind {
+            Kind::Semaphore => self.wait_for_count(deadline),
+            Kind::Lock | Kind::RLock => self.wait_for_lock(me(), deadline),
+        }
+    }
+
+    /// Gives the lock (or one of the count) back.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        let shared = self.shared();
+        match self.kind {
+            Kind::Semaphore => {
+                shared
+                    .word
+                    .fetch_update(Ordering::Release, Ordering::Relaxed, |value| {
+                        (value < self.maxvalue).then_some(value + 1)
+                    })
+                    .map_err(|_| ReleaseError::TooManyReleases)?;
+                fence(Ordering::SeqCst);
+                if shared.sleepers.load(Ordering::Relaxed) != 0 {
+                    let _ = futex::wake(&shared.word, futex::Flags::empty(), 1);
+                }
+                Ok(())
+            }
+            Kind::RLock => {
+                if !self.owned_by(me()) {
+                    return Err(ReleaseError::NotOwner);
+                }
+                let depth = shared.depth.load(Ordering::Relaxed) - 1;
+                shared.depth.store(depth, Ordering::Relaxed);
+                if depth == 0 {
+                    self.unlock();
+                }
+                Ok(())
+            }
+            Kind::Lock => {
+                if shared.word.load(Ordering::Relaxed) == 0 {
+                    return Err(ReleaseError::TooManyReleases);
+                }
+                self.unlock();
+                Ok(())
+            }
+        }
+    }
+
+    /// A semaphore's count; for a lock, 1 when free and 0 when held.
+    pub fn value(&self) -> u32 {
+        let word = self.shared().word.load(Ordering::Relaxed);
+        match self.kind {
+            Kind::Semaphore => word,
+            Kind::Lock | Kind::RLock => u32::from(word == 0),
+        }
+    }
+
+    /// Whether the calling thread holds the lock (a lock: took it last and it is held).
+    pub fn is_mine(&self) -> bool {
+        self.kind != Kind::Semaphore && self.owned_by(me())
+    }
+
+    /// How many times this process holds the lock: an RLock's depth, 1 for a lock, 0 if another
+    /// process (or nobody) holds it; a semaphore's count is not per process (0).
+    pub fn count_here(&self) -> u32 {
+        let shared = self.shared();
+        let me = me();
+        if self.kind == Kind::Semaphore
+            || shared.word.load(Ordering::Relaxed) & !CONTENDED != me.pid
+        {
+            return 0;
+        }
+        match self.kind {
+            Kind::RLock => shared.depth.load(Ordering::Relaxed),
+            _ => 1,
+        }
+    }
+
+    /// The holder's pid and thread (0 if none, or not a lock).
+    pub fn holder(&self) -> (u32, u32) {
+        let shared = self.shared();
+        if self.kind == Kind::Semaphore {
+            return (0, 0);
+        }
+        let pid = shared.word.load(Ordering::Acquire) & !CONTENDED;
+        (
+            pid,
+            if pid == 0 {
+                0
+            } else {
+                shared.tid.load(Ordering::Relaxed)
+            },
+        )
+    }
+
+    /// Records `name` as this process's in the lock, unless it did already; for the report of a
+    /// dead owner. Called by the holder only.
+    pub fn record_name(&self, name: &str) {
+        let shared = self.shared();
+        let pid = me().pid;
+        if shared.name_pid.load(Ordering::Relaxed) == pid {
+            return;
+        }
+        let bytes = name.as_bytes();
+        let len = bytes.len().min(NAME_BYTES);
+        let mut words = [0u8; NAME_BYTES];
+        words[..len].copy_from_slice(&bytes[..len]);
+        for (slot, chunk) in shared.name.iter().zip(words.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            slot.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+        }
+        shared.name_len.store(len as u32, Ordering::Relaxed);
+        shared.name_pid.store(pid, Ordering::Release);
+    }
+
+    /// Whether a process has this lock's name recorded as its own.
+    pub fn name_recorded(&self) -> bool {
+        self.shared().name_pid.load(Ordering::Relaxed) == me().pid
+    }
+
+    fn recorded_name(&self, pid: u32) -> String {
+        let shared = self.shared();
+        if shared.name_pid.load(Ordering::Acquire) != pid {
+            return String::new();
+        }
+        let mut bytes = Vec::with_capacity(NAME_BYTES);
+        for slot in &shared.name {
+            bytes.extend_from_slice(&slot.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        bytes.truncate(shared.name_len.load(Ordering::Relaxed) as usize);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[inline]
+    fn owned_by(&self, me: Me) -> bool {
+        let shared = self.shared();
+        shared.word.load(Ordering::Relaxed) & !CONTENDED == me.pid
+            && shared.tid.load(Ordering::Relaxed) == me.tid
+    }
+
+    #[inline]
+    fn record_holder(&self, me: Me) {
+        let shared = self.shared();
+        shared.tid.store(me.tid, Ordering::Relaxed);
+        shared.stamp.store(me.stamp, Ordering::Relaxed);
+        if self.kind == Kind::RLock {
+            shared.depth.store(1, Ordering::Relaxed);
+        }
+    }
+
+    fn unlock(&self) {
+        let shared = self.shared();
+        shared.tid.store(0, Ordering::Relaxed);
+        if shared.word.swap(0, Ordering::Release) & CONTENDED != 0 {
+            let _ = futex::wake(&shared.word, futex::Flags::empty(), 1);
+        }
+    }
+
+    fn try_take_count(&self) -> bool {
+        self.shared()
+            .word
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |value| {
+                value.checked_sub(1)
+            })
+            .is_ok()
+    }
+
+    #[cold]
+    fn wait_for_count(&self, deadline: Option<Instant>) -> Acquire {
+        let shared = self.shared();
+        loop {
+            if self.try_take_count() {
+                return Acquire::Taken;
+            }
+            let Some(timeout) = slice(deadline, None) else {
+                return Acquire::TimedOut;
+            };
+            shared.sleepers.fetch_add(1, Ordering::SeqCst);
+            let _ = futex::wait(&shared.word, futex::Flags::empty(), 0, Some(&timeout));
+            shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[cold]
+    fn wait_for_lock(&self, me: Me, deadline: Option<Instant>) -> Acquire {
+        let shared = self.shared();
+        loop {
+            let word = shared.word.load(Ordering::Relaxed);
+            if word == 0 {
+                // Taken as contended: another thread may sleep on it too.
+                if shared
+                    .word
+                    .compare_exchange(0, me.pid | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.record_holder(me);
+                    return Acquire::Taken;
+                }
+                continue;
+            }
+            if word & CONTENDED == 0
+                && shared
+                    .word
+                    .compare_exchange(word, word | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let Some(timeout) = slice(deadline, Some(LIVENESS_POLL)) else {
+                return Acquire::TimedOut;
+            };
+            let slept = futex::wait(
+                &shared.word,
+                futex::Flags::empty(),
+                word | CONTENDED,
+                Some(&timeout),
+            );
+            if slept == Err(rustix::io::Errno::TIMEDOUT)
+                && shared.word.load(Ordering::Relaxed) == word | CONTENDED
+            {
+                if let Some(dead) = self.take_from_dead(word | CONTENDED) {
+                    return Acquire::OwnerDied(dead);
+                }
+            }
+        }
+    }
+
+    /// If the owner in `word` is dead, frees the lock (if the word is still `word`: one waiter
+    /// does) and says who died.
+    #[cold]
+    fn take_from_dead(&self, word: u32) -> Option<DeadOwner> {
+        let shared = self.shared();
+        let pid = word & !CONTENDED;
+        let recorded = shared.stamp.load(Ordering::Relaxed);
+        let start = if (recorded >> START_BITS) as u32 == pid {
+            recorded & ((1 << START_BITS) - 1)
+        } else {
+            0 // the owner died (or is still) between taking the word and recording itself
+        };
+        if alive(pid, start) {
+            return None;
+        }
+        let tid = shared.tid.load(Ordering::Relaxed);
+        let name = self.recorded_name(pid);
+        // Taken from the dead (one waiter wins), then let go of.
+        let me = me();
+        if shared
+            .word
+            .compare_exchange(
+                word,
+                me.pid | CONTENDED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return None;
+        }
+        shared.depth.store(0, Ordering::Relaxed);
+        shared.recovered.fetch_add(1, Ordering::Relaxed);
+        shared.tid.store(0, Ordering::Relaxed);
+        shared.word.store(0, Ordering::Release);
+        let _ = futex::wake(&shared.word, futex::Flags::empty(), u32::MAX);
+        Some(DeadOwner { pid, tid, name })
+    }
+}
+
+/// How long the next sleep may last: until `deadline`, at most `poll`; `None` once the deadline
+/// has passed.
+fn slice(deadline: Option<Instant>, poll: Option<Duration>) -> Option<futex::Timespec> {
+    let left = match deadline {
+        Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Some(left),
+            _ => return None,
+        },
+        None => None,
+    };
+    let sleep = match (left, poll) {
+        (Some(left), Some(poll)) => left.min(poll),
+        (Some(left), None) => left,
+        (None, Some(poll)) => poll,
+        // A semaphore's untimed sleep still ends now and then: block_on's caller may slice.
+        (None, None) => Duration::from_secs(1),
+    };
+    Some(futex::Timespec {
+        tv_sec: sleep.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: i64::from(sleep.subsec_nanos()),
+    })
+}
+
+#[cfg(test)]
+mod tests;

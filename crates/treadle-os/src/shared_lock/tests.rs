@@ -1,0 +1,117 @@
+use super::*;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let pid = child.id();
+    child.wait().expect("wait");
+    pid
+}
+
+fn reopened(lock: &SharedLock) -> SharedLock {
+    let fd = lock.fd().as_fd().try_clone_to_owned().expect("dup");
+    SharedLock::open(fd).expect("open")
+}
+
+#[test]
+fn lock_is_taken_once_and_released_by_anyone() {
+    let lock = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
+    assert!(lock.try_acquire());
+    assert!(!lock.try_acquire());
+    assert!(lock.is_mine());
+    let other = Arc::clone(&lock);
+    std::thread::spawn(move || {
+        assert!(!other.is_mine());
+        other.release().unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(lock.release(), Err(ReleaseError::TooManyReleases));
+    assert_eq!(lock.value(), 1);
+}
+
+#[test]
+fn rlock_is_reentrant_and_owner_only() {
+    let lock = Arc::new(SharedLock::create(Kind::RLock, 1, 1).unwrap());
+    assert!(lock.try_acquire());
+    assert!(lock.try_acquire());
+    assert_eq!(lock.count_here(), 2);
+    let other = Arc::clone(&lock);
+    std::thread::spawn(move || {
+        assert!(!other.try_acquire());
+        assert_eq!(other.release(), Err(ReleaseError::NotOwner));
+    })
+    .join()
+    .unwrap();
+    lock.release().unwrap();
+    lock.release().unwrap();
+    assert_eq!(lock.release(), Err(ReleaseError::NotOwner));
+}
+
+#[test]
+fn semaphore_counts_and_respects_its_bound() {
+    let sem = SharedLock::create(Kind::Semaphore, 2, 2).unwrap();
+    assert!(sem.try_acquire());
+    assert!(sem.try_acquire());
+    assert!(!sem.try_acquire());
+    let soon = Some(Instant::now() + Duration::from_millis(20));
+    assert_eq!(sem.acquire_until(soon), Acquire::TimedOut);
+    sem.release().unwrap();
+    sem.release().unwrap();
+    assert_eq!(sem.release(), Err(ReleaseError::TooManyReleases));
+    assert_eq!(sem.value(), 2);
+}
+
+#[test]
+fn a_waiter_is_woken_by_a_release_in_another_mapping() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    let other = reopened(&lock);
+    assert!(lock.try_acquire());
+    let waiter = std::thread::spawn(move || other.acquire_until(None));
+    std::thread::sleep(Duration::from_millis(20));
+    lock.release().unwrap();
+    assert_eq!(waiter.join().unwrap(), Acquire::Taken);
+}
+
+#[test]
+fn a_dead_owner_is_reported_once_and_the_lock_freed() {
+    for kind in [Kind::Lock, Kind::RLock] {
+        let lock = SharedLock::create(kind, 1, 1).unwrap();
+        let pid = dead_pid();
+        lock.shared().word.store(pid, Ordering::Relaxed);
+        lock.shared().tid.store(pid, Ordering::Relaxed);
+        lock.shared().name_pid.store(pid, Ordering::Relaxed);
+        lock.shared().name_len.store(0, Ordering::Relaxed);
+        let soon = Some(Instant::now() + Duration::from_secs(5));
+        match lock.acquire_until(soon) {
+            Acquire::OwnerDied(dead) => {
+                assert_eq!(dead.pid, pid);
+                assert_eq!(dead.tid, pid);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lock.value(), 1);
+        assert_eq!(lock.recovered(), 1);
+        assert_eq!(lock.acquire_until(soon), Acquire::Taken);
+    }
+}
+
+#[test]
+fn a_live_owner_is_waited_for() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    let other = reopened(&lock);
+    assert!(lock.try_acquire());
+    let soon = Some(Instant::now() + LIVENESS_POLL * 3);
+    assert_eq!(other.acquire_until(soon), Acquire::TimedOut);
+}
+
+#[test]
+fn the_owner_name_is_kept_for_the_report() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    lock.record_name("Worker-1");
+    assert!(lock.name_recorded());
+    assert_eq!(lock.recorded_name(me().pid), "Worker-1");
+}
