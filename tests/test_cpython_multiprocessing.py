@@ -131,6 +131,13 @@ CLASSES = [
     "TestWait",
     "TestSimpleQueue",
     "TestStartMethod",
+    "_TestLock",
+    "_TestSemaphore",
+    "_TestCondition",
+    "_TestEvent",
+    "_TestBarrier",
+    "_TestValue",
+    "_TestArray",
 ]
 for _name in CLASSES:
     _case = _on_treadle(_name)

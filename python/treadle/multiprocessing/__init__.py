@@ -3,8 +3,10 @@
 Processes (``Process``, ``current_process``, ``parent_process``, ``active_children``, the
 contexts and start methods), queues (``Queue``, ``JoinableQueue``, ``SimpleQueue``) and pipes
 (``Pipe``, ``connection``) with the standard library's names and semantics, on shared-memory
-channels; what treadle does not change is the standard library's, made for treadle's default
-context (``Lock``, ``Event``, ``Value``, ``Pool``, ``Manager``, ...). Modules, from the top:
+channels; locks, semaphores, conditions, events, barriers (``synchronize``) and shared values
+(``sharedctypes``) in shared memory, a dead owner reported (``OwnerDiedError``) rather than
+waited for; what treadle does not change is the standard library's, made for treadle's default
+context (``Pool``, ``Manager``, ...). Modules, from the top:
 
 - ``context`` (the start methods, ``Process``, the contexts), ``popen`` (how treadle starts a
   child), ``queues`` and ``connection`` (the queues and pipes);
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         Queue,
         SimpleQueue,
     )
+    from treadle.multiprocessing.synchronize import OwnerDiedError
 
     get_all_start_methods = _default_context.get_all_start_methods
     get_context = _default_context.get_context
@@ -78,6 +81,7 @@ __all__ = [
     "JoinableQueue",
     "Lock",
     "Manager",
+    "OwnerDiedError",
     "Pipe",
     "Pool",
     "Process",
@@ -116,6 +120,8 @@ def __getattr__(name: str) -> object:
         import treadle.multiprocessing.queues as module
     elif name == "Pipe":
         import treadle.multiprocessing.connection as module
+    elif name == "OwnerDiedError":
+        import treadle.multiprocessing.synchronize as module
     elif name == "Process":
         import treadle.multiprocessing.context as module
     elif name in __all__:
