@@ -242,3 +242,20 @@ def interrupted_by_ctrl_c(setup: str, wait: str) -> bool:
     )
     assert done.stdout.split() in (["interrupted", "True"], []), done.stderr
     return done.stdout.split() == ["interrupted", "True"]
+
+
+def take_in_order(first, second, ready, go, results) -> None:
+    """Takes ``first``, says so, waits for the go, then takes ``second``; puts what happened
+    (``("acquired", "")`` or the error's class name and message), having let go of both."""
+    first.acquire()
+    ready.set()
+    go.wait(WAIT)
+    try:
+        second.acquire()
+    except Exception as error:
+        first.release()
+        results.put((type(error).__name__, str(error)))
+        return
+    second.release()
+    first.release()
+    results.put(("acquired", ""))

@@ -17,6 +17,7 @@ import pytest
 from _mp_tasks import WAIT, joined
 
 import treadle.multiprocessing as mp
+from treadle import DeadlockError
 from treadle.multiprocessing import OwnerDiedError, sharedctypes, synchronize
 
 
@@ -241,3 +242,53 @@ def test_sharedctypes_copy_and_synchronized():
     wrapped = sharedctypes.synchronized(copied)
     assert isinstance(wrapped.get_lock(), synchronize.RLock)
     assert wrapped[:] == [9, 2, 3]
+
+
+# -- deadlocks across processes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_two_processes_taking_two_locks_in_opposite_orders_get_one_deadlock_error(kind):
+    a, b = getattr(mp, kind)(), getattr(mp, kind)()
+    ready, go, results = mp.Event(), mp.Event(), mp.SimpleQueue()
+    child = start(tasks.take_in_order, a, b, ready, go, results, name="Taker")
+    assert ready.wait(WAIT)
+    b.acquire()
+    go.set()
+    try:
+        a.acquire()
+    except DeadlockError as error:
+        b.release()
+        ours = ("DeadlockError", str(error))
+    else:
+        a.release()
+        b.release()
+        ours = ("acquired", "")
+    theirs = results.get()
+    assert joined(child)
+    outcomes = sorted([ours, theirs])
+    assert [outcome for outcome, _ in outcomes] == ["DeadlockError", "acquired"]
+    report = outcomes[0][1]
+    for pid, name in ((os.getpid(), "MainProcess"), (child.pid, "Taker")):
+        assert f"process {pid} ({name!r})".replace("'", '"') in report
+    assert f"{kind} #{a._semlock.id}" in report and f"{kind} #{b._semlock.id}" in report
+
+
+def test_waits_with_a_timeout_in_a_lock_order_cycle_time_out_without_a_report():
+    a, b = mp.Lock(), mp.Lock()
+    ready, go, results = mp.Event(), mp.Event(), mp.SimpleQueue()
+    child = start(tasks.take_in_order, a, b, ready, go, results)
+    assert ready.wait(WAIT)
+    with b:
+        go.set()
+        assert a.acquire(timeout=0.5) is False
+    assert results.get() == ("acquired", "")
+    assert joined(child)
+
+
+def test_a_thread_waiting_for_a_lock_it_holds_waits_for_another_to_release_it():
+    lock = mp.Lock()
+    lock.acquire()
+    child = start(tasks.release_lock, lock)
+    assert lock.acquire()  # a signal from the child, not a deadlock
+    assert joined(child)

@@ -68,6 +68,21 @@ impl IntType {
         }
     }
 
+    /// `value` truncated to the width and read back with the type's sign (C's conversion).
+    pub fn wrap(self, value: i128) -> i128 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        match self {
+            IntType::I8 => i128::from(value as i8),
+            IntType::U8 => i128::from(value as u8),
+            IntType::I16 => i128::from(value as i16),
+            IntType::U16 => i128::from(value as u16),
+            IntType::I32 => i128::from(value as i32),
+            IntType::U32 => i128::from(value as u32),
+            IntType::I64 => i128::from(value as i64),
+            IntType::U64 => i128::from(value as u64),
+        }
+    }
+
     /// The integer at `ptr`.
     ///
     /// # Safety

@@ -6,8 +6,10 @@
 //!
 //! - [`Kind::Semaphore`]: the word is the count (Drepper's semaphore: take by compare-and-swap,
 //!   sleepers counted so that a release wakes one only when one sleeps), with an optional bound.
-//! - [`Kind::Lock`]: the word is 0 when free, else the holder's pid, with [`CONTENDED`] set once
-//!   a thread sleeps on it (Drepper's three-state mutex). Any thread of any process may release
+//! - [`Kind::Lock`]: the word is 0 when free, else the holder's pid; sleepers are counted
+//!   beside it, so that a release makes a system call only when one sleeps (as glibc's
+//!   semaphores do, rather than Drepper's contended state, which costs every release after a
+//!   contention a wake-up call). Any thread of any process may release
 //!   it, as a `multiprocessing.Lock` (a semaphore of one) allows; this is why glibc's robust
 //!   mutexes, which only their owner may unlock, and the kernel's robust futex lists, which
 //!   glibc owns per thread, do not serve.
@@ -23,8 +25,19 @@
 //! once: the lock is then free. A lock held by a thread that ended in a live process is held,
 //! not dead: a `Lock` may be released by another thread.
 //!
-//! The owner's pid is the process's as the kernel numbers it; pids fit in 22 bits
-//! (`PID_MAX_LIMIT`), so the top bit is free for [`CONTENDED`].
+//! **Deadlocks across processes.** A thread about to sleep on a lock publishes itself in the
+//! lock's table of waiters ([`WAITER_SLOTS`] slots of pid, thread id and whether the wait has a
+//! deadline) and walks, through the locks this process maps ([`register`]), owner -> the lock
+//! that owner waits for -> its owner ...; a walk that comes back to the walker through waits
+//! with no deadline is a deadlock ([`Acquire::Deadlock`]). Before reporting, the walker looks
+//! again after a moment and reports only the same cycle found twice (a wait that just ended
+//! leaves its record for an instant), and only the waiter with the smallest (pid, thread) of
+//! the cycle reports, so one process of the cycle raises and the others wait on (for it to give
+//! up what it holds). The walk runs when the waiter publishes and after each sleep of
+//! [`LIVENESS_POLL`]. A thread waiting for a plain lock it holds itself is not a deadlock (any
+//! thread may release a `Lock`: it is a signal), as in the in-process wait graph.
+//!
+//! The owner's pid is the process's as the kernel numbers it.
 
 use crate::holders::{alive, start_time};
 use crate::os_threads::fork_generation;
@@ -34,14 +47,23 @@ use rustix::thread::futex;
 use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// Set in a lock's word while a thread may sleep on it.
-pub const CONTENDED: u32 = 1 << 31;
 /// How long a waiter sleeps before it asks whether the owner is still alive.
 pub const LIVENESS_POLL: Duration = Duration::from_millis(100);
+/// Pauses a lock's waiter spends looking for it to come free before it sleeps: a critical
+/// section between processes is usually that short, and a sleep costs both sides a system call.
+/// Short, because on a busy machine the holder may need the core the waiter spins on.
+pub const SPIN: u32 = 128;
 /// The largest count of a semaphore (`SEM_VALUE_MAX`).
 pub const VALUE_MAX: u32 = i32::MAX as u32;
+/// Waiters a lock lists for deadlock detection (more wait unlisted, undetected).
+pub const WAITER_SLOTS: usize = 32;
+/// The longest chain of waits a walk follows.
+const MAX_WALK: usize = 64;
+/// In a waiter slot: the wait has a deadline.
+const TIMED: u64 = 1 << 31;
 /// Bytes of an owner's name kept in the lock.
 const NAME_BYTES: usize = 64;
 const MAGIC: u32 = 0x5452_4c4b; // "TRLK"
@@ -85,9 +107,9 @@ struct Shared {
     magic: AtomicU32,
     kind: AtomicU32,
     maxvalue: AtomicU32,
-    /// The futex word: a semaphore's count, or a lock's holder pid (| [`CONTENDED`]).
+    /// The futex word: a semaphore's count, or a lock's holder pid.
     word: AtomicU32,
-    /// A semaphore's sleepers.
+    /// Threads sleeping on the word.
     sleepers: AtomicU32,
     /// The holding thread's id (a lock's last taker, an RLock's owner), 0 when free.
     tid: AtomicU32,
@@ -102,6 +124,8 @@ struct Shared {
     name_len: AtomicU32,
     _pad: u32,
     name: [AtomicU64; NAME_BYTES / 8],
+    /// Threads sleeping on the lock: `pid << 32 | tid` (| [`TIMED`]), 0 for a free slot.
+    waiters: [AtomicU64; WAITER_SLOTS],
 }
 
 /// A process that died holding a lock.
@@ -115,6 +139,31 @@ pub struct DeadOwner {
     pub name: String,
 }
 
+/// One wait of a deadlock: `waiter` waits for the lock `lock` (its memfd's inode number, the
+/// same in every process), which `holder` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleEdge {
+    /// The waiting thread's (pid, thread id).
+    pub waiter: (u32, u32),
+    /// What the lock is.
+    pub kind: Kind,
+    /// The lock's identity.
+    pub lock: u64,
+    /// The holding thread's (pid, thread id).
+    pub holder: (u32, u32),
+    /// The holder's process's name, as recorded in the lock (may be empty).
+    pub holder_name: String,
+}
+
+/// How a waiter takes part in deadlock detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Watch {
+    /// Look for a cycle through this wait.
+    pub detect: bool,
+    /// The wait has a deadline (it cannot hang for ever: no cycle through it is a deadlock).
+    pub timed: bool,
+}
+
 /// How an acquisition ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquire {
@@ -124,6 +173,8 @@ pub enum Acquire {
     TimedOut,
     /// The owner died holding the lock, which is now free; reported to this caller only.
     OwnerDied(DeadOwner),
+    /// The wait closes a cycle of waits across threads and processes: it never ends.
+    Deadlock(Vec<CycleEdge>),
 }
 
 /// Why a release failed.
@@ -177,6 +228,27 @@ pub struct SharedLock {
     region: Region,
     kind: Kind,
     maxvalue: u32,
+    /// The memfd's inode number: the lock's identity in every process.
+    inode: u64,
+}
+
+/// The locks this process maps, for the deadlock walk.
+static MAPPED: Mutex<Vec<Weak<SharedLock>>> = Mutex::new(Vec::new());
+
+/// Lists `lock` among the locks a deadlock walk looks through.
+pub fn register(lock: &Arc<SharedLock>) {
+    let mut mapped = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
+    mapped.retain(|weak| weak.strong_count() > 0);
+    mapped.push(Arc::downgrade(lock));
+}
+
+fn mapped_locks() -> Vec<Arc<SharedLock>> {
+    let mapped = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
+    mapped.iter().filter_map(Weak::upgrade).collect()
+}
+
+fn inode(region: &Region) -> u64 {
+    rustix::fs::fstat(region.fd()).map_or(0, |stat| stat.st_ino)
 }
 
 impl SharedLock {
@@ -185,6 +257,7 @@ impl SharedLock {
     pub fn create(kind: Kind, value: u32, maxvalue: u32) -> io::Result<SharedLock> {
         let region = Region::create("treadle-lock", SIZE, SIZE)?;
         let lock = SharedLock {
+            inode: inode(&region),
             region,
             kind,
             maxvalue,
@@ -216,6 +289,7 @@ impl SharedLock {
             Some(kind) if shared.magic.load(Ordering::Acquire) == MAGIC => Ok(SharedLock {
                 kind,
                 maxvalue: shared.maxvalue.load(Ordering::Relaxed),
+                inode: inode(&region),
                 region,
             }),
             _ => Err(io::Error::new(
@@ -277,15 +351,21 @@ impl SharedLock {
         }
     }
 
-    /// Takes the lock (or one of the count) before `deadline` (`None`: no limit).
-    pub fn acquire_until(&self, deadline: Option<Instant>) -> Acquire {
+    /// Takes the lock (or one of the count) before `deadline` (`None`: no limit), a lock's
+    /// wait watched for deadlocks as `watch` says.
+    pub fn acquire_until(&self, deadline: Option<Instant>, watch: Watch) -> Acquire {
         if self.try_acquire() {
             return Acquire::Taken;
         }
         match self.kind {
             Kind::Semaphore => self.wait_for_count(deadline),
-            Kind::Lock | Kind::RLock => self.wait_for_lock(me(), deadline),
+            Kind::Lock | Kind::RLock => self.wait_for_lock(me(), deadline, watch),
         }
+    }
+
+    /// The lock's identity in every process (its memfd's inode number).
+    pub fn id(&self) -> u64 {
+        self.inode
     }
 
     /// Gives the lock (or one of the count) back.
@@ -346,7 +426,7 @@ impl SharedLock {
         let shared = self.shared();
         let me = me();
         if self.kind == Kind::Semaphore
-            || shared.word.load(Ordering::Relaxed) & !CONTENDED != me.pid
+            || shared.word.load(Ordering::Relaxed) != me.pid
         {
             return 0;
         }
@@ -362,7 +442,7 @@ impl SharedLock {
         if self.kind == Kind::Semaphore {
             return (0, 0);
         }
-        let pid = shared.word.load(Ordering::Acquire) & !CONTENDED;
+        let pid = shared.word.load(Ordering::Acquire);
         (
             pid,
             if pid == 0 {
@@ -415,7 +495,7 @@ impl SharedLock {
     #[inline]
     fn owned_by(&self, me: Me) -> bool {
         let shared = self.shared();
-        shared.word.load(Ordering::Relaxed) & !CONTENDED == me.pid
+        shared.word.load(Ordering::Relaxed) == me.pid
             && shared.tid.load(Ordering::Relaxed) == me.tid
     }
 
@@ -432,7 +512,9 @@ impl SharedLock {
     fn unlock(&self) {
         let shared = self.shared();
         shared.tid.store(0, Ordering::Relaxed);
-        if shared.word.swap(0, Ordering::Release) & CONTENDED != 0 {
+        // Either this sees the sleeper's count, or the sleeper sees the word change.
+        shared.word.swap(0, Ordering::SeqCst);
+        if shared.sleepers.load(Ordering::SeqCst) != 0 {
             let _ = futex::wake(&shared.word, futex::Flags::empty(), 1);
         }
     }
@@ -463,15 +545,34 @@ impl SharedLock {
     }
 
     #[cold]
-    fn wait_for_lock(&self, me: Me, deadline: Option<Instant>) -> Acquire {
+    fn wait_for_lock(&self, me: Me, deadline: Option<Instant>, watch: Watch) -> Acquire {
         let shared = self.shared();
+        for _ in 0..SPIN {
+            if shared.word.load(Ordering::Relaxed) == 0
+                && shared
+                    .word
+                    .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.record_holder(me);
+                return Acquire::Taken;
+            }
+            std::hint::spin_loop();
+        }
+        let _listed = Listed::new(self, me, watch.timed);
+        let mut look = watch.detect && !watch.timed;
         loop {
+            if look {
+                look = false;
+                if let Some(cycle) = self.confirmed_cycle(me) {
+                    return Acquire::Deadlock(cycle);
+                }
+            }
             let word = shared.word.load(Ordering::Relaxed);
             if word == 0 {
-                // Taken as contended: another thread may sleep on it too.
                 if shared
                     .word
-                    .compare_exchange(0, me.pid | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
                     self.record_holder(me);
@@ -479,29 +580,23 @@ impl SharedLock {
                 }
                 continue;
             }
-            if word & CONTENDED == 0
-                && shared
-                    .word
-                    .compare_exchange(word, word | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
             let Some(timeout) = slice(deadline, Some(LIVENESS_POLL)) else {
                 return Acquire::TimedOut;
             };
-            let slept = futex::wait(
-                &shared.word,
-                futex::Flags::empty(),
-                word | CONTENDED,
-                Some(&timeout),
-            );
+            shared.sleepers.fetch_add(1, Ordering::SeqCst);
+            let slept = if shared.word.load(Ordering::SeqCst) == word {
+                futex::wait(&shared.word, futex::Flags::empty(), word, Some(&timeout))
+            } else {
+                Ok(())
+            };
+            shared.sleepers.fetch_sub(1, Ordering::SeqCst);
             if slept == Err(rustix::io::Errno::TIMEDOUT)
-                && shared.word.load(Ordering::Relaxed) == word | CONTENDED
+                && shared.word.load(Ordering::Relaxed) == word
             {
-                if let Some(dead) = self.take_from_dead(word | CONTENDED) {
+                if let Some(dead) = self.take_from_dead(word) {
                     return Acquire::OwnerDied(dead);
                 }
+                look = watch.detect && !watch.timed;
             }
         }
     }
@@ -511,7 +606,7 @@ impl SharedLock {
     #[cold]
     fn take_from_dead(&self, word: u32) -> Option<DeadOwner> {
         let shared = self.shared();
-        let pid = word & !CONTENDED;
+        let pid = word;
         let recorded = shared.stamp.load(Ordering::Relaxed);
         let start = if (recorded >> START_BITS) as u32 == pid {
             recorded & ((1 << START_BITS) - 1)
@@ -527,12 +622,7 @@ impl SharedLock {
         let me = me();
         if shared
             .word
-            .compare_exchange(
-                word,
-                me.pid | CONTENDED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(word, me.pid, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             return None;
@@ -540,9 +630,88 @@ impl SharedLock {
         shared.depth.store(0, Ordering::Relaxed);
         shared.recovered.fetch_add(1, Ordering::Relaxed);
         shared.tid.store(0, Ordering::Relaxed);
-        shared.word.store(0, Ordering::Release);
+        shared.word.store(0, Ordering::SeqCst);
         let _ = futex::wake(&shared.word, futex::Flags::empty(), u32::MAX);
         Some(DeadOwner { pid, tid, name })
+    }
+}
+
+/// A waiter's entry in a lock's table of waiters, for as long as it lives.
+struct Listed<'a> {
+    slot: Option<&'a AtomicU64>,
+}
+
+impl<'a> Listed<'a> {
+    fn new(lock: &'a SharedLock, me: Me, timed: bool) -> Listed<'a> {
+        let entry = (u64::from(me.pid) << 32) | u64::from(me.tid) | if timed { TIMED } else { 0 };
+        let slot = lock.shared().waiters.iter().find(|slot| {
+            slot.load(Ordering::Relaxed) == 0
+                && slot
+                    .compare_exchange(0, entry, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+        });
+        Listed { slot }
+    }
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            slot.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+impl SharedLock {
+    /// Whether thread `who` (pid, tid) is listed as waiting for this lock with no deadline.
+    fn waited_for_by(&self, who: (u32, u32)) -> bool {
+        let entry = (u64::from(who.0) << 32) | u64::from(who.1);
+        self.shared()
+            .waiters
+            .iter()
+            .any(|slot| slot.load(Ordering::SeqCst) == entry)
+    }
+
+    /// The cycle of waits from `me`, waiting for this lock, back to `me`, if there is one.
+    fn cycle_from(&self, me: Me, locks: &[Arc<SharedLock>]) -> Option<Vec<CycleEdge>> {
+        let mut edges = Vec::new();
+        let mut waiter = (me.pid, me.tid);
+        let mut lock = self;
+        for _ in 0..MAX_WALK {
+            let holder = lock.holder();
+            if holder.0 == 0 || holder.1 == 0 {
+                return None;
+            }
+            edges.push(CycleEdge {
+                waiter,
+                kind: lock.kind,
+                lock: lock.inode,
+                holder,
+                holder_name: lock.recorded_name(holder.0),
+            });
+            if holder == (me.pid, me.tid) {
+                // Waiting for a plain lock one holds oneself is waiting for a signal.
+                let signal = edges.len() == 1 && lock.kind == Kind::Lock;
+                return (!signal).then_some(edges);
+            }
+            lock = locks.iter().find(|other| other.waited_for_by(holder))?;
+            waiter = holder;
+        }
+        None
+    }
+
+    /// A cycle through `me`'s wait for this lock, found twice a moment apart, that `me` is the
+    /// one of its waiters to report (the smallest pid and thread id).
+    #[cold]
+    fn confirmed_cycle(&self, me: Me) -> Option<Vec<CycleEdge>> {
+        let locks = mapped_locks();
+        let cycle = self.cycle_from(me, &locks)?;
+        if cycle.iter().any(|edge| edge.waiter < (me.pid, me.tid)) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        let again = self.cycle_from(me, &locks)?;
+        (again == cycle).then_some(cycle)
     }
 }
 

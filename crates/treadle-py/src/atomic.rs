@@ -1,12 +1,12 @@
-//! Lock-free operations on a `ctypes` integer (`treadle.multiprocessing`'s `Value`s):
-//! `treadle_core::atomic` on the object's address, which the Python caller takes from an object
-//! it holds alive for the call.
+//! `treadle._treadle._AtomicCell`: lock-free operations on a `ctypes` integer
+//! (`treadle.multiprocessing`'s `Value`s), `treadle_core::atomic` on the object's address. The
+//! cell holds the object, so the memory outlives it.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use treadle_core::atomic::IntType;
 
-/// The integer type of a `ctypes` type code of this platform (`ctypes._SimpleCData._type_`).
+/// The integer type of a fixed-width type code (`b`, `B`, `h`, `H`, `i`, `I`, `q`, `Q`).
 fn int_type(code: &str) -> PyResult<IntType> {
     Ok(match code {
         "b" => IntType::I8,
@@ -15,68 +15,81 @@ fn int_type(code: &str) -> PyResult<IntType> {
         "H" => IntType::U16,
         "i" => IntType::I32,
         "I" => IntType::U32,
-        "l" | "q" => IntType::I64,
-        "L" | "Q" => IntType::U64,
+        "q" => IntType::I64,
+        "Q" => IntType::U64,
         _ => {
             return Err(PyValueError::new_err(format!(
-                "atomic operations need an integer value, not type code {code:?}"
+                "atomic operations need an integer type code, not {code:?}"
             )))
         }
     })
 }
 
-/// The checked pointer: non-null and aligned for the type.
-fn pointer(address: usize, ty: IntType) -> PyResult<*mut u8> {
-    if address == 0 || address % ty.size() != 0 {
-        return Err(PyValueError::new_err("misaligned integer"));
-    }
-    Ok(address as *mut u8)
-}
-
-/// The integer of type `code` at `address`.
-#[pyfunction]
-pub(crate) fn _atomic_load(address: usize, code: &str) -> PyResult<i128> {
-    let ty = int_type(code)?;
-    let ptr = pointer(address, ty)?;
-    // SAFETY: the caller (treadle.multiprocessing.sharedctypes) passes the address of a ctypes
-    // integer of this type that it holds alive for the call; it is aligned (checked) and other
-    // processes reach it only through these same atomic operations or plain ctypes access,
-    // whose tearing is the program's own race, not memory unsafety for us.
-    Ok(unsafe { ty.load(ptr) })
-}
-
-/// Stores `value` (wrapped to the width) at `address`.
-#[pyfunction]
-pub(crate) fn _atomic_store(address: usize, code: &str, value: i128) -> PyResult<()> {
-    let ty = int_type(code)?;
-    let ptr = pointer(address, ty)?;
-    // SAFETY: as in `_atomic_load`.
-    unsafe { ty.store(ptr, value) };
-    Ok(())
-}
-
-/// Adds `delta` (wrapping) at `address`; the value before.
-#[pyfunction]
-pub(crate) fn _atomic_fetch_add(address: usize, code: &str, delta: i128) -> PyResult<i128> {
-    let ty = int_type(code)?;
-    let ptr = pointer(address, ty)?;
-    // SAFETY: as in `_atomic_load`.
-    Ok(unsafe { ty.fetch_add(ptr, delta) })
-}
-
-/// Stores `new` at `address` if `expected` is there: (whether it was, the value found).
-#[pyfunction]
-pub(crate) fn _atomic_compare_exchange(
+/// An integer in memory that `owner` keeps alive, operated on atomically.
+#[pyclass(frozen, name = "_AtomicCell", module = "treadle")]
+pub(crate) struct PyAtomicCell {
+    _owner: Py<PyAny>,
     address: usize,
-    code: &str,
-    expected: i128,
-    new: i128,
-) -> PyResult<(bool, i128)> {
-    let ty = int_type(code)?;
-    let ptr = pointer(address, ty)?;
-    // SAFETY: as in `_atomic_load`.
-    Ok(match unsafe { ty.compare_exchange(ptr, expected, new) } {
-        Ok(found) => (true, found),
-        Err(found) => (false, found),
-    })
+    ty: IntType,
+}
+
+impl PyAtomicCell {
+    fn ptr(&self) -> *mut u8 {
+        self.address as *mut u8
+    }
+}
+
+#[pymethods]
+impl PyAtomicCell {
+    /// The integer of type `code` at `address`, inside `owner` (a `ctypes` object, which
+    /// must stay where it is as long as it lives, as one made on a buffer does).
+    #[new]
+    fn new(owner: Py<PyAny>, address: usize, code: &str) -> PyResult<Self> {
+        let ty = int_type(code)?;
+        if address == 0 || address % ty.size() != 0 {
+            return Err(PyValueError::new_err("misaligned integer"));
+        }
+        Ok(PyAtomicCell {
+            _owner: owner,
+            address,
+            ty,
+        })
+    }
+
+    /// The value.
+    fn load(&self) -> i128 {
+        // SAFETY: `address` is aligned (checked) and points into `owner`'s memory, which the
+        // cell keeps alive and which does not move; other processes reach it only through
+        // these same atomic operations or plain ctypes reads and writes, a race of the
+        // program's own that tears no memory of ours.
+        unsafe { self.ty.load(self.ptr()) }
+    }
+
+    /// Sets the value (wrapped to the width).
+    fn store(&self, value: i128) {
+        // SAFETY: as in `load`.
+        unsafe { self.ty.store(self.ptr(), value) }
+    }
+
+    /// Adds `delta` (wrapping); the value before.
+    #[pyo3(signature = (delta=1))]
+    fn fetch_add(&self, delta: i128) -> i128 {
+        // SAFETY: as in `load`.
+        unsafe { self.ty.fetch_add(self.ptr(), delta) }
+    }
+
+    /// Adds `delta` (wrapping); the value after.
+    #[pyo3(signature = (delta=1))]
+    fn add(&self, delta: i128) -> i128 {
+        self.ty.wrap(self.fetch_add(delta) + delta)
+    }
+
+    /// Sets the value to `new` if it is `expected`; the value found (the exchange happened if
+    /// it equals `expected`).
+    fn compare_exchange(&self, expected: i128, new: i128) -> i128 {
+        // SAFETY: as in `load`.
+        match unsafe { self.ty.compare_exchange(self.ptr(), expected, new) } {
+            Ok(found) | Err(found) => found,
+        }
+    }
 }

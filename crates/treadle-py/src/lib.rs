@@ -105,10 +105,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "OwnerDiedError",
         m.py().get_type::<shared_lock::OwnerDiedError>(),
     )?;
-    m.add_function(wrap_pyfunction!(atomic::_atomic_load, m)?)?;
-    m.add_function(wrap_pyfunction!(atomic::_atomic_store, m)?)?;
-    m.add_function(wrap_pyfunction!(atomic::_atomic_fetch_add, m)?)?;
-    m.add_function(wrap_pyfunction!(atomic::_atomic_compare_exchange, m)?)?;
+    m.add_class::<atomic::PyAtomicCell>()?;
     m.add_class::<stats::PyExecutorStats>()?;
     m.add_class::<stats::PyTimeStats>()?;
     m.add_class::<stats::PyWorkerStats>()?;

@@ -9,9 +9,12 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyValueError
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use treadle_core::wait_graph::{Mode, WaitGraph};
 use treadle_os::os_threads::fork_generation;
-use treadle_os::shared_lock::{Acquire, DeadOwner, Kind, ReleaseError, SharedLock, VALUE_MAX};
+use treadle_os::shared_lock::{
+    register, Acquire, CycleEdge, DeadOwner, Kind, ReleaseError, SharedLock, Watch, VALUE_MAX,
+};
 
 pyo3::create_exception!(
     treadle.multiprocessing,
@@ -26,7 +29,7 @@ pyo3::create_exception!(
 /// A lock, reentrant lock or semaphore shared between processes.
 #[pyclass(frozen, weakref, name = "_SharedLock", module = "treadle")]
 pub(crate) struct PySharedLock {
-    core: SharedLock,
+    core: Arc<SharedLock>,
 }
 
 /// This process's `multiprocessing.current_process().name`, asked once per process.
@@ -71,7 +74,73 @@ fn owner_died(lock: &Bound<'_, PySharedLock>, dead: DeadOwner) -> PyErr {
     error
 }
 
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Lock => "Lock",
+        Kind::RLock => "RLock",
+        Kind::Semaphore => "Semaphore",
+    }
+}
+
+fn who(pid: u32, tid: u32, name: &str) -> String {
+    if name.is_empty() {
+        format!("process {pid} thread {tid}")
+    } else {
+        format!("process {pid} ({name:?}) thread {tid}")
+    }
+}
+
+/// The report of a deadlock across processes: each wait, who holds what the next waits for.
+fn deadlock_report(py: Python<'_>, cycle: &[CycleEdge]) -> String {
+    let mut lines =
+        vec!["deadlock across processes: each waits for a lock the next holds".to_owned()];
+    for (i, edge) in cycle.iter().enumerate() {
+        let held = &cycle[(i + cycle.len() - 1) % cycle.len()];
+        let waiter_name = if i == 0 {
+            process_name(py)
+        } else {
+            held.holder_name.clone()
+        };
+        lines.push(format!(
+            "  {} holds {} #{} and waits for {} #{}, held by {}{}",
+            who(edge.waiter.0, edge.waiter.1, &waiter_name),
+            kind_name(held.kind),
+            held.lock,
+            kind_name(edge.kind),
+            edge.lock,
+            who(edge.holder.0, edge.holder.1, &edge.holder_name),
+            if i == 0 { "   <- this wait raises" } else { "" },
+        ));
+    }
+    lines.push(
+        "(locks shared by processes: #n is the same lock in every process; the other waits go \
+         on until this one gives up what it holds)"
+            .to_owned(),
+    );
+    lines.join("\n")
+}
+
+/// `treadle.DeadlockError` with `report` (raise mode), or `None` once the report is issued as
+/// a `DeadlockWarning` (warn mode).
+fn deadlock(py: Python<'_>, report: String, mode: Mode) -> PyResult<Option<PyErr>> {
+    let errors = py.import("treadle.deadlock.errors")?;
+    if mode == Mode::Raise {
+        let error = errors.getattr("DeadlockError")?.call1((report,))?;
+        return Ok(Some(PyErr::from_value(error)));
+    }
+    let category = errors.getattr("DeadlockWarning")?;
+    py.import("warnings")?
+        .call_method1("warn", (report, category, 2))?;
+    Ok(None)
+}
+
 impl PySharedLock {
+    fn wrap(core: SharedLock) -> Self {
+        let core = Arc::new(core);
+        register(&core);
+        PySharedLock { core }
+    }
+
     #[inline]
     fn taken(&self, py: Python<'_>) {
         if self.core.kind() != Kind::Semaphore && !self.core.name_recorded() {
@@ -99,7 +168,7 @@ impl PySharedLock {
         let core = py
             .detach(|| SharedLock::create(kind, value, maxvalue))
             .map_err(|e| PyOSError::new_err(format!("cannot make a shared lock: {e}")))?;
-        Ok(PySharedLock { core })
+        Ok(PySharedLock::wrap(core))
     }
 
     /// Opens the lock whose descriptor another process passed, taking `fd` over.
@@ -111,7 +180,7 @@ impl PySharedLock {
         // SAFETY: the caller hands the open descriptor over and no longer uses it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let core = SharedLock::open(fd).map_err(|e| PyOSError::new_err(format!("{e}")))?;
-        Ok(PySharedLock { core })
+        Ok(PySharedLock::wrap(core))
     }
 
     /// The shared memory's descriptor (owned by the lock: duplicate it to pass it on).
@@ -138,19 +207,35 @@ impl PySharedLock {
             (true, Some(t)) if t.is_none() => Wait::Until(None),
             (true, Some(t)) => seconds_wait(slf.py(), seconds(t)?.max(0.0))?,
         };
-        let outcome = block_on(slf.py(), wait, None, |deadline| {
-            match this.core.acquire_until(deadline) {
-                Acquire::TimedOut => None,
-                other => Some(other),
-            }
-        })?;
-        match outcome {
-            Some(Acquire::Taken) => {
-                this.taken(slf.py());
-                Ok(true)
-            }
-            Some(Acquire::OwnerDied(dead)) => Err(owner_died(slf, dead)),
-            Some(Acquire::TimedOut) | None => Ok(false),
+        let mode = WaitGraph::global().mode();
+        let mut watch = Watch {
+            detect: mode != Mode::Off,
+            timed: wait != Wait::Until(None),
+        };
+        loop {
+            let outcome = block_on(slf.py(), wait, None, |deadline| {
+                match this.core.acquire_until(deadline, watch) {
+                    Acquire::TimedOut => None,
+                    other => Some(other),
+                }
+            })?;
+            return match outcome {
+                Some(Acquire::Taken) => {
+                    this.taken(slf.py());
+                    Ok(true)
+                }
+                Some(Acquire::OwnerDied(dead)) => Err(owner_died(slf, dead)),
+                Some(Acquire::Deadlock(cycle)) => {
+                    match deadlock(slf.py(), deadlock_report(slf.py(), &cycle), mode)? {
+                        Some(error) => Err(error),
+                        None => {
+                            watch.detect = false; // warned: wait on, as warn mode does
+                            continue;
+                        }
+                    }
+                }
+                Some(Acquire::TimedOut) | None => Ok(false),
+            };
         }
     }
 
@@ -221,5 +306,11 @@ impl PySharedLock {
     #[getter]
     fn owners_died(&self) -> u64 {
         self.core.recovered()
+    }
+
+    /// The lock's identity, the same in every process (its memory's inode number).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.core.id()
     }
 }

@@ -21,12 +21,7 @@ from multiprocessing import sharedctypes as _standard
 from multiprocessing.sharedctypes import rebuild_ctype, typecode_to_type
 from typing import Any
 
-from treadle._treadle import (
-    _atomic_compare_exchange,
-    _atomic_fetch_add,
-    _atomic_load,
-    _atomic_store,
-)
+from treadle._treadle import _AtomicCell
 from treadle.multiprocessing import heap, synchronize
 
 __all__ = [
@@ -101,31 +96,30 @@ def copy(obj: Any) -> Any:
 
 
 class Synchronized(_standard.Synchronized):
-    """A ``Value``: ``value`` under its lock, and atomic operations on an integer value."""
+    """A ``Value``: ``value`` under its lock, and, for an integer value, the atomic
+    operations ``load()``, ``store(value)``, ``fetch_add(delta=1)`` (the value before),
+    ``add(delta=1)`` (the value after) and ``compare_exchange(expected, new)`` (the value
+    found: the exchange happened if it equals ``expected``), which take no lock."""
+
+    def __init__(self, obj: Any, lock: Any = None, ctx: Any = None) -> None:
+        super().__init__(obj, lock, ctx)
+        code = _code(obj)
+        if code is not None:
+            cell = _AtomicCell(obj, ctypes.addressof(obj), code)
+            # Bound to the instance: a call goes straight to the native method.
+            self.load, self.store = cell.load, cell.store
+            self.fetch_add, self.add = cell.fetch_add, cell.add
+            self.compare_exchange = cell.compare_exchange
 
     def __reduce__(self) -> Any:
         return synchronized, (self._obj, self._lock)
 
-    def load(self) -> int:
-        """The value, read atomically."""
-        return load(self._obj)
-
-    def store(self, value: int) -> None:
-        """Sets the value atomically."""
-        store(self._obj, value)
-
-    def fetch_add(self, delta: int = 1) -> int:
-        """Adds ``delta`` atomically; the value before."""
-        return fetch_add(self._obj, delta)
-
-    def add(self, delta: int = 1) -> int:
-        """Adds ``delta`` atomically; the value after."""
-        return add(self._obj, delta)
-
-    def compare_exchange(self, expected: int, new: int) -> int:
-        """Sets the value to ``new`` if it is ``expected``, atomically; the value found (the
-        exchange happened if it is ``expected``)."""
-        return compare_exchange(self._obj, expected, new)
+    def __getattr__(self, name: str) -> Any:
+        if name in _ATOMIC_OPERATIONS:
+            raise TypeError(
+                f"atomic operations need an integer value, not {type(self._obj).__name__}"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 class SynchronizedArray(_standard.SynchronizedArray):
@@ -160,49 +154,51 @@ def synchronized(obj: Any, lock: Any = None, ctx: Any = None) -> Any:
 # -- atomic operations -------------------------------------------------------------------------
 
 
-def _integer(obj: Any) -> tuple[int, str, Any]:
-    """The address, type code and ctypes type of an integer value (a raw one, or a
-    ``Value``'s)."""
-    if isinstance(obj, _standard.SynchronizedBase):
-        obj = obj.get_obj()
+_ATOMIC_OPERATIONS = frozenset(("load", "store", "fetch_add", "add", "compare_exchange"))
+
+
+def _code(obj: Any) -> str | None:
+    """The fixed-width type code of an integer ``ctypes`` value, or ``None``."""
     code = getattr(type(obj), "_type_", None)
     if not isinstance(obj, ctypes._SimpleCData) or not isinstance(code, str):
+        return None
+    if code not in "bBhHiIlLqQ":
+        return None
+    # c_long is c_int or c_longlong by size; the native side knows fixed widths only.
+    width = {1: "b", 2: "h", 4: "i", 8: "q"}[ctypes.sizeof(obj)]
+    return width.upper() if code.isupper() else width
+
+
+def _cell(obj: Any) -> _AtomicCell:
+    if isinstance(obj, _standard.SynchronizedBase):
+        obj = obj.get_obj()
+    code = _code(obj)
+    if code is None:
         raise TypeError(f"atomic operations need an integer ctypes value, not {obj!r}")
-    # c_long and c_longlong are the same size here; the native side knows only fixed widths.
-    width = {4: "i", 8: "q", 2: "h", 1: "b"}.get(ctypes.sizeof(obj))
-    if code in "BHILQ" and width is not None:
-        width = width.upper()
-    if code not in "bBhHiIlLqQ" or width is None:
-        raise TypeError(f"atomic operations need an integer value, not type code {code!r}")
-    return ctypes.addressof(obj), width, type(obj)
+    return _AtomicCell(obj, ctypes.addressof(obj), code)
 
 
 def load(obj: Any) -> int:
     """The integer value ``obj`` (a ``Value`` or a raw ``ctypes`` integer), read atomically."""
-    address, code, _ = _integer(obj)
-    return _atomic_load(address, code)
+    return _cell(obj).load()
 
 
 def store(obj: Any, value: int) -> None:
     """Sets the integer value ``obj`` to ``value``, atomically."""
-    address, code, _ = _integer(obj)
-    _atomic_store(address, code, value)
+    _cell(obj).store(value)
 
 
 def fetch_add(obj: Any, delta: int = 1) -> int:
     """Adds ``delta`` to the integer value ``obj`` atomically (wrapping); the value before."""
-    address, code, _ = _integer(obj)
-    return _atomic_fetch_add(address, code, delta)
+    return _cell(obj).fetch_add(delta)
 
 
 def add(obj: Any, delta: int = 1) -> int:
     """Adds ``delta`` to the integer value ``obj`` atomically (wrapping); the value after."""
-    address, code, type_ = _integer(obj)
-    return type_(_atomic_fetch_add(address, code, delta) + delta).value
+    return _cell(obj).add(delta)
 
 
 def compare_exchange(obj: Any, expected: int, new: int) -> int:
     """Sets the integer value ``obj`` to ``new`` if it is ``expected``, atomically; the value
     found (the exchange happened if it equals ``expected``)."""
-    address, code, _ = _integer(obj)
-    return _atomic_compare_exchange(address, code, expected, new)[1]
+    return _cell(obj).compare_exchange(expected, new)

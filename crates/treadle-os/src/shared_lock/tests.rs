@@ -58,7 +58,7 @@ fn semaphore_counts_and_respects_its_bound() {
     assert!(sem.try_acquire());
     assert!(!sem.try_acquire());
     let soon = Some(Instant::now() + Duration::from_millis(20));
-    assert_eq!(sem.acquire_until(soon), Acquire::TimedOut);
+    assert_eq!(sem.acquire_until(soon, Watch::default()), Acquire::TimedOut);
     sem.release().unwrap();
     sem.release().unwrap();
     assert_eq!(sem.release(), Err(ReleaseError::TooManyReleases));
@@ -70,7 +70,7 @@ fn a_waiter_is_woken_by_a_release_in_another_mapping() {
     let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
     let other = reopened(&lock);
     assert!(lock.try_acquire());
-    let waiter = std::thread::spawn(move || other.acquire_until(None));
+    let waiter = std::thread::spawn(move || other.acquire_until(None, Watch::default()));
     std::thread::sleep(Duration::from_millis(20));
     lock.release().unwrap();
     assert_eq!(waiter.join().unwrap(), Acquire::Taken);
@@ -86,7 +86,7 @@ fn a_dead_owner_is_reported_once_and_the_lock_freed() {
         lock.shared().name_pid.store(pid, Ordering::Relaxed);
         lock.shared().name_len.store(0, Ordering::Relaxed);
         let soon = Some(Instant::now() + Duration::from_secs(5));
-        match lock.acquire_until(soon) {
+        match lock.acquire_until(soon, Watch::default()) {
             Acquire::OwnerDied(dead) => {
                 assert_eq!(dead.pid, pid);
                 assert_eq!(dead.tid, pid);
@@ -95,7 +95,7 @@ fn a_dead_owner_is_reported_once_and_the_lock_freed() {
         }
         assert_eq!(lock.value(), 1);
         assert_eq!(lock.recovered(), 1);
-        assert_eq!(lock.acquire_until(soon), Acquire::Taken);
+        assert_eq!(lock.acquire_until(soon, Watch::default()), Acquire::Taken);
     }
 }
 
@@ -105,7 +105,10 @@ fn a_live_owner_is_waited_for() {
     let other = reopened(&lock);
     assert!(lock.try_acquire());
     let soon = Some(Instant::now() + LIVENESS_POLL * 3);
-    assert_eq!(other.acquire_until(soon), Acquire::TimedOut);
+    assert_eq!(
+        other.acquire_until(soon, Watch::default()),
+        Acquire::TimedOut
+    );
 }
 
 #[test]
@@ -114,4 +117,85 @@ fn the_owner_name_is_kept_for_the_report() {
     lock.record_name("Worker-1");
     assert!(lock.name_recorded());
     assert_eq!(lock.recorded_name(me().pid), "Worker-1");
+}
+
+#[test]
+fn a_cycle_through_waits_with_deadlines_is_not_a_deadlock() {
+    let a = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
+    let b = Arc::new(SharedLock::create(Kind::RLock, 1, 1).unwrap());
+    register(&a);
+    register(&b);
+    let watch = Watch {
+        detect: true,
+        timed: true,
+    };
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let take = |first: Arc<SharedLock>, second: Arc<SharedLock>| {
+        let barrier = Arc::clone(&barrier);
+        std::thread::spawn(move || {
+            assert!(first.try_acquire());
+            barrier.wait();
+            let outcome = second.acquire_until(Some(Instant::now() + LIVENESS_POLL * 3), watch);
+            if outcome == Acquire::Taken {
+                second.release().unwrap();
+            }
+            first.release().unwrap();
+            outcome
+        })
+    };
+    let one = take(Arc::clone(&a), Arc::clone(&b));
+    let two = take(Arc::clone(&b), Arc::clone(&a));
+    let outcomes = [one.join().unwrap(), two.join().unwrap()];
+    let cycles: Vec<_> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Acquire::Deadlock(cycle) => Some(cycle),
+            _ => None,
+        })
+        .collect();
+    assert!(cycles.is_empty(), "{outcomes:?}");
+    assert!(outcomes.contains(&Acquire::TimedOut), "{outcomes:?}");
+}
+
+#[test]
+fn an_untimed_lock_order_cycle_is_reported_by_exactly_one_waiter() {
+    let a = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
+    let b = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
+    register(&a);
+    register(&b);
+    let watch = Watch {
+        detect: true,
+        timed: false,
+    };
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let take = |first: Arc<SharedLock>, second: Arc<SharedLock>| {
+        let barrier = Arc::clone(&barrier);
+        std::thread::spawn(move || {
+            assert!(first.try_acquire());
+            barrier.wait();
+            let outcome = second.acquire_until(None, watch);
+            if !matches!(outcome, Acquire::Deadlock(_)) {
+                second.release().unwrap();
+            }
+            first.release().unwrap();
+            outcome
+        })
+    };
+    let one = take(Arc::clone(&a), Arc::clone(&b));
+    let two = take(Arc::clone(&b), Arc::clone(&a));
+    let outcomes = [one.join().unwrap(), two.join().unwrap()];
+    let cycles: Vec<_> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Acquire::Deadlock(cycle) => Some(cycle.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cycles.len(), 1, "{outcomes:?}");
+    let cycle = &cycles[0];
+    assert_eq!(cycle.len(), 2);
+    assert_eq!(cycle[0].holder, cycle[1].waiter);
+    assert_eq!(cycle[1].holder, cycle[0].waiter);
+    let ids: Vec<u64> = cycle.iter().map(|edge| edge.lock).collect();
+    assert!(ids.contains(&a.id()) && ids.contains(&b.id()));
 }
