@@ -24,6 +24,7 @@
 pub mod channel;
 pub mod fork_server;
 pub mod frame;
+pub mod futex_word;
 pub mod holders;
 pub mod oom;
 pub mod os_threads;

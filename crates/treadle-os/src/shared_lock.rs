@@ -33,8 +33,9 @@
 //! again after a moment and reports only the same cycle found twice (a wait that just ended
 //! leaves its record for an instant), and only the waiter with the smallest (pid, thread) of
 //! the cycle reports, so one process of the cycle raises and the others wait on (for it to give
-//! up what it holds). The walk runs when the waiter publishes and after each sleep of
-//! [`LIVENESS_POLL`]. A thread waiting for a plain lock it holds itself is not a deadlock (any
+//! up what it holds). The walk runs after each sleep that ended with the lock still held (at
+//! most [`LIVENESS_POLL`], shorter when the caller waits in slices), not before the first:
+//! most waits end before, and a deadlock waits for ever. A thread waiting for a plain lock it holds itself is not a deadlock (any
 //! thread may release a `Lock`: it is a signal), as in the in-process wait graph.
 //!
 //! The owner's pid is the process's as the kernel numbers it.
@@ -425,9 +426,7 @@ impl SharedLock {
     pub fn count_here(&self) -> u32 {
         let shared = self.shared();
         let me = me();
-        if self.kind == Kind::Semaphore
-            || shared.word.load(Ordering::Relaxed) != me.pid
-        {
+        if self.kind == Kind::Semaphore || shared.word.load(Ordering::Relaxed) != me.pid {
             return 0;
         }
         match self.kind {
@@ -560,7 +559,8 @@ impl SharedLock {
             std::hint::spin_loop();
         }
         let _listed = Listed::new(self, me, watch.timed);
-        let mut look = watch.detect && !watch.timed;
+        // The first look after the first sleep in vain: most waits end before.
+        let mut look = false;
         loop {
             if look {
                 look = false;

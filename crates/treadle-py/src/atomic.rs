@@ -2,9 +2,13 @@
 //! (`treadle.multiprocessing`'s `Value`s), `treadle_core::atomic` on the object's address. The
 //! cell holds the object, so the memory outlives it.
 
-use pyo3::exceptions::PyValueError;
+use crate::runtime::timeout::optional_wait;
+use crate::runtime::wait::block_until;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use std::sync::atomic::AtomicU32;
 use treadle_core::atomic::IntType;
+use treadle_os::futex_word;
 
 /// The integer type of a fixed-width type code (`b`, `B`, `h`, `H`, `i`, `I`, `q`, `Q`).
 fn int_type(code: &str) -> PyResult<IntType> {
@@ -36,6 +40,19 @@ pub(crate) struct PyAtomicCell {
 impl PyAtomicCell {
     fn ptr(&self) -> *mut u8 {
         self.address as *mut u8
+    }
+
+    /// The cell as a futex word (a 32-bit integer only).
+    fn word(&self) -> PyResult<&AtomicU32> {
+        if !matches!(self.ty, IntType::I32 | IntType::U32) {
+            return Err(PyTypeError::new_err(
+                "only a 32-bit integer can be waited on",
+            ));
+        }
+        // SAFETY: a 4-byte aligned integer (checked at construction) in memory `owner` keeps
+        // alive and in place for as long as `self` lives, which outlives the borrow; every
+        // access to it is atomic or the program's own race (see `load`).
+        Ok(unsafe { AtomicU32::from_ptr(self.ptr().cast()) })
     }
 }
 
@@ -82,6 +99,30 @@ impl PyAtomicCell {
     #[pyo3(signature = (delta=1))]
     fn add(&self, delta: i128) -> i128 {
         self.ty.wrap(self.fetch_add(delta) + delta)
+    }
+
+    /// Waits, detached and interruptible, while the value (a 32-bit integer) is `expected`, for
+    /// at most `timeout` seconds (`None`: no limit); whether it changed.
+    #[pyo3(signature = (expected, timeout=None))]
+    fn wait_while(
+        &self,
+        py: Python<'_>,
+        expected: i128,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let word = self.word()?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let expected = self.ty.wrap(expected) as u32;
+        let wait = optional_wait(py, timeout)?;
+        block_until(py, wait, None, |deadline| {
+            futex_word::wait_while(word, expected, deadline)
+        })
+    }
+
+    /// Wakes every thread, in any process, waiting in `wait_while` on this value.
+    fn wake_all(&self) -> PyResult<()> {
+        futex_word::wake_all(self.word()?);
+        Ok(())
     }
 
     /// Sets the value to `new` if it is `expected`; the value found (the exchange happened if

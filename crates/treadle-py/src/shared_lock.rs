@@ -7,7 +7,6 @@ use crate::runtime::timeout::{seconds, seconds_wait, Wait};
 use crate::runtime::wait::block_on;
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use treadle_core::wait_graph::{Mode, WaitGraph};
@@ -253,11 +252,21 @@ impl PySharedLock {
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let this = slf.get();
+        if this.core.try_acquire() {
+            this.taken(slf.py());
+            return Ok(true);
+        }
         PySharedLock::acquire(slf, true, None)
     }
 
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    #[pyo3(signature = (_exc_type=None, _exc=None, _traceback=None))]
+    fn __exit__(
+        &self,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         self.release()
     }
 

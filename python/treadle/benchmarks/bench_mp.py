@@ -9,9 +9,10 @@ Cases: small messages (ints) through a queue; 100 KiB ``bytes`` messages through
 first instruction of its target; shared state: a ``Lock`` taken and released with no
 contention, a ``Value`` incremented by 2 processes under its lock (and by treadle's atomic
 ``fetch_add``, against multiprocessing's lock), a ``Barrier`` round between 2 processes.
-Producers are forked children (every queue can be given to one); what is timed is the transfer, from the moment the producer is told to go. Prints
-microseconds per operation, the speedup over multiprocessing (its time / treadle's time; above
-1 means treadle is faster), and the rates.
+Producers are forked children (every queue can be given to one); what is timed is the
+transfer, from the moment the producer is told to go. Prints microseconds per operation, the
+speedup over multiprocessing (its time / treadle's time; above 1 means treadle is faster), and
+the rates.
 """
 
 from __future__ import annotations
