@@ -6,19 +6,38 @@ use rustix::thread::futex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-/// Pauses a waiter watches the word for before it sleeps (about 12 us here): the other side of
-/// a hand-off between processes is usually that close, and a futex sleep and wake-up cost more.
+/// The most pauses a waiter watches the word for before it sleeps (about 12 us here): the other
+/// side of a hand-off between processes is often that close, and a futex sleep and wake-up cost
+/// more.
 pub const SPIN: u32 = 1024;
+/// The fewest.
+const MIN_SPIN: u32 = 16;
 
-/// Sleeps while `word` holds `expected`, until `deadline` (`None`: no limit); whether the word
-/// changed (`false`: the deadline passed with it unchanged). May wake early and look again.
-pub fn wait_while(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
-    for _ in 0..SPIN {
+/// A waiter's spin, adapted as the ring's reader's is: a spin that saw the change doubles the
+/// next, one in vain halves it, so that on a busy machine, where the other side is often not
+/// running while the waiter spins, the waiter sleeps at once and gives it the core.
+#[derive(Debug)]
+pub struct Spin(AtomicU32);
+
+impl Default for Spin {
+    fn default() -> Self {
+        Spin(AtomicU32::new(SPIN))
+    }
+}
+
+/// Sleeps while `word` holds `expected`, until `deadline` (`None`: no limit), after watching it
+/// for `spin`'s pauses; whether the word changed (`false`: the deadline passed with it
+/// unchanged). May wake early and look again.
+pub fn wait_while(word: &AtomicU32, expected: u32, deadline: Option<Instant>, spin: &Spin) -> bool {
+    let pauses = spin.0.load(Ordering::Relaxed);
+    for _ in 0..pauses {
         if word.load(Ordering::Relaxed) != expected {
+            spin.0.store((pauses * 2).min(SPIN), Ordering::Relaxed);
             return true;
         }
         std::hint::spin_loop();
     }
+    spin.0.store((pauses / 2).max(MIN_SPIN), Ordering::Relaxed);
     loop {
         if word.load(Ordering::SeqCst) != expected {
             return true;

@@ -352,6 +352,19 @@ impl SharedLock {
         }
     }
 
+    /// Tries for [`SPIN`] pauses: for a caller about to wait, who would otherwise pay for
+    /// setting a wait up (a deadline, leaving the interpreter) for a lock that is about to come
+    /// free.
+    pub fn try_acquire_soon(&self) -> bool {
+        for _ in 0..SPIN {
+            if self.try_acquire() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
+    }
+
     /// Takes the lock (or one of the count) before `deadline` (`None`: no limit), a lock's
     /// wait watched for deadlocks as `watch` says.
     pub fn acquire_until(&self, deadline: Option<Instant>, watch: Watch) -> Acquire {

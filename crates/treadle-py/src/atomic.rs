@@ -35,6 +35,8 @@ pub(crate) struct PyAtomicCell {
     _owner: Py<PyAny>,
     address: usize,
     ty: IntType,
+    /// How long `wait_while` watches before it sleeps, adapted to how waits went.
+    spin: futex_word::Spin,
 }
 
 impl PyAtomicCell {
@@ -70,6 +72,7 @@ impl PyAtomicCell {
             _owner: owner,
             address,
             ty,
+            spin: futex_word::Spin::default(),
         })
     }
 
@@ -115,7 +118,7 @@ impl PyAtomicCell {
         let expected = self.ty.wrap(expected) as u32;
         let wait = optional_wait(py, timeout)?;
         block_until(py, wait, None, |deadline| {
-            futex_word::wait_while(word, expected, deadline)
+            futex_word::wait_while(word, expected, deadline, &self.spin)
         })
     }
 

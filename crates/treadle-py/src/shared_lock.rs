@@ -200,6 +200,10 @@ impl PySharedLock {
             this.taken(slf.py());
             return Ok(true);
         }
+        if block && this.core.kind() != Kind::Semaphore && this.core.try_acquire_soon() {
+            this.taken(slf.py());
+            return Ok(true);
+        }
         let wait = match (block, timeout) {
             (false, _) => Wait::Never,
             (true, None) => Wait::Until(None),

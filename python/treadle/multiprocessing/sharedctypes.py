@@ -114,12 +114,26 @@ class Synchronized(_standard.Synchronized):
     def __reduce__(self) -> Any:
         return synchronized, (self._obj, self._lock)
 
-    def __getattr__(self, name: str) -> Any:
-        if name in _ATOMIC_OPERATIONS:
-            raise TypeError(
-                f"atomic operations need an integer value, not {type(self._obj).__name__}"
-            )
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    # The operations of a value that is not an integer (an integer's are bound per instance).
+
+    def load(self) -> int:
+        raise _not_an_integer(self._obj)
+
+    def store(self, value: int) -> None:
+        raise _not_an_integer(self._obj)
+
+    def fetch_add(self, delta: int = 1) -> int:
+        raise _not_an_integer(self._obj)
+
+    def add(self, delta: int = 1) -> int:
+        raise _not_an_integer(self._obj)
+
+    def compare_exchange(self, expected: int, new: int) -> int:
+        raise _not_an_integer(self._obj)
+
+
+def _not_an_integer(obj: Any) -> TypeError:
+    return TypeError(f"atomic operations need an integer value, not {type(obj).__name__}")
 
 
 class SynchronizedArray(_standard.SynchronizedArray):
@@ -154,9 +168,6 @@ def synchronized(obj: Any, lock: Any = None, ctx: Any = None) -> Any:
 # -- atomic operations -------------------------------------------------------------------------
 
 
-_ATOMIC_OPERATIONS = frozenset(("load", "store", "fetch_add", "add", "compare_exchange"))
-
-
 def _code(obj: Any) -> str | None:
     """The fixed-width type code of an integer ``ctypes`` value, or ``None``."""
     code = getattr(type(obj), "_type_", None)
@@ -174,7 +185,7 @@ def _cell(obj: Any) -> _AtomicCell:
         obj = obj.get_obj()
     code = _code(obj)
     if code is None:
-        raise TypeError(f"atomic operations need an integer ctypes value, not {obj!r}")
+        raise _not_an_integer(obj)
     return _AtomicCell(obj, ctypes.addressof(obj), code)
 
 
