@@ -6,13 +6,15 @@ the mixin names treadle's, made for treadle's default context (``"forkserver"``:
 from the fork server). The tests also name ``multiprocessing.X`` directly (``TestWait``,
 ``TestSimpleQueue``, a few tests of the classes below): the module's ``multiprocessing`` becomes
 a copy of the standard library's whose ``Process``, queues, ``Pipe``, contexts and start
-methods, and whose locks and events (made for treadle's context), are treadle's.
+methods, locks, events and shared values are treadle's.
 
 Run: the process, queue and connection classes (``_TestProcess``, ``_TestSubclassingProcess``,
 ``_TestQueue``, ``_TestConnection``, ``_TestListenerClient``, ``_TestPoll``,
-``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``). Not run:
-the rest of the module (locks, values, pools, managers, shared memory), which is the standard
-library's own code and tested by CPython. The tests that check behaviour treadle changes on
+``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``), and the
+synchronization and shared-state classes (``_TestLock``, ``_TestSemaphore``,
+``_TestCondition``, ``_TestEvent``, ``_TestBarrier``, ``_TestValue``, ``_TestArray``). Not run:
+the rest of the module (pools, managers, shared memory), the standard library's own code here
+(or another branch's). The tests that check behaviour treadle changes on
 purpose are listed in ``DELIBERATE`` and skipped with the reason (treadle's behaviour in those
 cases is asserted by ``test_mp_*.py``); ``docs/multiprocessing.md`` lists them too.
 """
