@@ -18,6 +18,7 @@ from _mp_tasks import WAIT, joined
 
 import treadle.multiprocessing as mp
 from treadle import DeadlockError
+from treadle.futures import ProcessPoolExecutor
 from treadle.multiprocessing import OwnerDiedError, sharedctypes, synchronize
 
 
@@ -154,15 +155,34 @@ def test_a_barrier_with_an_action_across_processes():
     assert joined(child) and child.exitcode == 0
 
 
-def test_locks_and_values_pass_through_a_queue_and_to_a_standard_pool_initializer():
+def test_locks_pass_only_as_a_process_starts_as_the_standard_library_s():
+    with pytest.raises(RuntimeError, match="inheritance"):
+        pickle.dumps(mp.Lock())
+    with pytest.raises(RuntimeError, match="inheritance"):
+        pickle.dumps(mp.Condition())
+
+
+@pytest.mark.parametrize(
+    "make_pool",
+    [
+        lambda initargs: multiprocessing.get_context("spawn").Pool(
+            2, initializer=tasks.keep_initializer_argument, initargs=initargs
+        ),
+        # Workers forked from the caller inherit what they are given, as the standard
+        # library's forked workers do (the only way a lock reaches an already running worker).
+        lambda initargs: ProcessPoolExecutor(
+            2,
+            initializer=tasks.keep_initializer_argument,
+            initargs=initargs,
+            mp_context=multiprocessing.get_context("fork"),
+        ),
+    ],
+    ids=["multiprocessing.Pool", "treadle ProcessPoolExecutor(fork)"],
+)
+def test_a_value_and_its_lock_pass_to_a_pool_initializer(make_pool):
     value = mp.Value("q", 0)
-    q = mp.Queue()
-    q.put(value.get_lock())
-    assert q.get(timeout=WAIT)._semlock._get_value() == 1
-    with multiprocessing.get_context("spawn").Pool(
-        2, initializer=tasks.keep_initializer_argument, initargs=(value,)
-    ) as pool:
-        results = pool.map(tasks.increment_initializer_value, range(10))
+    with make_pool((value,)) as pool:
+        results = list(pool.map(tasks.increment_initializer_value, range(10)))
     assert sorted(results) == list(range(10))
     assert value.value == 10
 

@@ -3,9 +3,9 @@
 
 A lock or semaphore is a futex word in a page of shared memory (``_treadle._SharedLock``: a
 memfd, mode 0600, never named in ``/dev/shm``), passed to another process as its descriptor
-(``multiprocessing.reduction.DupFd``: to a child under every start method, to a pool's
-initializer, or through a queue by the resource sharer). Waits release the interpreter and
-are interrupted by Ctrl-C.
+(``multiprocessing.reduction.DupFd``: to a child under every start method, or to a pool's
+initializer; as the standard library's, only as a process starts, not through a queue).
+Waits release the interpreter and are interrupted by Ctrl-C.
 
 What the standard library's classes do, these do, and they are instances of them
 (``isinstance(lock, multiprocessing.synchronize.Lock)``): a ``Lock`` may be released by any
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from multiprocessing import reduction
+from multiprocessing import context, reduction
 from multiprocessing import synchronize as _standard
 from typing import Any
 
@@ -54,6 +54,7 @@ class SemLock(_standard.SemLock):
         self._make_methods()
 
     def __getstate__(self) -> Any:
+        context.assert_spawning(self)
         return reduction.DupFd(self._semlock.fd())
 
     def __setstate__(self, state: Any) -> None:
@@ -94,11 +95,7 @@ class RLock(SemLock, _standard.RLock):
 
 
 class Condition(_standard.Condition):
-    """The standard library's condition, on treadle's locks and semaphores; passable to any
-    process (not only to a child as it starts)."""
-
-    def __getstate__(self) -> Any:
-        return (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
+    """The standard library's condition, on treadle's locks and semaphores."""
 
 
 class Event(_standard.Event):
