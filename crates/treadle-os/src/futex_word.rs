@@ -25,19 +25,36 @@ impl Default for Spin {
     }
 }
 
+impl Spin {
+    /// A spin of at most `most` pauses, adapted from there.
+    pub fn up_to(most: u32) -> Spin {
+        Spin(AtomicU32::new(most))
+    }
+
+    /// Watches for `ready` for the spin's pauses, then adapts it (up to `most`); whether it
+    /// came.
+    pub fn until(&self, most: u32, mut ready: impl FnMut() -> bool) -> bool {
+        let pauses = self.0.load(Ordering::Relaxed);
+        for _ in 0..pauses {
+            if ready() {
+                self.0.store((pauses * 2).min(most), Ordering::Relaxed);
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        self.0
+            .store((pauses / 2).max(MIN_SPIN.min(most)), Ordering::Relaxed);
+        false
+    }
+}
+
 /// Sleeps while `word` holds `expected`, until `deadline` (`None`: no limit), after watching it
 /// for `spin`'s pauses; whether the word changed (`false`: the deadline passed with it
 /// unchanged). May wake early and look again.
 pub fn wait_while(word: &AtomicU32, expected: u32, deadline: Option<Instant>, spin: &Spin) -> bool {
-    let pauses = spin.0.load(Ordering::Relaxed);
-    for _ in 0..pauses {
-        if word.load(Ordering::Relaxed) != expected {
-            spin.0.store((pauses * 2).min(SPIN), Ordering::Relaxed);
-            return true;
-        }
-        std::hint::spin_loop();
+    if spin.until(SPIN, || word.load(Ordering::Relaxed) != expected) {
+        return true;
     }
-    spin.0.store((pauses / 2).max(MIN_SPIN), Ordering::Relaxed);
     loop {
         if word.load(Ordering::SeqCst) != expected {
             return true;

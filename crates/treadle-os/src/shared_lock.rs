@@ -40,6 +40,7 @@
 //!
 //! The owner's pid is the process's as the kernel numbers it.
 
+use crate::futex_word::Spin;
 use crate::holders::{alive, start_time};
 use crate::os_threads::fork_generation;
 use crate::shm::Region;
@@ -53,9 +54,10 @@ use std::time::{Duration, Instant};
 
 /// How long a waiter sleeps before it asks whether the owner is still alive.
 pub const LIVENESS_POLL: Duration = Duration::from_millis(100);
-/// Pauses a lock's waiter spends looking for it to come free before it sleeps: a critical
-/// section between processes is usually that short, and a sleep costs both sides a system call.
-/// Short, because on a busy machine the holder may need the core the waiter spins on.
+/// The most pauses a lock's waiter spends looking for it to come free before it sets a wait up:
+/// a critical section between processes is usually that short, and a sleep costs both sides a
+/// system call. Adapted per lock and process ([`Spin`]), because on a busy machine the holder
+/// may need the core the waiter spins on.
 pub const SPIN: u32 = 128;
 /// The largest count of a semaphore (`SEM_VALUE_MAX`).
 pub const VALUE_MAX: u32 = i32::MAX as u32;
@@ -229,6 +231,9 @@ pub struct SharedLock {
     region: Region,
     kind: Kind,
     maxvalue: u32,
+    /// How long this process's waiters look for the lock to come free before they sleep,
+    /// adapted to how that went (on a busy machine the holder may need the core).
+    spin: Spin,
     /// The memfd's inode number: the lock's identity in every process.
     inode: u64,
 }
@@ -258,6 +263,7 @@ impl SharedLock {
     pub fn create(kind: Kind, value: u32, maxvalue: u32) -> io::Result<SharedLock> {
         let region = Region::create("treadle-lock", SIZE, SIZE)?;
         let lock = SharedLock {
+            spin: Spin::up_to(SPIN),
             inode: inode(&region),
             region,
             kind,
@@ -288,6 +294,7 @@ impl SharedLock {
         let kind = Kind::from_code(shared.kind.load(Ordering::Relaxed));
         match kind {
             Some(kind) if shared.magic.load(Ordering::Acquire) == MAGIC => Ok(SharedLock {
+                spin: Spin::up_to(SPIN),
                 kind,
                 maxvalue: shared.maxvalue.load(Ordering::Relaxed),
                 inode: inode(&region),
@@ -356,13 +363,11 @@ impl SharedLock {
     /// setting a wait up (a deadline, leaving the interpreter) for a lock that is about to come
     /// free.
     pub fn try_acquire_soon(&self) -> bool {
-        for _ in 0..SPIN {
-            if self.try_acquire() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        false
+        // Looks before it tries: a compare-and-swap in a loop would take the holder's cache
+        // line from it.
+        self.spin.until(SPIN, || {
+            self.shared().word.load(Ordering::Relaxed) == 0 && self.try_acquire()
+        })
     }
 
     /// Takes the lock (or one of the count) before `deadline` (`None`: no limit), a lock's
@@ -559,18 +564,6 @@ impl SharedLock {
     #[cold]
     fn wait_for_lock(&self, me: Me, deadline: Option<Instant>, watch: Watch) -> Acquire {
         let shared = self.shared();
-        for _ in 0..SPIN {
-            if shared.word.load(Ordering::Relaxed) == 0
-                && shared
-                    .word
-                    .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                self.record_holder(me);
-                return Acquire::Taken;
-            }
-            std::hint::spin_loop();
-        }
         let _listed = Listed::new(self, me, watch.timed);
         // The first look after the first sleep in vain: most waits end before.
         let mut look = false;
