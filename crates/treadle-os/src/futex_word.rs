@@ -12,6 +12,8 @@ use std::time::Instant;
 pub const SPIN: u32 = 1024;
 /// The fewest.
 const MIN_SPIN: u32 = 16;
+/// About how long [`SPIN`] pauses last here.
+const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(12);
 
 /// A waiter's spin, adapted as the ring's reader's is: a spin that saw the change doubles the
 /// next, one in vain halves it, so that on a busy machine, where the other side is often not
@@ -31,13 +33,19 @@ impl Spin {
         Spin(AtomicU32::new(most))
     }
 
+    /// Doubles the spin (up to `most`).
+    pub fn grow(&self, most: u32) {
+        let pauses = self.0.load(Ordering::Relaxed);
+        self.0.store((pauses * 2).min(most), Ordering::Relaxed);
+    }
+
     /// Watches for `ready` for the spin's pauses, then adapts it (up to `most`); whether it
     /// came.
     pub fn until(&self, most: u32, mut ready: impl FnMut() -> bool) -> bool {
         let pauses = self.0.load(Ordering::Relaxed);
         for _ in 0..pauses {
             if ready() {
-                self.0.store((pauses * 2).min(most), Ordering::Relaxed);
+                self.grow(most);
                 return true;
             }
             std::hint::spin_loop();
@@ -55,8 +63,14 @@ pub fn wait_while(word: &AtomicU32, expected: u32, deadline: Option<Instant>, sp
     if spin.until(SPIN, || word.load(Ordering::Relaxed) != expected) {
         return true;
     }
+    let slept = Instant::now();
     loop {
         if word.load(Ordering::SeqCst) != expected {
+            // A change that came within a full spin's time would have been seen spinning: a
+            // spin that halved down on a busy machine grows back once the partner runs again.
+            if slept.elapsed() < SPIN_TIME {
+                spin.grow(SPIN);
+            }
             return true;
         }
         let timeout = match deadline {
