@@ -212,3 +212,91 @@ def memfd_holders(inode: int) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def hold_lock_until_killed(lock, ready) -> None:
+    """Takes ``lock``, says so, and sleeps until killed (holding it)."""
+    lock.acquire()
+    ready.set()
+    time.sleep(600)
+
+
+def increment_under_lock(value, times: int) -> None:
+    for _ in range(times):
+        with value.get_lock():
+            value.value += 1
+
+
+def increment_atomically(value, times: int) -> None:
+    for _ in range(times):
+        value.fetch_add(1)
+
+
+def release_lock(lock) -> None:
+    lock.release()
+
+
+def wait_on_barrier(barrier, times: int) -> None:
+    for _ in range(times):
+        barrier.wait(WAIT)
+
+
+def set_event_later(event, seconds: float) -> None:
+    time.sleep(seconds)
+    event.set()
+
+
+def notify_under_condition(condition, value) -> None:
+    with condition:
+        value.value = 1
+        condition.notify_all()
+
+
+_initialized = None
+
+
+def keep_initializer_argument(obj) -> None:
+    global _initialized
+    _initialized = obj
+
+
+def increment_initializer_value(_) -> int:
+    return _initialized.fetch_add(1)
+
+
+def interrupted_by_ctrl_c(setup: str, wait: str) -> bool:
+    """Whether, in a fresh interpreter, Ctrl-C (SIGINT) 0.3 s after ``setup`` ran interrupts
+    the blocking call ``wait`` with ``KeyboardInterrupt`` within 10 seconds."""
+    code = textwrap.dedent(setup) + textwrap.dedent(
+        f"""
+        import os, signal, threading, time
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        began = time.monotonic()
+        try:
+            {wait}
+        except KeyboardInterrupt:
+            print("interrupted", time.monotonic() - began < 10)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT
+    )
+    assert done.stdout.split() in (["interrupted", "True"], []), done.stderr
+    return done.stdout.split() == ["interrupted", "True"]
+
+
+def take_in_order(first, second, ready, go, results) -> None:
+    """Takes ``first``, says so, waits for the go, then takes ``second``; puts what happened
+    (``("acquired", "")`` or the error's class name and message), having let go of both."""
+    first.acquire()
+    ready.set()
+    go.wait(WAIT)
+    try:
+        second.acquire()
+    except Exception as error:
+        first.release()
+        results.put((type(error).__name__, str(error)))
+        return
+    second.release()
+    first.release()
+    results.put(("acquired", ""))

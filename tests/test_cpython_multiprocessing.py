@@ -6,20 +6,21 @@ the mixin names treadle's, made for treadle's default context (``"forkserver"``:
 from the fork server). The tests also name ``multiprocessing.X`` directly (``TestWait``,
 ``TestSimpleQueue``, a few tests of the classes below): the module's ``multiprocessing`` becomes
 a copy of the standard library's whose ``Process``, queues, ``Pipe``, contexts and start
-methods, and whose locks and events (made for treadle's context), are treadle's.
+methods, locks, events and shared values are treadle's.
 
 Run: the process, queue and connection classes (``_TestProcess``, ``_TestSubclassingProcess``,
 ``_TestQueue``, ``_TestConnection``, ``_TestListenerClient``, ``_TestPoll``,
-``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``); the pool
+``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``); the
+synchronization and shared-state classes (``_TestLock``, ``_TestSemaphore``,
+``_TestCondition``, ``_TestEvent``, ``_TestBarrier``, ``_TestValue``, ``_TestArray``); the pool
 classes (``_TestPool`` with treadle's ``Pool``, and with its ``ThreadPool`` as the thread
 variant, ``_TestPoolWorkerErrors``, ``_TestPoolWorkerLifetime``, ``TestPoolNotLeakOnFailure``);
 the manager classes (``_TestContainers``, ``_TestMyManager``, ``_TestRemoteManager``,
 ``_TestManagerRestart``, ``TestSyncManagerTypes``), whose managers are
 ``treadle.multiprocessing.managers``' (their server a treadle process); and the shared-memory
-class (``_TestSharedMemory``, whose module-level ``shared_memory`` becomes treadle's). Not run:
-locks and values (the standard library's own code, or another part of treadle). The tests that
-check behaviour treadle changes on purpose are listed in ``DELIBERATE`` and skipped with the
-reason (treadle's behaviour in those cases is asserted by ``test_mp_*.py``);
+class (``_TestSharedMemory``, whose module-level ``shared_memory`` becomes treadle's). The tests
+that check behaviour treadle changes on purpose are listed in ``DELIBERATE`` and skipped with
+the reason (treadle's behaviour in those cases is asserted by ``test_mp_*.py``);
 ``docs/multiprocessing.md`` lists them too.
 """
 
@@ -198,6 +199,13 @@ CLASSES = [
     "_TestRemoteManager",
     "_TestManagerRestart",
     "TestSyncManagerTypes",
+    "_TestLock",
+    "_TestSemaphore",
+    "_TestCondition",
+    "_TestEvent",
+    "_TestBarrier",
+    "_TestValue",
+    "_TestArray",
 ]
 #: The classes also run with threads (``ThreadPool``) and with a manager's objects.
 VARIANTS = {"_TestPool": ("threads",)}

@@ -299,3 +299,34 @@ def test_patch_swaps_the_pools_and_a_manager_runs_on_treadles_process():
         "285",
         "True",
     ]
+
+
+def test_patch_swaps_the_locks_and_shared_values_in_every_context_and_unpatch_restores_them():
+    assert run_fresh(
+        """
+        import multiprocessing, multiprocessing.context as standard
+        import treadle
+        from treadle.multiprocessing import synchronize, sharedctypes
+
+        NAMES = ("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event",
+                 "Barrier", "RawValue", "RawArray", "Value", "Array")
+        contexts = [standard._default_context, *standard._concrete_contexts.values()]
+        before = {(id(c), n): getattr(c, n) for c in (multiprocessing, *contexts) for n in NAMES}
+        treadle.patch()
+        for context in (multiprocessing, *map(multiprocessing.get_context, ("fork", "spawn"))):
+            value = context.Value("i", 1)
+            print(
+                isinstance(context.Lock(), synchronize.Lock),
+                isinstance(context.RLock(), synchronize.RLock),
+                isinstance(context.Condition(), synchronize.Condition),
+                isinstance(context.BoundedSemaphore(), synchronize.BoundedSemaphore),
+                isinstance(context.Event()._cond, synchronize.Condition),
+                isinstance(context.Barrier(2), synchronize.Barrier),
+                isinstance(value, sharedctypes.Synchronized) and value.fetch_add(1) == 1,
+                isinstance(value.get_lock(), synchronize.RLock),
+            )
+        treadle.unpatch()
+        after = {(id(c), n): getattr(c, n) for c in (multiprocessing, *contexts) for n in NAMES}
+        print(after == before, type(multiprocessing.Lock()).__module__)
+        """
+    ) == [*["True"] * 24, "True", "multiprocessing.synchronize"]

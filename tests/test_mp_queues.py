@@ -10,9 +10,6 @@ import os
 import pickle
 import queue
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
@@ -307,23 +304,11 @@ def test_a_process_exits_at_once_with_items_unread_in_its_queue():
 
 
 def test_ctrl_c_interrupts_a_get_that_waits():
-    code = textwrap.dedent(
-        """
-        import os, signal, threading, time
+    setup = """
         from treadle.multiprocessing import Queue
         q = Queue()
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
-        began = time.monotonic()
-        try:
-            q.get(timeout=60)
-        except KeyboardInterrupt:
-            print("interrupted", time.monotonic() - began < 10)
         """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT
-    )
-    assert done.stdout.split() == ["interrupted", "True"], done.stderr
+    assert tasks.interrupted_by_ctrl_c(setup, "q.get(timeout=60)")
 
 
 def test_a_waiting_get_lets_other_threads_run():

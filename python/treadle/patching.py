@@ -18,8 +18,10 @@ What is replaced, for code that looks the names up after patching:
   module level and in every context object (``multiprocessing.get_context(method)``), are
   ``treadle.multiprocessing``'s, and the default start method, until a program sets one, is
   treadle's ``"forkserver"`` (children forked from a single-threaded copy of the process, never
-  a fork of a process with threads); the standard library's locks, events and values are made
-  for it;
+  a fork of a process with threads); so are ``Lock``, ``RLock``, ``Condition``, ``Semaphore``,
+  ``BoundedSemaphore``, ``Event``, ``Barrier``, ``Value``, ``Array``, ``RawValue`` and
+  ``RawArray`` (a dead owner reported, not waited for); the standard library's ``Manager`` is
+  made for it;
 * ``multiprocessing.pool.Pool`` and ``ThreadPool`` are ``treadle.multiprocessing.pool``'s, so
   ``multiprocessing.Pool()``, every context's ``Pool()`` and ``multiprocessing.dummy.Pool()``
   (which look them up there) make treadle's pools; a ``Manager()`` is the standard library's,
@@ -66,6 +68,12 @@ _QUEUE_NAMES = ("Queue", "LifoQueue", "PriorityQueue", "SimpleQueue")
 
 _MULTIPROCESSING_NAMES = ("Queue", "SimpleQueue", "JoinableQueue", "Pipe")
 _POOL_NAMES = ("Pool", "ThreadPool")
+#: Synchronization and shared state (``treadle.multiprocessing.synchronize``, ``sharedctypes``).
+_SHARED_STATE_NAMES = (
+    *("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier"),
+    *("RawValue", "RawArray", "Value", "Array"),
+)
+_MULTIPROCESSING_NAMES += _SHARED_STATE_NAMES
 
 _saved: dict[tuple[Any, str], Any] = {}
 _state_lock = _thread.allocate_lock()

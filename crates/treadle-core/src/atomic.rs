@@ -1,6 +1,8 @@
-//! `AtomicInt`: the lock-free 64-bit signed integer behind `treadle.AtomicInt`.
+//! Lock-free integers: `AtomicInt`, the 64-bit signed integer behind `treadle.AtomicInt`, and
+//! ([`IntType`], in `memory`) operations on an integer of any C width in memory the caller
+//! provides, behind `treadle.multiprocessing.Value`'s atomic operations.
 //!
-//! Every operation is one atomic instruction or a compare-and-swap loop on one `AtomicI64`,
+//! `AtomicInt`: every operation is one atomic instruction or a compare-and-swap loop on one `AtomicI64`,
 //! sequentially consistent, so threads agree on one order of every operation on it and a
 //! counter shared by threads needs no lock. Arithmetic never wraps: an `add` or `sub` whose
 //! result does not fit in 64 signed bits leaves the value as it was and returns [`Overflow`],
@@ -9,6 +11,10 @@
 //! it was undone.
 
 use crate::primitive::{AtomicI64, Ordering};
+
+mod memory;
+
+pub use memory::IntType;
 
 /// An arithmetic operation whose result would not fit in an `i64`; the value is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

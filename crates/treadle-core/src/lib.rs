@@ -4,7 +4,8 @@
 //! - The synchronization primitives behind `treadle.Lock`, `RLock`, `Condition`, `Semaphore`,
 //!   `BoundedSemaphore`, `Event` and `Barrier` ([`lock`], [`rlock`], [`wait_queue`], [`event`],
 //!   [`semaphore`], [`barrier`]).
-//! - The lock-free integer behind `treadle.AtomicInt` ([`atomic`]).
+//! - The lock-free integer behind `treadle.AtomicInt`, and lock-free operations on an integer in
+//!   memory the caller provides ([`atomic`]).
 //! - The queue behind `Queue`, `LifoQueue`, `PriorityQueue` and `SimpleQueue` ([`queue`]).
 //! - The thread-pool engine and the future's state ([`pool`], [`future`]).
 //! - The wait graph that deadlock detection walks ([`wait_graph`], [`thread_id`]).

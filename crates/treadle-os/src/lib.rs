@@ -24,6 +24,7 @@
 pub mod channel;
 pub mod fork_server;
 pub mod frame;
+pub mod futex_word;
 pub mod holders;
 pub mod oom;
 pub mod os_threads;
@@ -31,6 +32,7 @@ pub mod process;
 pub mod ring;
 pub mod robust;
 pub mod segment;
+pub mod shared_lock;
 pub mod shm;
 pub mod supervisor;
 

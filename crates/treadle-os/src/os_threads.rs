@@ -48,19 +48,26 @@ extern "C" fn forked() {
     FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Whether the calling thread is the process's main thread (its id is the process's), the one
-/// Python runs signal handlers in. After `fork()`, the forking thread is the child's main thread.
-///
-/// Every blocking wait asks, so the answer is remembered per thread (two system calls, each
-/// costly on a virtual machine, become a thread-local read), until the process forks.
-pub fn is_main_thread() -> bool {
+/// How many times this process's line of ancestors forked to make it: what a thread remembers
+/// about its process (its pid, its thread id, whether it is the main thread) holds only while
+/// this is unchanged.
+pub fn fork_generation() -> u64 {
     static AT_FORK: Once = Once::new();
     AT_FORK.call_once(|| {
         // SAFETY: the handler only bumps an atomic, which is what a child's at-fork handler may
         // do (no allocation, no lock).
         unsafe { libc::pthread_atfork(None, None, Some(forked)) };
     });
-    let generation = FORKS.load(Ordering::Relaxed);
+    FORKS.load(Ordering::Relaxed)
+}
+
+/// Whether the calling thread is the process's main thread (its id is the process's), the one
+/// Python runs signal handlers in. After `fork()`, the forking thread is the child's main thread.
+///
+/// Every blocking wait asks, so the answer is remembered per thread (two system calls, each
+/// costly on a virtual machine, become a thread-local read), until the process forks.
+pub fn is_main_thread() -> bool {
+    let generation = fork_generation();
     MAIN.with(|known| match known.get() {
         Some((found_in, main)) if found_in == generation => main,
         _ => {

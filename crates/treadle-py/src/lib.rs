@@ -9,6 +9,7 @@
 
 use pyo3::prelude::*;
 
+mod atomic;
 mod atomic_int;
 mod barrier;
 mod cancellation;
@@ -25,6 +26,7 @@ mod process_pool;
 mod queue;
 mod runtime;
 mod semaphore;
+mod shared_lock;
 mod stats;
 mod unretrieved;
 
@@ -100,6 +102,12 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "AbandonedQueueError",
         m.py().get_type::<channel::AbandonedQueueError>(),
     )?;
+    m.add_class::<shared_lock::PySharedLock>()?;
+    m.add(
+        "OwnerDiedError",
+        m.py().get_type::<shared_lock::OwnerDiedError>(),
+    )?;
+    m.add_class::<atomic::PyAtomicCell>()?;
     m.add_class::<stats::PyExecutorStats>()?;
     m.add_class::<stats::PyTimeStats>()?;
     m.add_class::<stats::PyWorkerStats>()?;

@@ -6,10 +6,13 @@ installed), one producer process and one consumer process, in one run.
 
 Cases: small messages (ints) through a queue; 100 KiB ``bytes`` messages through a queue; a
 ``Pipe`` round trip (send, the other process sends it back); the start of a ``Process`` to the
-first instruction of its target. Producers are forked children (every queue can be given to
-one); what is timed is the transfer, from the moment the producer is told to go. Prints
-microseconds per operation, the speedup over multiprocessing (its time / treadle's time; above
-1 means treadle is faster), and the rates.
+first instruction of its target; shared state: a ``Lock`` taken and released with no
+contention, a ``Value`` incremented by 2 processes under its lock (and by treadle's atomic
+``fetch_add``, against multiprocessing's lock), a ``Barrier`` round between 2 processes.
+Producers are forked children (every queue can be given to one); what is timed is the
+transfer, from the moment the producer is told to go. Prints microseconds per operation, the
+speedup over multiprocessing (its time / treadle's time; above 1 means treadle is faster), and
+the rates.
 """
 
 from __future__ import annotations
@@ -95,6 +98,95 @@ def _start_to_target(context, pipe) -> float:
     return reached - start
 
 
+def _lock_round_trips(lock, n: int) -> None:
+    acquire, release = lock.acquire, lock.release
+    for _ in range(n):
+        acquire()
+        release()
+
+
+def _increment_under_lock(value, n: int) -> None:
+    lock = value.get_lock()
+    for _ in range(n):
+        with lock:
+            value.value += 1
+
+
+def _increment_atomically(value, n: int) -> None:
+    add = value.fetch_add
+    for _ in range(n):
+        add(1)
+
+
+def _barrier_rounds(barrier, n: int) -> None:
+    wait = barrier.wait
+    for _ in range(n):
+        wait()
+
+
+def _timed_child(work, shared, n: int, go, ends) -> None:
+    go.wait()
+    work(shared, n)
+    ends.put(time.perf_counter())
+
+
+def _in_two_processes(work, shared, n: int) -> float:
+    """Seconds from the go until two forked children have each run ``work(shared, n)``."""
+    go, ends = FORK.Event(), FORK.SimpleQueue()
+    children = [FORK.Process(target=_timed_child, args=(work, shared, n, go, ends)) for _ in "ab"]
+    for child in children:
+        child.start()
+    time.sleep(0.05)
+    start = time.perf_counter()
+    go.set()
+    elapsed = max(ends.get() for _ in children) - start
+    for child in children:
+        child.join()
+    return elapsed
+
+
+def _shared_state(scale: int, repeat: int) -> list[_harness.Result]:
+    n = 200_000 * scale
+    locks = {"multiprocessing": multiprocessing.Lock(), "treadle": treadle_mp.Lock()}
+    results = [
+        _harness.compare(
+            "Lock acquire+release, uncontended",
+            n,
+            {name: (lambda lock=lock: _lock_round_trips(lock, n)) for name, lock in locks.items()},
+            repeat,
+        )
+    ]
+    m = 10_000 * scale
+    increments = {
+        "multiprocessing": (_increment_under_lock, multiprocessing.Value),
+        "treadle": (_increment_under_lock, treadle_mp.Value),
+        "atomic": (_increment_atomically, treadle_mp.Value),
+    }
+    seconds = _best(
+        lambda name: _in_two_processes(increments[name][0], increments[name][1]("i", 0), m),
+        list(increments),
+        repeat,
+    )
+    under_lock = {name: seconds[name] for name in ("multiprocessing", "treadle")}
+    results.append(_harness.Result("Value += 1 under its lock, 2 processes", 2 * m, under_lock))
+    atomic = {"multiprocessing": seconds["multiprocessing"], "treadle": seconds["atomic"]}
+    results.append(_harness.Result("  the same, treadle's atomic fetch_add", 2 * m, atomic))
+    rounds = 5_000 * scale
+    barriers = {"multiprocessing": multiprocessing.Barrier, "treadle": treadle_mp.Barrier}
+    results.append(
+        _harness.Result(
+            "Barrier round, 2 processes",
+            rounds,
+            _best(
+                lambda name: _in_two_processes(_barrier_rounds, barriers[name](2), rounds),
+                list(barriers),
+                repeat,
+            ),
+        )
+    )
+    return results
+
+
 def _queues() -> dict[str, object]:
     queues = {"multiprocessing": multiprocessing.Queue, "treadle": treadle_mp.Queue}
     if importlib.util.find_spec("faster_fifo") is not None:
@@ -156,6 +248,7 @@ def main() -> None:
     title = f"treadle vs multiprocessing, across processes (best of {repeat}; us per op)"
     _harness.print_table(title + ": queues", results[:2], "multiprocessing")
     _harness.print_table(title + ": pipes and processes", results[2:], "multiprocessing")
+    _harness.print_table(title + ": shared state", _shared_state(scale, repeat), "multiprocessing")
     small, large = results[0], results[1]
     print()
     for name, seconds in small.seconds.items():

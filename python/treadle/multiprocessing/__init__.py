@@ -3,10 +3,12 @@
 Processes (``Process``, ``current_process``, ``parent_process``, ``active_children``, the
 contexts and start methods), queues (``Queue``, ``JoinableQueue``, ``SimpleQueue``), pipes
 (``Pipe``, ``connection``) and pools (``Pool``, ``pool.ThreadPool``) with the standard
-library's names and semantics, on shared-memory channels and treadle's executors; what treadle
-does not change is the standard library's, made for treadle's default context (``Lock``,
-``Event``, ``Value``, ``Manager``, whose server is a treadle process, ...). Modules, from the
-top:
+library's names and semantics, on shared-memory channels and treadle's executors; locks,
+semaphores, conditions, events, barriers (``synchronize``) and shared values (``sharedctypes``)
+in shared memory, a dead owner reported (``OwnerDiedError``) rather than waited for;
+``shared_memory`` on memfd segments; what treadle does not change is the standard library's,
+made for treadle's default context (``Manager``, whose server is a treadle process, ...).
+Modules, from the top:
 
 - ``context`` (the start methods, ``Process``, the contexts), ``pool`` (``Pool`` and
   ``ThreadPool`` on the executors), ``popen`` (how treadle starts a child), ``queues`` and
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
         Queue,
         SimpleQueue,
     )
+    from treadle.multiprocessing.synchronize import OwnerDiedError
 
     get_all_start_methods = _default_context.get_all_start_methods
     get_context = _default_context.get_context
@@ -81,6 +84,7 @@ __all__ = [
     "JoinableQueue",
     "Lock",
     "Manager",
+    "OwnerDiedError",
     "Pipe",
     "Pool",
     "Process",
@@ -119,6 +123,8 @@ def __getattr__(name: str) -> object:
         import treadle.multiprocessing.queues as module
     elif name == "Pipe":
         import treadle.multiprocessing.connection as module
+    elif name == "OwnerDiedError":
+        import treadle.multiprocessing.synchronize as module
     elif name == "Process":
         import treadle.multiprocessing.context as module
     elif name in __all__:

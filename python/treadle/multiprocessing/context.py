@@ -6,9 +6,10 @@ Built on the standard library's process model: a treadle ``Process`` is a
 ``active_children``, ``join``, ``is_alive``, ``exitcode``, ``sentinel``, ``terminate``, ``kill``,
 ``close``, names, ``daemon`` and ``authkey`` are the standard library's own), whose ``Popen``
 is treadle's (``popen``), and a context is a ``multiprocessing.context.BaseContext`` (so
-``Lock``, ``Event``, ``Value``, ``Manager`` and the rest are the standard library's, made for
-the context: a manager's server is the context's ``Process``), whose ``Queue``,
-``JoinableQueue``, ``SimpleQueue``, ``Pipe`` and ``Pool`` (``pool.py``) are treadle's.
+``Manager`` and the rest are the standard library's, made for the context: a manager's server
+is the context's ``Process``), whose queues, ``Pipe``, ``Pool`` (``pool.py``), locks,
+semaphores, conditions, events, barriers (``synchronize``) and shared values (``sharedctypes``)
+are treadle's.
 
 Start methods: ``"forkserver"``, the default (children forked by treadle's fork server, or
 fresh interpreters when there is none; never a fork of a process with threads), ``"spawn"``
@@ -24,7 +25,7 @@ from multiprocessing import process
 from typing import Any
 
 from treadle._treadle import _die_with_parent
-from treadle.multiprocessing import connection, popen, queues
+from treadle.multiprocessing import connection, popen, queues, sharedctypes, synchronize
 
 __all__ = [
     "DefaultContext",
@@ -138,6 +139,54 @@ class TreadleContext(_standard.BaseContext):
         from treadle.multiprocessing import pool
 
         return pool.Pool(processes, initializer, initargs, maxtasksperchild, self.get_context())
+
+    def Lock(self) -> synchronize.Lock:
+        """A lock across processes; a dead owner is reported, not waited for."""
+        return synchronize.Lock(ctx=self.get_context())
+
+    def RLock(self) -> synchronize.RLock:
+        """A reentrant lock across processes; a dead owner is reported, not waited for."""
+        return synchronize.RLock(ctx=self.get_context())
+
+    def Condition(self, lock: Any = None) -> synchronize.Condition:
+        """A condition across processes (on a new ``RLock`` if no lock is given)."""
+        return synchronize.Condition(lock, ctx=self.get_context())
+
+    def Semaphore(self, value: int = 1) -> synchronize.Semaphore:
+        """A semaphore across processes."""
+        return synchronize.Semaphore(value, ctx=self.get_context())
+
+    def BoundedSemaphore(self, value: int = 1) -> synchronize.BoundedSemaphore:
+        """A bounded semaphore across processes."""
+        return synchronize.BoundedSemaphore(value, ctx=self.get_context())
+
+    def Event(self) -> synchronize.Event:
+        """An event across processes."""
+        return synchronize.Event(ctx=self.get_context())
+
+    def Barrier(
+        self, parties: int, action: Any = None, timeout: float | None = None
+    ) -> synchronize.Barrier:
+        """A barrier across processes."""
+        return synchronize.Barrier(parties, action, timeout, ctx=self.get_context())
+
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
+        """A ``ctypes`` object in shared memory."""
+        return sharedctypes.RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
+        """A ``ctypes`` array in shared memory."""
+        return sharedctypes.RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+        """A ``ctypes`` object in shared memory behind a lock."""
+        return sharedctypes.Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
+
+    def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
+        """A ``ctypes`` array in shared memory behind a lock."""
+        return sharedctypes.Array(
+            typecode_or_type, size_or_initializer, lock=lock, ctx=self.get_context()
+        )
 
     def get_context(self, method: str | None = None) -> TreadleContext:
         if method is None:

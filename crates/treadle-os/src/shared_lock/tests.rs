@@ -1,0 +1,201 @@
+use super::*;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let pid = child.id();
+    child.wait().expect("wait");
+    pid
+}
+
+fn reopened(lock: &SharedLock) -> SharedLock {
+    let fd = lock.fd().as_fd().try_clone_to_owned().expect("dup");
+    SharedLock::open(fd).expect("open")
+}
+
+#[test]
+fn lock_is_taken_once_and_released_by_anyone() {
+    let lock = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
+    assert!(lock.try_acquire());
+    assert!(!lock.try_acquire());
+    assert!(lock.is_mine());
+    let other = Arc::clone(&lock);
+    std::thread::spawn(move || {
+        assert!(!other.is_mine());
+        other.release().unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(lock.release(), Err(ReleaseError::TooManyReleases));
+    assert_eq!(lock.value(), 1);
+}
+
+#[test]
+fn rlock_is_reentrant_and_owner_only() {
+    let lock = Arc::new(SharedLock::create(Kind::RLock, 1, 1).unwrap());
+    assert!(lock.try_acquire());
+    assert!(lock.try_acquire());
+    assert_eq!(lock.count_here(), 2);
+    let other = Arc::clone(&lock);
+    std::thread::spawn(move || {
+        assert!(!other.try_acquire());
+        assert_eq!(other.release(), Err(ReleaseError::NotOwner));
+    })
+    .join()
+    .unwrap();
+    lock.release().unwrap();
+    lock.release().unwrap();
+    assert_eq!(lock.release(), Err(ReleaseError::NotOwner));
+}
+
+#[test]
+fn semaphore_counts_and_respects_its_bound() {
+    let sem = SharedLock::create(Kind::Semaphore, 2, 2).unwrap();
+    assert!(sem.try_acquire());
+    assert!(sem.try_acquire());
+    assert!(!sem.try_acquire());
+    let soon = Some(Instant::now() + Duration::from_millis(20));
+    assert_eq!(sem.acquire_until(soon, Watch::default()), Acquire::TimedOut);
+    sem.release().unwrap();
+    sem.release().unwrap();
+    assert_eq!(sem.release(), Err(ReleaseError::TooManyReleases));
+    assert_eq!(sem.value(), 2);
+}
+
+#[test]
+fn a_waiter_is_woken_by_a_release_in_another_mapping() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    let other = reopened(&lock);
+    assert!(lock.try_acquire());
+    let waiter = std::thread::spawn(move || other.acquire_until(None, Watch::default()));
+    std::thread::sleep(Duration::from_millis(20));
+    lock.release().unwrap();
+    assert_eq!(waiter.join().unwrap(), Acquire::Taken);
+}
+
+#[test]
+fn a_dead_owner_is_reported_once_and_the_lock_freed() {
+    for kind in [Kind::Lock, Kind::RLock] {
+        let lock = SharedLock::create(kind, 1, 1).unwrap();
+        let pid = dead_pid();
+        lock.shared().word.store(pid, Ordering::Relaxed);
+        lock.shared().tid.store(pid, Ordering::Relaxed);
+        lock.shared().name_pid.store(pid, Ordering::Relaxed);
+        lock.shared().name_len.store(0, Ordering::Relaxed);
+        let soon = Some(Instant::now() + Duration::from_secs(5));
+        match lock.acquire_until(soon, Watch::default()) {
+            Acquire::OwnerDied(dead) => {
+                assert_eq!(dead.pid, pid);
+                assert_eq!(dead.tid, pid);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lock.value(), 1);
+        assert_eq!(lock.recovered(), 1);
+        assert_eq!(lock.acquire_until(soon, Watch::default()), Acquire::Taken);
+    }
+}
+
+#[test]
+fn a_live_owner_is_waited_for() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    let other = reopened(&lock);
+    assert!(lock.try_acquire());
+    let soon = Some(Instant::now() + LIVENESS_POLL * 3);
+    assert_eq!(
+        other.acquire_until(soon, Watch::default()),
+        Acquire::TimedOut
+    );
+}
+
+#[test]
+fn the_owner_name_is_kept_for_the_report() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    lock.record_name("Worker-1");
+    assert!(lock.name_recorded());
+    assert_eq!(lock.recorded_name(me().pid), "Worker-1");
+}
+
+#[test]
+fn a_cycle_through_waits_with_deadlines_is_not_a_deadlock() {
+    let a = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
+    let b = Arc::new(SharedLock::create(Kind::RLock, 1, 1).unwrap());
+    register(&a);
+    register(&b);
+    let watch = Watch {
+        detect: true,
+        timed: true,
+    };
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let take = |first: Arc<SharedLock>, second: Arc<SharedLock>| {
+        let barrier = Arc::clone(&barrier);
+        std::thread::spawn(move || {
+            assert!(first.try_acquire());
+            barrier.wait();
+            let outcome = second.acquire_until(Some(Instant::now() + LIVENESS_POLL * 3), watch);
+            if outcome == Acquire::Taken {
+                second.release().unwrap();
+            }
+            first.release().unwrap();
+            outcome
+        })
+    };
+    let one = take(Arc::clone(&a), Arc::clone(&b));
+    let two = take(Arc::clone(&b), Arc::clone(&a));
+    let outcomes = [one.join().unwrap(), two.join().unwrap()];
+    let cycles: Vec<_> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Acquire::Deadlock(cycle) => Some(cycle),
+            _ => None,
+        })
+        .collect();
+    assert!(cycles.is_empty(), "{outcomes:?}");
+    assert!(outcomes.contains(&Acquire::TimedOut), "{outcomes:?}");
+}
+
+#[test]
+fn an_untimed_lock_order_cycle_is_reported_by_exactly_one_waiter() {
+    let a = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
+    let b = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
+    register(&a);
+    register(&b);
+    let watch = Watch {
+        detect: true,
+        timed: false,
+    };
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let take = |first: Arc<SharedLock>, second: Arc<SharedLock>| {
+        let barrier = Arc::clone(&barrier);
+        std::thread::spawn(move || {
+            assert!(first.try_acquire());
+            barrier.wait();
+            let outcome = second.acquire_until(None, watch);
+            if !matches!(outcome, Acquire::Deadlock(_)) {
+                second.release().unwrap();
+            }
+            first.release().unwrap();
+            outcome
+        })
+    };
+    let one = take(Arc::clone(&a), Arc::clone(&b));
+    let two = take(Arc::clone(&b), Arc::clone(&a));
+    let outcomes = [one.join().unwrap(), two.join().unwrap()];
+    let cycles: Vec<_> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Acquire::Deadlock(cycle) => Some(cycle.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cycles.len(), 1, "{outcomes:?}");
+    let cycle = &cycles[0];
+    assert_eq!(cycle.len(), 2);
+    assert_eq!(cycle[0].holder, cycle[1].waiter);
+    assert_eq!(cycle[1].holder, cycle[0].waiter);
+    let ids: Vec<u64> = cycle.iter().map(|edge| edge.lock).collect();
+    assert!(ids.contains(&a.id()) && ids.contains(&b.id()));
+}

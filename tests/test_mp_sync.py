@@ -1,0 +1,314 @@
+"""``treadle.multiprocessing``'s locks, semaphores, conditions, events, barriers and shared
+values across processes: what the standard library does, a dead owner reported instead of
+waited for, and atomic operations on shared integers."""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+
+import _mp_tasks as tasks
+import numpy
+import pytest
+from _mp_tasks import WAIT, joined
+
+import treadle.multiprocessing as mp
+from treadle import DeadlockError
+from treadle.futures import ProcessPoolExecutor
+from treadle.multiprocessing import OwnerDiedError, sharedctypes, synchronize
+
+
+def start(target, *args, name=None):
+    process = mp.Process(target=target, args=args, name=name, daemon=True)
+    process.start()
+    return process
+
+
+# -- a dead owner --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_a_lock_whose_owner_was_killed_raises_once_naming_it_then_works(kind):
+    lock = getattr(mp, kind)()
+    ready = mp.Event()
+    holder = start(tasks.hold_lock_until_killed, lock, ready, name="Holder")
+    assert ready.wait(WAIT)
+    os.kill(holder.pid, signal.SIGKILL)
+    began = time.monotonic()
+    with pytest.raises(OwnerDiedError) as raised:
+        lock.acquire(timeout=WAIT)
+    assert time.monotonic() - began < 1.0
+    assert raised.value.pid == holder.pid
+    assert raised.value.name == "Holder"
+    assert str(holder.pid) in str(raised.value) and "Holder" in str(raised.value)
+    assert isinstance(raised.value, RuntimeError)
+    # Reported once; the lock is free and works again.
+    assert lock.acquire(timeout=WAIT)
+    lock.release()
+    assert lock.acquire(False)
+    lock.release()
+    assert joined(holder)
+
+
+def test_a_dead_owner_error_pickles_with_its_details():
+    lock = mp.Lock()
+    ready = mp.Event()
+    holder = start(tasks.hold_lock_until_killed, lock, ready, name="Pickled")
+    assert ready.wait(WAIT)
+    os.kill(holder.pid, signal.SIGKILL)
+    with pytest.raises(OwnerDiedError) as raised:
+        lock.acquire(timeout=WAIT)
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert (copy.pid, copy.name, str(copy)) == (holder.pid, "Pickled", str(raised.value))
+    assert joined(holder)
+
+
+def test_a_lock_held_by_a_live_process_is_waited_for():
+    lock = mp.Lock()
+    ready = mp.Event()
+    holder = start(tasks.hold_lock_until_killed, lock, ready)
+    try:
+        assert ready.wait(WAIT)
+        assert lock.acquire(timeout=0.5) is False
+    finally:
+        holder.kill()
+        assert joined(holder)
+
+
+# -- the standard semantics ----------------------------------------------------------------------
+
+
+def test_a_lock_may_be_released_by_another_process():
+    lock = mp.Lock()
+    lock.acquire()
+    child = start(tasks.release_lock, lock)
+    assert joined(child) and child.exitcode == 0
+    assert lock.acquire(False)
+
+
+def test_an_rlock_is_released_only_by_its_owner():
+    lock = mp.RLock()
+    lock.acquire()
+    lock.acquire()
+    child = start(tasks.release_lock, lock)
+    assert joined(child) and child.exitcode == 1  # AssertionError in the child
+    lock.release()
+    lock.release()
+    with pytest.raises(AssertionError):
+        lock.release()
+
+
+def test_releasing_too_many_times_raises_valueerror():
+    lock = mp.Lock()
+    with pytest.raises(ValueError, match="released too many times"):
+        lock.release()
+    sem = mp.BoundedSemaphore(1)
+    with pytest.raises(ValueError, match="released too many times"):
+        sem.release()
+
+
+def test_the_classes_are_the_standard_library_s_too():
+    import multiprocessing.synchronize as standard
+
+    assert isinstance(mp.Lock(), standard.Lock)
+    assert isinstance(mp.RLock(), standard.RLock)
+    assert isinstance(mp.Semaphore(), standard.Semaphore)
+    assert isinstance(mp.Condition(), standard.Condition)
+    assert isinstance(mp.Event(), standard.Event)
+    assert isinstance(mp.Barrier(2), standard.Barrier)
+
+
+def test_semaphore_get_value_counts():
+    sem = mp.Semaphore(3)
+    sem.acquire()
+    assert sem.get_value() == 2
+    sem.release()
+    sem.release()
+    assert sem.get_value() == 4
+
+
+def test_an_event_set_in_another_process_wakes_the_waiter():
+    event = mp.Event()
+    child = start(tasks.set_event_later, event, 0.1)
+    assert event.wait(WAIT)
+    assert joined(child)
+
+
+def test_a_condition_notified_in_another_process_wakes_the_waiter():
+    condition = mp.Condition()
+    value = mp.Value("i", 0)
+    with condition:
+        child = start(tasks.notify_under_condition, condition, value)
+        assert condition.wait_for(lambda: value.value == 1, WAIT)
+    assert joined(child)
+
+
+def test_a_barrier_with_an_action_across_processes():
+    barrier = mp.Barrier(2, timeout=WAIT)
+    child = start(tasks.wait_on_barrier, barrier, 5)
+    for _ in range(5):
+        barrier.wait()
+    assert joined(child) and child.exitcode == 0
+
+
+def test_locks_pass_only_as_a_process_starts_as_the_standard_library_s():
+    with pytest.raises(RuntimeError, match="inheritance"):
+        pickle.dumps(mp.Lock())
+    with pytest.raises(RuntimeError, match="inheritance"):
+        pickle.dumps(mp.Condition())
+
+
+@pytest.mark.parametrize(
+    "make_pool",
+    [
+        lambda initargs: multiprocessing.get_context("spawn").Pool(
+            2, initializer=tasks.keep_initializer_argument, initargs=initargs
+        ),
+        # Workers forked from the caller inherit what they are given, as the standard
+        # library's forked workers do (the only way a lock reaches an already running worker).
+        lambda initargs: ProcessPoolExecutor(
+            2,
+            initializer=tasks.keep_initializer_argument,
+            initargs=initargs,
+            mp_context=multiprocessing.get_context("fork"),
+        ),
+    ],
+    ids=["multiprocessing.Pool", "treadle ProcessPoolExecutor(fork)"],
+)
+def test_a_value_and_its_lock_pass_to_a_pool_initializer(make_pool):
+    value = mp.Value("q", 0)
+    with make_pool((value,)) as pool:
+        results = list(pool.map(tasks.increment_initializer_value, range(10)))
+    assert sorted(results) == list(range(10))
+    assert value.value == 10
+
+
+def test_a_shared_lock_is_never_named_in_dev_shm_and_is_private():
+    before = set(os.listdir("/dev/shm"))
+    lock = mp.Lock()
+    value = mp.Value("i")
+    assert set(os.listdir("/dev/shm")) <= before
+    for fd in (lock._semlock.fd(), value.get_obj()._wrapper._fd):
+        assert os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:")
+        assert os.stat(fd).st_mode & 0o777 == 0o600
+
+
+def test_ctrl_c_interrupts_an_acquire_that_waits():
+    setup = """
+        import treadle.multiprocessing as mp
+        lock = mp.Lock()
+        lock.acquire()
+        """
+    assert tasks.interrupted_by_ctrl_c(setup, "lock.acquire(timeout=60)")
+
+
+# -- shared values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "work", [tasks.increment_under_lock, tasks.increment_atomically], ids=["get_lock", "atomic"]
+)
+def test_four_processes_increment_a_value_ten_thousand_times_each(work):
+    value = mp.Value("i", 0)
+    children = [start(work, value, 10_000) for _ in range(4)]
+    for child in children:
+        assert joined(child) and child.exitcode == 0
+    assert value.value == 40_000
+
+
+def test_atomic_operations_on_values_and_raw_values():
+    value = mp.Value("i", 5)
+    assert value.fetch_add(3) == 5
+    assert value.add(2) == 10
+    assert value.compare_exchange(10, 1) == 10
+    assert value.compare_exchange(10, 7) == 1
+    assert value.load() == 1
+    value.store(2**31 - 1)
+    assert value.add(1) == -(2**31)  # wraps as C's int does
+    raw = mp.RawValue(ctypes.c_ulonglong, 0)
+    assert sharedctypes.fetch_add(raw, -1) == 0
+    assert raw.value == 2**64 - 1
+    with pytest.raises(TypeError, match="integer"):
+        mp.Value("d", 1.0).fetch_add(1)
+
+
+def test_lock_false_gives_the_raw_object_and_a_lock_argument_is_used():
+    assert isinstance(mp.Value("i", 1, lock=False), ctypes.c_int)
+    lock = mp.Lock()
+    array = mp.Array("i", 3, lock=lock)
+    assert array.get_lock() is lock
+    with pytest.raises(AttributeError):
+        mp.Value("i", lock=object())
+
+
+def test_numpy_shares_an_array_s_memory_without_a_copy():
+    array = mp.Array("d", 4)
+    view = numpy.frombuffer(array.get_obj())
+    view[:] = 2.5
+    assert array[:] == [2.5] * 4
+    array[0] = 1.0
+    assert view[0] == 1.0
+
+
+def test_sharedctypes_copy_and_synchronized():
+    raw = mp.RawArray("i", [1, 2, 3])
+    copied = sharedctypes.copy(raw)
+    copied[0] = 9
+    assert raw[:] == [1, 2, 3] and copied[:] == [9, 2, 3]
+    wrapped = sharedctypes.synchronized(copied)
+    assert isinstance(wrapped.get_lock(), synchronize.RLock)
+    assert wrapped[:] == [9, 2, 3]
+
+
+# -- deadlocks across processes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_two_processes_taking_two_locks_in_opposite_orders_get_one_deadlock_error(kind):
+    a, b = getattr(mp, kind)(), getattr(mp, kind)()
+    ready, go, results = mp.Event(), mp.Event(), mp.SimpleQueue()
+    child = start(tasks.take_in_order, a, b, ready, go, results, name="Taker")
+    assert ready.wait(WAIT)
+    b.acquire()
+    go.set()
+    try:
+        a.acquire()
+    except DeadlockError as error:
+        b.release()
+        ours = ("DeadlockError", str(error))
+    else:
+        a.release()
+        b.release()
+        ours = ("acquired", "")
+    theirs = results.get()
+    assert joined(child)
+    outcomes = sorted([ours, theirs])
+    assert [outcome for outcome, _ in outcomes] == ["DeadlockError", "acquired"]
+    report = outcomes[0][1]
+    for pid, name in ((os.getpid(), "MainProcess"), (child.pid, "Taker")):
+        assert f"process {pid} ({name!r})".replace("'", '"') in report
+    assert f"{kind} #{a._semlock.id}" in report and f"{kind} #{b._semlock.id}" in report
+
+
+def test_waits_with_a_timeout_in_a_lock_order_cycle_time_out_without_a_report():
+    a, b = mp.Lock(), mp.Lock()
+    ready, go, results = mp.Event(), mp.Event(), mp.SimpleQueue()
+    child = start(tasks.take_in_order, a, b, ready, go, results)
+    assert ready.wait(WAIT)
+    with b:
+        go.set()
+        assert a.acquire(timeout=0.5) is False
+    assert results.get() == ("acquired", "")
+    assert joined(child)
+
+
+def test_a_thread_waiting_for_a_lock_it_holds_waits_for_another_to_release_it():
+    lock = mp.Lock()
+    lock.acquire()
+    child = start(tasks.release_lock, lock)
+    assert lock.acquire()  # a signal from the child, not a deadlock
+    assert joined(child)
