@@ -134,7 +134,7 @@ impl IntType {
 
 #[cfg(test)]
 mod tests {
-    use super::IntType;
+    use crate::atomic::memory::IntType;
 
     #[test]
     fn add_wraps_at_the_width_and_keeps_the_sign() {
