@@ -224,8 +224,8 @@ def test_atomic_operations_on_values_and_raw_values():
     value = mp.Value("i", 5)
     assert value.fetch_add(3) == 5
     assert value.add(2) == 10
-    assert value.compare_exchange(10, 1) == 10
-    assert value.compare_exchange(10, 7) == 1
+    assert value.compare_exchange(10, 1) == (True, 10)
+    assert value.compare_exchange(10, 7) == (False, 1)
     assert value.load() == 1
     value.store(2**31 - 1)
     assert value.add(1) == -(2**31)  # wraps as C's int does

@@ -128,12 +128,13 @@ impl PyAtomicCell {
         Ok(())
     }
 
-    /// Sets the value to `new` if it is `expected`; the value found (the exchange happened if
-    /// it equals `expected`).
-    fn compare_exchange(&self, expected: i128, new: i128) -> i128 {
+    /// Sets the value to `new` if it is `expected`: whether it did, and the value found
+    /// (`treadle.AtomicInt.compare_exchange`'s convention).
+    fn compare_exchange(&self, expected: i128, new: i128) -> (bool, i128) {
         // SAFETY: as in `load`.
         match unsafe { self.ty.compare_exchange(self.ptr(), expected, new) } {
-            Ok(found) | Err(found) => found,
+            Ok(found) => (true, found),
+            Err(found) => (false, found),
         }
     }
 }

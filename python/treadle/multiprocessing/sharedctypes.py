@@ -98,8 +98,8 @@ def copy(obj: Any) -> Any:
 class Synchronized(_standard.Synchronized):
     """A ``Value``: ``value`` under its lock, and, for an integer value, the atomic
     operations ``load()``, ``store(value)``, ``fetch_add(delta=1)`` (the value before),
-    ``add(delta=1)`` (the value after) and ``compare_exchange(expected, new)`` (the value
-    found: the exchange happened if it equals ``expected``), which take no lock."""
+    ``add(delta=1)`` (the value after) and ``compare_exchange(expected, new)``
+    (``(succeeded, previous)``, as ``treadle.AtomicInt``'s), which take no lock."""
 
     def __init__(self, obj: Any, lock: Any = None, ctx: Any = None) -> None:
         super().__init__(obj, lock, ctx)
@@ -128,7 +128,7 @@ class Synchronized(_standard.Synchronized):
     def add(self, delta: int = 1) -> int:
         raise _not_an_integer(self._obj)
 
-    def compare_exchange(self, expected: int, new: int) -> int:
+    def compare_exchange(self, expected: int, new: int) -> tuple[bool, int]:
         raise _not_an_integer(self._obj)
 
 
@@ -209,7 +209,7 @@ def add(obj: Any, delta: int = 1) -> int:
     return _cell(obj).add(delta)
 
 
-def compare_exchange(obj: Any, expected: int, new: int) -> int:
-    """Sets the integer value ``obj`` to ``new`` if it is ``expected``, atomically; the value
-    found (the exchange happened if it equals ``expected``)."""
+def compare_exchange(obj: Any, expected: int, new: int) -> tuple[bool, int]:
+    """Sets the integer value ``obj`` to ``new`` if it is ``expected``, atomically: whether it
+    did, and the value found (``treadle.AtomicInt.compare_exchange``'s convention)."""
     return _cell(obj).compare_exchange(expected, new)
