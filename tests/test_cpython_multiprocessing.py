@@ -136,10 +136,6 @@ DELIBERATE = {
         "by name (treadle's finds the standard library's); and there is no resource tracker"
     ),
     "_TestSharedMemory.test_shared_memory_untracking": "as test_shared_memory_tracking",
-    "_TestPool[threads].test_make_pool": (
-        "ThreadPool's threads start as tasks come (treadle's thread pool), so its private _pool "
-        "lists none before the first task"
-    ),
 }
 if sys.version_info < (3, 13):
     # From 3.13 on, the thread variant sleeps 1 s, since no thread pool can stop its threads.

@@ -193,6 +193,16 @@ def test_thread_pool_has_the_pool_interface_on_treadles_threads():
         assert all(name.startswith("ThreadPool") for name in names)
 
 
+def test_a_thread_pools_private_pool_lists_as_many_threads_as_it_has_before_any_task():
+    # dask sizes its scheduler on len(pool._pool) of a multiprocessing pool it is given; an
+    # empty list there made it submit nothing and wait for ever.
+    with mp_pool.ThreadPool(3) as pool:
+        assert len(pool._pool) == 3 and all(t.is_alive() for t in pool._pool)
+        done = []
+        pool.apply_async(tasks.square, (4,), callback=done.append).wait(WAIT)
+        assert done == [16] and len(pool._pool) == 3
+
+
 INITARGS = """
     import multiprocessing, sys
     import treadle.multiprocessing as mp

@@ -680,4 +680,19 @@ class ThreadPool(Pool):
 
     @property
     def _pool(self) -> list[Any]:
-        return list(self._executor._threads)
+        """One entry per thread the pool has (``processes``, as the standard library's list):
+        the threads started so far, then one ``_ThreadToCome`` for each the pool starts when
+        tasks come (code such as dask's reads ``len(pool._pool)`` as the pool's size)."""
+        threads: list[Any] = list(self._executor._threads)
+        return threads + [_ThreadToCome()] * max(0, self._processes - len(threads))
+
+
+class _ThreadToCome:
+    """What ``ThreadPool._pool`` lists for a thread the pool has not started yet: it starts
+    one as a task comes, so it serves."""
+
+    def is_alive(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "<pool thread, started when a task comes>"
