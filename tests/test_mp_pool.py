@@ -171,6 +171,34 @@ def test_a_context_makes_treadles_pool_with_its_start_method():
     assert isinstance(mp.Pool, type(mp.get_context().Pool))
 
 
+def test_a_pool_made_without_a_context_takes_the_start_method_the_program_set():
+    # A marker module the parent imported: a worker forked from the fork server has it, a
+    # spawned one does not.
+    check = """
+        import xml.dom.minidom
+        import _process_tasks as tasks
+        SETUP
+        with POOL(1) as pool:
+            method = pool._ctx.get_start_method() if pool._ctx else "default"
+            print(method, pool.apply(tasks.has_module, ("xml.dom.minidom",)))
+        """
+    treadle_set = check.replace(
+        "SETUP", "import treadle.multiprocessing as mp; mp.set_start_method('spawn')"
+    ).replace("POOL", "__import__('treadle.multiprocessing.pool').multiprocessing.pool.Pool")
+    assert run_fresh(treadle_set) == ["spawn", "False"]
+    patched = check.replace(
+        "SETUP",
+        "import multiprocessing.pool, treadle; treadle.patch(); "
+        "multiprocessing.set_start_method('spawn', force=True)",
+    ).replace("POOL", "multiprocessing.pool.Pool")
+    assert run_fresh(patched) == ["spawn", "False"]
+    assert run_fresh(
+        check.replace("SETUP", "").replace(
+            "POOL", "__import__('treadle.multiprocessing.pool').multiprocessing.pool.Pool"
+        )
+    ) == ["default", "True"]
+
+
 def test_a_pool_cannot_be_pickled():
     import pickle
 

@@ -31,6 +31,7 @@ import collections
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -347,6 +348,16 @@ class _WorkerProcess:
         return f"<pool worker pid={self.pid}>"
 
 
+def _default_context() -> Any:
+    """The context a pool made without one takes, as the standard library's takes its module's
+    default: ``treadle.multiprocessing``'s, which follows a start method the program set (the
+    standard library's too, under ``treadle.patch()``). It lives in ``context``, above this
+    module; if that was never imported, nobody set a start method, and the executor's default
+    (treadle's fork server) is the one."""
+    context = sys.modules.get("treadle.multiprocessing.context")
+    return None if context is None else context._default_context.get_context()
+
+
 def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
     items = iter(iterable)
     while chunk := list(itertools.islice(items, size)):
@@ -386,7 +397,7 @@ class Pool:
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._processes = processes
-        self._ctx = context
+        self._ctx = context if context is not None else _default_context()
         self._feeders: set[threading.Thread] = set()
         self._executor = self._make_executor(initializer, tuple(initargs), maxtasksperchild)
         self._state = RUN
