@@ -119,15 +119,20 @@ fn the_owner_name_is_kept_for_the_report() {
     assert_eq!(lock.recorded_name(me().pid), "Worker-1");
 }
 
-#[test]
-fn a_cycle_through_waits_with_deadlines_is_not_a_deadlock() {
-    let a = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
-    let b = Arc::new(SharedLock::create(Kind::RLock, 1, 1).unwrap());
+/// Two threads, each holding one of `a` and `b` (registered), then waiting for the other
+/// (until `deadline`, watched as `timed` says); what each wait gave, and the cycles reported.
+fn opposite_orders(
+    a: SharedLock,
+    b: SharedLock,
+    timed: bool,
+    deadline: Option<Instant>,
+) -> ([Acquire; 2], Vec<Vec<CycleEdge>>, [u64; 2]) {
+    let (a, b) = (Arc::new(a), Arc::new(b));
     register(&a);
     register(&b);
     let watch = Watch {
         detect: true,
-        timed: true,
+        timed,
     };
     let barrier = Arc::new(std::sync::Barrier::new(2));
     let take = |first: Arc<SharedLock>, second: Arc<SharedLock>| {
@@ -135,7 +140,7 @@ fn a_cycle_through_waits_with_deadlines_is_not_a_deadlock() {
         std::thread::spawn(move || {
             assert!(first.try_acquire());
             barrier.wait();
-            let outcome = second.acquire_until(Some(Instant::now() + LIVENESS_POLL * 3), watch);
+            let outcome = second.acquire_until(deadline, watch);
             if outcome == Acquire::Taken {
                 second.release().unwrap();
             }
@@ -146,56 +151,41 @@ fn a_cycle_through_waits_with_deadlines_is_not_a_deadlock() {
     let one = take(Arc::clone(&a), Arc::clone(&b));
     let two = take(Arc::clone(&b), Arc::clone(&a));
     let outcomes = [one.join().unwrap(), two.join().unwrap()];
-    let cycles: Vec<_> = outcomes
-        .iter()
-        .filter_map(|outcome| match outcome {
-            Acquire::Deadlock(cycle) => Some(cycle),
-            _ => None,
-        })
-        .collect();
-    assert!(cycles.is_empty(), "{outcomes:?}");
-    assert!(outcomes.contains(&Acquire::TimedOut), "{outcomes:?}");
-}
-
-#[test]
-fn an_untimed_lock_order_cycle_is_reported_by_exactly_one_waiter() {
-    let a = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
-    let b = Arc::new(SharedLock::create(Kind::Lock, 1, 1).unwrap());
-    register(&a);
-    register(&b);
-    let watch = Watch {
-        detect: true,
-        timed: false,
-    };
-    let barrier = Arc::new(std::sync::Barrier::new(2));
-    let take = |first: Arc<SharedLock>, second: Arc<SharedLock>| {
-        let barrier = Arc::clone(&barrier);
-        std::thread::spawn(move || {
-            assert!(first.try_acquire());
-            barrier.wait();
-            let outcome = second.acquire_until(None, watch);
-            if !matches!(outcome, Acquire::Deadlock(_)) {
-                second.release().unwrap();
-            }
-            first.release().unwrap();
-            outcome
-        })
-    };
-    let one = take(Arc::clone(&a), Arc::clone(&b));
-    let two = take(Arc::clone(&b), Arc::clone(&a));
-    let outcomes = [one.join().unwrap(), two.join().unwrap()];
-    let cycles: Vec<_> = outcomes
+    let cycles = outcomes
         .iter()
         .filter_map(|outcome| match outcome {
             Acquire::Deadlock(cycle) => Some(cycle.clone()),
             _ => None,
         })
         .collect();
+    (outcomes, cycles, [a.id(), b.id()])
+}
+
+#[test]
+fn a_cycle_through_waits_with_deadlines_is_not_a_deadlock() {
+    let (outcomes, cycles, _) = opposite_orders(
+        SharedLock::create(Kind::Lock, 1, 1).unwrap(),
+        SharedLock::create(Kind::RLock, 1, 1).unwrap(),
+        true,
+        Some(Instant::now() + LIVENESS_POLL * 3),
+    );
+    assert!(cycles.is_empty(), "{outcomes:?}");
+    assert!(outcomes.contains(&Acquire::TimedOut), "{outcomes:?}");
+}
+
+#[test]
+fn an_untimed_lock_order_cycle_is_reported_by_exactly_one_waiter() {
+    let (outcomes, cycles, [a, b]) = opposite_orders(
+        SharedLock::create(Kind::Lock, 1, 1).unwrap(),
+        SharedLock::create(Kind::Lock, 1, 1).unwrap(),
+        false,
+        None,
+    );
     assert_eq!(cycles.len(), 1, "{outcomes:?}");
     let cycle = &cycles[0];
     assert_eq!(cycle.len(), 2);
     assert_eq!(cycle[0].holder, cycle[1].waiter);
     assert_eq!(cycle[1].holder, cycle[0].waiter);
     let ids: Vec<u64> = cycle.iter().map(|edge| edge.lock).collect();
-    assert!(ids.contains(&a.id()) && ids.contains(&b.id()));
+    assert!(ids.contains(&a) && ids.contains(&b));
 }
