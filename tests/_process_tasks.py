@@ -299,3 +299,14 @@ def announce_then_return_slow_to_unpickle(
 def set_item(mapping: object, key: object, value: object) -> None:
     """Stores ``mapping[key] = value``: a manager's dict proxy, passed as an argument."""
     mapping[key] = value  # type: ignore[index]
+
+
+def asleep(pid: int) -> bool:
+    """Whether process ``pid`` sleeps in ``time.sleep``'s system call. A signal that comes
+    between the interpreter's last look at its signal flags and that call does not interrupt it
+    (CPython's race, in every process): a test that interrupts a sleeper waits for this first."""
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan:
+            return wchan.read() == "hrtimer_nanosleep"
+    except OSError:
+        return False

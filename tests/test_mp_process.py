@@ -13,6 +13,7 @@ import threading
 import time
 
 import _mp_tasks as tasks
+import _process_tasks as process_tasks
 import pytest
 from _mp_tasks import WAIT, run_fresh
 
@@ -279,9 +280,18 @@ def test_killing_the_parent_leaves_no_orphan_and_no_shared_memory():
         _end_group(parent)
 
 
+def _wait_asleep(pids, seconds=WAIT) -> None:
+    deadline = time.monotonic() + seconds
+    for pid in pids:
+        while not process_tasks.asleep(pid):
+            assert time.monotonic() < deadline, f"process {pid} never went to sleep"
+            time.sleep(0.01)
+
+
 def test_ctrl_c_stops_the_whole_tree():
     parent, (_, server, *children) = _start_parent(PARENT)
     try:
+        _wait_asleep([parent.pid, *children])
         os.killpg(parent.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
         parent.wait(WAIT)
         assert parent.returncode != 0

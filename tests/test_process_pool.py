@@ -809,6 +809,7 @@ def test_ctrl_c_in_the_parent_stops_the_pool_and_its_workers():
     try:
         pids = [int(p) for p in parent.stdout.readline().split()]
         assert len(pids) == 2
+        assert wait_for(lambda: tasks.asleep(parent.pid))
         start = time.monotonic()
         parent.send_signal(signal.SIGINT)
         parent.wait(WAIT)
