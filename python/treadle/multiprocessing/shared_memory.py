@@ -190,15 +190,30 @@ class _Registry:
         os.mkdir(entry, 0o700)
         return True
 
+    def link(self, key: str, fd: int, inode: int) -> str:
+        """The path of this process's link to its descriptor ``fd`` of the segment ``key``."""
+        return f"{self.path}/{key}/{self.pid}-{fd}-{inode}"
+
     def add_holder(self, key: str, fd: int, inode: int) -> None:
-        pid = os.getpid()  # the entry exists: claimed, or found
-        os.symlink(f"/proc/{pid}/fd/{fd}", f"{self.entry(key)}/{pid}-{fd}-{inode}")
+        # The entry exists: claimed, or found.
+        os.symlink(f"/proc/{self.pid}/fd/{fd}", self.link(key, fd, inode))
 
     def holds(self, key: str, fd: int, inode: int) -> bool:
-        return os.path.lexists(f"{self.entry(key)}/{os.getpid()}-{fd}-{inode}")
+        return os.path.lexists(self.link(key, fd, inode))
 
-    def remove_name(self, key: str) -> bool:
+    def remove_name(self, key: str, own: list[_Holding]) -> bool:
+        """Removes the name ``key``: its holders' links (``own``: this process's, which need
+        no look at the directory when no other process holds the segment), then its entry."""
         entry = self.entry(key)
+        for holding in own:
+            _remove(self.link(key, holding.fd, holding.inode))
+        try:
+            os.rmdir(entry)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:
+            pass  # other holders' links are left
         try:
             links = os.listdir(entry)
         except FileNotFoundError:
@@ -519,10 +534,10 @@ class SharedMemory:
         key = _key(self._name)
         holdings = _Holdings.of_this_process()
         with _Registry.locked() as registry:
-            removed = registry.remove_name(key)
-            for segment, holding in list(holdings.by_segment.items()):
-                if segment[0] == key:
-                    holdings.drop(holding)
+            own = [holding for holding in holdings.by_segment.values() if holding.key == key]
+            removed = registry.remove_name(key, own)
+            for holding in own:
+                holdings.drop(holding)
         if not removed:
             # Not treadle's, or already unlinked: as shm_unlink says.
             _posixshmem.shm_unlink(self._name)
