@@ -91,13 +91,22 @@ def test_a_subclass_runs_its_own_run():
 
 
 def test_the_sentinel_is_a_pidfd_that_polls_readable_once_the_process_ended():
-    p = mp.Process(target=tasks.sleep, args=(0.2,))
-    p.start()
-    assert os.readlink(f"/proc/self/fd/{p.sentinel}") == "anon_inode:[pidfd]"
-    assert mp.connection.wait([p.sentinel], timeout=0) == []
-    assert mp.connection.wait([p.sentinel], timeout=WAIT) == [p.sentinel]
-    p.join()
-    assert p.exitcode == 0
+    # In a fresh interpreter: a process that had threads before it first needed the fork
+    # server has none, and starts fresh interpreters (whose sentinel is a pipe).
+    assert run_fresh(
+        f"""
+        import os
+        import treadle.multiprocessing as mp
+        from _mp_tasks import sleep
+        p = mp.Process(target=sleep, args=(0.2,))
+        p.start()
+        print(os.readlink(f"/proc/self/fd/{{p.sentinel}}"))
+        print(mp.connection.wait([p.sentinel], timeout=0) == [])
+        print(mp.connection.wait([p.sentinel], timeout={WAIT}) == [p.sentinel])
+        p.join()
+        print(p.exitcode)
+        """
+    ) == ["anon_inode:[pidfd]", "True", "True", "0"]
 
 
 def test_join_with_a_timeout_returns_while_the_process_runs():
