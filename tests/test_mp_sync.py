@@ -312,3 +312,23 @@ def test_a_thread_waiting_for_a_lock_it_holds_waits_for_another_to_release_it():
     child = start(tasks.release_lock, lock)
     assert lock.acquire()  # a signal from the child, not a deadlock
     assert joined(child)
+
+
+def test_values_are_carved_from_arenas_not_a_descriptor_each():
+    before = len(os.listdir("/proc/self/fd"))
+    values = [mp.RawValue("i", i) for i in range(2000)]
+    assert len(os.listdir("/proc/self/fd")) - before < 10  # arenas double: a few, not 2,000
+    assert [value.value for value in values] == list(range(2000))
+    del values
+    reused = [mp.RawValue("q") for _ in range(1000)]  # freed blocks come back zeroed
+    assert {value.value for value in reused} == {0}
+
+
+def test_a_child_maps_an_arena_once_however_many_values_it_receives():
+    values = [mp.RawValue("q", i) for i in range(200)]
+    results = mp.SimpleQueue()
+    child = start(tasks.heap_report, values, results)
+    total, descriptors = results.get()
+    assert total == sum(range(200))
+    assert descriptors <= 2  # the arena (or two) the values are in, not one per value
+    assert joined(child)
