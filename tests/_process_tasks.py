@@ -310,3 +310,30 @@ def asleep(pid: int) -> bool:
             return wchan.read() == "hrtimer_nanosleep"
     except OSError:
         return False
+
+
+def who_am_i(_: object = None) -> tuple[str, bool]:
+    """This process's ``multiprocessing.current_process()`` name and daemon flag."""
+    import multiprocessing
+
+    current = multiprocessing.current_process()
+    return current.name, current.daemon
+
+
+def make_a_pool() -> str:
+    """Makes a process pool here and says what happened."""
+    import treadle.multiprocessing as mp
+
+    try:
+        mp.Pool(1).terminate()
+    except AssertionError as error:
+        return f"AssertionError: {error}"
+    return "made"
+
+
+def thread_pool_map() -> list[int]:
+    """A thread pool here maps ``abs``."""
+    from treadle.multiprocessing.pool import ThreadPool
+
+    with ThreadPool(2) as pool:
+        return pool.map(abs, [-1, -2])

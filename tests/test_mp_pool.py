@@ -348,3 +348,17 @@ def test_an_initializer_that_fails_fails_the_tasks_instead_of_restarting_workers
     with mp.Pool(1, initializer=tasks.fail, initargs=("no start",)) as pool:
         with pytest.raises(mp_pool.BrokenProcessPool, match="initializer"):
             pool.apply(tasks.square, (2,))
+
+
+@pytest.mark.parametrize(
+    "method, prefix", [("forkserver", "ForkServer"), ("spawn", "Spawn"), ("fork", "Fork")]
+)
+def test_workers_are_daemonic_pool_workers_named_after_their_start_method(method, prefix):
+    # As the standard library's: what joblib looks at before it nests a pool.
+    with mp.get_context(method).Pool(1) as pool:
+        assert pool.apply(tasks.who_am_i) == (f"{prefix}PoolWorker-{pool._pool[0].pid}", True)
+        # A daemonic process may have threads, not children.
+        assert pool.apply(tasks.make_a_pool) == (
+            "AssertionError: daemonic processes are not allowed to have children"
+        )
+        assert pool.apply(tasks.thread_pool_map) == [1, 2]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import multiprocessing
 import os
 import sys
 import threading
@@ -358,6 +359,23 @@ def _default_context() -> Any:
     return None if context is None else context._default_context.get_context()
 
 
+class _PoolWorkerStart:
+    """How a pool's worker starts: as the standard library's pool workers are, it is a daemonic
+    process (so a task that starts a process raises ``AssertionError``, and libraries that
+    look, such as joblib, do not nest pools) named after its start method
+    (``ForkServerPoolWorker-<pid>``); then it runs the pool's initializer."""
+
+    def __init__(self, name: str, initializer: Callable[..., object] | None) -> None:
+        self.name, self.initializer = name, initializer
+
+    def __call__(self, *initargs: Any) -> None:
+        current = multiprocessing.current_process()
+        current.name = f"{self.name}-{os.getpid()}"
+        current.daemon = True
+        if self.initializer is not None:
+            self.initializer(*initargs)
+
+
 def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
     items = iter(iterable)
     while chunk := list(itertools.islice(items, size)):
@@ -396,17 +414,27 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
+        self._check_may_have_children()
         self._processes = processes
         self._ctx = context if context is not None else _default_context()
         self._feeders: set[threading.Thread] = set()
         self._executor = self._make_executor(initializer, tuple(initargs), maxtasksperchild)
         self._state = RUN
 
+    def _check_may_have_children(self) -> None:
+        # As the standard library's pool, whose workers' start() asserts it.
+        assert not multiprocessing.current_process().daemon, (
+            "daemonic processes are not allowed to have children"
+        )
+
     def _make_executor(self, initializer: Any, initargs: tuple[Any, ...], maxtasks: Any) -> Any:
+        # No context: the process pool's default, treadle's fork server.
+        process = self._ctx.Process.__name__ if self._ctx is not None else "ForkServerProcess"
+        name = process.replace("Process", "PoolWorker")
         return ProcessPoolExecutor(
             self._processes,
             mp_context=self._ctx,
-            initializer=initializer,
+            initializer=_PoolWorkerStart(name, initializer),
             initargs=initargs,
             max_tasks_per_child=maxtasks,
         )
@@ -673,6 +701,9 @@ class ThreadPool(Pool):
         if processes is None:
             processes = os.cpu_count() or 1
         super().__init__(processes, initializer, initargs)
+
+    def _check_may_have_children(self) -> None:
+        pass  # threads: a daemonic process may have them
 
     def _make_executor(self, initializer: Any, initargs: tuple[Any, ...], maxtasks: Any) -> Any:
         return ThreadPoolExecutor(
