@@ -330,3 +330,34 @@ def test_a_queue_passes_to_a_pools_initializer():
     with mp.Pool(2, initializer=tasks.put_items, initargs=(q, ["ready"])) as pool:
         assert pool.apply(abs, (-3,)) == 3
         assert [q.get(timeout=WAIT), q.get(timeout=WAIT)] == ["ready", "ready"]
+
+
+RESERVE = """
+    import os, threading, multiprocessing
+    import treadle
+    treadle.patch()
+    from treadle.multiprocessing import fork_server
+    reserve = fork_server._reserve.pid
+    THREADS
+    p = multiprocessing.Process(target=os.getpid)
+    p.start()
+    p.join()
+    print(type(p._popen).__name__, fork_server.get().pid == reserve)
+"""
+
+
+@pytest.mark.parametrize(
+    "threads, from_reserve",
+    [
+        ("threading.Thread(target=threading.Event().wait, daemon=True).start()", "True"),
+        ("", "False"),
+    ],
+    ids=["threads-first", "one-thread"],
+)
+def test_patch_keeps_a_fork_server_in_reserve_for_a_program_that_starts_threads(
+    threads, from_reserve
+):
+    # numpy's OpenBLAS starts threads at import: a program that imports it before its first
+    # process would otherwise start fresh interpreters. One that still has one thread gets a
+    # server forked then, with all it loaded since.
+    assert run_fresh(RESERVE.replace("THREADS", threads)) == ["ForkServerPopen", from_reserve]

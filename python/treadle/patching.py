@@ -150,6 +150,9 @@ def patch(*, cluster: str | None = None) -> None:
         for name in _POOL_NAMES:
             _replace(multiprocessing.pool, name, getattr(multiprocessing_pool, name))
         _patch_thread_class()
+        from treadle.multiprocessing import fork_server
+
+        fork_server.start_reserve()
 
 
 def _executors(cluster: str | None) -> dict[str, Any]:

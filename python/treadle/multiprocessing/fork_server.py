@@ -78,22 +78,49 @@ def single_threaded() -> bool:
         return False
 
 
+#: A server started before the process needed one (:func:`start_reserve`), for when it first
+#: needs one while it has threads.
+_reserve: _ForkServer | None = None
+_reserve_owner = 0
+
+
 def get() -> _ForkServer | None:
-    """This process's fork server, started now if the process has one thread; None when the
-    process has threads and no server was started before."""
-    global _server, _server_owner
-    if _server is not None and _server_owner == os.getpid() and _server.alive():
+    """This process's fork server: started now if the process has one thread (a copy of the
+    process as it is now); else the reserve, if one was started; None when the process has
+    threads and no server was started before."""
+    global _server, _server_owner, _reserve
+    pid = os.getpid()
+    if _server is not None and _server_owner == pid and _server.alive():
         return _server
-    if not hasattr(os, "fork") or not single_threaded():
-        return None
-    _server = _start()
-    _server_owner = os.getpid()
-    return _server
+    if hasattr(os, "fork") and single_threaded():
+        _server, _server_owner, _reserve = _start(), pid, None
+        return _server
+    if _reserve is not None and _reserve_owner == pid and _reserve.alive():
+        _server, _server_owner, _reserve = _reserve, pid, None
+        return _server
+    return None
+
+
+def start_reserve() -> None:
+    """Starts a fork server in reserve, if the process has one thread and no server: when the
+    process first needs one, it starts a server then if it still has one thread (a copy with
+    all the program loaded by then), and otherwise takes the reserve, where it would have had
+    to start fresh interpreters (a program that imports numpy, whose OpenBLAS starts threads,
+    before its first pool). ``treadle.patch()`` (so ``treadle run`` and the pytest plugin)
+    starts one."""
+    global _reserve, _reserve_owner
+    pid = os.getpid()
+    if _server is not None and _server_owner == pid and _server.alive():
+        return
+    if _reserve is not None and _reserve_owner == pid and _reserve.alive():
+        return
+    if hasattr(os, "fork") and single_threaded():
+        _reserve, _reserve_owner = _start(), pid
 
 
 def _forget() -> None:
-    global _server
-    _server = None
+    global _server, _reserve
+    _server = _reserve = None
 
 
 os.register_at_fork(after_in_child=_forget)
