@@ -18,6 +18,7 @@ from _mp_tasks import WAIT, joined
 
 import treadle.multiprocessing as mp
 from treadle import DeadlockError
+from treadle._treadle import _SharedLock
 from treadle.futures import ProcessPoolExecutor
 from treadle.multiprocessing import OwnerDiedError, sharedctypes, synchronize
 
@@ -120,6 +121,45 @@ def test_the_classes_are_the_standard_library_s_too():
     assert isinstance(mp.Condition(), standard.Condition)
     assert isinstance(mp.Event(), standard.Event)
     assert isinstance(mp.Barrier(2), standard.Barrier)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [synchronize.Lock, synchronize.RLock, synchronize.Semaphore, synchronize.BoundedSemaphore],
+)
+def test_a_lock_s_acquire_release_and_with_are_its_native_methods(cls):
+    lock = cls()
+    # By the method resolution order, not by attributes set on each instance.
+    for name in ("acquire", "release", "__enter__", "__exit__"):
+        assert getattr(type(lock), name) is getattr(_SharedLock, name), name
+    assert vars(lock) == {}
+    assert lock._semlock is lock  # what the standard library's Condition and reprs call
+    lock.note = "a user's attribute"
+    assert vars(lock) == {"note": "a user's attribute"}
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.parametrize("make", [synchronize.Lock, lambda: tasks.TaggedLock("mine")])
+def test_a_lock_passes_to_a_child_under_every_start_method(method, make):
+    lock = make()
+    lock.acquire()
+    child = mp.get_context(method).Process(
+        target=tasks.release_lock_of_class, args=(lock, type(lock).__qualname__), daemon=True
+    )
+    child.start()
+    assert joined(child) and child.exitcode == 0
+    assert lock.acquire(timeout=WAIT)  # the child released this very lock
+
+
+def test_a_subclass_with_an_init_of_its_own_is_made_as_the_standard_library_s():
+    lock = tasks.TaggedLock("mine")
+    assert lock.tag == "mine"
+    with lock:
+        assert lock._is_mine()
+    with pytest.raises(TypeError):
+        synchronize.Lock(1)
+    with pytest.raises(ValueError, match="initial value"):
+        synchronize.Semaphore(-1)
 
 
 def test_semaphore_get_value_counts():

@@ -25,8 +25,10 @@ pyo3::create_exception!(
      name) of the dead owner."
 );
 
-/// A lock, reentrant lock or semaphore shared between processes.
-#[pyclass(frozen, weakref, name = "_SharedLock", module = "treadle")]
+/// A lock, reentrant lock or semaphore shared between processes: the base class of
+/// `treadle.multiprocessing.synchronize`'s, so that their `acquire`, `release`, `__enter__` and
+/// `__exit__` are these native methods.
+#[pyclass(frozen, weakref, subclass, name = "_SharedLock", module = "treadle")]
 pub(crate) struct PySharedLock {
     core: Arc<SharedLock>,
 }
@@ -140,6 +142,17 @@ impl PySharedLock {
         PySharedLock { core }
     }
 
+    /// Opens the lock whose descriptor another process passed, taking `fd` over.
+    fn open(fd: i32) -> PyResult<Self> {
+        if fd < 0 {
+            return Err(PyValueError::new_err("bad lock descriptor"));
+        }
+        // SAFETY: the caller hands the open descriptor over and no longer uses it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let core = SharedLock::open(fd).map_err(|e| PyOSError::new_err(format!("{e}")))?;
+        Ok(PySharedLock::wrap(core))
+    }
+
     #[inline]
     fn taken(&self, py: Python<'_>) {
         if self.core.kind() != Kind::Semaphore && !self.core.name_recorded() {
@@ -151,10 +164,20 @@ impl PySharedLock {
 #[pymethods]
 impl PySharedLock {
     /// A new lock: `kind` 0 (Lock), 1 (RLock) or 2 (Semaphore, starting at `value`, released
-    /// at most up to `maxvalue`).
+    /// at most up to `maxvalue`); or, given `fd`, the lock whose descriptor another process
+    /// passed (the lock takes `fd` over).
     #[new]
-    #[pyo3(signature = (kind, value=1, maxvalue=VALUE_MAX))]
-    fn new(py: Python<'_>, kind: u32, value: u32, maxvalue: u32) -> PyResult<Self> {
+    #[pyo3(signature = (kind=0, value=1, maxvalue=VALUE_MAX, *, fd=None))]
+    fn new(
+        py: Python<'_>,
+        kind: u32,
+        value: u32,
+        maxvalue: u32,
+        fd: Option<i32>,
+    ) -> PyResult<Self> {
+        if let Some(fd) = fd {
+            return PySharedLock::open(fd);
+        }
         let kind = match kind {
             0 => Kind::Lock,
             1 => Kind::RLock,
@@ -170,16 +193,11 @@ impl PySharedLock {
         Ok(PySharedLock::wrap(core))
     }
 
-    /// Opens the lock whose descriptor another process passed, taking `fd` over.
-    #[staticmethod]
-    fn _open(fd: i32) -> PyResult<Self> {
-        if fd < 0 {
-            return Err(PyValueError::new_err("bad lock descriptor"));
-        }
-        // SAFETY: the caller hands the open descriptor over and no longer uses it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let core = SharedLock::open(fd).map_err(|e| PyOSError::new_err(format!("{e}")))?;
-        Ok(PySharedLock::wrap(core))
+    /// The lock itself: `multiprocessing.synchronize`'s code and CPython's tests reach a lock's
+    /// native half as `lock._semlock`.
+    #[getter]
+    fn _semlock<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+        slf.clone()
     }
 
     /// The shared memory's descriptor (owned by the lock: duplicate it to pass it on).
