@@ -151,6 +151,43 @@ def test_a_lock_passes_to_a_child_under_every_start_method(method, make):
     assert lock.acquire(timeout=WAIT)  # the child released this very lock
 
 
+# On a new lock or semaphore of one, none of these waits for ever.
+CALLS = [
+    ("acquire", (), {}),
+    ("acquire", (False,), {}),
+    ("acquire", (), {"block": False}),
+    ("acquire", (True, 0.01), {}),
+    ("release", (), {}),
+    ("release", (), {}),
+    ("release", (), {}),
+    ("__enter__", (), {}),
+    ("acquire", (), {"timeout": 0}),
+    ("__exit__", (None, None, None), {}),
+    ("__exit__", (), {}),
+    ("__exit__", (ValueError, ValueError("x"), None), {}),
+    ("__exit__", (None,), {}),
+    ("release", (1,), {}),
+    ("acquire", (), {"timeout": -1}),
+    ("acquire", (), {"timeout": 0.01}),
+]
+
+
+@pytest.mark.parametrize("name", ["Lock", "RLock", "Semaphore", "BoundedSemaphore"])
+def test_every_call_form_of_acquire_release_and_with_is_the_standard_library_s(name):
+    # Most calls take a direct path; the others, and every failure, take the full method: the
+    # outcomes are the standard library's either way.
+    def outcomes(lock):
+        found = []
+        for method, args, kwargs in CALLS:
+            try:
+                found.append((method, getattr(lock, method)(*args, **kwargs)))
+            except Exception as error:
+                found.append((method, type(error)))
+        return found
+
+    assert outcomes(getattr(mp, name)()) == outcomes(getattr(multiprocessing, name)())
+
+
 def test_a_subclass_with_an_init_of_its_own_is_made_as_the_standard_library_s():
     lock = tasks.TaggedLock("mine")
     assert lock.tag == "mine"

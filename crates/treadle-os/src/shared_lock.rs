@@ -69,6 +69,10 @@ const MAX_WALK: usize = 64;
 const TIMED: u64 = 1 << 31;
 /// Bytes of an owner's name kept in the lock.
 const NAME_BYTES: usize = 64;
+/// Processes whose names a lock keeps (a process past these takes a slot over).
+const NAME_SLOTS: usize = 8;
+/// In a name slot's pid: the name is being written.
+const WRITING: u32 = u32::MAX;
 const MAGIC: u32 = 0x5452_4c4b; // "TRLK"
 const SIZE: usize = 4096;
 /// The start time takes the low 40 bits of a stamp, the pid the rest.
@@ -118,17 +122,25 @@ struct Shared {
     tid: AtomicU32,
     /// An RLock's depth.
     depth: AtomicU32,
-    /// The pid whose name [`Shared::name`] holds.
-    name_pid: AtomicU32,
+    _pad: u32,
     /// The holder's pid and start time ([`stamp`]).
     stamp: AtomicU64,
     /// Dead owners found.
     recovered: AtomicU64,
-    name_len: AtomicU32,
-    _pad: u32,
-    name: [AtomicU64; NAME_BYTES / 8],
+    /// The names of the processes that took the lock, for reports: each process writes its
+    /// own once, so that processes taking turns do not write a name at every acquisition.
+    names: [NameSlot; NAME_SLOTS],
     /// Threads sleeping on the lock: `pid << 32 | tid` (| [`TIMED`]), 0 for a free slot.
     waiters: [AtomicU64; WAITER_SLOTS],
+}
+
+/// A process's name, as it recorded it in a lock.
+#[repr(C)]
+struct NameSlot {
+    /// The process's pid, 0 for a free slot, [`WRITING`] while a name is written.
+    pid: AtomicU32,
+    len: AtomicU32,
+    name: [AtomicU64; NAME_BYTES / 8],
 }
 
 /// A process that died holding a lock.
@@ -236,6 +248,9 @@ pub struct SharedLock {
     spin: Spin,
     /// The memfd's inode number: the lock's identity in every process.
     inode: u64,
+    /// One more than the fork generation in which this process recorded its name (0: not
+    /// yet), so that a child, whose pid is another, records its own.
+    named_in: AtomicU64,
 }
 
 /// The locks this process maps, for the deadlock walk.
@@ -265,6 +280,7 @@ impl SharedLock {
         let lock = SharedLock {
             spin: Spin::up_to(SPIN),
             inode: inode(&region),
+            named_in: AtomicU64::new(0),
             region,
             kind,
             maxvalue,
@@ -298,6 +314,7 @@ impl SharedLock {
                 kind,
                 maxvalue: shared.maxvalue.load(Ordering::Relaxed),
                 inode: inode(&region),
+                named_in: AtomicU64::new(0),
                 region,
             }),
             _ => Err(io::Error::new(
@@ -470,42 +487,62 @@ impl SharedLock {
         )
     }
 
-    /// Records `name` as this process's in the lock, unless it did already; for the report of a
-    /// dead owner. Called by the holder only.
+    /// Records `name` as this process's in the lock, for the report of a dead owner or a
+    /// deadlock.
     pub fn record_name(&self, name: &str) {
-        let shared = self.shared();
+        let names = &self.shared().names;
         let pid = me().pid;
-        if shared.name_pid.load(Ordering::Relaxed) == pid {
-            return;
-        }
+        // This process's slot, a free one, or (past NAME_SLOTS processes) one taken over.
+        let slot = names
+            .iter()
+            .find(|slot| slot.pid.load(Ordering::Relaxed) == pid)
+            .or_else(|| {
+                names.iter().find(|slot| {
+                    slot.pid
+                        .compare_exchange(0, WRITING, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                })
+            })
+            .unwrap_or(&names[pid as usize % NAME_SLOTS]);
+        slot.pid.store(WRITING, Ordering::Relaxed);
         let bytes = name.as_bytes();
         let len = bytes.len().min(NAME_BYTES);
         let mut words = [0u8; NAME_BYTES];
         words[..len].copy_from_slice(&bytes[..len]);
-        for (slot, chunk) in shared.name.iter().zip(words.chunks_exact(8)) {
+        for (word_slot, chunk) in slot.name.iter().zip(words.chunks_exact(8)) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            slot.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+            word_slot.store(u64::from_ne_bytes(word), Ordering::Relaxed);
         }
-        shared.name_len.store(len as u32, Ordering::Relaxed);
-        shared.name_pid.store(pid, Ordering::Release);
+        slot.len.store(len as u32, Ordering::Relaxed);
+        slot.pid.store(pid, Ordering::Release);
+        self.named_in
+            .store(fork_generation() + 1, Ordering::Relaxed);
     }
 
-    /// Whether a process has this lock's name recorded as its own.
+    /// Whether this process has recorded its name in the lock.
+    #[inline]
     pub fn name_recorded(&self) -> bool {
-        self.shared().name_pid.load(Ordering::Relaxed) == me().pid
+        self.named_in.load(Ordering::Relaxed) == fork_generation() + 1
     }
 
     fn recorded_name(&self, pid: u32) -> String {
-        let shared = self.shared();
-        if shared.name_pid.load(Ordering::Acquire) != pid {
+        let Some(slot) = self
+            .shared()
+            .names
+            .iter()
+            .find(|slot| slot.pid.load(Ordering::Acquire) == pid)
+        else {
             return String::new();
-        }
+        };
         let mut bytes = Vec::with_capacity(NAME_BYTES);
-        for slot in &shared.name {
-            bytes.extend_from_slice(&slot.load(Ordering::Relaxed).to_ne_bytes());
+        for word in &slot.name {
+            bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
         }
-        bytes.truncate(shared.name_len.load(Ordering::Relaxed) as usize);
+        bytes.truncate((slot.len.load(Ordering::Relaxed) as usize).min(NAME_BYTES));
+        if slot.pid.load(Ordering::Acquire) != pid {
+            return String::new(); // taken over while read
+        }
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

@@ -19,6 +19,7 @@ mod completions;
 mod condition;
 mod deadlock;
 mod event;
+mod fast_method;
 mod future;
 mod lock;
 mod pool;
@@ -103,6 +104,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<channel::AbandonedQueueError>(),
     )?;
     m.add_class::<shared_lock::PySharedLock>()?;
+    shared_lock::fast::install(m.py())?;
     m.add(
         "OwnerDiedError",
         m.py().get_type::<shared_lock::OwnerDiedError>(),

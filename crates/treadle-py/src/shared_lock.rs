@@ -15,6 +15,8 @@ use treadle_os::shared_lock::{
     register, Acquire, CycleEdge, DeadOwner, Kind, ReleaseError, SharedLock, Watch, VALUE_MAX,
 };
 
+pub(crate) mod fast;
+
 pyo3::create_exception!(
     treadle.multiprocessing,
     OwnerDiedError,
@@ -151,6 +153,13 @@ impl PySharedLock {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let core = SharedLock::open(fd).map_err(|e| PyOSError::new_err(format!("{e}")))?;
         Ok(PySharedLock::wrap(core))
+    }
+
+    /// Tries once, and only where nothing but the core has work to do (no name to record).
+    #[inline]
+    fn try_acquire_quietly(&self) -> bool {
+        (self.core.kind() == Kind::Semaphore || self.core.name_recorded())
+            && self.core.try_acquire()
     }
 
     #[inline]

@@ -83,8 +83,6 @@ fn a_dead_owner_is_reported_once_and_the_lock_freed() {
         let pid = dead_pid();
         lock.shared().word.store(pid, Ordering::Relaxed);
         lock.shared().tid.store(pid, Ordering::Relaxed);
-        lock.shared().name_pid.store(pid, Ordering::Relaxed);
-        lock.shared().name_len.store(0, Ordering::Relaxed);
         let soon = Some(Instant::now() + Duration::from_secs(5));
         match lock.acquire_until(soon, Watch::default()) {
             Acquire::OwnerDied(dead) => {
@@ -117,6 +115,26 @@ fn the_owner_name_is_kept_for_the_report() {
     lock.record_name("Worker-1");
     assert!(lock.name_recorded());
     assert_eq!(lock.recorded_name(me().pid), "Worker-1");
+}
+
+#[test]
+fn processes_taking_turns_keep_a_name_each() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    let other = reopened(&lock);
+    lock.record_name("Worker-1");
+    // Another process's name, in a slot of its own.
+    let pid = dead_pid();
+    let slot = &lock.shared().names[1];
+    slot.name[0].store(u64::from_ne_bytes(*b"Worker-2"), Ordering::Relaxed);
+    slot.len.store(8, Ordering::Relaxed);
+    slot.pid.store(pid, Ordering::Release);
+    assert_eq!(lock.recorded_name(pid), "Worker-2");
+    assert_eq!(lock.recorded_name(me().pid), "Worker-1");
+    // The name is recorded once per process, not per lock object of it.
+    assert!(!other.name_recorded());
+    other.record_name("Worker-1b");
+    assert_eq!(lock.recorded_name(me().pid), "Worker-1b");
+    assert_eq!(lock.recorded_name(pid), "Worker-2");
 }
 
 /// Two threads, each holding one of `a` and `b` (registered), then waiting for the other
