@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 
 import _mp_tasks as tasks
@@ -18,7 +19,7 @@ from _mp_tasks import WAIT, joined
 
 import treadle.multiprocessing as mp
 from treadle import DeadlockError
-from treadle._treadle import _SharedLock
+from treadle._treadle import _SharedLock, _SharedValue
 from treadle.futures import ProcessPoolExecutor
 from treadle.multiprocessing import OwnerDiedError, sharedctypes, synchronize
 
@@ -295,6 +296,59 @@ def test_four_processes_increment_a_value_ten_thousand_times_each(work):
     for child in children:
         assert joined(child) and child.exitcode == 0
     assert value.value == 40_000
+
+
+def test_a_number_s_value_is_read_and_written_natively_under_its_lock():
+    value = mp.Value("i", 0)
+    assert type(value).value is _SharedValue.value  # not the standard library's property
+    with value.get_lock():  # a treadle RLock, taken again by the read and the write
+        value.value += 1
+    assert value.value == 1
+
+
+VALUES = [0, 1, -1, 127, 128, 255, 256, 2**31, -(2**31) - 1, 2**63, 2**64 + 5, -(2**70)]
+VALUES += [True, 2.5, -0.1, 1e300, float("inf"), "x", None, b"y"]
+
+
+@pytest.mark.parametrize("code", [*"bBhHiIlLqQfdc", ctypes.c_bool, ctypes.c_longdouble])
+def test_a_value_reads_and_writes_every_number_as_the_standard_library_s(code):
+    def outcomes(value):
+        found = [value.value]
+        for new in VALUES:
+            try:
+                value.value = new
+                found.append(value.value)
+            except Exception as error:
+                found.append(type(error))
+        return found
+
+    initial = b"a" if code == "c" else 1
+    assert outcomes(mp.Value(code, initial)) == outcomes(multiprocessing.Value(code, initial))
+
+
+def test_a_value_behind_another_kind_of_lock_uses_that_lock():
+    value = mp.Value("i", 1, lock=multiprocessing.Lock())
+    with value.get_lock():
+        assert not value.get_lock().acquire(False)
+    value.value = 5
+    assert value.value == 5
+
+
+def test_reading_a_value_waits_while_another_thread_holds_its_lock():
+    value = mp.Value("q", 0)
+    held = threading.Event()
+
+    def hold_then_write():
+        with value.get_lock():
+            held.set()
+            time.sleep(0.3)
+            value.value = 42
+
+    thread = threading.Thread(target=hold_then_write)
+    thread.start()
+    assert held.wait(WAIT)
+    assert value.value == 42  # read only once the holder let go
+    thread.join(WAIT)
 
 
 def test_atomic_operations_on_values_and_raw_values():

@@ -11,7 +11,7 @@ use treadle_core::atomic::IntType;
 use treadle_os::futex_word;
 
 /// The integer type of a fixed-width type code (`b`, `B`, `h`, `H`, `i`, `I`, `q`, `Q`).
-fn int_type(code: &str) -> PyResult<IntType> {
+pub(crate) fn int_type(code: &str) -> PyResult<IntType> {
     Ok(match code {
         "b" => IntType::I8,
         "B" => IntType::U8,
@@ -27,6 +27,17 @@ fn int_type(code: &str) -> PyResult<IntType> {
             )))
         }
     })
+}
+
+/// `value`, an integer of type `ty`, as a Python `int`, made from 64 bits (an `i128` goes
+/// through a slow byte-array conversion).
+pub(crate) fn int_object(py: Python<'_>, ty: IntType, value: i128) -> Bound<'_, PyAny> {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    match ty {
+        IntType::U64 => (value as u64).into_pyobject(py),
+        _ => (value as i64).into_pyobject(py),
+    }
+    .map_or_else(|never| match never {}, Bound::into_any)
 }
 
 /// An integer in memory that `owner` keeps alive, operated on atomically.

@@ -28,6 +28,7 @@ mod queue;
 mod runtime;
 mod semaphore;
 mod shared_lock;
+mod shared_value;
 mod stats;
 mod unretrieved;
 
@@ -105,6 +106,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<shared_lock::PySharedLock>()?;
     shared_lock::fast::install(m.py())?;
+    m.add_class::<shared_value::PySharedValue>()?;
     m.add(
         "OwnerDiedError",
         m.py().get_type::<shared_lock::OwnerDiedError>(),

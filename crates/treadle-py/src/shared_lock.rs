@@ -157,7 +157,7 @@ impl PySharedLock {
 
     /// Tries once, and only where nothing but the core has work to do (no name to record).
     #[inline]
-    fn try_acquire_quietly(&self) -> bool {
+    pub(crate) fn try_acquire_quietly(&self) -> bool {
         (self.core.kind() == Kind::Semaphore || self.core.name_recorded())
             && self.core.try_acquire()
     }
@@ -271,7 +271,7 @@ impl PySharedLock {
 
     /// Gives it back: `ValueError` for a lock not held or a bounded semaphore at its bound,
     /// `AssertionError` for an RLock its caller does not own (as `SemLock`).
-    fn release(&self) -> PyResult<()> {
+    pub(crate) fn release(&self) -> PyResult<()> {
         self.core.release().map_err(|error| match error {
             ReleaseError::TooManyReleases => {
                 PyValueError::new_err("semaphore or lock released too many times")
