@@ -162,6 +162,12 @@ impl PySharedLock {
             && self.core.try_acquire()
     }
 
+    /// Whether this is an `RLock` the calling thread holds.
+    #[inline]
+    pub(crate) fn holds_rlock(&self) -> bool {
+        self.core.kind() == Kind::RLock && self.core.is_mine()
+    }
+
     #[inline]
     fn taken(&self, py: Python<'_>) {
         if self.core.kind() != Kind::Semaphore && !self.core.name_recorded() {

@@ -126,6 +126,23 @@ fn standard(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
         .bind(py))
 }
 
+/// `f()` with `lock` held, if that needs no wait: with an `RLock` the caller holds as it is
+/// (taking it again and giving it back would only write the shared depth twice, which the
+/// other processes' cores then read again), else taken now and given back; `None` if `lock`
+/// must be waited for.
+#[inline]
+fn under_lock<T>(lock: &PySharedLock, f: impl FnOnce() -> T) -> PyResult<Option<T>> {
+    if lock.holds_rlock() {
+        return Ok(Some(f()));
+    }
+    if !lock.try_acquire_quietly() {
+        return Ok(None);
+    }
+    let value = f();
+    lock.release()?;
+    Ok(Some(value))
+}
+
 #[pymethods]
 impl PySharedValue {
     /// A `Value` of `obj` (a `ctypes` object) behind `lock`; `code` (`b` ... `Q`, `f`, `d`) says
@@ -160,10 +177,7 @@ impl PySharedValue {
     fn value<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         if let Some(direct) = &slf.get().direct {
-            let lock = direct.lock.get();
-            if lock.try_acquire_quietly() {
-                let value = direct.read(py);
-                lock.release()?;
+            if let Some(value) = under_lock(direct.lock.get(), || direct.read(py))? {
                 return Ok(value);
             }
         }
@@ -175,11 +189,9 @@ impl PySharedValue {
     fn set_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         if let Some(direct) = &slf.get().direct {
-            let lock = direct.lock.get();
             if let Some(bits) = direct.bits_of(value) {
-                if lock.try_acquire_quietly() {
-                    direct.write(bits);
-                    return lock.release();
+                if under_lock(direct.lock.get(), || direct.write(bits))?.is_some() {
+                    return Ok(());
                 }
             }
         }
