@@ -367,6 +367,38 @@ def test_atomic_operations_on_values_and_raw_values():
         mp.Value("d", 1.0).fetch_add(1)
 
 
+@pytest.mark.parametrize("code", list("bBhHiIqQ"))
+def test_every_form_of_delta_adds_as_an_integer_of_the_value_s_width(code):
+    bits = ctypes.sizeof(sharedctypes.typecode_to_type[code]) * 8
+    low = -(2 ** (bits - 1)) if code.islower() else 0
+
+    def wrapped(n):
+        return (n - low) % 2**bits + low
+
+    value = mp.Value(code, 0)
+    expected = 0
+    # No argument, a small int, a bool, an int past 64 bits, a keyword, an __index__ object.
+    for args, kwargs, delta in [
+        ((), {}, 1),
+        ((5,), {}, 5),
+        ((True,), {}, 1),
+        ((-(2**70) - 3,), {}, -(2**70) - 3),
+        ((), {"delta": 2**63 + 7}, 2**63 + 7),
+        ((numpy.int64(-9),), {}, -9),
+    ]:
+        assert value.fetch_add(*args, **kwargs) == expected
+        expected = wrapped(expected + delta)
+        assert value.load() == expected
+        expected = wrapped(expected + delta)
+        assert value.add(*args, **kwargs) == expected
+    for bad in (None, 1.5, "1"):
+        with pytest.raises(TypeError):
+            value.fetch_add(bad)
+        with pytest.raises(TypeError):
+            value.add(bad)
+    assert value.load() == expected  # nothing added by a refused call
+
+
 def test_lock_false_gives_the_raw_object_and_a_lock_argument_is_used():
     assert isinstance(mp.Value("i", 1, lock=False), ctypes.c_int)
     lock = mp.Lock()

@@ -89,6 +89,14 @@ impl DirectMethod {
     }
 }
 
+/// Puts each of `methods` on `class` in place of the pyo3 method of the same name.
+pub(crate) fn replace_all(
+    class: &Bound<'_, PyType>,
+    methods: &[&'static DirectMethod],
+) -> PyResult<()> {
+    methods.iter().try_for_each(|method| method.replace(class))
+}
+
 /// Calls `fallback` (a method descriptor) with `slf` and the arguments as they came.
 ///
 /// # Safety

@@ -112,6 +112,7 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<shared_lock::OwnerDiedError>(),
     )?;
     m.add_class::<atomic::PyAtomicCell>()?;
+    atomic::fast::install(m.py())?;
     m.add_class::<stats::PyExecutorStats>()?;
     m.add_class::<stats::PyTimeStats>()?;
     m.add_class::<stats::PyWorkerStats>()?;

@@ -8,7 +8,7 @@
 
 use super::py_queue::PyQueue;
 use super::simple::PySimpleQueue;
-use crate::fast_method::{instance, none, DirectMethod};
+use crate::fast_method::{instance, none, replace_all, DirectMethod};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use treadle_core::Queue;
@@ -42,12 +42,8 @@ static SIMPLE_GET: DirectMethod = DirectMethod::new(
 
 /// Replaces `put` and `get` of `Queue` and `SimpleQueue` with their direct versions.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
-    let queue = py.get_type::<PyQueue>();
-    QUEUE_PUT.replace(&queue)?;
-    QUEUE_GET.replace(&queue)?;
-    let simple = py.get_type::<PySimpleQueue>();
-    SIMPLE_PUT.replace(&simple)?;
-    SIMPLE_GET.replace(&simple)
+    replace_all(&py.get_type::<PyQueue>(), &[&QUEUE_PUT, &QUEUE_GET])?;
+    replace_all(&py.get_type::<PySimpleQueue>(), &[&SIMPLE_PUT, &SIMPLE_GET])
 }
 
 /// Puts the one positional argument into `core` if that can be done now; `None` returns.

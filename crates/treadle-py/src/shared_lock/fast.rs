@@ -5,7 +5,7 @@
 //! method the direct one replaced.
 
 use super::PySharedLock;
-use crate::fast_method::{instance, none, py_true, DirectMethod};
+use crate::fast_method::{instance, none, py_true, replace_all, DirectMethod};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -35,11 +35,8 @@ static EXIT: DirectMethod = DirectMethod::new(
 /// Replaces `acquire`, `release`, `__enter__` and `__exit__` of `_SharedLock` (and so of every
 /// class made on it) with their direct versions.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
-    let class = py.get_type::<PySharedLock>();
-    ACQUIRE.replace(&class)?;
-    ENTER.replace(&class)?;
-    RELEASE.replace(&class)?;
-    EXIT.replace(&class)
+    let methods = [&ACQUIRE, &ENTER, &RELEASE, &EXIT];
+    replace_all(&py.get_type::<PySharedLock>(), &methods)
 }
 
 /// `acquire()` (`IS_ENTER`: `__enter__()`) with no argument, of a lock free now.
