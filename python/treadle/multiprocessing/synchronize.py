@@ -75,6 +75,10 @@ def _reopen(cls: type[SemLock], fd: Any) -> SemLock:
 
 
 class _CountedSemLock(SemLock):
+    """A semaphore, its count the first argument (bounded by it if ``_bounded``)."""
+
+    _kind, _bounded = SEMAPHORE, False
+
     def __new__(cls, value: int = 1, *args: Any, **kwargs: Any) -> Self:
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
@@ -88,13 +92,11 @@ class _CountedSemLock(SemLock):
 class Semaphore(_CountedSemLock, _standard.Semaphore):
     """A counter taken by ``acquire`` and given back by ``release``, across processes."""
 
-    _kind, _bounded = SEMAPHORE, False
-
 
 class BoundedSemaphore(_CountedSemLock, _standard.BoundedSemaphore):
     """A semaphore that may not be released past its initial value."""
 
-    _kind, _bounded = SEMAPHORE, True
+    _bounded = True
 
 
 class Lock(SemLock, _standard.Lock):
