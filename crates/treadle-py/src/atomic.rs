@@ -32,14 +32,20 @@ pub(crate) fn int_type(code: &str) -> PyResult<IntType> {
 }
 
 /// `value`, an integer of type `ty`, as a Python `int`, made from 64 bits (an `i128` goes
-/// through a slow byte-array conversion).
-pub(crate) fn int_object(py: Python<'_>, ty: IntType, value: i128) -> Bound<'_, PyAny> {
+/// through a slow byte-array conversion); an error (no memory) is returned, never a panic, as
+/// the direct entry points, which have no trampoline to catch one, need.
+pub(crate) fn int_object(py: Python<'_>, ty: IntType, value: i128) -> PyResult<Bound<'_, PyAny>> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    match ty {
-        IntType::U64 => (value as u64).into_pyobject(py),
-        _ => (value as i64).into_pyobject(py),
+    // SAFETY: attached; each constructor returns a new reference, or null with an error set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            match ty {
+                IntType::U64 => pyo3::ffi::PyLong_FromUnsignedLongLong(value as u64),
+                _ => pyo3::ffi::PyLong_FromLongLong(value as i64),
+            },
+        )
     }
-    .map_or_else(|never| match never {}, Bound::into_any)
 }
 
 /// `obj` as a plain `int` that fits in 64 bits, if it is one (no error is raised or left).
@@ -142,7 +148,7 @@ impl PyAtomicCell {
     }
 
     /// The value.
-    fn load<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+    fn load<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         int_object(py, self.ty, self.raw_load())
     }
 
@@ -154,13 +160,13 @@ impl PyAtomicCell {
 
     /// Adds `delta` (wrapping); the value before.
     #[pyo3(signature = (delta=Int(1)))]
-    fn fetch_add<'py>(&self, py: Python<'py>, delta: Int) -> Bound<'py, PyAny> {
+    fn fetch_add<'py>(&self, py: Python<'py>, delta: Int) -> PyResult<Bound<'py, PyAny>> {
         int_object(py, self.ty, self.raw_fetch_add(delta.0))
     }
 
     /// Adds `delta` (wrapping); the value after.
     #[pyo3(signature = (delta=Int(1)))]
-    fn add<'py>(&self, py: Python<'py>, delta: Int) -> Bound<'py, PyAny> {
+    fn add<'py>(&self, py: Python<'py>, delta: Int) -> PyResult<Bound<'py, PyAny>> {
         int_object(py, self.ty, self.raw_add(delta.0))
     }
 
@@ -195,13 +201,13 @@ impl PyAtomicCell {
         py: Python<'py>,
         expected: Int,
         new: Int,
-    ) -> (bool, Bound<'py, PyAny>) {
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
         // SAFETY: as in `raw_load`.
         let (swapped, found) =
             match unsafe { self.ty.compare_exchange(self.ptr(), expected.0, new.0) } {
                 Ok(found) => (true, found),
                 Err(found) => (false, found),
             };
-        (swapped, int_object(py, self.ty, found))
+        Ok((swapped, int_object(py, self.ty, found)?))
     }
 }

@@ -171,6 +171,17 @@ pub(crate) unsafe fn instance<
     }
 }
 
+/// What a direct method returns for `result`: a new reference, or null with the error set.
+pub(crate) fn returned(py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> *mut ffi::PyObject {
+    match result {
+        Ok(value) => value.into_ptr(),
+        Err(error) => {
+            error.restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
 /// A new reference to `None`.
 pub(crate) fn none() -> *mut ffi::PyObject {
     // SAFETY: `Py_None` is immortal or reference-counted; either way a new reference is taken.

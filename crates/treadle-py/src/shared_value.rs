@@ -60,18 +60,18 @@ impl Direct {
     }
 
     /// The number, read with the lock held.
-    fn read<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+    fn read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         // SAFETY: `address` is aligned for the number (checked at construction) and points
         // into `_owner`'s memory, which this keeps alive and which does not move; other
         // processes write it under the same lock, or race with the program's own plain ctypes
         // access, which tears no memory of ours.
         let raw = unsafe { self.number.storage().load(self.ptr()) };
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        match self.number {
-            Number::Int(ty) => int_object(py, ty, raw),
+        Ok(match self.number {
+            Number::Int(ty) => int_object(py, ty, raw)?,
             Number::Float => PyFloat::new(py, f64::from(f32::from_bits(raw as u32))).into_any(),
             Number::Double => PyFloat::new(py, f64::from_bits(raw as u64)).into_any(),
-        }
+        })
     }
 
     /// `value` as the number's bits, if it is a plain `int` (that fits in 64 bits) or `float`
@@ -178,7 +178,7 @@ impl PySharedValue {
         let py = slf.py();
         if let Some(direct) = &slf.get().direct {
             if let Some(value) = under_lock(direct.lock.get(), || direct.read(py))? {
-                return Ok(value);
+                return value;
             }
         }
         standard(py)?.call_method1("__get__", (slf,))

@@ -4,7 +4,7 @@
 //! pyo3 method the direct one replaced.
 
 use super::{int_object, small_int, PyAtomicCell};
-use crate::fast_method::{instance, replace_all, DirectMethod};
+use crate::fast_method::{instance, replace_all, returned, DirectMethod};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -50,7 +50,7 @@ unsafe extern "C" fn add<const BEFORE: bool>(
                 } else {
                     cell.raw_add(delta)
                 };
-                return int_object(py, cell.ty, value).into_ptr();
+                return returned(py, int_object(py, cell.ty, value));
             }
         }
     }
@@ -71,7 +71,7 @@ unsafe extern "C" fn load(
         unsafe {
             let py = Python::assume_attached();
             let cell = instance::<PyAtomicCell>(slf);
-            return int_object(py, cell.ty, cell.raw_load()).into_ptr();
+            return returned(py, int_object(py, cell.ty, cell.raw_load()));
         }
     }
     // SAFETY: as in `add`.
