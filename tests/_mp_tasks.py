@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import treadle.multiprocessing as treadle_multiprocessing
+from treadle.multiprocessing import synchronize as treadle_synchronize
 
 #: Generous bound for things that happen at once (a loaded CI machine is slow).
 WAIT = 30
@@ -234,6 +235,20 @@ def increment_atomically(value, times: int) -> None:
 
 def release_lock(lock) -> None:
     lock.release()
+
+
+class TaggedLock(treadle_synchronize.Lock):
+    """A user's lock class, with an ``__init__`` of its own."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+
+
+def release_lock_of_class(lock, class_name: str) -> None:
+    """Releases ``lock``; exit status 2 if it did not arrive as a ``class_name``."""
+    lock.release()
+    sys.exit(0 if type(lock).__qualname__ == class_name else 2)
 
 
 def wait_on_barrier(barrier, times: int) -> None:

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 
 import _mp_tasks as tasks
@@ -18,6 +19,7 @@ from _mp_tasks import WAIT, joined
 
 import treadle.multiprocessing as mp
 from treadle import DeadlockError
+from treadle._treadle import _SharedLock, _SharedValue
 from treadle.futures import ProcessPoolExecutor
 from treadle.multiprocessing import OwnerDiedError, sharedctypes, synchronize
 
@@ -122,6 +124,82 @@ def test_the_classes_are_the_standard_library_s_too():
     assert isinstance(mp.Barrier(2), standard.Barrier)
 
 
+@pytest.mark.parametrize(
+    "cls",
+    [synchronize.Lock, synchronize.RLock, synchronize.Semaphore, synchronize.BoundedSemaphore],
+)
+def test_a_lock_s_acquire_release_and_with_are_its_native_methods(cls):
+    lock = cls()
+    # By the method resolution order, not by attributes set on each instance.
+    for name in ("acquire", "release", "__enter__", "__exit__"):
+        assert getattr(type(lock), name) is getattr(_SharedLock, name), name
+    assert vars(lock) == {}
+    assert lock._semlock is lock  # what the standard library's Condition and reprs call
+    lock.note = "a user's attribute"
+    assert vars(lock) == {"note": "a user's attribute"}
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.parametrize("make", [synchronize.Lock, lambda: tasks.TaggedLock("mine")])
+def test_a_lock_passes_to_a_child_under_every_start_method(method, make):
+    lock = make()
+    lock.acquire()
+    child = mp.get_context(method).Process(
+        target=tasks.release_lock_of_class, args=(lock, type(lock).__qualname__), daemon=True
+    )
+    child.start()
+    assert joined(child) and child.exitcode == 0
+    assert lock.acquire(timeout=WAIT)  # the child released this very lock
+
+
+# On a new lock or semaphore of one, none of these waits for ever.
+CALLS = [
+    ("acquire", (), {}),
+    ("acquire", (False,), {}),
+    ("acquire", (), {"block": False}),
+    ("acquire", (True, 0.01), {}),
+    ("release", (), {}),
+    ("release", (), {}),
+    ("release", (), {}),
+    ("__enter__", (), {}),
+    ("acquire", (), {"timeout": 0}),
+    ("__exit__", (None, None, None), {}),
+    ("__exit__", (), {}),
+    ("__exit__", (ValueError, ValueError("x"), None), {}),
+    ("__exit__", (None,), {}),
+    ("release", (1,), {}),
+    ("acquire", (), {"timeout": -1}),
+    ("acquire", (), {"timeout": 0.01}),
+]
+
+
+@pytest.mark.parametrize("name", ["Lock", "RLock", "Semaphore", "BoundedSemaphore"])
+def test_every_call_form_of_acquire_release_and_with_is_the_standard_library_s(name):
+    # Most calls take a direct path; the others, and every failure, take the full method: the
+    # outcomes are the standard library's either way.
+    def outcomes(lock):
+        found = []
+        for method, args, kwargs in CALLS:
+            try:
+                found.append((method, getattr(lock, method)(*args, **kwargs)))
+            except Exception as error:
+                found.append((method, type(error)))
+        return found
+
+    assert outcomes(getattr(mp, name)()) == outcomes(getattr(multiprocessing, name)())
+
+
+def test_a_subclass_with_an_init_of_its_own_is_made_as_the_standard_library_s():
+    lock = tasks.TaggedLock("mine")
+    assert lock.tag == "mine"
+    with lock:
+        assert lock._is_mine()
+    with pytest.raises(TypeError):
+        synchronize.Lock(1)
+    with pytest.raises(ValueError, match="initial value"):
+        synchronize.Semaphore(-1)
+
+
 def test_semaphore_get_value_counts():
     sem = mp.Semaphore(3)
     sem.acquire()
@@ -220,6 +298,59 @@ def test_four_processes_increment_a_value_ten_thousand_times_each(work):
     assert value.value == 40_000
 
 
+def test_a_number_s_value_is_read_and_written_natively_under_its_lock():
+    value = mp.Value("i", 0)
+    assert type(value).value is _SharedValue.value  # not the standard library's property
+    with value.get_lock():  # a treadle RLock, taken again by the read and the write
+        value.value += 1
+    assert value.value == 1
+
+
+VALUES = [0, 1, -1, 127, 128, 255, 256, 2**31, -(2**31) - 1, 2**63, 2**64 + 5, -(2**70)]
+VALUES += [True, 2.5, -0.1, 1e300, float("inf"), "x", None, b"y"]
+
+
+@pytest.mark.parametrize("code", [*"bBhHiIlLqQfdc", ctypes.c_bool, ctypes.c_longdouble])
+def test_a_value_reads_and_writes_every_number_as_the_standard_library_s(code):
+    def outcomes(value):
+        found = [value.value]
+        for new in VALUES:
+            try:
+                value.value = new
+                found.append(value.value)
+            except Exception as error:
+                found.append(type(error))
+        return found
+
+    initial = b"a" if code == "c" else 1
+    assert outcomes(mp.Value(code, initial)) == outcomes(multiprocessing.Value(code, initial))
+
+
+def test_a_value_behind_another_kind_of_lock_uses_that_lock():
+    value = mp.Value("i", 1, lock=multiprocessing.Lock())
+    with value.get_lock():
+        assert not value.get_lock().acquire(False)
+    value.value = 5
+    assert value.value == 5
+
+
+def test_reading_a_value_waits_while_another_thread_holds_its_lock():
+    value = mp.Value("q", 0)
+    held = threading.Event()
+
+    def hold_then_write():
+        with value.get_lock():
+            held.set()
+            time.sleep(0.3)
+            value.value = 42
+
+    thread = threading.Thread(target=hold_then_write)
+    thread.start()
+    assert held.wait(WAIT)
+    assert value.value == 42  # read only once the holder let go
+    thread.join(WAIT)
+
+
 def test_atomic_operations_on_values_and_raw_values():
     value = mp.Value("i", 5)
     assert value.fetch_add(3) == 5
@@ -234,6 +365,38 @@ def test_atomic_operations_on_values_and_raw_values():
     assert raw.value == 2**64 - 1
     with pytest.raises(TypeError, match="integer"):
         mp.Value("d", 1.0).fetch_add(1)
+
+
+@pytest.mark.parametrize("code", list("bBhHiIqQ"))
+def test_every_form_of_delta_adds_as_an_integer_of_the_value_s_width(code):
+    bits = ctypes.sizeof(sharedctypes.typecode_to_type[code]) * 8
+    low = -(2 ** (bits - 1)) if code.islower() else 0
+
+    def wrapped(n):
+        return (n - low) % 2**bits + low
+
+    value = mp.Value(code, 0)
+    expected = 0
+    # No argument, a small int, a bool, an int past 64 bits, a keyword, an __index__ object.
+    for args, kwargs, delta in [
+        ((), {}, 1),
+        ((5,), {}, 5),
+        ((True,), {}, 1),
+        ((-(2**70) - 3,), {}, -(2**70) - 3),
+        ((), {"delta": 2**63 + 7}, 2**63 + 7),
+        ((numpy.int64(-9),), {}, -9),
+    ]:
+        assert value.fetch_add(*args, **kwargs) == expected
+        expected = wrapped(expected + delta)
+        assert value.load() == expected
+        expected = wrapped(expected + delta)
+        assert value.add(*args, **kwargs) == expected
+    for bad in (None, 1.5, "1"):
+        with pytest.raises(TypeError):
+            value.fetch_add(bad)
+        with pytest.raises(TypeError):
+            value.add(bad)
+    assert value.load() == expected  # nothing added by a refused call
 
 
 def test_lock_false_gives_the_raw_object_and_a_lock_argument_is_used():

@@ -49,6 +49,7 @@ __all__ = [
     "_Returned",
     "_Ring",
     "_SharedLock",
+    "_SharedValue",
     "_Supervisor",
     "_Terminated",
     "_ThreadDone",
@@ -714,11 +715,13 @@ class OwnerDiedError(RuntimeError):
     tid: int
     name: str
 
-@final
+@disjoint_base
 class _SharedLock:
-    def __new__(cls, kind: int, value: int = 1, maxvalue: int = ...) -> _SharedLock: ...
-    @staticmethod
-    def _open(fd: int) -> _SharedLock: ...
+    def __new__(
+        cls, kind: int = 0, value: int = 1, maxvalue: int = ..., *, fd: int | None = None
+    ) -> Self: ...
+    @property
+    def _semlock(self) -> Self: ...
     def fd(self) -> int: ...
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool: ...
     def release(self) -> None: ...
@@ -739,6 +742,18 @@ class _SharedLock:
     def owners_died(self) -> int: ...
     @property
     def id(self) -> int: ...
+
+# A Value's number read and written natively (see treadle.multiprocessing.sharedctypes).
+
+@disjoint_base
+class _SharedValue:
+    def __new__(
+        cls, obj: object, lock: object, address: int = 0, code: str | None = None
+    ) -> Self: ...
+    @property
+    def value(self) -> Any: ...
+    @value.setter
+    def value(self, value: Any) -> None: ...
 
 # Lock-free operations on a ctypes integer (see treadle.multiprocessing.sharedctypes).
 

@@ -6,13 +6,14 @@
 //!
 //! - [`Kind::Semaphore`]: the word is the count (Drepper's semaphore: take by compare-and-swap,
 //!   sleepers counted so that a release wakes one only when one sleeps), with an optional bound.
-//! - [`Kind::Lock`]: the word is 0 when free, else the holder's pid; sleepers are counted
-//!   beside it, so that a release makes a system call only when one sleeps (as glibc's
-//!   semaphores do, rather than Drepper's contended state, which costs every release after a
-//!   contention a wake-up call). Any thread of any process may release
-//!   it, as a `multiprocessing.Lock` (a semaphore of one) allows; this is why glibc's robust
-//!   mutexes, which only their owner may unlock, and the kernel's robust futex lists, which
-//!   glibc owns per thread, do not serve.
+//! - [`Kind::Lock`]: the word is 0 when free, else the holder's pid, with a bit
+//!   ([`CONTENDED`]) that a waiter sets before it sleeps: Drepper's three-state mutex ("Futexes
+//!   are tricky", mutex 2), the pid standing for "locked". A release swaps the word for 0 and
+//!   calls the kernel only if the bit was set; a waiter woken takes the lock with the bit set
+//!   (others may sleep still), or sets it again before it sleeps again, so a sleeper is never
+//!   forgotten. Any thread of any process may release it, as a `multiprocessing.Lock` (a
+//!   semaphore of one) allows; this is why glibc's robust mutexes, which only their owner may
+//!   unlock, and the kernel's robust futex lists, which glibc owns per thread, do not serve.
 //! - [`Kind::RLock`]: the same word, plus the holder's thread and depth; only the owner releases.
 //!
 //! **A dead owner is not a hang.** The pid in the word is the owner, set by the very
@@ -39,6 +40,13 @@
 //! thread may release a `Lock`: it is a signal), as in the in-process wait graph.
 //!
 //! The owner's pid is the process's as the kernel numbers it.
+//!
+//! What the code taught: counting sleepers beside the word (as glibc's semaphores do) made a
+//! release call the kernel whenever the count was not zero, which, with two processes taking
+//! turns, is every release for as long as a woken waiter takes to run again (microseconds on a
+//! virtual machine, a hundred releases): the holder paid a wake-up call per release. The
+//! contended bit is cleared by the release that wakes, so a holder pays one call per sleep of
+//! its peer.
 
 use crate::futex_word::Spin;
 use crate::holders::{alive, start_time};
@@ -69,10 +77,16 @@ const MAX_WALK: usize = 64;
 const TIMED: u64 = 1 << 31;
 /// Bytes of an owner's name kept in the lock.
 const NAME_BYTES: usize = 64;
+/// Processes whose names a lock keeps (a process past these takes a slot over).
+const NAME_SLOTS: usize = 8;
+/// In a name slot's pid: the name is being written.
+const WRITING: u32 = u32::MAX;
 const MAGIC: u32 = 0x5452_4c4b; // "TRLK"
 const SIZE: usize = 4096;
 /// The start time takes the low 40 bits of a stamp, the pid the rest.
 const START_BITS: u32 = 40;
+/// In a lock's word: a waiter sleeps, or may (a pid is at most 2^22, `PID_MAX_LIMIT`).
+const CONTENDED: u32 = 1 << 31;
 
 /// What a shared lock is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,25 +124,33 @@ struct Shared {
     magic: AtomicU32,
     kind: AtomicU32,
     maxvalue: AtomicU32,
-    /// The futex word: a semaphore's count, or a lock's holder pid.
+    /// The futex word: a semaphore's count, or a lock's holder pid (| [`CONTENDED`]).
     word: AtomicU32,
-    /// Threads sleeping on the word.
+    /// Threads sleeping on a semaphore's word.
     sleepers: AtomicU32,
     /// The holding thread's id (a lock's last taker, an RLock's owner), 0 when free.
     tid: AtomicU32,
     /// An RLock's depth.
     depth: AtomicU32,
-    /// The pid whose name [`Shared::name`] holds.
-    name_pid: AtomicU32,
+    _pad: u32,
     /// The holder's pid and start time ([`stamp`]).
     stamp: AtomicU64,
     /// Dead owners found.
     recovered: AtomicU64,
-    name_len: AtomicU32,
-    _pad: u32,
-    name: [AtomicU64; NAME_BYTES / 8],
+    /// The names of the processes that took the lock, for reports: each process writes its
+    /// own once, so that processes taking turns do not write a name at every acquisition.
+    names: [NameSlot; NAME_SLOTS],
     /// Threads sleeping on the lock: `pid << 32 | tid` (| [`TIMED`]), 0 for a free slot.
     waiters: [AtomicU64; WAITER_SLOTS],
+}
+
+/// A process's name, as it recorded it in a lock.
+#[repr(C)]
+struct NameSlot {
+    /// The process's pid, 0 for a free slot, [`WRITING`] while a name is written.
+    pid: AtomicU32,
+    len: AtomicU32,
+    name: [AtomicU64; NAME_BYTES / 8],
 }
 
 /// A process that died holding a lock.
@@ -236,6 +258,9 @@ pub struct SharedLock {
     spin: Spin,
     /// The memfd's inode number: the lock's identity in every process.
     inode: u64,
+    /// One more than the fork generation in which this process recorded its name (0: not
+    /// yet), so that a child, whose pid is another, records its own.
+    named_in: AtomicU64,
 }
 
 /// The locks this process maps, for the deadlock walk.
@@ -265,6 +290,7 @@ impl SharedLock {
         let lock = SharedLock {
             spin: Spin::up_to(SPIN),
             inode: inode(&region),
+            named_in: AtomicU64::new(0),
             region,
             kind,
             maxvalue,
@@ -298,6 +324,7 @@ impl SharedLock {
                 kind,
                 maxvalue: shared.maxvalue.load(Ordering::Relaxed),
                 inode: inode(&region),
+                named_in: AtomicU64::new(0),
                 region,
             }),
             _ => Err(io::Error::new(
@@ -444,7 +471,9 @@ impl SharedLock {
     pub fn count_here(&self) -> u32 {
         let shared = self.shared();
         let me = me();
-        if self.kind == Kind::Semaphore || shared.word.load(Ordering::Relaxed) != me.pid {
+        if self.kind == Kind::Semaphore
+            || shared.word.load(Ordering::Relaxed) & !CONTENDED != me.pid
+        {
             return 0;
         }
         match self.kind {
@@ -459,7 +488,7 @@ impl SharedLock {
         if self.kind == Kind::Semaphore {
             return (0, 0);
         }
-        let pid = shared.word.load(Ordering::Acquire);
+        let pid = shared.word.load(Ordering::Acquire) & !CONTENDED;
         (
             pid,
             if pid == 0 {
@@ -470,49 +499,69 @@ impl SharedLock {
         )
     }
 
-    /// Records `name` as this process's in the lock, unless it did already; for the report of a
-    /// dead owner. Called by the holder only.
+    /// Records `name` as this process's in the lock, for the report of a dead owner or a
+    /// deadlock.
     pub fn record_name(&self, name: &str) {
-        let shared = self.shared();
+        let names = &self.shared().names;
         let pid = me().pid;
-        if shared.name_pid.load(Ordering::Relaxed) == pid {
-            return;
-        }
+        // This process's slot, a free one, or (past NAME_SLOTS processes) one taken over.
+        let slot = names
+            .iter()
+            .find(|slot| slot.pid.load(Ordering::Relaxed) == pid)
+            .or_else(|| {
+                names.iter().find(|slot| {
+                    slot.pid
+                        .compare_exchange(0, WRITING, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                })
+            })
+            .unwrap_or(&names[pid as usize % NAME_SLOTS]);
+        slot.pid.store(WRITING, Ordering::Relaxed);
         let bytes = name.as_bytes();
         let len = bytes.len().min(NAME_BYTES);
         let mut words = [0u8; NAME_BYTES];
         words[..len].copy_from_slice(&bytes[..len]);
-        for (slot, chunk) in shared.name.iter().zip(words.chunks_exact(8)) {
+        for (word_slot, chunk) in slot.name.iter().zip(words.chunks_exact(8)) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            slot.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+            word_slot.store(u64::from_ne_bytes(word), Ordering::Relaxed);
         }
-        shared.name_len.store(len as u32, Ordering::Relaxed);
-        shared.name_pid.store(pid, Ordering::Release);
+        slot.len.store(len as u32, Ordering::Relaxed);
+        slot.pid.store(pid, Ordering::Release);
+        self.named_in
+            .store(fork_generation() + 1, Ordering::Relaxed);
     }
 
-    /// Whether a process has this lock's name recorded as its own.
+    /// Whether this process has recorded its name in the lock.
+    #[inline]
     pub fn name_recorded(&self) -> bool {
-        self.shared().name_pid.load(Ordering::Relaxed) == me().pid
+        self.named_in.load(Ordering::Relaxed) == fork_generation() + 1
     }
 
     fn recorded_name(&self, pid: u32) -> String {
-        let shared = self.shared();
-        if shared.name_pid.load(Ordering::Acquire) != pid {
+        let Some(slot) = self
+            .shared()
+            .names
+            .iter()
+            .find(|slot| slot.pid.load(Ordering::Acquire) == pid)
+        else {
             return String::new();
-        }
+        };
         let mut bytes = Vec::with_capacity(NAME_BYTES);
-        for slot in &shared.name {
-            bytes.extend_from_slice(&slot.load(Ordering::Relaxed).to_ne_bytes());
+        for word in &slot.name {
+            bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
         }
-        bytes.truncate(shared.name_len.load(Ordering::Relaxed) as usize);
+        bytes.truncate((slot.len.load(Ordering::Relaxed) as usize).min(NAME_BYTES));
+        if slot.pid.load(Ordering::Acquire) != pid {
+            return String::new(); // taken over while read
+        }
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
     #[inline]
     fn owned_by(&self, me: Me) -> bool {
         let shared = self.shared();
-        shared.word.load(Ordering::Relaxed) == me.pid
+        shared.word.load(Ordering::Relaxed) & !CONTENDED == me.pid
             && shared.tid.load(Ordering::Relaxed) == me.tid
     }
 
@@ -529,9 +578,9 @@ impl SharedLock {
     fn unlock(&self) {
         let shared = self.shared();
         shared.tid.store(0, Ordering::Relaxed);
-        // Either this sees the sleeper's count, or the sleeper sees the word change.
-        shared.word.swap(0, Ordering::SeqCst);
-        if shared.sleepers.load(Ordering::SeqCst) != 0 {
+        // A waiter sets the bit (on the word this swaps) before it sleeps: either this sees
+        // the bit, or the waiter sees the word change and does not sleep.
+        if shared.word.swap(0, Ordering::Release) & CONTENDED != 0 {
             let _ = futex::wake(&shared.word, futex::Flags::empty(), 1);
         }
     }
@@ -576,9 +625,11 @@ impl SharedLock {
             }
             let word = shared.word.load(Ordering::Relaxed);
             if word == 0 {
+                // Taken marked contended: other waiters may sleep, and this one's release must
+                // wake one of them.
                 if shared
                     .word
-                    .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, me.pid | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
                     self.record_holder(me);
@@ -586,16 +637,19 @@ impl SharedLock {
                 }
                 continue;
             }
+            if word & CONTENDED == 0
+                && shared
+                    .word
+                    .compare_exchange(word, word | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let word = word | CONTENDED;
             let Some(timeout) = slice(deadline, Some(LIVENESS_POLL)) else {
                 return Acquire::TimedOut;
             };
-            shared.sleepers.fetch_add(1, Ordering::SeqCst);
-            let slept = if shared.word.load(Ordering::SeqCst) == word {
-                futex::wait(&shared.word, futex::Flags::empty(), word, Some(&timeout))
-            } else {
-                Ok(())
-            };
-            shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+            let slept = futex::wait(&shared.word, futex::Flags::empty(), word, Some(&timeout));
             if slept == Err(rustix::io::Errno::TIMEDOUT)
                 && shared.word.load(Ordering::Relaxed) == word
             {
@@ -612,7 +666,7 @@ impl SharedLock {
     #[cold]
     fn take_from_dead(&self, word: u32) -> Option<DeadOwner> {
         let shared = self.shared();
-        let pid = word;
+        let pid = word & !CONTENDED;
         let recorded = shared.stamp.load(Ordering::Relaxed);
         let start = if (recorded >> START_BITS) as u32 == pid {
             recorded & ((1 << START_BITS) - 1)

@@ -19,6 +19,7 @@ mod completions;
 mod condition;
 mod deadlock;
 mod event;
+mod fast_method;
 mod future;
 mod lock;
 mod pool;
@@ -27,6 +28,7 @@ mod queue;
 mod runtime;
 mod semaphore;
 mod shared_lock;
+mod shared_value;
 mod stats;
 mod unretrieved;
 
@@ -103,11 +105,14 @@ fn _treadle(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<channel::AbandonedQueueError>(),
     )?;
     m.add_class::<shared_lock::PySharedLock>()?;
+    shared_lock::fast::install(m.py())?;
+    m.add_class::<shared_value::PySharedValue>()?;
     m.add(
         "OwnerDiedError",
         m.py().get_type::<shared_lock::OwnerDiedError>(),
     )?;
     m.add_class::<atomic::PyAtomicCell>()?;
+    atomic::fast::install(m.py())?;
     m.add_class::<stats::PyExecutorStats>()?;
     m.add_class::<stats::PyTimeStats>()?;
     m.add_class::<stats::PyWorkerStats>()?;

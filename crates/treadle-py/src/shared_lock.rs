@@ -15,6 +15,8 @@ use treadle_os::shared_lock::{
     register, Acquire, CycleEdge, DeadOwner, Kind, ReleaseError, SharedLock, Watch, VALUE_MAX,
 };
 
+pub(crate) mod fast;
+
 pyo3::create_exception!(
     treadle.multiprocessing,
     OwnerDiedError,
@@ -25,8 +27,10 @@ pyo3::create_exception!(
      name) of the dead owner."
 );
 
-/// A lock, reentrant lock or semaphore shared between processes.
-#[pyclass(frozen, weakref, name = "_SharedLock", module = "treadle")]
+/// A lock, reentrant lock or semaphore shared between processes: the base class of
+/// `treadle.multiprocessing.synchronize`'s, so that their `acquire`, `release`, `__enter__` and
+/// `__exit__` are these native methods.
+#[pyclass(frozen, weakref, subclass, name = "_SharedLock", module = "treadle")]
 pub(crate) struct PySharedLock {
     core: Arc<SharedLock>,
 }
@@ -140,6 +144,30 @@ impl PySharedLock {
         PySharedLock { core }
     }
 
+    /// Opens the lock whose descriptor another process passed, taking `fd` over.
+    fn open(fd: i32) -> PyResult<Self> {
+        if fd < 0 {
+            return Err(PyValueError::new_err("bad lock descriptor"));
+        }
+        // SAFETY: the caller hands the open descriptor over and no longer uses it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let core = SharedLock::open(fd).map_err(|e| PyOSError::new_err(format!("{e}")))?;
+        Ok(PySharedLock::wrap(core))
+    }
+
+    /// Tries once, and only where nothing but the core has work to do (no name to record).
+    #[inline]
+    pub(crate) fn try_acquire_quietly(&self) -> bool {
+        (self.core.kind() == Kind::Semaphore || self.core.name_recorded())
+            && self.core.try_acquire()
+    }
+
+    /// Whether this is an `RLock` the calling thread holds.
+    #[inline]
+    pub(crate) fn holds_rlock(&self) -> bool {
+        self.core.kind() == Kind::RLock && self.core.is_mine()
+    }
+
     #[inline]
     fn taken(&self, py: Python<'_>) {
         if self.core.kind() != Kind::Semaphore && !self.core.name_recorded() {
@@ -151,10 +179,20 @@ impl PySharedLock {
 #[pymethods]
 impl PySharedLock {
     /// A new lock: `kind` 0 (Lock), 1 (RLock) or 2 (Semaphore, starting at `value`, released
-    /// at most up to `maxvalue`).
+    /// at most up to `maxvalue`); or, given `fd`, the lock whose descriptor another process
+    /// passed (the lock takes `fd` over).
     #[new]
-    #[pyo3(signature = (kind, value=1, maxvalue=VALUE_MAX))]
-    fn new(py: Python<'_>, kind: u32, value: u32, maxvalue: u32) -> PyResult<Self> {
+    #[pyo3(signature = (kind=0, value=1, maxvalue=VALUE_MAX, *, fd=None))]
+    fn new(
+        py: Python<'_>,
+        kind: u32,
+        value: u32,
+        maxvalue: u32,
+        fd: Option<i32>,
+    ) -> PyResult<Self> {
+        if let Some(fd) = fd {
+            return PySharedLock::open(fd);
+        }
         let kind = match kind {
             0 => Kind::Lock,
             1 => Kind::RLock,
@@ -170,16 +208,11 @@ impl PySharedLock {
         Ok(PySharedLock::wrap(core))
     }
 
-    /// Opens the lock whose descriptor another process passed, taking `fd` over.
-    #[staticmethod]
-    fn _open(fd: i32) -> PyResult<Self> {
-        if fd < 0 {
-            return Err(PyValueError::new_err("bad lock descriptor"));
-        }
-        // SAFETY: the caller hands the open descriptor over and no longer uses it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let core = SharedLock::open(fd).map_err(|e| PyOSError::new_err(format!("{e}")))?;
-        Ok(PySharedLock::wrap(core))
+    /// The lock itself: `multiprocessing.synchronize`'s code and CPython's tests reach a lock's
+    /// native half as `lock._semlock`.
+    #[getter]
+    fn _semlock<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+        slf.clone()
     }
 
     /// The shared memory's descriptor (owned by the lock: duplicate it to pass it on).
@@ -244,7 +277,7 @@ impl PySharedLock {
 
     /// Gives it back: `ValueError` for a lock not held or a bounded semaphore at its bound,
     /// `AssertionError` for an RLock its caller does not own (as `SemLock`).
-    fn release(&self) -> PyResult<()> {
+    pub(crate) fn release(&self) -> PyResult<()> {
         self.core.release().map_err(|error| match error {
             ReleaseError::TooManyReleases => {
                 PyValueError::new_err("semaphore or lock released too many times")

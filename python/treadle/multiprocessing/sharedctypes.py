@@ -19,9 +19,9 @@ from __future__ import annotations
 import ctypes
 from multiprocessing import sharedctypes as _standard
 from multiprocessing.sharedctypes import rebuild_ctype, typecode_to_type
-from typing import Any
+from typing import Any, Self
 
-from treadle._treadle import _AtomicCell
+from treadle._treadle import _AtomicCell, _SharedValue
 from treadle.multiprocessing import heap, synchronize
 
 __all__ = [
@@ -95,11 +95,20 @@ def copy(obj: Any) -> Any:
     return new_obj
 
 
-class Synchronized(_standard.Synchronized):
+class Synchronized(_SharedValue, _standard.Synchronized):
     """A ``Value``: ``value`` under its lock, and, for an integer value, the atomic
     operations ``load()``, ``store(value)``, ``fetch_add(delta=1)`` (the value before),
     ``add(delta=1)`` (the value after) and ``compare_exchange(expected, new)``
-    (``(succeeded, previous)``, as ``treadle.AtomicInt``'s), which take no lock."""
+    (``(succeeded, previous)``, as ``treadle.AtomicInt``'s), which take no lock.
+
+    ``value`` is ``_SharedValue``'s (first in the method resolution order): for a number behind
+    a treadle lock it is read or written in one native call (the lock taken, the number read or
+    written, the lock given back); in every other case it is the standard library's property."""
+
+    def __new__(cls, obj: Any, lock: Any = None, ctx: Any = None) -> Self:
+        code = _code(obj) or _float_code(obj)
+        address = ctypes.addressof(obj) if code is not None else 0
+        return super().__new__(cls, obj, lock, address, code)
 
     def __init__(self, obj: Any, lock: Any = None, ctx: Any = None) -> None:
         super().__init__(obj, lock, ctx)
@@ -178,6 +187,13 @@ def _code(obj: Any) -> str | None:
     # c_long is c_int or c_longlong by size; the native side knows fixed widths only.
     width = {1: "b", 2: "h", 4: "i", 8: "q"}[ctypes.sizeof(obj)]
     return width.upper() if code.isupper() else width
+
+
+def _float_code(obj: Any) -> str | None:
+    """``f`` or ``d`` for a ``ctypes`` ``float`` or ``double``, else ``None``."""
+    if isinstance(obj, (ctypes.c_float, ctypes.c_double)):
+        return type(obj)._type_
+    return None
 
 
 def _cell(obj: Any) -> _AtomicCell:

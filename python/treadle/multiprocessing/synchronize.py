@@ -24,7 +24,7 @@ import ctypes
 import threading
 from multiprocessing import context, reduction
 from multiprocessing import synchronize as _standard
-from typing import Any
+from typing import Any, Self
 
 from treadle._treadle import OwnerDiedError, _AtomicCell, _SharedLock
 from treadle.multiprocessing import heap
@@ -46,52 +46,75 @@ LOCK, RLOCK, SEMAPHORE = 0, 1, 2
 SEM_VALUE_MAX = _standard.SEM_VALUE_MAX
 
 
-class SemLock(_standard.SemLock):
-    """What every treadle lock and semaphore is: a ``_SharedLock`` and its methods."""
+class SemLock(_SharedLock, _standard.SemLock):
+    """What every treadle lock and semaphore is: a ``_SharedLock`` (first in the method
+    resolution order, so ``acquire``, ``release``, ``__enter__`` and ``__exit__`` are its native
+    methods) that is also the standard library's ``SemLock`` and has its ``__repr__``s.
+    ``_semlock`` is the lock itself, for the standard library's code that reaches for it."""
 
-    def __init__(self, kind: int, value: int, maxvalue: int, *, ctx: Any = None) -> None:
-        self._semlock = _SharedLock(kind, value, maxvalue)
-        self._make_methods()
+    _kind = LOCK
 
-    def __getstate__(self) -> Any:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Any arguments, so that a subclass may have an __init__ of its own; the lock's kind is
+        # the class's.
+        return super().__new__(cls, cls._kind, 1, 1)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __reduce__(self) -> Any:
+        # As the standard library's: only to a process being started (DupFd hands the
+        # descriptor to it under every start method).
         context.assert_spawning(self)
-        return reduction.DupFd(self._semlock.fd())
-
-    def __setstate__(self, state: Any) -> None:
-        self._semlock = _SharedLock._open(state.detach())
-        self._make_methods()
+        return _reopen, (type(self), reduction.DupFd(self.fd()))
 
 
-class Semaphore(SemLock, _standard.Semaphore):
+def _reopen(cls: type[SemLock], fd: Any) -> SemLock:
+    """The lock ``cls`` whose descriptor another process passed."""
+    return _SharedLock.__new__(cls, fd=fd.detach())
+
+
+class _CountedSemLock(SemLock):
+    """A semaphore, its count the first argument (bounded by it if ``_bounded``)."""
+
+    _kind, _bounded = SEMAPHORE, False
+
+    def __new__(cls, value: int = 1, *args: Any, **kwargs: Any) -> Self:
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        maxvalue = value if cls._bounded else SEM_VALUE_MAX
+        return _SharedLock.__new__(cls, SEMAPHORE, value, maxvalue)
+
+    def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
+        pass
+
+
+class Semaphore(_CountedSemLock, _standard.Semaphore):
     """A counter taken by ``acquire`` and given back by ``release``, across processes."""
 
-    def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
-        if value < 0:
-            raise ValueError("semaphore initial value must be >= 0")
-        SemLock.__init__(self, SEMAPHORE, value, SEM_VALUE_MAX, ctx=ctx)
 
-
-class BoundedSemaphore(SemLock, _standard.BoundedSemaphore):
+class BoundedSemaphore(_CountedSemLock, _standard.BoundedSemaphore):
     """A semaphore that may not be released past its initial value."""
 
-    def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
-        if value < 0:
-            raise ValueError("semaphore initial value must be >= 0")
-        SemLock.__init__(self, SEMAPHORE, value, value, ctx=ctx)
+    _bounded = True
 
 
 class Lock(SemLock, _standard.Lock):
     """A lock across processes, releasable by any thread of any process."""
 
+    _kind = LOCK
+
     def __init__(self, *, ctx: Any = None) -> None:
-        SemLock.__init__(self, LOCK, 1, 1, ctx=ctx)
+        pass
 
 
 class RLock(SemLock, _standard.RLock):
     """A reentrant lock across processes, released only by the thread that holds it."""
 
+    _kind = RLOCK
+
     def __init__(self, *, ctx: Any = None) -> None:
-        SemLock.__init__(self, RLOCK, 1, 1, ctx=ctx)
+        pass
 
 
 class Condition(_standard.Condition):

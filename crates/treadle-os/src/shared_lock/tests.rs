@@ -83,8 +83,6 @@ fn a_dead_owner_is_reported_once_and_the_lock_freed() {
         let pid = dead_pid();
         lock.shared().word.store(pid, Ordering::Relaxed);
         lock.shared().tid.store(pid, Ordering::Relaxed);
-        lock.shared().name_pid.store(pid, Ordering::Relaxed);
-        lock.shared().name_len.store(0, Ordering::Relaxed);
         let soon = Some(Instant::now() + Duration::from_secs(5));
         match lock.acquire_until(soon, Watch::default()) {
             Acquire::OwnerDied(dead) => {
@@ -117,6 +115,26 @@ fn the_owner_name_is_kept_for_the_report() {
     lock.record_name("Worker-1");
     assert!(lock.name_recorded());
     assert_eq!(lock.recorded_name(me().pid), "Worker-1");
+}
+
+#[test]
+fn processes_taking_turns_keep_a_name_each() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    let other = reopened(&lock);
+    lock.record_name("Worker-1");
+    // Another process's name, in a slot of its own.
+    let pid = dead_pid();
+    let slot = &lock.shared().names[1];
+    slot.name[0].store(u64::from_ne_bytes(*b"Worker-2"), Ordering::Relaxed);
+    slot.len.store(8, Ordering::Relaxed);
+    slot.pid.store(pid, Ordering::Release);
+    assert_eq!(lock.recorded_name(pid), "Worker-2");
+    assert_eq!(lock.recorded_name(me().pid), "Worker-1");
+    // The name is recorded once per process, not per lock object of it.
+    assert!(!other.name_recorded());
+    other.record_name("Worker-1b");
+    assert_eq!(lock.recorded_name(me().pid), "Worker-1b");
+    assert_eq!(lock.recorded_name(pid), "Worker-2");
 }
 
 /// Two threads, each holding one of `a` and `b` (registered), then waiting for the other
@@ -188,4 +206,63 @@ fn an_untimed_lock_order_cycle_is_reported_by_exactly_one_waiter() {
     assert_eq!(cycle[1].holder, cycle[0].waiter);
     let ids: Vec<u64> = cycle.iter().map(|edge| edge.lock).collect();
     assert!(ids.contains(&a) && ids.contains(&b));
+}
+
+#[test]
+fn a_sleeping_waiter_marks_the_lock_and_the_release_that_wakes_it_clears_the_mark() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    let other = reopened(&lock);
+    assert!(lock.try_acquire());
+    let word = || lock.shared().word.load(Ordering::SeqCst);
+    assert_eq!(word() & CONTENDED, 0, "no waiter, no mark");
+    let waiter = std::thread::spawn(move || {
+        let taken = other.acquire_until(None, Watch::default());
+        // Taken marked: other waiters might sleep, so its release must wake.
+        let marked = other.shared().word.load(Ordering::SeqCst) & CONTENDED != 0;
+        other.release().unwrap();
+        (taken, marked)
+    });
+    let marked_by = Instant::now() + Duration::from_secs(10);
+    while word() & CONTENDED == 0 {
+        assert!(
+            Instant::now() < marked_by,
+            "the waiter never marked the lock"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    lock.release().unwrap();
+    assert_eq!(waiter.join().unwrap(), (Acquire::Taken, true));
+    // The releases after the one that woke the waiter do not call the kernel: no mark.
+    for _ in 0..100 {
+        assert!(lock.try_acquire());
+        assert_eq!(word() & CONTENDED, 0);
+        lock.release().unwrap();
+    }
+}
+
+#[test]
+fn threads_taking_turns_lose_no_increment_and_no_wake_up() {
+    let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let lock = reopened(&lock);
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    if !lock.try_acquire() {
+                        assert_eq!(lock.acquire_until(None, Watch::default()), Acquire::Taken);
+                    }
+                    // Not an atomic add: the lock alone keeps increments from being lost.
+                    count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    lock.release().unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(count.load(Ordering::Relaxed), 80_000);
+    assert_eq!(lock.value(), 1);
 }
