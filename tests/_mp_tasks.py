@@ -11,6 +11,8 @@ import sys
 import textwrap
 import time
 
+from _process_tasks import dev_shm  # noqa: F401 (for the multiprocessing tests)
+
 import treadle.multiprocessing as treadle_multiprocessing
 from treadle.multiprocessing import synchronize as treadle_synchronize
 

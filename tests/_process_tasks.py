@@ -337,3 +337,16 @@ def thread_pool_map() -> list[int]:
 
     with ThreadPool(2) as pool:
         return pool.map(abs, [-1, -2])
+
+
+#: What the code under test could name in /dev/shm: treadle's registry, the standard library's
+#: segments, semaphores and heap arenas. Other programs' entries (a concurrent joblib's
+#: memmapping folders) come and go as they please.
+_OURS_IN_DEV_SHM = ("treadle", "psm_", "wnsm_", "sem.", "mp-", "pym-")
+
+
+def dev_shm() -> set[str]:
+    """The entries of /dev/shm the code under test could have made."""
+    if not os.path.isdir("/dev/shm"):
+        return set()
+    return {name for name in os.listdir("/dev/shm") if name.startswith(_OURS_IN_DEV_SHM)}

@@ -275,7 +275,7 @@ def _end_group(parent: subprocess.Popen) -> None:
 
 
 def test_killing_the_parent_leaves_no_orphan_and_no_shared_memory():
-    before = set(os.listdir("/dev/shm"))
+    before = tasks.dev_shm()
     parent, (inode, server, *children) = _start_parent(PARENT)
     try:
         assert all(_alive(pid) for pid in (server, *children))
@@ -284,7 +284,7 @@ def test_killing_the_parent_leaves_no_orphan_and_no_shared_memory():
         parent.wait(WAIT)
         assert _wait_gone([server, *children]) == [], "orphans outlived their parent"
         assert tasks.memfd_holders(inode) == []
-        assert set(os.listdir("/dev/shm")) == before
+        assert tasks.dev_shm() == before
     finally:
         _end_group(parent)
 

@@ -61,7 +61,7 @@ HOLD = """
 
 def test_no_segment_is_left_after_sigkill_of_every_user():
     shared_memory._Registry.locked()  # the registry's directory, made before the listing
-    dev_shm_before = set(os.listdir("/dev/shm"))
+    dev_shm_before = tasks.dev_shm()
     creator = start_python(HOLD.format(name=None))
     name, _, inode = creator.stdout.readline().split()
     attached = start_python(HOLD.format(name=name))
@@ -78,7 +78,7 @@ def test_no_segment_is_left_after_sigkill_of_every_user():
             process.stderr.close()
     # The kernel took the memory back: no process has a descriptor or a mapping of it.
     assert tasks.memfd_holders(int(inode)) == []
-    assert set(os.listdir("/dev/shm")) - dev_shm_before == set()
+    assert tasks.dev_shm() - dev_shm_before == set()
     with pytest.raises(FileNotFoundError):
         SharedMemory(name)
     # Whoever found the dead holders removed them, and with them the name.

@@ -761,7 +761,7 @@ PARENT = textwrap.dedent(
 
 
 def test_killing_the_parent_leaves_no_worker_and_no_segment():
-    shm = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    shm = tasks.dev_shm()
     script = PARENT.format(tests=str(Path(__file__).parent))
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
@@ -775,7 +775,7 @@ def test_killing_the_parent_leaves_no_worker_and_no_segment():
         parent.kill()
         parent.stdout.close()
     assert wait_for(lambda: not any(pid_alive(p) for p in pids))
-    after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    after = tasks.dev_shm()
     assert after - shm == set()
 
 
