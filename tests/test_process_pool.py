@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import multiprocessing
 import os
 import pickle
 import signal
@@ -822,3 +823,14 @@ def test_ctrl_c_in_the_parent_stops_the_pool_and_its_workers():
     assert "KeyboardInterrupt" in stderr
     assert elapsed < 5, "the queued 60 s tasks must not be waited for"
     assert wait_for(lambda: not any(pid_alive(p) for p in pids))
+
+
+@pytest.mark.parametrize(
+    "method, prefix", [(None, "ForkServer"), ("spawn", "Spawn"), ("fork", "Fork")]
+)
+def test_workers_are_named_after_their_start_method_as_the_standard_librarys(method, prefix):
+    # What logging's %(processName)s shows for a worker's records.
+    context = multiprocessing.get_context(method) if method else None
+    with treadle.ProcessPoolExecutor(1, mp_context=context) as pool:
+        name, daemon = pool.submit(tasks.who_am_i).result(WAIT)
+        assert (name, daemon) == (f"{prefix}Process-{pool.worker_pids[0]}", False)

@@ -350,6 +350,12 @@ class ProcessPoolExecutor(Executor):
                 "initializer": initializer_payload,
                 "authkey": _authkey(),
                 "main": self._main.script(),
+                # As the standard library's workers are named: by their start method.
+                "name": "ForkProcess"
+                if fork
+                else "ForkServerProcess"
+                if fork_server
+                else "SpawnProcess",
             }
         )
         self._supervisor = _Supervisor(

@@ -73,6 +73,10 @@ class Worker:
             from multiprocessing import process
 
             process.current_process().authkey = setup["authkey"]
+        if setup.get("name"):
+            from multiprocessing import process
+
+            process.current_process().name = f"{setup['name']}-{os.getpid()}"
         if forked:
             worker_main.inherit()
         else:
