@@ -342,7 +342,7 @@ def thread_pool_map() -> list[int]:
 #: What the code under test could name in /dev/shm: treadle's registry, the standard library's
 #: segments, semaphores and heap arenas. Other programs' entries (a concurrent joblib's
 #: memmapping folders) come and go as they please.
-_OURS_IN_DEV_SHM = ("treadle", "psm_", "wnsm_", "sem.", "mp-", "pym-")
+_OURS_IN_DEV_SHM = ("treadle", "psm_", "wnsm_", "sem.mp-", "mp-", "pym-")
 
 
 def dev_shm() -> set[str]:
