@@ -454,16 +454,24 @@ impl<L: Link> State<L> {
     /// The lent buffers of the tasks workers have room for now, and of one more task per
     /// worker (packed ahead, so that a worker that answers gets its next task at once), to be
     /// packed into segments (with the state unlocked: it copies them) before the tasks are
-    /// sent; see [`State::packed`].
+    /// sent; see [`State::packed`]. Only the head of the queue that workers could take before
+    /// the poller looks again is looked at (as many tasks as they may hold, and those packed
+    /// ahead): the poller runs this at every turn, and a long queue of tasks without buffers
+    /// behind them would make each turn cost as much as the queue is long.
     pub(crate) fn to_pack(&self) -> Vec<(u64, LentBuffers)> {
-        let mut room: usize = self
-            .workers
-            .iter()
-            .filter(|w| w.fate == Fate::Serving && !w.hung_up)
+        let serving = || {
+            self.workers
+                .iter()
+                .filter(|w| w.fate == Fate::Serving && !w.hung_up)
+        };
+        let mut room: usize = serving()
             .map(|w| w.room_for_buffers(&self.limits) + PACKED_AHEAD)
             .sum();
+        let window: usize = serving()
+            .map(|w| w.capacity(&self.limits, false) + PACKED_AHEAD)
+            .sum();
         let mut lent = Vec::new();
-        for Queued { task, .. } in &self.pending {
+        for Queued { task, .. } in self.pending.iter().take(window) {
             if room == 0 {
                 break;
             }

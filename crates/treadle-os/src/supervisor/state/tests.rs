@@ -448,6 +448,30 @@ fn lent_buffers_are_packed_only_for_a_worker_with_room_and_sent_as_one_segment()
 }
 
 #[test]
+fn only_the_head_of_a_long_queue_is_looked_at_for_buffers_to_pack() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(2, now);
+    for id in 1..=1000 {
+        state.submit(task(id, None), now).unwrap();
+    }
+    state.submit(task_with_buffers(1001), now).unwrap();
+    // Far behind what the worker could take before the poller looks again: not yet.
+    assert!(state.to_pack().is_empty());
+    // Once the tasks before it are answered, it is packed ahead of its turn.
+    let returned = |state: &mut State<FakeLink>, ids: std::ops::RangeInclusive<u64>| {
+        for id in ids {
+            let frame = answer(from_worker::RETURNED, id);
+            state.on_frame(0, frame, Vec::new(), Vec::new(), now);
+            state.dispatch(now);
+        }
+    };
+    returned(&mut state, 1..=999);
+    assert_eq!(pack(&mut state, now), [1001]);
+    returned(&mut state, 1000..=1001);
+    assert!(state.pending.is_empty());
+}
+
+#[test]
 fn a_task_behind_one_being_packed_waits_its_turn() {
     let now = Instant::now();
     let mut state = one_ready_worker(4, now);
