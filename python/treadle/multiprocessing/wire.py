@@ -52,6 +52,8 @@ class Channel:
         self.buffer = bytearray()
         self.fds: deque[int] = deque()
         self.frames: deque[tuple[int, int, bytes, list[int]]] = deque()
+        #: The tasks a CANCEL frame named (those frames go here, not to ``frames``).
+        self.cancelled: set[int] = set()
         self.received_at = 0.0
         self.scratch = bytearray(256 * 1024)
         self.ancillary = socket.CMSG_SPACE(255 * FD_SIZE)
@@ -87,7 +89,10 @@ class Channel:
             payload = bytes(buffer[at + HEADER.size : end])
             at = end
             fds = [self.fds.popleft() for _ in range(nfds)]
-            self.frames.append((kind, task, payload, fds))
+            if kind == CANCEL:
+                self.cancelled.add(task)
+            else:
+                self.frames.append((kind, task, payload, fds))
         del buffer[:at]
 
     def next_frame(self) -> tuple[int, int, bytes, list[int]] | None:
@@ -98,21 +103,14 @@ class Channel:
             self.received_at = time.monotonic()
         return self.frames.popleft()
 
-    def take_cancellations(self, cancelled: set[int]) -> None:
-        """Reads frames already sent (unless the socket was read in the last
-        ``RECHECK`` seconds) and moves the CANCELs among them into ``cancelled``."""
+    def take_cancellations(self) -> set[int]:
+        """Reads frames already sent (unless the socket was read in the last ``RECHECK``
+        seconds); the tasks cancelled so far (``cancelled``)."""
         now = time.monotonic()
         if now - self.received_at >= RECHECK:
             self.received_at = now
             self._receive(block=False)
-        if any(frame[0] == CANCEL for frame in self.frames):
-            kept: deque[tuple[int, int, bytes, list[int]]] = deque()
-            for frame in self.frames:
-                if frame[0] == CANCEL:
-                    cancelled.add(frame[1])
-                else:
-                    kept.append(frame)
-            self.frames = kept
+        return self.cancelled
 
     def send(self, kind: int, task: int, payload: bytes, fds: list[int] = ()) -> None:  # type: ignore[assignment]
         """Sends a frame. On an ``OSError`` before any byte left, the channel is as it was;
