@@ -290,7 +290,10 @@ impl<L: Link> State<L> {
     }
 
     /// Queues a task and dispatches it if a worker has room. `Ok(true)` when the poller must
-    /// look (a worker was left with bytes to write, or a task waits or has a deadline).
+    /// look: a worker was left with bytes to write, the task has a deadline, or it waits with
+    /// buffers to pack. A plain task that waits needs nothing of the poller until a worker
+    /// answers, which wakes it anyway: waking it for each such task cost a turn of the poller
+    /// per task while the program queued tasks faster than the workers ran them.
     pub(crate) fn submit(&mut self, task: Task, now: Instant) -> Result<bool, SubmitError> {
         if let Some(reason) = &self.broken {
             return Err(SubmitError::Broken(reason.clone()));
@@ -299,13 +302,15 @@ impl<L: Link> State<L> {
             return Err(SubmitError::ShutDown);
         }
         let timed = task.timeout.is_some();
+        // A task whose buffers are lent is never sent before the poller packs them.
+        let to_pack = matches!(task.buffers, Buffers::Lent(_));
         self.tally.submitted += 1;
         self.pending.push_back(Queued {
             task,
             queued_at: now,
         });
         let stuck = self.dispatch(now);
-        Ok(timed || stuck || !self.pending.is_empty())
+        Ok(timed || stuck || to_pack)
     }
 
     /// Cancels a task: drops it if no worker has it; with `interrupt`, kills its worker

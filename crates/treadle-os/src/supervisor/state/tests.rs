@@ -448,6 +448,27 @@ fn lent_buffers_are_packed_only_for_a_worker_with_room_and_sent_as_one_segment()
 }
 
 #[test]
+fn a_plain_task_waiting_for_a_busy_worker_needs_no_poller_but_a_timed_or_lent_one_does() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(1, now);
+    assert_eq!(state.submit(task(1, None), now), Ok(false), "sent at once");
+    assert_eq!(
+        state.submit(task(2, None), now),
+        Ok(false),
+        "sent when 1 is answered"
+    );
+    let timed = task(3, Some(Duration::from_secs(1)));
+    assert_eq!(state.submit(timed, now), Ok(true));
+    assert_eq!(state.submit(task_with_buffers(4), now), Ok(true));
+    assert_eq!(sent_tasks(&state), [1]);
+    let frame = answer(from_worker::RETURNED, 1);
+    state.on_frame(0, frame, Vec::new(), Vec::new(), now);
+    state.settle(now);
+    // Now with a pace, the worker takes more: up to the task whose buffers wait to be packed.
+    assert_eq!(sent_tasks(&state), [1, 2, 3]);
+}
+
+#[test]
 fn only_the_head_of_a_long_queue_is_looked_at_for_buffers_to_pack() {
     let now = Instant::now();
     let mut state = one_ready_worker(2, now);
