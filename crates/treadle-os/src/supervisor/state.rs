@@ -200,6 +200,13 @@ impl<L: Link> Worker<L> {
                 .map_or(true, |max| self.dispatched < max)
     }
 
+    /// Whether it is low enough to be topped up: at most half its capacity held. A worker
+    /// holding many short tasks is refilled in one write of many frames, not one frame per
+    /// answer (a write, and a wake-up of the worker's read, per task otherwise).
+    fn wants_more(&self, limits: &Limits) -> bool {
+        self.sent.len() <= self.capacity(limits, false) / 2
+    }
+
     /// How many more tasks that carry large buffers it may take now.
     fn room_for_buffers(&self, limits: &Limits) -> usize {
         if !self.has_room(limits, true) {
@@ -587,13 +594,19 @@ impl<L: Link> State<L> {
     /// for it to take more).
     pub(crate) fn dispatch(&mut self, now: Instant) -> bool {
         let limits = self.limits;
+        // Those low enough to take tasks at this call are filled up to their capacity.
+        let topped_up: Vec<bool> = self
+            .workers
+            .iter()
+            .map(|worker| worker.wants_more(&limits))
+            .collect();
         while let Some(Queued { task: front, .. }) = self.pending.front() {
             let with_buffers = match &front.buffers {
                 Buffers::Lent(_) => break,
                 buffers => buffers.any(),
             };
             let Some(w) = (0..self.workers.len())
-                .filter(|&w| self.workers[w].has_room(&limits, with_buffers))
+                .filter(|&w| topped_up[w] && self.workers[w].has_room(&limits, with_buffers))
                 .min_by_key(|&w| (self.workers[w].sent.len(), !self.workers[w].ready))
             else {
                 break;

@@ -88,6 +88,15 @@ fn pack(state: &mut State<FakeLink>, now: Instant) -> Vec<u64> {
     ids
 }
 
+/// Worker 0 answers tasks `ids` with `RETURNED`, each followed by the poller's turn.
+fn returned(state: &mut State<FakeLink>, now: Instant, ids: std::ops::RangeInclusive<u64>) {
+    for id in ids {
+        let frame = answer(from_worker::RETURNED, id);
+        state.on_frame(0, frame, Vec::new(), Vec::new(), now);
+        state.settle(now);
+    }
+}
+
 fn answer(kind: u8, task: u64) -> Header {
     Header {
         len: 0,
@@ -469,6 +478,29 @@ fn a_plain_task_waiting_for_a_busy_worker_needs_no_poller_but_a_timed_or_lent_on
 }
 
 #[test]
+fn a_worker_holding_many_short_tasks_is_refilled_at_half_its_capacity_in_one_go() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(2, now);
+    state.submit(task(1, None), now).unwrap();
+    returned(&mut state, now, 1..=1); // a pace: its tasks are short, it may hold MAX_HELD
+    let half = MAX_HELD / 2;
+    for id in 2..=200 {
+        state.submit(task(id, None), now).unwrap();
+    }
+    // Each task is written to it while it holds at most half its capacity.
+    assert_eq!(state.workers[0].sent.len(), half + 1);
+    let written = sent_tasks(&state).len();
+    // One answer brings it to half: it is filled up in one go.
+    returned(&mut state, now, 2..=2);
+    assert_eq!(state.workers[0].sent.len(), MAX_HELD);
+    assert_eq!(sent_tasks(&state).len(), written + MAX_HELD - half);
+    // Answers while it holds more than half write nothing more to it.
+    returned(&mut state, now, 3..=(2 + half as u64 - 1));
+    assert_eq!(state.workers[0].sent.len(), half + 1);
+    assert_eq!(sent_tasks(&state).len(), written + MAX_HELD - half);
+}
+
+#[test]
 fn only_the_head_of_a_long_queue_is_looked_at_for_buffers_to_pack() {
     let now = Instant::now();
     let mut state = one_ready_worker(2, now);
@@ -479,16 +511,9 @@ fn only_the_head_of_a_long_queue_is_looked_at_for_buffers_to_pack() {
     // Far behind what the worker could take before the poller looks again: not yet.
     assert!(state.to_pack().is_empty());
     // Once the tasks before it are answered, it is packed ahead of its turn.
-    let returned = |state: &mut State<FakeLink>, ids: std::ops::RangeInclusive<u64>| {
-        for id in ids {
-            let frame = answer(from_worker::RETURNED, id);
-            state.on_frame(0, frame, Vec::new(), Vec::new(), now);
-            state.dispatch(now);
-        }
-    };
-    returned(&mut state, 1..=999);
+    returned(&mut state, now, 1..=999);
     assert_eq!(pack(&mut state, now), [1001]);
-    returned(&mut state, 1000..=1001);
+    returned(&mut state, now, 1000..=1001);
     assert!(state.pending.is_empty());
 }
 
