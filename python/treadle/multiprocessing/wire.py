@@ -103,7 +103,7 @@ class Channel:
                 break
             payload = bytes(buffer[at + HEADER.size : end])
             at = end
-            fds = [self.fds.popleft() for _ in range(nfds)]
+            fds = [self.fds.popleft() for _ in range(nfds)] if nfds else []
             if kind == CANCEL:
                 self.cancelled.add(task)
             else:
@@ -156,8 +156,11 @@ class Channel:
         """Sends a frame. On an ``OSError`` before any byte left, the channel is as it was;
         after, it is ``broken``."""
         frame = memoryview(HEADER.pack(len(payload), kind, len(fds), 0, task) + payload)
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        sent = self.sock.sendmsg([frame], rights)
+        if fds:
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+            sent = self.sock.sendmsg([frame], rights)
+        else:
+            sent = self.sock.send(frame)
         try:
             while sent < len(frame):
                 sent += self.sock.send(frame[sent:])

@@ -100,7 +100,7 @@ class Worker:
         return found
 
     def run(self, payload: bytes, fds: list[int]) -> object:
-        kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds))
+        kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds) if fds else None)
         fn = self.function(fn)
         if kind == CHUNK1:
             return list(map(fn, args))
