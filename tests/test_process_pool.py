@@ -834,3 +834,27 @@ def test_workers_are_named_after_their_start_method_as_the_standard_librarys(met
     with treadle.ProcessPoolExecutor(1, mp_context=context) as pool:
         name, daemon = pool.submit(tasks.who_am_i).result(WAIT)
         assert (name, daemon) == (f"{prefix}Process-{pool.worker_pids[0]}", False)
+
+
+# -- waiting without burning the machine ------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) of every thread of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_pool_uses_no_cpu_after_tiny_tasks_one_at_a_time(pool):
+    # Tiny tasks one at a time teach the workers to look for their next task before they
+    # sleep; once none comes, the pool (its supervisor thread and its workers) must sleep.
+    for i in range(2000):
+        assert pool.submit(tasks.add, i, 1).result(WAIT) == i + 1
+    time.sleep(0.1)
+    pids = [os.getpid(), *pool.worker_pids]
+    before = [_cpu_seconds(pid) for pid in pids]
+    started = time.monotonic()
+    time.sleep(1.0)
+    elapsed = time.monotonic() - started
+    used = sum(_cpu_seconds(pid) - cpu for pid, cpu in zip(pids, before, strict=True))
+    assert used < 0.05 * elapsed, f"an idle pool used {used:.3f} s of CPU in {elapsed:.2f} s"

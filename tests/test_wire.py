@@ -150,3 +150,26 @@ def test_a_segment_gives_back_every_buffer_it_packs() -> None:
     assert os.fstat(fd).st_size % _segments.ALIGN == 0
     views = _segments.map_segments([fd])
     assert [bytes(v) for v in views] == buffers
+
+
+def test_a_worker_looks_for_its_next_frame_less_each_time_none_comes_then_not_at_all() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        channel = _worker.Channel(theirs)
+        assert channel.spin == _worker.SPIN_MOST
+        looks = []
+        while channel.spin:
+            looks.append(channel.spin)
+            assert not channel._arrives_soon()
+            assert len(looks) < 64
+        assert looks == sorted(looks, reverse=True)
+        assert not channel._arrives_soon()  # no look at all: it sleeps at once
+
+
+def test_a_worker_looking_for_its_next_frame_sees_one_that_is_there() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        channel = _worker.Channel(theirs)
+        ours.sendall(_worker.HEADER.pack(1, _worker.TASK, 0, 0, 7) + b"x")
+        assert channel._arrives_soon()
+        assert channel.next_frame() == (_worker.TASK, 7, b"x", [])

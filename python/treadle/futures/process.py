@@ -22,6 +22,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import InvalidStateError
 from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # type: ignore[attr-defined]
 from types import BuiltinFunctionType, FunctionType
 from typing import Any, NamedTuple
@@ -57,6 +58,7 @@ __all__ = ["ProcessPoolExecutor", "TaskTimeoutError", "WorkerCrashedError"]
 PREFETCH = 2
 
 _WORKER_SCRIPT = worker.__file__
+_new_tuple = tuple.__new__
 _pool_numbers = itertools.count(1)
 
 
@@ -173,7 +175,8 @@ def _resolve(
 def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task], unretrieved: _Unretrieved) -> None:
     """The pool's supervisor thread: runs the Rust supervisor and resolves futures."""
     loads = pickle.loads
-    set_result = _process_futures.set_result
+    pop = tasks.pop
+    cancelled_meanwhile = InvalidStateError
     while True:
         # Nothing of a batch outlives it here: while this thread waits for the next one, the
         # last task's callable and value belong to their future alone (a dropped callable, such
@@ -182,7 +185,7 @@ def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task], unretrieved: _U
         for event in supervisor.poll(None):
             if type(event) is _Returned and not event.fds:
                 # The common case, in as few steps as can be: a value with no segments.
-                task = tasks.pop(event.task_id, None)
+                task = pop(event.task_id, None)
                 if task is None:
                     continue
                 try:
@@ -190,7 +193,11 @@ def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task], unretrieved: _U
                 except BaseException as error:
                     _process_futures.set_exception(task.future, error, unretrieved)
                 else:
-                    set_result(task.future, value)
+                    # As _process_futures.set_result, inline.
+                    try:
+                        task.future.set_result(value)
+                    except cancelled_meanwhile:
+                        pass
                 continue
             if type(event) is _Closed:
                 return
@@ -370,7 +377,7 @@ class ProcessPoolExecutor(Executor):
             fork=fork,
         )
         self._tasks: dict[int, _Task] = {}
-        self._functions: dict[Any, bytes] = {}
+        self._functions: dict[Any, tuple[bytes, int]] = {}
         self._ids = itertools.count(1)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
@@ -417,12 +424,14 @@ class ProcessPoolExecutor(Executor):
     ) -> Future:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
+        pickled, named = self._pickled(fn)
         payload, buffers = _pickling.dump_task(
-            kind, self._pickled(fn), args, kwargs, self._threshold, self._main
+            kind, pickled, args, kwargs, self._threshold, self._main, named
         )
         task_id = next(self._ids)
         future = _process_futures.new_future(self, task_id)
-        self._tasks[task_id] = _Task(future, fn if name is None else name)
+        # As _Task(...), without the Python-level __new__ of a named tuple.
+        self._tasks[task_id] = _new_tuple(_Task, (future, fn if name is None else name))
         try:
             self._supervisor.submit(task_id, payload, buffers, timeout)
         except BaseException:
@@ -430,19 +439,19 @@ class ProcessPoolExecutor(Executor):
             raise
         return future
 
-    def _pickled(self, fn: Any) -> Any:
+    def _pickled(self, fn: Any) -> tuple[Any, int]:
         """``fn``, or, for a function pickle sends by reference, its pickle, made once (workers
-        keep what they unpickled from it)."""
+        keep what they unpickled from it); with how often that pickle names ``__main__``."""
         if type(fn) is not FunctionType and type(fn) is not BuiltinFunctionType:
-            return fn
-        data = self._functions.get(fn)
-        if data is None:
+            return fn, 0
+        known = self._functions.get(fn)
+        if known is None:
             data = _pickling.function_by_reference(fn, self._main)
             if data is None:
-                return fn
+                return fn, 0
             if len(self._functions) >= 256:
                 self._functions.clear()
-            self._functions[fn] = data
+            known = self._functions[fn] = (data, data.count(_pickling.MAIN))
         elif getattr(sys.modules.get(fn.__module__), fn.__qualname__, None) is not fn or (
             fn.__module__ == "__main__" and not self._main.finds(fn)
         ):
@@ -450,7 +459,7 @@ class ProcessPoolExecutor(Executor):
             # rebound since the workers' copy was made: pickle it afresh.
             del self._functions[fn]
             return self._pickled(fn)
-        return data
+        return known
 
     def _map_tasks(
         self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunksize: int

@@ -22,7 +22,8 @@ from treadle.multiprocessing.main_module import NOTHING, View
 #: Buffers of this many bytes or more travel through shared memory rather than the socket.
 SHARED_MEMORY_THRESHOLD = 256 * 1024
 
-_MAIN = b"__main__"
+#: How a pickle names ``__main__``.
+MAIN = b"__main__"
 _MAX_DEPTH = 12
 
 
@@ -45,7 +46,7 @@ def dumps_any(
     cloudpickle = None
     try:
         data = pickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
-        if _MAIN not in data:
+        if MAIN not in data:
             return data
         cloudpickle = _cloudpickle()
         if cloudpickle is None:
@@ -76,7 +77,7 @@ class _MainNamespace:
         return (getattr, (_MainModule(), "namespace"))
 
 
-_MAIN_NAMESPACE = _MainNamespace()
+MAIN_NAMESPACE = _MainNamespace()
 
 
 class _Merge:
@@ -122,7 +123,7 @@ def _pickler(cloudpickle: Any) -> type:
         def _function_getnewargs(self, func: Any) -> Any:
             newargs = super()._function_getnewargs(func)
             if _of_main(func):
-                return (newargs[0], _MAIN_NAMESPACE, *newargs[2:])
+                return (newargs[0], MAIN_NAMESPACE, *newargs[2:])
             return newargs
 
         def _dynamic_function_reduce(self, func: Any) -> Any:
@@ -148,10 +149,11 @@ def dump_task(
     kwargs: dict[str, Any],
     threshold: int,
     main: View = NOTHING,
+    named: int | None = None,
 ) -> tuple[bytes, list[memoryview]]:
     """A task's frame payload and its out-of-band buffers (the caller's memory, not copies).
-    ``fn`` may be a callable's pickle already. Raises, naming the culprit, if the callable or an
-    argument cannot be pickled."""
+    ``fn`` may be a callable's pickle already (``named``: how often it names ``__main__``, if
+    known). Raises, naming the culprit, if the callable or an argument cannot be pickled."""
     if kind == wire.CALL and (
         _has_raw_buffers(args) or (kwargs and _has_raw_buffers(kwargs.values()))  # type: ignore[arg-type]
     ):
@@ -159,16 +161,19 @@ def dump_task(
         kwargs = {k: segments.wrap_large(v, threshold) for k, v in kwargs.items()}
     value = (kind, fn, args, kwargs)
     # The common case in one step: pickle takes it all by reference, with no large buffer (a
-    # callable pickled already may name __main__: only the rest matters).
-    named = fn.count(_MAIN) if isinstance(fn, bytes) else 0
+    # callable pickled already may name __main__: only the rest matters). Below the shared
+    # memory threshold, the pool's may be lower: a payload shorter than it holds no buffer
+    # that should have gone out of band.
+    if named is None:
+        named = fn.count(MAIN) if isinstance(fn, bytes) else 0
     try:
-        if threshold < SHARED_MEMORY_THRESHOLD:
-            raise _OutOfBand
         data = pickle.dumps(value, protocol=5, buffer_callback=_in_band)
     except Exception:
         pass
     else:
-        if data.count(_MAIN) == named:
+        if data.count(MAIN) == named and (
+            threshold >= SHARED_MEMORY_THRESHOLD or len(data) < threshold
+        ):
             return data, []
 
     def pickler(value: object, buffer_callback: Any, restart: Any) -> bytes:
@@ -194,9 +199,14 @@ class _OutOfBand(Exception):
     pass
 
 
+#: Buffers that pickle keeps in band unless wrapped (``segments.wrap_large``): a tuple, not a
+#: union, so that no union object is made per task.
+_RAW = (bytes, memoryview)
+
+
 def _has_raw_buffers(values: Iterable[object]) -> bool:
     for value in values:
-        if isinstance(value, bytes | memoryview):
+        if isinstance(value, _RAW):
             return True
     return False
 
@@ -217,7 +227,7 @@ def function_by_reference(fn: object, main: View = NOTHING) -> bytes | None:
         data = pickle.dumps(fn, protocol=5)
     except Exception:
         return None
-    if _MAIN in data and not main_module.is_main_definition(fn):
+    if MAIN in data and not main_module.is_main_definition(fn):
         return None
     return data
 

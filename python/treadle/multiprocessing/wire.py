@@ -11,6 +11,8 @@ only: a worker imports it before it knows the parent's ``sys.path``.
 from __future__ import annotations
 
 import array
+import os
+import select
 import socket
 import struct
 import time
@@ -41,6 +43,15 @@ FD_SIZE = array.array("i").itemsize
 #: (it kills a worker that has not answered SKIPPED soon after reaching the task).
 RECHECK = 0.0002
 
+#: The longest a worker with nothing to do looks for its next frame before it sleeps (seconds):
+#: the parent's next task often follows a tiny task's answer by a few tens of microseconds,
+#: less than it costs to wake a process sleeping on an idle virtual CPU. A look that saw a
+#: frame doubles the next one, one in vain halves it down to nothing (below ``SPIN_LEAST``),
+#: and a sleep that a frame ended within ``SPIN_MOST`` grows it back: so a worker between
+#: rare tasks, or on a machine too busy for the parent to answer while it looks, sleeps at once.
+SPIN_MOST = 64e-6
+SPIN_LEAST = 2e-6
+
 
 class Channel:
     """Frames in and out over the inherited socket."""
@@ -52,9 +63,15 @@ class Channel:
         self.buffer = bytearray()
         self.fds: deque[int] = deque()
         self.frames: deque[tuple[int, int, bytes, list[int]]] = deque()
+        #: The tasks a CANCEL frame named (those frames go here, not to ``frames``).
+        self.cancelled: set[int] = set()
         self.received_at = 0.0
         self.scratch = bytearray(256 * 1024)
         self.ancillary = socket.CMSG_SPACE(255 * FD_SIZE)
+        #: How long the next look for a frame lasts (seconds; see ``SPIN_MOST``).
+        self.spin = SPIN_MOST
+        self.readable = select.poll()
+        self.readable.register(sock, select.POLLIN)
 
     def _receive(self, block: bool) -> bool:
         """Reads what is there (waiting for something if ``block``); False at end of stream."""
@@ -86,40 +103,64 @@ class Channel:
                 break
             payload = bytes(buffer[at + HEADER.size : end])
             at = end
-            fds = [self.fds.popleft() for _ in range(nfds)]
-            self.frames.append((kind, task, payload, fds))
+            fds = [self.fds.popleft() for _ in range(nfds)] if nfds else []
+            if kind == CANCEL:
+                self.cancelled.add(task)
+            else:
+                self.frames.append((kind, task, payload, fds))
         del buffer[:at]
 
     def next_frame(self) -> tuple[int, int, bytes, list[int]] | None:
-        """The next frame, waiting for it; None when the parent closed the channel."""
+        """The next frame, waiting for it (after a look, ``SPIN_MOST``); None when the parent
+        closed the channel."""
         while not self.frames:
+            slept = 0.0 if self._arrives_soon() else time.monotonic()
             if not self._receive(block=True):
                 return None
             self.received_at = time.monotonic()
+            if slept and self.received_at - slept < SPIN_MOST:
+                # A frame a full look would have seen: the machine has room to look again.
+                self.spin = min(max(self.spin * 2, SPIN_LEAST), SPIN_MOST)
         return self.frames.popleft()
 
-    def take_cancellations(self, cancelled: set[int]) -> None:
-        """Reads frames already sent (unless the socket was read in the last
-        ``RECHECK`` seconds) and moves the CANCELs among them into ``cancelled``."""
+    def _arrives_soon(self) -> bool:
+        """Looks for something to read for ``spin`` seconds (yielding the core between looks to
+        whatever else is ready to run on it), and adapts ``spin``; whether something came."""
+        spin = self.spin
+        if not spin:
+            return False
+        look = self.readable.poll
+        monotonic = time.monotonic
+        until = monotonic() + spin
+        while True:
+            if look(0):
+                self.spin = min(spin * 2, SPIN_MOST)
+                return True
+            if monotonic() >= until:
+                break
+            os.sched_yield()
+        spin /= 2
+        self.spin = spin if spin >= SPIN_LEAST else 0.0
+        return False
+
+    def take_cancellations(self) -> set[int]:
+        """Reads frames already sent (unless the socket was read in the last ``RECHECK``
+        seconds); the tasks cancelled so far (``cancelled``)."""
         now = time.monotonic()
         if now - self.received_at >= RECHECK:
             self.received_at = now
             self._receive(block=False)
-        if any(frame[0] == CANCEL for frame in self.frames):
-            kept: deque[tuple[int, int, bytes, list[int]]] = deque()
-            for frame in self.frames:
-                if frame[0] == CANCEL:
-                    cancelled.add(frame[1])
-                else:
-                    kept.append(frame)
-            self.frames = kept
+        return self.cancelled
 
     def send(self, kind: int, task: int, payload: bytes, fds: list[int] = ()) -> None:  # type: ignore[assignment]
         """Sends a frame. On an ``OSError`` before any byte left, the channel is as it was;
         after, it is ``broken``."""
         frame = memoryview(HEADER.pack(len(payload), kind, len(fds), 0, task) + payload)
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        sent = self.sock.sendmsg([frame], rights)
+        if fds:
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+            sent = self.sock.sendmsg([frame], rights)
+        else:
+            sent = self.sock.send(frame)
         try:
             while sent < len(frame):
                 sent += self.sock.send(frame[sent:])

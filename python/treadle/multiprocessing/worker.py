@@ -27,7 +27,6 @@ if not __package__:
 from treadle.multiprocessing import worker_main
 from treadle.multiprocessing.segments import dump, map_segments, wrap_large
 from treadle.multiprocessing.wire import (
-    CANCEL,
     CHANNEL_FD,
     CHUNK,
     CHUNK1,
@@ -105,7 +104,7 @@ class Worker:
         return found
 
     def run(self, payload: bytes, fds: list[int]) -> object:
-        kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds))
+        kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds) if fds else None)
         fn = self.function(fn)
         if kind == CHUNK1:
             return list(map(fn, args))
@@ -120,7 +119,13 @@ class Worker:
             self.send_exception(task, exc)
             return
         try:
-            data, out_fds = dump(wrap_large(outcome, self.threshold), self.threshold)
+            try:
+                # The common case in one step: no buffer large enough for shared memory.
+                data, out_fds = pickle.dumps(outcome, 5, buffer_callback=self.in_band), []
+                if len(data) >= self.threshold and isinstance(outcome, bytes | memoryview):
+                    raise _Large  # held in band: it is wrapped to go out of band
+            except _Large:
+                data, out_fds = dump(wrap_large(outcome, self.threshold), self.threshold)
         except Exception as exc:
             self.send_exception(task, unpicklable_result(outcome, exc))
             return
@@ -137,6 +142,13 @@ class Worker:
         finally:
             for fd in out_fds:
                 os.close(fd)
+
+    def in_band(self, buffer: pickle.PickleBuffer) -> bool:
+        """The first try's ``buffer_callback``: a buffer that may go to shared memory sends the
+        result down the path that collects them."""
+        if buffer.raw().nbytes >= self.threshold:
+            raise _Large
+        return True
 
     def send_exception(self, task: int, exc: BaseException) -> None:
         import traceback  # loaded once a task raises: a fresh worker starts without it
@@ -157,7 +169,6 @@ class Worker:
                 os.close(fd)
 
     def serve(self) -> None:
-        cancelled: set[int] = set()
         while True:
             frame = self.channel.next_frame()
             if frame is None:
@@ -165,12 +176,9 @@ class Worker:
             kind, task, payload, fds = frame
             if kind == EXIT:
                 return
-            if kind == CANCEL:
-                cancelled.add(task)
-                continue
             if kind != TASK:
                 continue
-            self.channel.take_cancellations(cancelled)
+            cancelled = self.channel.take_cancellations()
             if task in cancelled:
                 cancelled.discard(task)
                 for fd in fds:
@@ -178,6 +186,10 @@ class Worker:
                 self.channel.send(SKIPPED, task, b"")
                 continue
             self.answer(task, payload, fds)
+
+
+class _Large(Exception):
+    """A result holds a buffer for shared memory, or pickles long enough to hold one."""
 
 
 def _unsendable(error: OSError) -> OSError:

@@ -44,6 +44,9 @@ pub(crate) struct Connection {
     outbox: VecDeque<Outgoing>,
     inbox: Vec<u8>,
     inbox_fds: VecDeque<OwnedFd>,
+    /// What one `recvmsg` reads into, made once: zeroing a fresh one per read cost more than
+    /// the read of a tiny result.
+    scratch: Box<[u8]>,
 }
 
 /// A frame read whole from a worker.
@@ -64,6 +67,7 @@ impl Connection {
             outbox: VecDeque::new(),
             inbox: Vec::new(),
             inbox_fds: VecDeque::new(),
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
         };
         connection.queue(init, Vec::new(), None);
         if connection.flush().is_err() {
@@ -78,28 +82,33 @@ impl Connection {
     }
 
     /// How the process ended, if it has (reaping it). With a pidfd, the process is asked only
-    /// once the pidfd says it ended or the channel was closed.
-    pub(crate) fn try_exit(&mut self) -> Option<Exit> {
+    /// once the pidfd says it ended or the channel was closed; `pidfds_quiet`: no pidfd polled
+    /// readable since the last look, so a worker with one that did not hang up is still alive.
+    pub(crate) fn try_exit(&mut self, pidfds_quiet: bool) -> Option<Exit> {
         match self.process.pidfd() {
+            Some(_) if !self.hung_up && pidfds_quiet => None,
             Some(pidfd) if !self.hung_up && !channel::readable_now(&**pidfd) => None,
             _ => self.process.try_exit(),
         }
     }
 
     /// Reads what the worker sent and returns the whole frames, in order; sets `hung_up` at the
-    /// end of the stream.
+    /// end of the stream. A read that does not fill the buffer took all there was: what comes
+    /// later, the next poll sees.
     pub(crate) fn receive(&mut self) -> Vec<Frame> {
-        let mut buf = [0u8; READ_CHUNK];
         let mut fds = Vec::new();
         loop {
-            match channel::recv(&*self.socket, &mut buf, &mut fds) {
+            match channel::recv(&*self.socket, &mut self.scratch, &mut fds) {
                 Ok(0) => {
                     self.hung_up = true;
                     break;
                 }
                 Ok(n) => {
-                    self.inbox.extend_from_slice(&buf[..n]);
+                    self.inbox.extend_from_slice(&self.scratch[..n]);
                     self.inbox_fds.extend(fds.drain(..));
+                    if n < self.scratch.len() {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

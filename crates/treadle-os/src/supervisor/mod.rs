@@ -147,6 +147,9 @@ pub struct Supervisor {
     /// Whether the poller waits in `ppoll` (written and read with `state` locked).
     poller_asleep: AtomicBool,
     wake: Waker,
+    /// Whether a pidfd polled readable since the poller last looked at every worker's exit (the
+    /// poller's alone; atomic only because the supervisor is shared).
+    pidfd_fired: AtomicBool,
 }
 
 impl Supervisor {
@@ -162,6 +165,7 @@ impl Supervisor {
             state: Mutex::new(State::new(limits)),
             poller_asleep: AtomicBool::new(false),
             wake: Waker::new()?,
+            pidfd_fired: AtomicBool::new(true),
         })
     }
 

@@ -200,6 +200,13 @@ impl<L: Link> Worker<L> {
                 .map_or(true, |max| self.dispatched < max)
     }
 
+    /// Whether it is low enough to be topped up: at most half its capacity held. A worker
+    /// holding many short tasks is refilled in one write of many frames, not one frame per
+    /// answer (a write, and a wake-up of the worker's read, per task otherwise).
+    fn wants_more(&self, limits: &Limits) -> bool {
+        self.sent.len() <= self.capacity(limits, false) / 2
+    }
+
     /// How many more tasks that carry large buffers it may take now.
     fn room_for_buffers(&self, limits: &Limits) -> usize {
         if !self.has_room(limits, true) {
@@ -290,7 +297,10 @@ impl<L: Link> State<L> {
     }
 
     /// Queues a task and dispatches it if a worker has room. `Ok(true)` when the poller must
-    /// look (a worker was left with bytes to write, or a task waits or has a deadline).
+    /// look: a worker was left with bytes to write, the task has a deadline, or it waits with
+    /// buffers to pack. A plain task that waits needs nothing of the poller until a worker
+    /// answers, which wakes it anyway: waking it for each such task cost a turn of the poller
+    /// per task while the program queued tasks faster than the workers ran them.
     pub(crate) fn submit(&mut self, task: Task, now: Instant) -> Result<bool, SubmitError> {
         if let Some(reason) = &self.broken {
             return Err(SubmitError::Broken(reason.clone()));
@@ -299,13 +309,15 @@ impl<L: Link> State<L> {
             return Err(SubmitError::ShutDown);
         }
         let timed = task.timeout.is_some();
+        // A task whose buffers are lent is never sent before the poller packs them.
+        let to_pack = matches!(task.buffers, Buffers::Lent(_));
         self.tally.submitted += 1;
         self.pending.push_back(Queued {
             task,
             queued_at: now,
         });
         let stuck = self.dispatch(now);
-        Ok(timed || stuck || !self.pending.is_empty())
+        Ok(timed || stuck || to_pack)
     }
 
     /// Cancels a task: drops it if no worker has it; with `interrupt`, kills its worker
@@ -454,16 +466,24 @@ impl<L: Link> State<L> {
     /// The lent buffers of the tasks workers have room for now, and of one more task per
     /// worker (packed ahead, so that a worker that answers gets its next task at once), to be
     /// packed into segments (with the state unlocked: it copies them) before the tasks are
-    /// sent; see [`State::packed`].
+    /// sent; see [`State::packed`]. Only the head of the queue that workers could take before
+    /// the poller looks again is looked at (as many tasks as they may hold, and those packed
+    /// ahead): the poller runs this at every turn, and a long queue of tasks without buffers
+    /// behind them would make each turn cost as much as the queue is long.
     pub(crate) fn to_pack(&self) -> Vec<(u64, LentBuffers)> {
-        let mut room: usize = self
-            .workers
-            .iter()
-            .filter(|w| w.fate == Fate::Serving && !w.hung_up)
+        let serving = || {
+            self.workers
+                .iter()
+                .filter(|w| w.fate == Fate::Serving && !w.hung_up)
+        };
+        let mut room: usize = serving()
             .map(|w| w.room_for_buffers(&self.limits) + PACKED_AHEAD)
             .sum();
+        let window: usize = serving()
+            .map(|w| w.capacity(&self.limits, false) + PACKED_AHEAD)
+            .sum();
         let mut lent = Vec::new();
-        for Queued { task, .. } in &self.pending {
+        for Queued { task, .. } in self.pending.iter().take(window) {
             if room == 0 {
                 break;
             }
@@ -574,13 +594,19 @@ impl<L: Link> State<L> {
     /// for it to take more).
     pub(crate) fn dispatch(&mut self, now: Instant) -> bool {
         let limits = self.limits;
+        // Those low enough to take tasks at this call are filled up to their capacity.
+        let topped_up: Vec<bool> = self
+            .workers
+            .iter()
+            .map(|worker| worker.wants_more(&limits))
+            .collect();
         while let Some(Queued { task: front, .. }) = self.pending.front() {
             let with_buffers = match &front.buffers {
                 Buffers::Lent(_) => break,
                 buffers => buffers.any(),
             };
             let Some(w) = (0..self.workers.len())
-                .filter(|&w| self.workers[w].has_room(&limits, with_buffers))
+                .filter(|&w| topped_up[w] && self.workers[w].has_room(&limits, with_buffers))
                 .min_by_key(|&w| (self.workers[w].sent.len(), !self.workers[w].ready))
             else {
                 break;

@@ -88,6 +88,15 @@ fn pack(state: &mut State<FakeLink>, now: Instant) -> Vec<u64> {
     ids
 }
 
+/// Worker 0 answers tasks `ids` with `RETURNED`, each followed by the poller's turn.
+fn returned(state: &mut State<FakeLink>, now: Instant, ids: std::ops::RangeInclusive<u64>) {
+    for id in ids {
+        let frame = answer(from_worker::RETURNED, id);
+        state.on_frame(0, frame, Vec::new(), Vec::new(), now);
+        state.settle(now);
+    }
+}
+
 fn answer(kind: u8, task: u64) -> Header {
     Header {
         len: 0,
@@ -445,6 +454,67 @@ fn lent_buffers_are_packed_only_for_a_worker_with_room_and_sent_as_one_segment()
     state.settle(now);
     assert_eq!(sent_tasks(&state), [1, 2, 3]);
     assert_eq!(pack(&mut state, now), [4]);
+}
+
+#[test]
+fn a_plain_task_waiting_for_a_busy_worker_needs_no_poller_but_a_timed_or_lent_one_does() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(1, now);
+    assert_eq!(state.submit(task(1, None), now), Ok(false), "sent at once");
+    assert_eq!(
+        state.submit(task(2, None), now),
+        Ok(false),
+        "sent when 1 is answered"
+    );
+    let timed = task(3, Some(Duration::from_secs(1)));
+    assert_eq!(state.submit(timed, now), Ok(true));
+    assert_eq!(state.submit(task_with_buffers(4), now), Ok(true));
+    assert_eq!(sent_tasks(&state), [1]);
+    let frame = answer(from_worker::RETURNED, 1);
+    state.on_frame(0, frame, Vec::new(), Vec::new(), now);
+    state.settle(now);
+    // Now with a pace, the worker takes more: up to the task whose buffers wait to be packed.
+    assert_eq!(sent_tasks(&state), [1, 2, 3]);
+}
+
+#[test]
+fn a_worker_holding_many_short_tasks_is_refilled_at_half_its_capacity_in_one_go() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(2, now);
+    state.submit(task(1, None), now).unwrap();
+    returned(&mut state, now, 1..=1); // a pace: its tasks are short, it may hold MAX_HELD
+    let half = MAX_HELD / 2;
+    for id in 2..=200 {
+        state.submit(task(id, None), now).unwrap();
+    }
+    // Each task is written to it while it holds at most half its capacity.
+    assert_eq!(state.workers[0].sent.len(), half + 1);
+    let written = sent_tasks(&state).len();
+    // One answer brings it to half: it is filled up in one go.
+    returned(&mut state, now, 2..=2);
+    assert_eq!(state.workers[0].sent.len(), MAX_HELD);
+    assert_eq!(sent_tasks(&state).len(), written + MAX_HELD - half);
+    // Answers while it holds more than half write nothing more to it.
+    returned(&mut state, now, 3..=(2 + half as u64 - 1));
+    assert_eq!(state.workers[0].sent.len(), half + 1);
+    assert_eq!(sent_tasks(&state).len(), written + MAX_HELD - half);
+}
+
+#[test]
+fn only_the_head_of_a_long_queue_is_looked_at_for_buffers_to_pack() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(2, now);
+    for id in 1..=1000 {
+        state.submit(task(id, None), now).unwrap();
+    }
+    state.submit(task_with_buffers(1001), now).unwrap();
+    // Far behind what the worker could take before the poller looks again: not yet.
+    assert!(state.to_pack().is_empty());
+    // Once the tasks before it are answered, it is packed ahead of its turn.
+    returned(&mut state, now, 1..=999);
+    assert_eq!(pack(&mut state, now), [1001]);
+    returned(&mut state, now, 1000..=1001);
+    assert!(state.pending.is_empty());
 }
 
 #[test]
