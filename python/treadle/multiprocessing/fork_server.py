@@ -93,8 +93,10 @@ def get() -> _ForkServer | None:
     if _server is not None and _server_owner == pid and _server.alive():
         return _server
     if hasattr(os, "fork") and single_threaded():
-        _server, _server_owner, _reserve = _start(), pid, None
-        return _server
+        server = _start()
+        if server is not None:
+            _server, _server_owner, _reserve = server, pid, None
+            return server
     if _reserve is not None and _reserve_owner == pid and _reserve.alive():
         _server, _server_owner, _reserve = _reserve, pid, None
         return _server

@@ -362,15 +362,16 @@ def _default_context() -> Any:
 class _PoolWorkerStart:
     """How a pool's worker starts: as the standard library's pool workers are, it is a daemonic
     process (so a task that starts a process raises ``AssertionError``, and libraries that
-    look, such as joblib, do not nest pools) named after its start method
-    (``ForkServerPoolWorker-<pid>``); then it runs the pool's initializer."""
+    look, such as joblib, do not nest pools) named as the executor's worker it is, with
+    ``PoolWorker`` for ``Process`` (``ForkServerPoolWorker-<pid>``); then it runs the pool's
+    initializer."""
 
-    def __init__(self, name: str, initializer: Callable[..., object] | None) -> None:
-        self.name, self.initializer = name, initializer
+    def __init__(self, initializer: Callable[..., object] | None) -> None:
+        self.initializer = initializer
 
     def __call__(self, *initargs: Any) -> None:
         current = multiprocessing.current_process()
-        current.name = f"{self.name}-{os.getpid()}"
+        current.name = current.name.replace("Process-", "PoolWorker-", 1)
         current.daemon = True
         if self.initializer is not None:
             self.initializer(*initargs)
@@ -428,13 +429,10 @@ class Pool:
         )
 
     def _make_executor(self, initializer: Any, initargs: tuple[Any, ...], maxtasks: Any) -> Any:
-        # No context: the process pool's default, treadle's fork server.
-        process = self._ctx.Process.__name__ if self._ctx is not None else "ForkServerProcess"
-        name = process.replace("Process", "PoolWorker")
         return ProcessPoolExecutor(
             self._processes,
             mp_context=self._ctx,
-            initializer=_PoolWorkerStart(name, initializer),
+            initializer=_PoolWorkerStart(initializer),
             initargs=initargs,
             max_tasks_per_child=maxtasks,
         )
