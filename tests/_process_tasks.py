@@ -52,6 +52,21 @@ def unpicklable_result() -> object:
     return Holder(threading.Lock())
 
 
+def refuse_to_load(message: str) -> object:
+    raise ValueError(message)
+
+
+class Unloadable:
+    """Pickles in a worker; unpickling it (in the parent) raises ValueError."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (refuse_to_load, ("the value cannot be loaded here",))
+
+
+def unloadable_result() -> object:
+    return Unloadable()
+
+
 def length(data: object) -> int:
     return len(data)  # type: ignore[arg-type]
 

@@ -121,11 +121,15 @@ SCRIPT = textwrap.dedent(
             case("rows", lambda: sum(executor.map(row, range(200))))
             out["table_pickled"] = PICKLED
             case("rows_chunked", lambda: sum(executor.map(row, range(1000), chunksize=100)))
+            case("version_before", lambda: executor.submit(version).result(30))
 
             def version():  # noqa: F811: the name now stands for another function
                 return "redefined"
 
             case("version", lambda: executor.submit(version).result(30))
+            case("shifted_before", lambda: executor.submit(shifted, 1).result(30))
+            OFFSET = 50  # rebound while the pool has sent shifted already
+            case("shifted_after", lambda: executor.submit(shifted, 1).result(30))
         OFFSET = 100  # rebound after the first pool (and its fork server)
         with pool() as executor:
             case("shifted", lambda: executor.submit(shifted, 1).result(30))
@@ -172,6 +176,16 @@ def test_a_module_level_table_is_not_sent_with_the_tasks(run):
 
 def test_a_function_redefined_under_the_main_guard_is_the_one_that_runs(run):
     assert run["version"] == "redefined"
+
+
+def test_a_function_redefined_after_the_pool_sent_it_is_sent_anew(run):
+    assert run["version_before"] == "module level"
+    assert run["version"] == "redefined"
+
+
+def test_a_global_rebound_after_the_pool_sent_a_function_reading_it_is_seen(run):
+    assert run["shifted_before"] == 2
+    assert run["shifted_after"] == 51
 
 
 def test_a_global_rebound_since_the_workers_copy_was_made_is_seen_anew(run):

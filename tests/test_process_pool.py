@@ -254,6 +254,15 @@ def test_unpicklable_result_fails_its_own_future_only(pool):
     assert good.result(WAIT) == 16
 
 
+def test_a_result_the_parent_cannot_unpickle_fails_its_own_future_only(pool):
+    bad = pool.submit(tasks.unloadable_result)
+    good = pool.submit(tasks.square, 5)
+    with pytest.raises(ValueError, match="cannot be loaded here"):
+        bad.result(WAIT)
+    assert good.result(WAIT) == 25
+    assert pool.submit(tasks.square, 6).result(WAIT) == 36
+
+
 def test_a_result_whose_pickling_exits_fails_its_future_with_that_exit(pool):
     # As in the standard library: the SystemExit is the task's outcome, not a worker crash.
     with pytest.raises(SystemExit):

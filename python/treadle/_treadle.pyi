@@ -441,6 +441,14 @@ class _Supervisor:
     ) -> list[
         _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Failed | _Broken | _Closed
     ]: ...
+    def poll_resolving(
+        self,
+        tasks: dict[int, Any],
+        loads: Callable[[bytes], Any],
+        timeout: float | None = None,
+    ) -> list[
+        _Returned | _Raised | _Crashed | _Terminated | _TimedOut | _Failed | _Broken | _Closed
+    ]: ...
 
 # What the supervisor tells Python: one record per kind of event, and what a cancellation did.
 

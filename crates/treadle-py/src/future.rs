@@ -342,7 +342,7 @@ impl PyFuture {
             })
     }
 
-    fn set_outcome(slf: &Bound<'_, Self>, outcome: Outcome<Py<PyAny>>) -> PyResult<()> {
+    pub(crate) fn set_outcome(slf: &Bound<'_, Self>, outcome: Outcome<Py<PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         match this.cell.finish(outcome) {

@@ -490,7 +490,7 @@ class DaskExecutor(Executor):
     # Submitting is the process pool's: schedule() and submit() check their arguments and
     # call _schedule(); map() chunks its calls and pickles the function once for all of them.
     schedule = ProcessPoolExecutor.schedule
-    submit = ProcessPoolExecutor.submit
+    submit = ProcessPoolExecutor._submit_call
     _map_tasks = ProcessPoolExecutor._map_tasks
     _calls_submitter = ProcessPoolExecutor._calls_submitter
     _sender = ProcessPoolExecutor._sender

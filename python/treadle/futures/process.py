@@ -22,7 +22,6 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import InvalidStateError
 from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback  # type: ignore[attr-defined]
 from types import BuiltinFunctionType, FunctionType
 from typing import Any, NamedTuple
@@ -59,6 +58,28 @@ PREFETCH = 2
 
 _WORKER_SCRIPT = worker.__file__
 _new_tuple = tuple.__new__
+_dumps = pickle.dumps
+_in_band = _pickling.in_band
+_CALL = wire.CALL
+_MAIN = _pickling.MAIN
+_NO_KWARGS: dict[str, Any] = {}
+_NO_BUFFERS: list[Any] = []
+_MISSING = _main_module.MISSING
+
+#: A function sent by reference: its pickle, how often that names ``__main__``, the namespace
+#: it is found in, and the bindings there it is sent so on (see ``_still_bound``).
+_Known = tuple[bytes, int, dict[str, Any], tuple[tuple[str, Any], ...]]
+
+
+def _still_bound(namespace: dict[str, Any], bindings: tuple[tuple[str, Any], ...]) -> bool:
+    """Whether every name of ``bindings`` is still bound in ``namespace`` to its object."""
+    get = namespace.get
+    for name, value in bindings:
+        if get(name, _MISSING) is not value:
+            return False
+    return True
+
+
 _pool_numbers = itertools.count(1)
 
 
@@ -173,32 +194,16 @@ def _resolve(
 
 
 def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task], unretrieved: _Unretrieved) -> None:
-    """The pool's supervisor thread: runs the Rust supervisor and resolves futures."""
+    """The pool's supervisor thread: runs the Rust supervisor and resolves futures (a value
+    with no segments natively, in ``poll_resolving``; the rest here)."""
     loads = pickle.loads
-    pop = tasks.pop
-    cancelled_meanwhile = InvalidStateError
+    poll = supervisor.poll_resolving
     while True:
         # Nothing of a batch outlives it here: while this thread waits for the next one, the
         # last task's callable and value belong to their future alone (a dropped callable, such
         # as a bound method, and its object can be freed).
-        event = task = value = None
-        for event in supervisor.poll(None):
-            if type(event) is _Returned and not event.fds:
-                # The common case, in as few steps as can be: a value with no segments.
-                task = pop(event.task_id, None)
-                if task is None:
-                    continue
-                try:
-                    value = loads(event.payload)
-                except BaseException as error:
-                    _process_futures.set_exception(task.future, error, unretrieved)
-                else:
-                    # As _process_futures.set_result, inline.
-                    try:
-                        task.future.set_result(value)
-                    except cancelled_meanwhile:
-                        pass
-                continue
+        event = task = None
+        for event in poll(tasks, loads, None):
             if type(event) is _Closed:
                 return
             task = tasks.pop(event.task_id, None)
@@ -312,6 +317,8 @@ class ProcessPoolExecutor(Executor):
         self._max_workers = max_workers
         self._task_timeout = task_timeout
         self._threshold = _pickling.SHARED_MEMORY_THRESHOLD
+        #: A task's pickle shorter than this holds no buffer that should go out of band.
+        self._in_band_limit = min(self._threshold, _pickling.SHARED_MEMORY_THRESHOLD)
         start_method = _start_method(mp_context)
         fork = fork_server = None
         if start_method == "fork":
@@ -377,7 +384,8 @@ class ProcessPoolExecutor(Executor):
             fork=fork,
         )
         self._tasks: dict[int, _Task] = {}
-        self._functions: dict[Any, tuple[bytes, int]] = {}
+        #: Functions sent by reference: what ``_by_reference`` made for each.
+        self._functions: dict[Any, _Known] = {}
         self._ids = itertools.count(1)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
@@ -411,6 +419,40 @@ class ProcessPoolExecutor(Executor):
         return self._schedule(wire.CALL, fn, tuple(args), kwargs or {}, timeout, name)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        # The common case in as few steps as can be: a function sent by reference before,
+        # still bound as then, positional arguments that pickle small, by reference (as
+        # _schedule would send it, without its checks' calls).
+        if (
+            (type(fn) is FunctionType or type(fn) is BuiltinFunctionType)
+            and not kwargs
+            and not self._shutdown
+        ):
+            known = self._functions.get(fn)
+            if known is not None and _still_bound(known[2], known[3]):
+                try:
+                    payload = _dumps(
+                        (_CALL, known[0], args, _NO_KWARGS), 5, buffer_callback=_in_band
+                    )
+                except Exception:
+                    payload = None
+                if (
+                    payload is not None
+                    and len(payload) < self._in_band_limit
+                    and payload.count(_MAIN) == known[1]
+                ):
+                    task_id = next(self._ids)
+                    future = Future(self, task_id)
+                    self._tasks[task_id] = _new_tuple(_Task, (future, fn))
+                    try:
+                        self._supervisor.submit(task_id, payload, _NO_BUFFERS, self._task_timeout)
+                    except BaseException:
+                        self._tasks.pop(task_id, None)
+                        raise
+                    return future
+        return self._submit_call(fn, *args, **kwargs)
+
+    def _submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """``submit`` by ``_schedule``, which every executor of this kind has."""
         return self._schedule(wire.CALL, fn, args, kwargs, self._task_timeout, None)
 
     def _schedule(
@@ -445,20 +487,31 @@ class ProcessPoolExecutor(Executor):
         if type(fn) is not FunctionType and type(fn) is not BuiltinFunctionType:
             return fn, 0
         known = self._functions.get(fn)
-        if known is None:
-            data = _pickling.function_by_reference(fn, self._main)
-            if data is None:
-                return fn, 0
-            if len(self._functions) >= 256:
-                self._functions.clear()
-            known = self._functions[fn] = (data, data.count(_pickling.MAIN))
-        elif getattr(sys.modules.get(fn.__module__), fn.__qualname__, None) is not fn or (
-            fn.__module__ == "__main__" and not self._main.finds(fn)
-        ):
+        if known is not None:
+            if _still_bound(known[2], known[3]):
+                return known[0], known[1]
             # The name now stands for something else, or a global of __main__ it reads was
             # rebound since the workers' copy was made: pickle it afresh.
             del self._functions[fn]
-            return self._pickled(fn)
+        known = self._by_reference(fn)
+        return (fn, 0) if known is None else (known[0], known[1])
+
+    def _by_reference(self, fn: Any) -> _Known | None:
+        """What ``_functions`` keeps for ``fn`` when pickle sends it by reference, made now."""
+        data = _pickling.function_by_reference(fn, self._main)
+        module = sys.modules.get(getattr(fn, "__module__", None) or "")
+        if data is None or module is None:
+            return None
+        if _main_module.is_main_definition(fn):
+            bindings = self._main.bindings(fn)
+            if bindings is None:
+                return None
+        else:
+            bindings = {fn.__qualname__: fn}
+        if len(self._functions) >= 256:
+            self._functions.clear()
+        known = (data, data.count(_MAIN), vars(module), tuple(bindings.items()))
+        self._functions[fn] = known
         return known
 
     def _map_tasks(

@@ -36,6 +36,8 @@ from types import CodeType, FunctionType
 from typing import Any
 
 _MISSING = object()
+#: What :meth:`View.bindings` gives for a name not bound.
+MISSING = _MISSING
 #: How many of the main module's functions deep a function's globals are followed.
 _MAX_CALL_DEPTH = 8
 
@@ -52,6 +54,23 @@ class View:
 
     def finds(self, value: Any) -> bool:
         return False
+
+    def bindings(self, value: Any) -> dict[str, Any] | None:
+        """If :meth:`finds` holds for ``value``, a top-level function or class: the names of the
+        main module that answer rests on, each with what it is bound to now (``MISSING`` for a
+        name not bound), so that it holds as long as they stay so bound; else None."""
+        main = _main_namespace()
+        path = _path(value)
+        if main is None or path is None or len(path) != 1 or not self.finds(value):
+            return None
+        names = {path[0]}
+        if isinstance(value, FunctionType):
+            names |= self._globals_relied_on(value)
+        return {name: main.get(name, MISSING) for name in names}
+
+    def _globals_relied_on(self, function: FunctionType) -> set[str] | frozenset[str]:
+        """The globals ``function`` reads whose bindings :meth:`finds` depends on."""
+        return frozenset()
 
     def script(self) -> dict[str, Any] | None:
         """What a fresh worker needs to run the main script (its path or module name and the
@@ -86,6 +105,10 @@ class Inherited(View):
             for name in _globals_read(value)
         )
 
+    def _globals_relied_on(self, function: FunctionType) -> set[str] | frozenset[str]:
+        # Found: each is bound as in the snapshot.
+        return _globals_read(function)
+
 
 class Script(View):
     """A fresh worker's ``__main__``: the main script, run again. ``outside`` maps each name the
@@ -109,6 +132,10 @@ class Script(View):
         if len(path) == 1 and value.__code__.co_firstlineno not in self.outside[path[0]][0]:
             return False  # the name is bound by another definition than this one
         return all(self._stable(name) for name in _globals_read(value) if name in main)
+
+    def _globals_relied_on(self, function: FunctionType) -> set[str] | frozenset[str]:
+        # Found: each it reads that the script may rebind is unbound (stable ones never change).
+        return {name for name in _globals_read(function) if not self._stable(name)}
 
     def _stable(self, name: str) -> bool:
         return name in self.outside and name not in self.rebound

@@ -167,7 +167,7 @@ def dump_task(
     if named is None:
         named = fn.count(MAIN) if isinstance(fn, bytes) else 0
     try:
-        data = pickle.dumps(value, protocol=5, buffer_callback=_in_band)
+        data = pickle.dumps(value, protocol=5, buffer_callback=in_band)
     except Exception:
         pass
     else:
@@ -186,7 +186,7 @@ def dump_task(
     return data, [buffer.raw() for buffer in large]
 
 
-def _in_band(buffer: pickle.PickleBuffer) -> bool:
+def in_band(buffer: pickle.PickleBuffer) -> bool:
     """The first try's ``buffer_callback``: a buffer that may have to go out of band (of
     ``SHARED_MEMORY_THRESHOLD`` bytes or more: a process pool's threshold; a Dask executor's is
     higher) sends the task down the path that collects them, by the pool's threshold."""

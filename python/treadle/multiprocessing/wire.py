@@ -37,6 +37,8 @@ MAIN_NAMESPACE_MODULE = "_treadle_main_namespace"
 
 
 FD_SIZE = array.array("i").itemsize
+#: A frame as read: its kind, task id, payload and descriptors.
+Frame = tuple[int, int, "bytes | bytearray", "list[int]"]
 
 #: Between tiny tasks, a worker looks for CANCEL frames at most this often (seconds): a task
 #: cancelled within this long of the worker's last read may start, and the pool then stops it
@@ -62,7 +64,7 @@ class Channel:
         self.broken = False
         self.buffer = bytearray()
         self.fds: deque[int] = deque()
-        self.frames: deque[tuple[int, int, bytes, list[int]]] = deque()
+        self.frames: deque[Frame] = deque()
         #: The tasks a CANCEL frame named (those frames go here, not to ``frames``).
         self.cancelled: set[int] = set()
         self.received_at = 0.0
@@ -95,22 +97,27 @@ class Channel:
 
     def _parse(self) -> None:
         buffer = self.buffer
+        size = len(buffer)
+        header = HEADER.size
+        unpack = HEADER.unpack_from
+        fds = self.fds
         at = 0
-        while len(buffer) - at >= HEADER.size:
-            length, kind, nfds, _, task = HEADER.unpack_from(buffer, at)
-            end = at + HEADER.size + length
-            if len(buffer) < end or len(self.fds) < nfds:
+        while size - at >= header:
+            length, kind, nfds, _, task = unpack(buffer, at)
+            end = at + header + length
+            if size < end or len(fds) < nfds:
                 break
-            payload = bytes(buffer[at + HEADER.size : end])
+            # A bytearray slice is one copy; pickle reads it as it reads bytes.
+            payload = buffer[at + header : end]
             at = end
-            fds = [self.fds.popleft() for _ in range(nfds)] if nfds else []
+            frame_fds = [fds.popleft() for _ in range(nfds)] if nfds else []
             if kind == CANCEL:
                 self.cancelled.add(task)
             else:
-                self.frames.append((kind, task, payload, fds))
+                self.frames.append((kind, task, payload, frame_fds))
         del buffer[:at]
 
-    def next_frame(self) -> tuple[int, int, bytes, list[int]] | None:
+    def next_frame(self) -> Frame | None:
         """The next frame, waiting for it (after a look, ``SPIN_MOST``); None when the parent
         closed the channel."""
         while not self.frames:
@@ -155,12 +162,16 @@ class Channel:
     def send(self, kind: int, task: int, payload: bytes, fds: list[int] = ()) -> None:  # type: ignore[assignment]
         """Sends a frame. On an ``OSError`` before any byte left, the channel is as it was;
         after, it is ``broken``."""
-        frame = memoryview(HEADER.pack(len(payload), kind, len(fds), 0, task) + payload)
+        frame = HEADER.pack(len(payload), kind, len(fds), 0, task) + payload
         if fds:
             rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
             sent = self.sock.sendmsg([frame], rights)
         else:
             sent = self.sock.send(frame)
+        if sent < len(frame):
+            self._send_rest(memoryview(frame), sent)
+
+    def _send_rest(self, frame: memoryview, sent: int) -> None:
         try:
             while sent < len(frame):
                 sent += self.sock.send(frame[sent:])

@@ -43,7 +43,7 @@ from treadle.multiprocessing.wire import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 
 class Worker:
@@ -103,16 +103,19 @@ class Worker:
             found = self.functions[fn] = pickle.loads(fn)
         return found
 
-    def run(self, payload: bytes, fds: list[int]) -> object:
-        kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds) if fds else None)
-        fn = self.function(fn)
+    def run(self, payload: bytes | bytearray, fds: Sequence[int]) -> object:
+        if fds:
+            kind, fn, args, kwargs = pickle.loads(payload, buffers=map_segments(fds))
+        else:
+            kind, fn, args, kwargs = pickle.loads(payload)
+        fn = self.functions.get(fn) or self.function(fn) if type(fn) is bytes else fn
         if kind == CHUNK1:
             return list(map(fn, args))
         if kind == CHUNK:
             return list(itertools.starmap(fn, args))
         return fn(*args, **kwargs)
 
-    def answer(self, task: int, payload: bytes, fds: list[int]) -> None:
+    def answer(self, task: int, payload: bytes | bytearray, fds: Sequence[int]) -> None:
         try:
             outcome = self.run(payload, fds)
         except BaseException as exc:
@@ -121,7 +124,8 @@ class Worker:
         try:
             try:
                 # The common case in one step: no buffer large enough for shared memory.
-                data, out_fds = pickle.dumps(outcome, 5, buffer_callback=self.in_band), []
+                data = pickle.dumps(outcome, 5, buffer_callback=self.in_band)
+                out_fds: list[int] = []
                 if len(data) >= self.threshold and isinstance(outcome, bytes | memoryview):
                     raise _Large  # held in band: it is wrapped to go out of band
             except _Large:
@@ -131,6 +135,14 @@ class Worker:
             return
         except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the task's outcome
             self.send_exception(task, exc)
+            return
+        if not out_fds:
+            try:
+                self.channel.send(RETURNED, task, data)
+            except OSError as error:
+                if self.channel.broken:
+                    raise
+                self.send_exception(task, _unsendable(error))
             return
         try:
             self.channel.send(RETURNED, task, data, out_fds)
@@ -169,23 +181,27 @@ class Worker:
                 os.close(fd)
 
     def serve(self) -> None:
+        channel = self.channel
+        frames = channel.frames
+        next_frame = channel.next_frame
+        answer = self.answer
         while True:
-            frame = self.channel.next_frame()
+            frame = frames.popleft() if frames else next_frame()
             if frame is None:
                 return
             kind, task, payload, fds = frame
-            if kind == EXIT:
-                return
             if kind != TASK:
+                if kind == EXIT:
+                    return
                 continue
-            cancelled = self.channel.take_cancellations()
-            if task in cancelled:
+            cancelled = channel.take_cancellations()
+            if cancelled and task in cancelled:
                 cancelled.discard(task)
                 for fd in fds:
                     os.close(fd)
-                self.channel.send(SKIPPED, task, b"")
+                channel.send(SKIPPED, task, b"")
                 continue
-            self.answer(task, payload, fds)
+            answer(task, payload, fds)
 
 
 class _Large(Exception):

@@ -2,8 +2,10 @@
 //! `treadle.ProcessPoolExecutor` (`python/treadle/futures/process.py`).
 //!
 //! Thin: it moves bytes and lent buffers across (`lent.rs`) and turns the supervisor's events
-//! into typed records (`events.rs`). Pickling and resolving futures happen in Python; `poll` is
-//! the pool's supervisor thread's wait, with the interpreter released. Starting a worker may call
+//! into typed records (`events.rs`). Pickling happens in Python; `poll` is the pool's supervisor
+//! thread's wait, with the interpreter released, and `poll_resolving` the same wait that also
+//! resolves the commonest event itself (a value with no segments: unpickled and set as its
+//! future's result, with no record made), leaving every other one to Python. Starting a worker may call
 //! back into Python from that thread (to capture the parent's state for a fork server's worker,
 //! or to fork the caller): the callbacks run attached, with no lock of the supervisor held.
 //! `wire.rs` exposes the wire formats for the Python side to be checked against.
@@ -12,6 +14,7 @@ pub(crate) mod events;
 pub(crate) mod lent;
 pub(crate) mod wire;
 
+use crate::future::PyFuture;
 use crate::runtime::timeout::{deadline_after, seconds, Wait};
 use crate::runtime::wait::block_on;
 use crate::stats::PyExecutorStats;
@@ -19,13 +22,15 @@ use events::PyCancelOutcome;
 use lent::{release, LentBuffer};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
+use treadle_core::Outcome;
 use treadle_os::process::Signal;
 use treadle_os::{
-    Buffers, CaptureState, Config, ForkCaller, ForkServer, Origin, OutOfBand, ParentState,
+    Buffers, CaptureState, Config, Event, ForkCaller, ForkServer, Origin, OutOfBand, ParentState,
     SubmitError, Supervisor, Task,
 };
 
@@ -182,15 +187,66 @@ impl PySupervisor {
     /// returns the events as records (an empty list on timeout).
     #[pyo3(signature = (timeout=None))]
     fn poll<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.wait_events(py, timeout)?
+            .into_iter()
+            .map(|event| events::to_python(py, event))
+            .collect()
+    }
+
+    /// As `poll`, resolving here the commonest event: a task of `tasks` (task id -> a tuple
+    /// whose first item is the task's `treadle.Future`) returned a value with no segments.
+    /// The task is taken out of `tasks`, its value unpickled with `loads` and set as its
+    /// future's result (a future cancelled meanwhile stays so). Every other event is returned,
+    /// as is a value that `loads` cannot unpickle (its task left in `tasks`).
+    #[pyo3(signature = (tasks, loads, timeout=None))]
+    fn poll_resolving<'py>(
+        &self,
+        py: Python<'py>,
+        tasks: &Bound<'py, PyDict>,
+        loads: &Bound<'py, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let mut left = Vec::new();
+        for event in self.wait_events(py, timeout)? {
+            match event {
+                Event::Returned { id, payload, fds } if fds.is_empty() => {
+                    let key = PyInt::new(py, id);
+                    let Some(task) = tasks.get_item(&key)? else {
+                        continue; // cancelled meanwhile, and forgotten
+                    };
+                    let Ok(value) = loads.call1((PyBytes::new(py, &payload),)) else {
+                        // Python's path reports why, as for any value.
+                        let event = Event::Returned { id, payload, fds };
+                        left.push(events::to_python(py, event)?);
+                        continue;
+                    };
+                    // Gone only if something took it meanwhile: it is resolved all the same.
+                    let _ = tasks.del_item(&key);
+                    let future = task.get_item(0)?;
+                    // A future cancelled meanwhile keeps its state.
+                    match future.cast::<PyFuture>() {
+                        Ok(native) => drop(PyFuture::set_outcome(
+                            native,
+                            Outcome::Returned(value.unbind()),
+                        )),
+                        Err(_) => drop(future.call_method1("set_result", (value,))),
+                    }
+                }
+                event => left.push(events::to_python(py, event)?),
+            }
+        }
+        Ok(left)
+    }
+}
+
+impl PySupervisor {
+    /// The events of the next `poll`, waited for without the interpreter.
+    fn wait_events(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<Event>> {
         let wait = Wait::Until(timeout.and_then(deadline_after));
         let core = &self.core;
         let events = block_on(py, wait, None, |deadline| core.poll(deadline));
         release(py);
-        events?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|event| events::to_python(py, event))
-            .collect()
+        Ok(events?.unwrap_or_default())
     }
 }
 
