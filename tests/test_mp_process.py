@@ -346,6 +346,23 @@ RESERVE = """
 """
 
 
+def test_a_reserve_fork_server_left_unused_exits_and_is_reaped():
+    # A program that still has one thread at its first process gets a server forked then; the
+    # reserve exits, and leaves no zombie behind.
+    code = """
+        import os, multiprocessing
+        import treadle
+        treadle.patch()
+        from treadle.multiprocessing import fork_server
+        reserve = fork_server._reserve.pid
+        p = multiprocessing.Process(target=os.getpid)
+        p.start()
+        p.join()
+        print(fork_server.get().pid != reserve, os.path.exists(f"/proc/{reserve}"))
+    """
+    assert run_fresh(code) == ["True", "False"]
+
+
 @pytest.mark.parametrize(
     "threads, from_reserve",
     [

@@ -48,6 +48,7 @@ import socket
 import stat
 import struct
 import sys
+import time
 
 from treadle._treadle import _die_with_parent, _ForkServer
 from treadle.multiprocessing import child, main_module, worker
@@ -95,12 +96,32 @@ def get() -> _ForkServer | None:
     if hasattr(os, "fork") and single_threaded():
         server = _start()
         if server is not None:
-            _server, _server_owner, _reserve = server, pid, None
+            _server, _server_owner = server, pid
+            if _reserve is not None and _reserve_owner == pid:
+                retired, _reserve = _reserve.pid, None  # its socket closed: it exits
+                _reap(retired)
+            _reserve = None
             return server
     if _reserve is not None and _reserve_owner == pid and _reserve.alive():
         _server, _server_owner, _reserve = _reserve, pid, None
         return _server
     return None
+
+
+def _reap(pid: int) -> None:
+    """Waits for the exit of the fork server ``pid``, whose socket this process closed (it
+    exits at once), so that it leaves no zombie; one that has not exited within a second is
+    killed."""
+    deadline = time.monotonic() + 1.0
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.0005)
+    except ChildProcessError:
+        pass  # reaped already
 
 
 def start_reserve() -> None:
