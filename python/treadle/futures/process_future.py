@@ -24,7 +24,7 @@ class Future(_TreadleFuture):
     a running task by killing its worker (which the pool replaces)."""
 
     def __init__(self, pool: _Canceller, task_id: int) -> None:
-        _TreadleFuture.__init__(self)
+        # (_TreadleFuture's __init__ does nothing: the native base sets its state up in __new__.)
         self._pool = pool
         self._task_id = task_id
 

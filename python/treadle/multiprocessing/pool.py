@@ -79,6 +79,7 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+_new_object = object.__new__
 
 
 def _remote_error(exception: BaseException) -> BaseException:
@@ -458,10 +459,18 @@ class Pool:
     ) -> ApplyResult:
         """Runs ``func(*args, **kwds)`` in a worker; an ``AsyncResult``. ``callback`` is called
         with the result, or ``error_callback`` with the exception, before it is ready."""
-        self._check_running()
+        if self._state != RUN:
+            raise ValueError("Pool not running")
         if kwds:
-            return ApplyResult(self._executor.submit(func, *args, **kwds), callback, error_callback)
-        return ApplyResult(self._executor.submit(func, *args), callback, error_callback)
+            future = self._executor.submit(func, *args, **kwds)
+        else:
+            future = self._executor.submit(func, *args)
+        if callback is None and error_callback is None:
+            # As ApplyResult(future), without a call of its __init__: a view of the future.
+            result = _new_object(ApplyResult)
+            result._future = future
+            return result
+        return ApplyResult(future, callback, error_callback)
 
     # -- many ----------------------------------------------------------------------------
 

@@ -546,6 +546,17 @@ impl<L: Link> State<L> {
         }
     }
 
+    /// Whether a worker holds more short tasks than the one it runs: its next answers follow
+    /// within `within` of one another, so the poller lets a few gather before it reads them.
+    pub(crate) fn answers_follow_within(&self, within: Duration) -> bool {
+        self.workers.iter().any(|worker| {
+            worker.fate == Fate::Serving
+                && !worker.hung_up
+                && worker.sent.len() >= 2
+                && worker.pace.is_some_and(|pace| pace < within)
+        })
+    }
+
     /// The soonest deadline of a running task, or the end of a start failure's wait when
     /// workers are to be started.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {

@@ -672,3 +672,20 @@ fn the_tally_counts_tasks_failed_by_packing_or_a_write_and_the_worker_replaced()
     assert_eq!((stats.submitted, stats.failed), (3, 3));
     assert_eq!(stats.restarts.map(|r| r.crashed), Some(1));
 }
+
+#[test]
+fn answers_are_let_gather_only_while_a_worker_holds_a_run_of_short_tasks() {
+    let now = Instant::now();
+    let within = Duration::from_micros(40);
+    let mut state = one_ready_worker(2, now);
+    state.submit(task(1, None), now).unwrap();
+    // One task held, and no pace yet: its answer is read as soon as it comes.
+    assert!(!state.answers_follow_within(within));
+    returned(&mut state, now, 1..=1); // answered at once: a short pace
+    state.submit(task(2, None), now).unwrap();
+    assert!(!state.answers_follow_within(within)); // one task: nothing follows it
+    state.submit(task(3, None), now).unwrap();
+    assert!(state.answers_follow_within(within));
+    // Tasks that each take longer than the wait are read one by one.
+    assert!(!state.answers_follow_within(Duration::ZERO));
+}
