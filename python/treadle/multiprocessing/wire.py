@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import array
 import os
-import select
 import socket
 import struct
 import time
@@ -72,16 +71,15 @@ class Channel:
         self.ancillary = socket.CMSG_SPACE(255 * FD_SIZE)
         #: How long the next look for a frame lasts (seconds; see ``SPIN_MOST``).
         self.spin = SPIN_MOST
-        self.readable = select.poll()
-        self.readable.register(sock, select.POLLIN)
 
-    def _receive(self, block: bool) -> bool:
-        """Reads what is there (waiting for something if ``block``); False at end of stream."""
+    def _receive(self, block: bool) -> bool | None:
+        """Reads what is there (waiting for something if ``block``); False at end of stream,
+        None if nothing was there (only without ``block``)."""
         flags = 0 if block else socket.MSG_DONTWAIT
         try:
             n, ancdata, msg_flags, _ = self.sock.recvmsg_into([self.scratch], self.ancillary, flags)
         except BlockingIOError:
-            return True
+            return None
         if msg_flags & socket.MSG_CTRUNC:
             raise OSError("file descriptors were dropped in transit")
         for level, kind, data in ancdata:
@@ -121,34 +119,41 @@ class Channel:
         """The next frame, waiting for it (after a look, ``SPIN_MOST``); None when the parent
         closed the channel."""
         while not self.frames:
-            slept = 0.0 if self._arrives_soon() else time.monotonic()
-            if not self._receive(block=True):
+            came = self._arrives_soon()
+            if came is False:
                 return None
+            slept = 0.0
+            if came is None:
+                slept = time.monotonic()
+                if not self._receive(block=True):
+                    return None
             self.received_at = time.monotonic()
             if slept and self.received_at - slept < SPIN_MOST:
                 # A frame a full look would have seen: the machine has room to look again.
                 self.spin = min(max(self.spin * 2, SPIN_LEAST), SPIN_MOST)
         return self.frames.popleft()
 
-    def _arrives_soon(self) -> bool:
+    def _arrives_soon(self) -> bool | None:
         """Looks for something to read for ``spin`` seconds (yielding the core between looks to
-        whatever else is ready to run on it), and adapts ``spin``; whether something came."""
+        whatever else is ready to run on it), reading it as it looks, and adapts ``spin``: True
+        if something came (it is read), False at end of stream, None if nothing came."""
         spin = self.spin
         if not spin:
-            return False
-        look = self.readable.poll
+            return None
+        receive = self._receive
         monotonic = time.monotonic
         until = monotonic() + spin
         while True:
-            if look(0):
+            came = receive(False)
+            if came is not None:
                 self.spin = min(spin * 2, SPIN_MOST)
-                return True
+                return came
             if monotonic() >= until:
                 break
             os.sched_yield()
         spin /= 2
         self.spin = spin if spin >= SPIN_LEAST else 0.0
-        return False
+        return None
 
     def take_cancellations(self) -> set[int]:
         """Reads frames already sent (unless the socket was read in the last ``RECHECK``
