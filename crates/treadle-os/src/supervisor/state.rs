@@ -71,6 +71,18 @@ const HELD_WORK: Duration = Duration::from_millis(1);
 /// reached it, before it is taken to be running it and killed.
 const SKIP_GRACE: Duration = Duration::from_millis(50);
 
+/// Which workers a dispatch sends tasks to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// Those holding fewer than `prefetch` tasks, up to `prefetch`: a submission's own
+    /// dispatch. A worker that holds its next task already is topped up by the poller when it
+    /// answers, many tasks in one write, rather than one write per submission (a system call
+    /// in the submitting thread, and a wake-up of the worker's read, per task).
+    Hungry,
+    /// Every worker low enough to be topped up, up to its capacity.
+    UpToCapacity,
+}
+
 /// How the state machine reaches a worker.
 pub(crate) trait Link {
     /// The worker's pid.
@@ -316,7 +328,7 @@ impl<L: Link> State<L> {
             task,
             queued_at: now,
         });
-        let stuck = self.dispatch(now);
+        let stuck = self.dispatch_to(now, Fill::Hungry);
         Ok(timed || stuck || to_pack)
     }
 
@@ -604,7 +616,13 @@ impl<L: Link> State<L> {
     /// Returns whether a worker was left with bytes it could not take yet (the poller must watch
     /// for it to take more).
     pub(crate) fn dispatch(&mut self, now: Instant) -> bool {
+        self.dispatch_to(now, Fill::UpToCapacity)
+    }
+
+    /// As [`State::dispatch`], to the workers `fill` says.
+    fn dispatch_to(&mut self, now: Instant, fill: Fill) -> bool {
         let limits = self.limits;
+        let hungry = limits.prefetch.max(1);
         // Those low enough to take tasks at this call are filled up to their capacity.
         let topped_up: Vec<bool> = self
             .workers
@@ -617,7 +635,11 @@ impl<L: Link> State<L> {
                 buffers => buffers.any(),
             };
             let Some(w) = (0..self.workers.len())
-                .filter(|&w| topped_up[w] && self.workers[w].has_room(&limits, with_buffers))
+                .filter(|&w| {
+                    topped_up[w]
+                        && self.workers[w].has_room(&limits, with_buffers)
+                        && (fill == Fill::UpToCapacity || self.workers[w].sent.len() < hungry)
+                })
                 .min_by_key(|&w| (self.workers[w].sent.len(), !self.workers[w].ready))
             else {
                 break;
