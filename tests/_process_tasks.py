@@ -365,3 +365,34 @@ def dev_shm() -> set[str]:
     if not os.path.isdir("/dev/shm"):
         return set()
     return {name for name in os.listdir("/dev/shm") if name.startswith(_OURS_IN_DEV_SHM)}
+
+
+class Marked:
+    """A value that a pool's reducers (``tests/test_mp_pool.py``) change on its way."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+class Arrived(Marked):
+    """What a ``Marked`` argument becomes in a worker, through a forward reducer."""
+
+
+class Returned(Marked):
+    """What a ``Marked`` result becomes in the parent, through a backward reducer."""
+
+
+def reduce_forward(value: Marked) -> tuple[object, tuple[str]]:
+    return (Arrived, (value.label,))
+
+
+def reduce_backward(value: Marked) -> tuple[object, tuple[str]]:
+    return (Returned, (value.label,))
+
+
+def describe(value: object) -> str:
+    return f"{type(value).__name__} {getattr(value, 'label', value)}"
+
+
+def make_marked(label: str) -> Marked:
+    return Marked(label)

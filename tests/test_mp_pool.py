@@ -362,3 +362,30 @@ def test_workers_are_daemonic_pool_workers_named_after_their_start_method(method
             "AssertionError: daemonic processes are not allowed to have children"
         )
         assert pool.apply(tasks.thread_pool_map) == [1, 2]
+
+
+class _ReducingPool(mp_pool.Pool):
+    """As joblib's PicklingPool: reducers for the queues its override of the standard pool's
+    private ``_setup_queues`` would make."""
+
+    def __init__(self, processes: int) -> None:
+        self._forward_reducers = {tasks.Marked: tasks.reduce_forward}
+        self._backward_reducers = {tasks.Marked: tasks.reduce_backward}
+        super().__init__(processes)
+
+    def _setup_queues(self) -> None:
+        raise AssertionError("a treadle Pool has no queues to set up")
+
+
+def test_a_pool_subclass_reducers_pickle_its_tasks_and_results():
+    with _ReducingPool(2) as pool:
+        assert pool.apply(tasks.describe, (tasks.Marked("a"),)) == "Arrived a"
+        assert pool.map(tasks.describe, [tasks.Marked("b"), 3]) == ["Arrived b", "int 3"]
+        assert list(pool.imap(tasks.describe, [tasks.Marked("c")])) == ["Arrived c"]
+        back = pool.apply(tasks.make_marked, ("d",))
+        assert type(back) is tasks.Returned
+        assert back.label == "d"
+    # A plain pool pickles them as they are.
+    with mp_pool.Pool(1) as pool:
+        assert pool.apply(tasks.describe, (tasks.Marked("e"),)) == "Marked e"
+        assert type(pool.apply(tasks.make_marked, ("f",))) is tasks.Marked

@@ -289,6 +289,10 @@ class ProcessPoolExecutor(Executor):
     nobody retrieved (of dropped futures too), instead of logging them.
     """
 
+    #: The dispatch table tasks are pickled with, if not pickle's own (set by
+    #: ``treadle.multiprocessing.pool``: a standard ``Pool`` subclass's forward reducers).
+    _forward_table: dict[Any, Any] | None = None
+
     def __init__(
         self,
         max_workers: int | None = None,
@@ -426,6 +430,7 @@ class ProcessPoolExecutor(Executor):
             (type(fn) is FunctionType or type(fn) is BuiltinFunctionType)
             and not kwargs
             and not self._shutdown
+            and self._forward_table is None
         ):
             known = self._functions.get(fn)
             if known is not None and _still_bound(known[2], known[3]):
@@ -468,7 +473,7 @@ class ProcessPoolExecutor(Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         pickled, named = self._pickled(fn)
         payload, buffers = _pickling.dump_task(
-            kind, pickled, args, kwargs, self._threshold, self._main, named
+            kind, pickled, args, kwargs, self._threshold, self._main, named, self._forward_table
         )
         task_id = next(self._ids)
         future = _process_futures.new_future(self, task_id)

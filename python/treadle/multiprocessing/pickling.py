@@ -150,10 +150,23 @@ def dump_task(
     threshold: int,
     main: View = NOTHING,
     named: int | None = None,
+    table: dict[Any, Any] | None = None,
 ) -> tuple[bytes, list[memoryview]]:
     """A task's frame payload and its out-of-band buffers (the caller's memory, not copies).
     ``fn`` may be a callable's pickle already (``named``: how often it names ``__main__``, if
-    known). Raises, naming the culprit, if the callable or an argument cannot be pickled."""
+    known). ``table``: a dispatch table to pickle with (the reducers a program gave its pool),
+    all in band. Raises, naming the culprit, if the callable or an argument cannot be
+    pickled."""
+    if named is None:
+        named = fn.count(MAIN) if isinstance(fn, bytes) else 0
+    if table is not None:
+        try:
+            data = dumps_with(table, (kind, fn, args, kwargs))
+        except Exception:
+            pass  # what the reducers cannot take goes the usual way
+        else:
+            if data.count(MAIN) == named:
+                return data, []
     if kind == wire.CALL and (
         _has_raw_buffers(args) or (kwargs and _has_raw_buffers(kwargs.values()))  # type: ignore[arg-type]
     ):
@@ -164,8 +177,6 @@ def dump_task(
     # callable pickled already may name __main__: only the rest matters). Below the shared
     # memory threshold, the pool's may be lower: a payload shorter than it holds no buffer
     # that should have gone out of band.
-    if named is None:
-        named = fn.count(MAIN) if isinstance(fn, bytes) else 0
     try:
         data = pickle.dumps(value, protocol=5, buffer_callback=in_band)
     except Exception:
@@ -184,6 +195,11 @@ def dump_task(
     except Exception as error:
         raise _task_error(fn, args, kwargs, error) from error
     return data, [buffer.raw() for buffer in large]
+
+
+def dumps_with(table: dict[Any, Any], value: object) -> bytes:
+    """``value`` pickled with ``table`` as the pickler's dispatch table, every buffer in band."""
+    return wire.dumps_with(table, value)
 
 
 def in_band(buffer: pickle.PickleBuffer) -> bool:

@@ -28,6 +28,7 @@ result thread.
 from __future__ import annotations
 
 import collections
+import copyreg
 import itertools
 import logging
 import multiprocessing
@@ -67,6 +68,7 @@ from treadle.futures import progress as _progress
 from treadle.futures.process import ProcessPoolExecutor
 from treadle.futures.thread import ThreadPoolExecutor
 from treadle.futures.waiting import wait as _wait_for
+from treadle.multiprocessing import wire
 
 __all__ = [
     "AsyncResult",
@@ -367,13 +369,20 @@ class _PoolWorkerStart:
     ``PoolWorker`` for ``Process`` (``ForkServerPoolWorker-<pid>``); then it runs the pool's
     initializer."""
 
-    def __init__(self, initializer: Callable[..., object] | None) -> None:
+    def __init__(
+        self,
+        initializer: Callable[..., object] | None,
+        backward_reducers: dict[Any, Any] | None = None,
+    ) -> None:
         self.initializer = initializer
+        self.backward_reducers = backward_reducers
 
     def __call__(self, *initargs: Any) -> None:
         current = multiprocessing.current_process()
         current.name = current.name.replace("Process-", "PoolWorker-", 1)
         current.daemon = True
+        if self.backward_reducers:
+            wire.result_table = {**copyreg.dispatch_table, **self.backward_reducers}
         if self.initializer is not None:
             self.initializer(*initargs)
 
@@ -430,13 +439,21 @@ class Pool:
         )
 
     def _make_executor(self, initializer: Any, initargs: tuple[Any, ...], maxtasks: Any) -> Any:
-        return ProcessPoolExecutor(
+        # The reducers a subclass of the standard Pool gives the queues it makes in an override
+        # of _setup_queues (joblib's memmapping pool: large numpy arrays travel as memory maps):
+        # this pool has no such queues, and pickles its tasks and results with them instead.
+        forward = getattr(self, "_forward_reducers", None)
+        backward = getattr(self, "_backward_reducers", None)
+        executor = ProcessPoolExecutor(
             self._processes,
             mp_context=self._ctx,
-            initializer=_PoolWorkerStart(initializer),
+            initializer=_PoolWorkerStart(initializer, backward or None),
             initargs=initargs,
             max_tasks_per_child=maxtasks,
         )
+        if forward:
+            executor._forward_table = {**copyreg.dispatch_table, **forward}
+        return executor
 
     # -- one task ------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ only: a worker imports it before it knows the parent's ``sys.path``.
 from __future__ import annotations
 
 import array
+import io
 import os
+import pickle
 import socket
 import struct
 import time
@@ -36,6 +38,22 @@ MAIN_NAMESPACE_MODULE = "_treadle_main_namespace"
 
 
 FD_SIZE = array.array("i").itemsize
+
+#: The dispatch table a worker pickles results with, if not pickle's own: the reducers a pool's
+#: initializer installed (``treadle.multiprocessing.pool``: the backward reducers of a standard
+#: ``Pool`` subclass, as joblib's memmapping pool gives them).
+result_table: dict[object, object] | None = None
+
+
+def dumps_with(table: dict[object, object], value: object) -> bytes:
+    """``value`` pickled with ``table`` as the pickler's dispatch table, every buffer in band."""
+    file = io.BytesIO()
+    pickler = pickle.Pickler(file, protocol=5)
+    pickler.dispatch_table = table
+    pickler.dump(value)
+    return file.getvalue()
+
+
 #: A frame as read: its kind, task id, payload and descriptors.
 Frame = tuple[int, int, "bytes | bytearray", "list[int]"]
 

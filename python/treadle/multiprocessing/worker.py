@@ -24,7 +24,7 @@ if not __package__:
     # that nothing there hides a module of the standard library.
     sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from treadle.multiprocessing import worker_main
+from treadle.multiprocessing import wire, worker_main
 from treadle.multiprocessing.segments import dump, map_segments, wrap_large
 from treadle.multiprocessing.wire import (
     CHANNEL_FD,
@@ -123,9 +123,13 @@ class Worker:
             return
         try:
             try:
-                # The common case in one step: no buffer large enough for shared memory.
-                data = pickle.dumps(outcome, 5, buffer_callback=self.in_band)
                 out_fds: list[int] = []
+                if wire.result_table is None:
+                    # The common case in one step: no buffer large enough for shared memory.
+                    data = pickle.dumps(outcome, 5, buffer_callback=self.in_band)
+                else:
+                    # Reducers the pool installed: they choose how values travel.
+                    data = wire.dumps_with(wire.result_table, outcome)
                 if len(data) >= self.threshold and isinstance(outcome, bytes | memoryview):
                     raise _Large  # held in band: it is wrapped to go out of band
             except _Large:
