@@ -10,6 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from concurrent.futures import CancelledError
 from pathlib import Path
 
@@ -389,3 +391,37 @@ def test_a_pool_subclass_reducers_pickle_its_tasks_and_results():
     with mp_pool.Pool(1) as pool:
         assert pool.apply(tasks.describe, (tasks.Marked("e"),)) == "Marked e"
         assert type(pool.apply(tasks.make_marked, ("f",))) is tasks.Marked
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: mp_pool.ThreadPool(4), lambda: mp_pool.Pool(2)], ids=["threads", "processes"]
+)
+def test_callbacks_run_one_at_a_time_on_one_thread_not_the_submitters(make):
+    # As the standard library's result handler thread runs them: joblib dispatches its next
+    # tasks from callbacks, with state no lock guards.
+    threads: list[threading.Thread] = []
+    running = [0]
+    most = [0]
+    guard = threading.Lock()
+
+    def callback(value: object) -> None:
+        with guard:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        threads.append(threading.current_thread())
+        time.sleep(0.002)
+        with guard:
+            running[0] -= 1
+
+    with make() as pool:
+        results = [pool.apply_async(abs, (-i,), callback=callback) for i in range(20)]
+        for result in results:
+            result.wait(WAIT)
+        mapped = pool.map_async(abs, range(8), chunksize=1, callback=callback)
+        mapped.wait(WAIT)
+        assert [result.get(WAIT) for result in results] == list(range(20))
+        assert mapped.get(WAIT) == list(range(8))
+    assert len(threads) == 21
+    assert most[0] == 1
+    assert len(set(threads)) == 1
+    assert threading.current_thread() not in threads

@@ -33,10 +33,12 @@ import itertools
 import logging
 import multiprocessing
 import os
+import queue
 import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
@@ -82,6 +84,7 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 _new_object = object.__new__
+_pool_numbers = itertools.count(1)
 
 
 def _remote_error(exception: BaseException) -> BaseException:
@@ -121,13 +124,59 @@ def _call(callback: Callable[[Any], object] | None, value: Any) -> None:
         _logger.exception("exception calling callback %r of a pool's result", callback)
 
 
+class _ResultThread:
+    """A pool's result thread, started when a result first has a callback: it runs the results'
+    callbacks one at a time, in the order the results come, as the standard library's result
+    handler thread does. So a callback never runs in the thread that submitted its task, nor
+    beside another callback of the pool: libraries rely on it (joblib dispatches its next
+    tasks from callbacks, with state no lock guards)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[_Result, bool, Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, result: _Result, success: bool, value: Any) -> None:
+        """Makes ``result`` ready, its callback called first, on the result thread."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    thread = threading.Thread(
+                        target=self._serve, args=(self._queue,), name=self._name, daemon=True
+                    )
+                    thread.start()
+                    self._thread = thread
+        self._queue.put((result, success, value))
+
+    @staticmethod
+    def _serve(items: queue.SimpleQueue[tuple[_Result, bool, Any] | None]) -> None:
+        while (item := items.get()) is not None:
+            result, success, value = item
+            result._set_now(success, value)
+            del item, result, value
+
+    def stop(self) -> None:
+        """Lets the callbacks already queued run, then ends the thread (waiting for it, unless
+        called from it)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(None)
+        if thread is not threading.current_thread():
+            thread.join()
+
+
 class _Result(_StandardApplyResult):
-    """A result that becomes ready when the pool says so (``_set``), once its callback ran."""
+    """A result that becomes ready when the pool says so (``_set``), once its callback ran (on
+    the pool's result thread, if it has a callback)."""
 
     def __init__(
         self,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        results: _ResultThread | None = None,
     ) -> None:
         # Not the standard library's __init__: it registers with a pool's result thread.
         self._event = Event()
@@ -135,6 +184,8 @@ class _Result(_StandardApplyResult):
         self._error_callback = error_callback
         self._success = False
         self._value: Any = None
+        #: Where its callbacks run (None: where the result comes, when it has none to run).
+        self._results = results if callback is not None or error_callback is not None else None
 
     def ready(self) -> bool:
         return self._event.is_set()
@@ -156,6 +207,12 @@ class _Result(_StandardApplyResult):
         raise self._value
 
     def _set(self, success: bool, value: Any) -> None:
+        if self._results is not None:
+            self._results.run(self, success, value)
+        else:
+            self._set_now(success, value)
+
+    def _set_now(self, success: bool, value: Any) -> None:
         self._success, self._value = success, value
         _call(self._callback if success else self._error_callback, value)
         self._event.set()
@@ -175,11 +232,12 @@ class ApplyResult(_Result):
         future: Any,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        results: _ResultThread | None = None,
     ) -> None:
         if callback is None and error_callback is None:
             self._future = future
             return
-        super().__init__(callback, error_callback)
+        super().__init__(callback, error_callback, results)
         self._future = None
         future.add_done_callback(self._resolve)
 
@@ -233,8 +291,9 @@ class MapResult(_Result, _StandardMapResult):
         chunks: int,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        results: _ResultThread | None = None,
     ) -> None:
-        super().__init__(callback, error_callback)
+        super().__init__(callback, error_callback, results)
         self._value = [None] * length
         self._number_left = chunks
         self._lock = threading.Lock()
@@ -429,6 +488,9 @@ class Pool:
         self._processes = processes
         self._ctx = context if context is not None else _default_context()
         self._feeders: set[threading.Thread] = set()
+        self._results = _ResultThread(f"{type(self).__name__}-results-{next(_pool_numbers)}")
+        # A pool dropped without join() ends its result thread too.
+        weakref.finalize(self, self._results.stop)
         self._executor = self._make_executor(initializer, tuple(initargs), maxtasksperchild)
         self._state = RUN
 
@@ -487,7 +549,7 @@ class Pool:
             result = _new_object(ApplyResult)
             result._future = future
             return result
-        return ApplyResult(future, callback, error_callback)
+        return ApplyResult(future, callback, error_callback, self._results)
 
     # -- many ----------------------------------------------------------------------------
 
@@ -549,7 +611,7 @@ class Pool:
         elif chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         chunksize = max(chunksize, 1)
-        result = MapResult(length, -(-length // chunksize), callback, error_callback)
+        result = MapResult(length, -(-length // chunksize), callback, error_callback, self._results)
         submit = self._executor._calls_submitter(func, spread)
         start = 0
         try:
@@ -652,6 +714,7 @@ class Pool:
         self._state = TERMINATE
         self._stop_feeders()
         self._executor.terminate_workers()
+        self._results.stop()
 
     def _stop_feeders(self) -> None:
         current = threading.current_thread()
@@ -667,6 +730,7 @@ class Pool:
             raise ValueError("In unknown state")
         self._stop_feeders()
         self._executor.shutdown(wait=True)
+        self._results.stop()  # once the callbacks of every result ran
 
     def __enter__(self) -> Pool:
         self._check_running()
