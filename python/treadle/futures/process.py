@@ -445,15 +445,7 @@ class ProcessPoolExecutor(Executor):
                     and len(payload) < self._in_band_limit
                     and payload.count(_MAIN) == known[1]
                 ):
-                    task_id = next(self._ids)
-                    future = Future(self, task_id)
-                    self._tasks[task_id] = _new_tuple(_Task, (future, fn))
-                    try:
-                        self._supervisor.submit(task_id, payload, _NO_BUFFERS, self._task_timeout)
-                    except BaseException:
-                        self._tasks.pop(task_id, None)
-                        raise
-                    return future
+                    return self._enqueue(payload, _NO_BUFFERS, fn, self._task_timeout)
         return self._submit_call(fn, *args, **kwargs)
 
     def _submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -475,10 +467,14 @@ class ProcessPoolExecutor(Executor):
         payload, buffers = _pickling.dump_task(
             kind, pickled, args, kwargs, self._threshold, self._main, named, self._forward_table
         )
+        return self._enqueue(payload, buffers, fn if name is None else name, timeout)
+
+    def _enqueue(self, payload: bytes, buffers: Any, label: Any, timeout: float | None) -> Future:
+        """Hands a pickled task to the supervisor; its future."""
         task_id = next(self._ids)
         future = _process_futures.new_future(self, task_id)
         # As _Task(...), without the Python-level __new__ of a named tuple.
-        self._tasks[task_id] = _new_tuple(_Task, (future, fn if name is None else name))
+        self._tasks[task_id] = _new_tuple(_Task, (future, label))
         try:
             self._supervisor.submit(task_id, payload, buffers, timeout)
         except BaseException:

@@ -161,7 +161,7 @@ def dump_task(
         named = fn.count(MAIN) if isinstance(fn, bytes) else 0
     if table is not None:
         try:
-            data = dumps_with(table, (kind, fn, args, kwargs))
+            data = wire.dumps_with(table, (kind, fn, args, kwargs))
         except Exception:
             pass  # what the reducers cannot take goes the usual way
         else:
@@ -195,11 +195,6 @@ def dump_task(
     except Exception as error:
         raise _task_error(fn, args, kwargs, error) from error
     return data, [buffer.raw() for buffer in large]
-
-
-def dumps_with(table: dict[Any, Any], value: object) -> bytes:
-    """``value`` pickled with ``table`` as the pickler's dispatch table, every buffer in band."""
-    return wire.dumps_with(table, value)
 
 
 def in_band(buffer: pickle.PickleBuffer) -> bool:
