@@ -21,7 +21,20 @@ use std::sync::Once;
 pub const SYS_FUTEX: u32 = linux_raw_sys::general::__NR_futex;
 
 /// The ids of the process's threads, or `None` where they cannot be listed.
+///
+/// A thread that exits while the kernel walks the list of threads for the directory can cut
+/// the listing short (the walk stops at a thread no longer alive), so the directory is read
+/// twice and the two listings merged: a thread is then left out only if two threads end at
+/// the moments each listing passes them.
 pub fn thread_ids() -> Option<Vec<i32>> {
+    let mut ids = list_threads()?;
+    ids.extend(list_threads()?);
+    ids.sort_unstable();
+    ids.dedup();
+    Some(ids)
+}
+
+fn list_threads() -> Option<Vec<i32>> {
     let entries = std::fs::read_dir("/proc/self/task").ok()?;
     Some(
         entries
