@@ -270,6 +270,84 @@ def test_a_result_whose_pickling_exits_fails_its_future_with_that_exit(pool):
     assert pool.submit(tasks.square, 3).result(WAIT) == 9
 
 
+def test_a_thread_waiting_on_a_future_reads_its_answer_itself(pool):
+    # The supervisor thread, stuck in a done-callback, reads no answers meanwhile; a thread
+    # that waits on a task's future reads the worker's answer and resolves the future itself.
+    release = threading.Event()
+    stuck = threading.Event()
+
+    def hold_the_supervisor_thread(_):
+        stuck.set()
+        release.wait(WAIT)
+
+    first = pool.submit(tasks.square, 2)
+    first.add_done_callback(hold_the_supervisor_thread)
+    try:
+        assert stuck.wait(WAIT)
+        second = pool.submit(tasks.square, 3)
+        time.sleep(0.2)  # its answer waits in the socket, read by nobody
+        assert not second.done()
+        assert second.result(timeout=5) == 9
+    finally:
+        release.set()
+    assert first.result(WAIT) == 4
+
+
+def test_done_callbacks_never_run_in_the_thread_that_waits(pool):
+    # A waiting thread that reads answers resolves only futures without done-callbacks: a
+    # callback taking a lock that the waiting thread holds would otherwise never get it.
+    lock = threading.Lock()
+    ran = []
+
+    def callback(_):
+        acquired = lock.acquire(timeout=5)
+        ran.append((threading.get_ident(), acquired))
+        if acquired:
+            lock.release()
+
+    for i in range(100):
+        future = pool.submit(tasks.square, i)
+        future.add_done_callback(callback)
+        with lock:
+            assert future.result(WAIT) == i * i
+        assert wait_for(lambda i=i: len(ran) == i + 1)
+    assert all(acquired for _, acquired in ran)
+    assert threading.get_ident() not in {ident for ident, _ in ran}
+
+
+def test_answers_read_by_a_waiting_thread_are_each_its_own_tasks(pool):
+    # While waiting threads read answers, every kind of answer still reaches its own future:
+    # values, exceptions, values carried in shared memory, values the parent cannot load.
+    big = 1 << 20
+    for round_ in range(60):
+        futures = [
+            pool.submit(tasks.square, round_),
+            pool.submit(tasks.fail, f"round {round_}"),
+            pool.submit(tasks.make_bytes, big),
+            pool.submit(tasks.unloadable_result),
+            pool.submit(tasks.add, round_, b=1),
+        ]
+        assert futures[0].result(WAIT) == round_ * round_
+        with pytest.raises(ValueError, match=f"round {round_}$"):
+            futures[1].result(WAIT)
+        assert futures[2].result(WAIT) == b"x" * big
+        with pytest.raises(ValueError, match="cannot be loaded here"):
+            futures[3].result(WAIT)
+        assert futures[4].result(WAIT) == round_ + 1
+    done_from_threads = []
+
+    def wait_all(start):
+        fs = [pool.submit(tasks.add, start, b=k) for k in range(50)]
+        done_from_threads.append([f.result(WAIT) for f in fs] == [start + k for k in range(50)])
+
+    threads = [threading.Thread(target=wait_all, args=(100 * t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert done_from_threads == [True] * 4
+
+
 def test_map_frees_each_result_the_caller_drops(pool):
     # As the standard library's map (CPython issue 14406), with and without chunks.
     for chunksize in (1, 3):

@@ -332,6 +332,11 @@ impl<T: TaskTypes> FutureCell<T> {
         Ok(())
     }
 
+    /// Whether done-callbacks (or watchers) wait for the future's completion.
+    pub fn has_callbacks(&self) -> bool {
+        !lock(&self.inner).callbacks.is_empty()
+    }
+
     /// Tells `sink` the future's `key` when it is done; returns false (and subscribes nothing)
     /// if it is done already.
     pub fn subscribe(&self, sink: &Arc<Completions>, key: usize) -> bool {

@@ -26,8 +26,8 @@ use pyo3::exceptions::{PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 use treadle_core::wait_graph::WaitKind;
 use treadle_core::{Completed, FutureCell, Outcome, Start, Status, TaskTypes};
 
@@ -127,6 +127,15 @@ pub(crate) fn block_worker(
     None
 }
 
+/// Where a thread that waits on a future may read the future's answer itself (a process pool,
+/// whose workers' answers the pool's supervisor thread otherwise reads and delivers): the
+/// waiter is then not one more thread to wake on the way of a quick round trip.
+pub(crate) trait Answers: Send + Sync {
+    /// Reads answers for task `task` (whose future's cell is `cell`) and resolves them, for a
+    /// short while at most and never past `until`; whether `cell` is done.
+    fn read_for(&self, py: Python<'_>, cell: &Cell, task: u64, until: Option<Instant>) -> bool;
+}
+
 /// Where a pool keeps its futures' failures for its `shutdown()` (`crate::unretrieved`), as a
 /// future sees it.
 pub(crate) trait FailureLedger: Send + Sync {
@@ -143,6 +152,9 @@ pub(crate) struct PyFuture {
     name: OnceLock<Py<PyAny>>,
     /// The ledger that recorded this future's failure, if one did.
     ledger: OnceLock<Arc<dyn FailureLedger>>,
+    /// Where a waiter reads the answer itself, and the task's id there (weak: a future does
+    /// not keep its pool's supervisor).
+    answers: OnceLock<(Weak<dyn Answers>, u64)>,
     condition: PyOnceLock<Py<PyAny>>,
     waiters: PyOnceLock<Py<PyList>>,
 }
@@ -239,6 +251,11 @@ impl PyFuture {
     }
 
     /// `ledger` recorded this future's failure.
+    /// A waiter reads the answer of task `task` from `answers` itself.
+    pub(crate) fn answered_by(&self, answers: Weak<dyn Answers>, task: u64) {
+        let _ = self.answers.set((answers, task));
+    }
+
     pub(crate) fn recorded_by(&self, ledger: Arc<dyn FailureLedger>) {
         let _ = self.ledger.set(ledger);
     }
@@ -291,6 +308,13 @@ impl PyFuture {
         let py = slf.py();
         let this = slf.get();
         let wait = optional_wait(py, timeout)?;
+        if let (Wait::Until(until), Some((answers, task))) = (wait, this.answers.get()) {
+            if let Some(answers) = answers.upgrade() {
+                if answers.read_for(py, &this.cell, *task, until) {
+                    return Ok(true);
+                }
+            }
+        }
         let mut _blocked = None;
         loop {
             if this.cell.is_done() {
@@ -371,6 +395,7 @@ impl PyFuture {
             executor: OnceLock::new(),
             name: OnceLock::new(),
             ledger: OnceLock::new(),
+            answers: OnceLock::new(),
             condition: PyOnceLock::new(),
             waiters: PyOnceLock::new(),
         }

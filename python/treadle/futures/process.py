@@ -388,6 +388,9 @@ class ProcessPoolExecutor(Executor):
             fork=fork,
         )
         self._tasks: dict[int, _Task] = {}
+        # A thread that waits on a future reads its worker's answer itself, as the supervisor
+        # thread would: one thread fewer to wake on a quick task's way back.
+        self._supervisor.resolve_with(self._tasks, pickle.loads)
         #: Functions sent by reference: what ``_by_reference`` made for each.
         self._functions: dict[Any, _Known] = {}
         self._ids = itertools.count(1)
@@ -476,7 +479,7 @@ class ProcessPoolExecutor(Executor):
         # As _Task(...), without the Python-level __new__ of a named tuple.
         self._tasks[task_id] = _new_tuple(_Task, (future, label))
         try:
-            self._supervisor.submit(task_id, payload, buffers, timeout)
+            self._supervisor.submit(task_id, payload, buffers, timeout, future)
         except BaseException:
             self._tasks.pop(task_id, None)
             raise

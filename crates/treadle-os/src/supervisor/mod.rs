@@ -182,6 +182,47 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Reads, without waiting and in place of the poller, for a thread that waits on task `id`:
+    /// what the worker holding the task sent. Takes out and returns the values returned with no
+    /// descriptors (the commonest answer), for the caller to resolve; everything else stays for
+    /// the poller, which is woken for it. Returns nothing when the poller holds the state, or
+    /// when no worker holds the task (it is queued, or answered already).
+    ///
+    /// A waiter that reads its answer itself spares the round trip a wake-up of the poller
+    /// (which still wakes, as the worker's write is polled, but off the waiter's path).
+    pub fn take_returned(&self, id: u64) -> Vec<Event> {
+        let Some(mut state) = self.state.try_lock() else {
+            return Vec::new();
+        };
+        let Some(w) = state.holder_of(id) else {
+            return Vec::new();
+        };
+        if state.workers[w].link.hung_up || !poller::read_from(&mut state, w) {
+            return Vec::new();
+        }
+        // What the poller does after it reads: the worker may take more tasks now.
+        let stuck = state.settle(Instant::now());
+        let returned = state.take_plain_returns();
+        let hung_up = state.workers[w].link.hung_up;
+        if (stuck || hung_up || state.has_events()) && self.poller_asleep.load(Ordering::Relaxed) {
+            self.wake.wake();
+        }
+        returned
+    }
+
+    /// Hands events that [`Supervisor::take_returned`] took out, and the caller could not
+    /// resolve, to the poller.
+    pub fn give_back(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock();
+        state.give_back(events);
+        if self.poller_asleep.load(Ordering::Relaxed) {
+            self.wake.wake();
+        }
+    }
+
     /// Cancels a task: drops it if no worker has it; with `interrupt`, skips it (not started)
     /// or kills its worker (running) too.
     pub fn cancel(&self, id: u64, interrupt: bool) -> CancelOutcome {

@@ -201,16 +201,20 @@ impl Supervisor {
     }
 }
 
-/// Reads what worker `w` sent and hands each whole frame to the state machine.
-fn read_from(state: &mut super::State<Connection>, w: usize) {
+/// Reads what worker `w` sent and hands each whole frame to the state machine; whether there
+/// was anything (a frame, or the worker hanging up).
+pub(super) fn read_from(state: &mut super::State<Connection>, w: usize) -> bool {
     let frames = state.workers[w].link.receive();
+    let read = !frames.is_empty();
     let now = Instant::now();
     for frame in frames {
         state.on_frame(w, frame.header, frame.payload, frame.fds, now);
     }
     if state.workers[w].link.hung_up {
         state.hung_up(w);
+        return true;
     }
+    read
 }
 
 /// `ppoll` on the waker and `watched` until one is ready or `until` passes; returns what each

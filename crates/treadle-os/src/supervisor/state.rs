@@ -435,6 +435,33 @@ impl<L: Link> State<L> {
         std::mem::take(&mut self.events)
     }
 
+    /// Takes out, of the events since the last call, the values returned with no descriptors
+    /// (in order); the others stay for [`State::take_events`].
+    pub(crate) fn take_plain_returns(&mut self) -> Vec<Event> {
+        let (plain, rest) = std::mem::take(&mut self.events)
+            .into_iter()
+            .partition(|event| matches!(event, Event::Returned { fds, .. } if fds.is_empty()));
+        self.events = rest;
+        plain
+    }
+
+    /// Whether events wait for [`State::take_events`].
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Puts `events`, taken out but not handled, back after those waiting.
+    pub(crate) fn give_back(&mut self, events: Vec<Event>) {
+        self.events.extend(events);
+    }
+
+    /// The worker that holds task `id` (sent to it, not yet answered), if one does.
+    pub(crate) fn holder_of(&self, id: u64) -> Option<usize> {
+        self.workers
+            .iter()
+            .position(|worker| worker.sent.iter().any(|sent| sent.task.id == id))
+    }
+
     /// How many workers to start now to have `limits.workers` serving (none while a start
     /// failure's wait lasts).
     pub(crate) fn missing_workers(&self, now: Instant) -> usize {

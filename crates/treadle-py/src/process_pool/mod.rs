@@ -14,7 +14,7 @@ pub(crate) mod events;
 pub(crate) mod lent;
 pub(crate) mod wire;
 
-use crate::future::PyFuture;
+use crate::future::{Answers, Cell, PyFuture};
 use crate::runtime::timeout::{deadline_after, seconds, Wait};
 use crate::runtime::wait::block_on;
 use crate::stats::PyExecutorStats;
@@ -25,8 +25,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 use treadle_core::Outcome;
 use treadle_os::process::Signal;
 use treadle_os::{
@@ -36,10 +36,121 @@ use treadle_os::{
 
 pyo3::import_exception!(concurrent.futures.process, BrokenProcessPool);
 
+/// How long a thread that waits on one of the pool's futures reads its worker's answer itself
+/// before it leaves that to the supervisor thread and waits as for any future: about what a
+/// round trip of a tiny task takes, less than two wake-ups on a busy machine.
+const READ_FOR: Duration = Duration::from_micros(30);
+
 /// The supervisor of one process pool's workers.
 #[pyclass(frozen, name = "_Supervisor", module = "treadle")]
 pub(crate) struct PySupervisor {
     core: Arc<Supervisor>,
+    /// What the pool's waiters read answers with, once `resolve_with` gave the pool's tasks.
+    reader: OnceLock<Arc<Reader>>,
+}
+
+/// What a thread waiting on one of the pool's futures reads and resolves answers with
+/// ([`Answers`]): the supervisor, the pool's tasks (task id -> a tuple whose first item is the
+/// task's future) and the function that unpickles a value, as `poll_resolving` takes them.
+struct Reader {
+    core: Arc<Supervisor>,
+    tasks: Py<PyDict>,
+    loads: Py<PyAny>,
+}
+
+impl Answers for Reader {
+    fn read_for(&self, py: Python<'_>, cell: &Cell, task: u64, until: Option<Instant>) -> bool {
+        let end = Instant::now() + READ_FOR;
+        let end = until.map_or(end, |until| until.min(end));
+        loop {
+            let core = &self.core;
+            let taken = py.detach(|| loop {
+                if cell.is_done() {
+                    return Vec::new();
+                }
+                let taken = core.take_returned(task);
+                if !taken.is_empty() || Instant::now() >= end {
+                    return taken;
+                }
+                // A worker that shares this core gets it for its task.
+                std::thread::yield_now();
+            });
+            if taken.is_empty() {
+                return cell.is_done();
+            }
+            let (tasks, loads) = (self.tasks.bind(py), self.loads.bind(py));
+            let mut left = Vec::new();
+            for event in taken {
+                // An error here is the tasks mapping's own: the supervisor thread meets it too.
+                if let Ok(Some(event)) = resolve(py, tasks, loads, event, Resolver::Waiter) {
+                    left.push(event);
+                }
+            }
+            self.core.give_back(left);
+            if cell.is_done() {
+                return true;
+            }
+        }
+    }
+}
+
+/// Which thread resolves an answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Resolver {
+    /// The pool's supervisor thread (`poll_resolving`).
+    Supervisor,
+    /// A thread waiting on one of the pool's futures, which may hold locks a done-callback
+    /// takes: it resolves only futures with no done-callbacks, which run in the supervisor
+    /// thread as ever.
+    Waiter,
+}
+
+/// Resolves `event` if it is a value returned with no segments, for a task of `tasks` (see
+/// `poll_resolving`); returns any other event, and a value that `loads` cannot unpickle (or,
+/// for a waiter, whose future has done-callbacks), for the supervisor thread's path. A task no
+/// longer in `tasks` (cancelled meanwhile, and forgotten) is skipped.
+fn resolve(
+    py: Python<'_>,
+    tasks: &Bound<'_, PyDict>,
+    loads: &Bound<'_, PyAny>,
+    event: Event,
+    by: Resolver,
+) -> PyResult<Option<Event>> {
+    let Event::Returned { id, payload, fds } = event else {
+        return Ok(Some(event));
+    };
+    if !fds.is_empty() {
+        return Ok(Some(Event::Returned { id, payload, fds }));
+    }
+    let key = PyInt::new(py, id);
+    let Some(task) = tasks.get_item(&key)? else {
+        return Ok(None);
+    };
+    if by == Resolver::Waiter {
+        let future = task.get_item(0)?;
+        let callbacks = future
+            .cast::<PyFuture>()
+            .map_or(true, |native| native.get().cell.has_callbacks());
+        if callbacks {
+            return Ok(Some(Event::Returned { id, payload, fds }));
+        }
+    }
+    let Ok(value) = loads.call1((PyBytes::new(py, &payload),)) else {
+        // Python's path reports why, as for any value.
+        return Ok(Some(Event::Returned { id, payload, fds }));
+    };
+    // Gone only if something took it meanwhile: it is resolved all the same.
+    let _ = tasks.del_item(&key);
+    let future = task.get_item(0)?;
+    // A future cancelled meanwhile keeps its state.
+    match future.cast::<PyFuture>() {
+        Ok(native) => drop(PyFuture::set_outcome(
+            native,
+            Outcome::Returned(value.unbind()),
+        )),
+        Err(_) => drop(future.call_method1("set_result", (value,))),
+    }
+    Ok(None)
 }
 
 #[pymethods]
@@ -94,12 +205,28 @@ impl PySupervisor {
         let core = Supervisor::new(config).map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(PySupervisor {
             core: Arc::new(core),
+            reader: OnceLock::new(),
         })
+    }
+
+    /// Lets threads that wait on the pool's futures read their answers themselves (futures
+    /// given to `submit` from now on), resolving them as `poll_resolving` does with `tasks` and
+    /// `loads`. Once per supervisor.
+    fn resolve_with(&self, tasks: Py<PyDict>, loads: Py<PyAny>) -> PyResult<()> {
+        let reader = Reader {
+            core: self.core.clone(),
+            tasks,
+            loads,
+        };
+        self.reader
+            .set(Arc::new(reader))
+            .map_err(|_| PyRuntimeError::new_err("resolve_with() was called already"))
     }
 
     /// Queues task `id`. `buffers` are its out-of-band buffers (C-contiguous byte buffers, such
     /// as `PickleBuffer.raw()`): lent, not copied, until a worker is about to take the task.
-    #[pyo3(signature = (id, payload, buffers, timeout))]
+    /// A thread waiting on `future` (the task's) reads the answer itself, after `resolve_with`.
+    #[pyo3(signature = (id, payload, buffers, timeout, future=None))]
     fn submit(
         &self,
         py: Python<'_>,
@@ -107,7 +234,14 @@ impl PySupervisor {
         payload: Vec<u8>,
         buffers: Vec<Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
+        future: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        if let (Some(future), Some(reader)) = (future, self.reader.get()) {
+            if let Ok(native) = future.cast::<PyFuture>() {
+                let reader: Arc<dyn Answers> = reader.clone();
+                native.get().answered_by(Arc::downgrade(&reader), id);
+            }
+        }
         let buffers = if buffers.is_empty() {
             Buffers::None
         } else {
@@ -208,31 +342,8 @@ impl PySupervisor {
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let mut left = Vec::new();
         for event in self.wait_events(py, timeout)? {
-            match event {
-                Event::Returned { id, payload, fds } if fds.is_empty() => {
-                    let key = PyInt::new(py, id);
-                    let Some(task) = tasks.get_item(&key)? else {
-                        continue; // cancelled meanwhile, and forgotten
-                    };
-                    let Ok(value) = loads.call1((PyBytes::new(py, &payload),)) else {
-                        // Python's path reports why, as for any value.
-                        let event = Event::Returned { id, payload, fds };
-                        left.push(events::to_python(py, event)?);
-                        continue;
-                    };
-                    // Gone only if something took it meanwhile: it is resolved all the same.
-                    let _ = tasks.del_item(&key);
-                    let future = task.get_item(0)?;
-                    // A future cancelled meanwhile keeps its state.
-                    match future.cast::<PyFuture>() {
-                        Ok(native) => drop(PyFuture::set_outcome(
-                            native,
-                            Outcome::Returned(value.unbind()),
-                        )),
-                        Err(_) => drop(future.call_method1("set_result", (value,))),
-                    }
-                }
-                event => left.push(events::to_python(py, event)?),
+            if let Some(event) = resolve(py, tasks, loads, event, Resolver::Supervisor)? {
+                left.push(events::to_python(py, event)?);
             }
         }
         Ok(left)
