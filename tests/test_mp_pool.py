@@ -425,3 +425,19 @@ def test_callbacks_run_one_at_a_time_on_one_thread_not_the_submitters(make):
     assert most[0] == 1
     assert len(set(threads)) == 1
     assert threading.current_thread() not in threads
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: mp_pool.ThreadPool(2), lambda: mp_pool.Pool(2)], ids=["threads", "processes"]
+)
+def test_an_empty_map_async_is_ready_at_once_and_never_calls_its_callback(make):
+    # As the standard library's MapResult of no chunks: ready, [], and no callback at all.
+    called = []
+    with make() as pool:
+        for method in (pool.map_async, pool.starmap_async):
+            result = method(abs, [], callback=called.append, error_callback=called.append)
+            assert result.ready() and result.successful()
+            assert result.get(WAIT) == []
+        pool.close()
+        pool.join()
+    assert called == []

@@ -298,7 +298,9 @@ class MapResult(_Result, _StandardMapResult):
         self._number_left = chunks
         self._lock = threading.Lock()
         if chunks == 0:
-            self._set(True, [])
+            # As the standard library's: ready at once, and its callback is never called.
+            self._success, self._value = True, []
+            self._event.set()
 
     def _chunk_done(self, start: int, future: Any) -> None:
         success, value = _outcome(future)
