@@ -323,6 +323,10 @@ def _shut_down_at_exit() -> None:
                 executor.shutdown(wait=True)
 
 
+# A forked child has none of its parent's pools running (their threads are the parent's): at its
+# exit it shuts none of them down (one whose lock a parent's thread held at the fork would hang).
+os.register_at_fork(after_in_child=_live_executors.clear)
+
 try:
     threading._register_atexit(_shut_down_at_exit)  # type: ignore[attr-defined]
 except RuntimeError:

@@ -45,6 +45,9 @@ const READ_FOR: Duration = Duration::from_micros(30);
 #[pyclass(frozen, name = "_Supervisor", module = "treadle")]
 pub(crate) struct PySupervisor {
     core: Arc<Supervisor>,
+    /// The process that made it: in a forked child the pool is the parent's (its workers, its
+    /// poller thread), and its mutex may have been copied held by a thread the child lacks.
+    pid: u32,
     /// What the pool's waiters read answers with, once `resolve_with` gave the pool's tasks.
     reader: OnceLock<Arc<Reader>>,
 }
@@ -205,6 +208,7 @@ impl PySupervisor {
         let core = Supervisor::new(config).map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(PySupervisor {
             core: Arc::new(core),
+            pid: std::process::id(),
             reader: OnceLock::new(),
         })
     }
@@ -291,17 +295,25 @@ impl PySupervisor {
         self.core.is_queued(id)
     }
 
-    /// Stops taking tasks; returns the ids of queued tasks dropped when `cancel_pending`.
+    /// Stops taking tasks; returns the ids of queued tasks dropped when `cancel_pending`. In a
+    /// forked child it does nothing: the pool is the parent's.
     fn shutdown(&self, py: Python<'_>, cancel_pending: bool) -> Vec<u64> {
+        if std::process::id() != self.pid {
+            return Vec::new();
+        }
         let dropped = self.core.shutdown(cancel_pending);
         release(py);
         dropped
     }
 
-    /// Signals every worker and drops the queued tasks (their ids are returned).
+    /// Signals every worker and drops the queued tasks (their ids are returned). In a forked
+    /// child it does nothing: the pool is the parent's.
     fn terminate(&self, py: Python<'_>, signal: i32) -> PyResult<Vec<u64>> {
         let signal = Signal::from_named_raw(signal)
             .ok_or_else(|| PyValueError::new_err(format!("invalid signal number {signal}")))?;
+        if std::process::id() != self.pid {
+            return Ok(Vec::new());
+        }
         let dropped = self.core.terminate(signal);
         release(py);
         Ok(dropped)
