@@ -32,6 +32,11 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
+def append_line(path: str, text: str) -> None:
+    with open(path, "a") as file:
+        file.write(text + "\n")
+
+
 def announce_then_sleep(path: str, seconds: float) -> None:
     """Writes the worker's pid to ``path``, then sleeps: the test knows whom to kill."""
     tmp = Path(path + ".tmp")

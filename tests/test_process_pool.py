@@ -4,6 +4,7 @@ times out and interrupts tasks, and moves large buffers through shared memory.""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -270,9 +271,10 @@ def test_a_result_whose_pickling_exits_fails_its_future_with_that_exit(pool):
     assert pool.submit(tasks.square, 3).result(WAIT) == 9
 
 
-def test_a_thread_waiting_on_a_future_reads_its_answer_itself(pool):
-    # The supervisor thread, stuck in a done-callback, reads no answers meanwhile; a thread
-    # that waits on a task's future reads the worker's answer and resolves the future itself.
+@contextlib.contextmanager
+def supervisor_thread_stuck(pool):
+    """Keeps the pool's supervisor thread in a done-callback, where it reads no answers, for
+    the block."""
     release = threading.Event()
     stuck = threading.Event()
 
@@ -284,13 +286,62 @@ def test_a_thread_waiting_on_a_future_reads_its_answer_itself(pool):
     first.add_done_callback(hold_the_supervisor_thread)
     try:
         assert stuck.wait(WAIT)
+        yield
+    finally:
+        release.set()
+    assert first.result(WAIT) == 4
+
+
+def test_a_thread_waiting_on_a_future_reads_its_answer_itself(pool):
+    # The supervisor thread, stuck, reads no answers meanwhile; a thread that waits on a task's
+    # future reads the worker's answer and resolves the future itself.
+    with supervisor_thread_stuck(pool):
         second = pool.submit(tasks.square, 3)
         time.sleep(0.2)  # its answer waits in the socket, read by nobody
         assert not second.done()
         assert second.result(timeout=5) == 9
-    finally:
-        release.set()
-    assert first.result(WAIT) == 4
+
+
+def test_submissions_keep_the_workers_fed_while_the_supervisor_thread_is_busy(pool, tmp_path):
+    # The supervisor thread tops workers up as they answer; while it cannot (here stuck in a
+    # done-callback; in a program, waiting for the interpreter a submitting thread holds), the
+    # submissions read the answers and top the workers up themselves.
+    log = tmp_path / "log"
+    with supervisor_thread_stuck(pool):
+        futures = [pool.submit(tasks.append_line, str(log), str(i)) for i in range(300)]
+
+        def all_ran():
+            pool.submit(tasks.square, 0)  # a submission now and then, as a program makes
+            return log.exists() and len(log.read_text().splitlines()) == 300
+
+        assert wait_for(all_ran, timeout=10, interval=0.002)
+    assert all(future.result(WAIT) is None for future in futures)
+    assert sorted(map(int, log.read_text().splitlines())) == list(range(300))
+
+
+def test_a_forked_child_leaves_its_parents_pool_alone(pool):
+    # A child forked from a process with a pool (as the standard library's fork-context pools
+    # make theirs) has none of the pool running; at its exit it must not shut it down: the pool's
+    # mutex may have been copied held by a thread the child lacks (the child then hung for ever
+    # at exit), and its sockets are the parent's workers'.
+    assert pool.submit(tasks.square, 3).result(WAIT) == 9
+    pids = sorted(pool.worker_pids)
+
+    def child():
+        from treadle.futures import executor
+
+        # Nothing to shut down at exit, and shutting the inherited pool down does nothing.
+        assert not list(executor._live_executors)
+        assert pool._supervisor.shutdown(True) == []
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(WAIT)
+    assert process.exitcode == 0
+    assert [f.result(WAIT) for f in [pool.submit(tasks.square, i) for i in range(20)]] == [
+        i * i for i in range(20)
+    ]
+    assert sorted(pool.worker_pids) == pids
 
 
 def test_done_callbacks_never_run_in_the_thread_that_waits(pool):

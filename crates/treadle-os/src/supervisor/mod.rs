@@ -18,7 +18,10 @@
 //!
 //! One mutex guards the state. Any thread may submit, cancel or shut down; a submission is
 //! written to an idle worker's socket right away, from the submitting thread, with a
-//! non-blocking send. One thread, the *poller* (the pool's supervisor thread), calls
+//! non-blocking send. Other threads may read what workers sent, too, with non-blocking reads
+//! under the mutex: a submission while tasks wait for room and the poller is away from `ppoll`
+//! (its thread waiting for the interpreter), so that workers are topped up; a thread waiting on
+//! a task's answer ([`Supervisor::take_returned`]), so that it needs no other thread woken. One thread, the *poller* (the pool's supervisor thread), calls
 //! [`Supervisor::poll`]: it waits in `ppoll` (with the mutex released) on every worker's socket
 //! and pidfd, an eventfd other threads use to wake it, and the nearest task deadline; then it
 //! reads results, reaps dead workers, kills the overdue ones, starts replacements, and returns
@@ -77,7 +80,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use treadle_core::stats::Snapshot;
@@ -150,7 +153,16 @@ pub struct Supervisor {
     /// Whether a pidfd polled readable since the poller last looked at every worker's exit (the
     /// poller's alone; atomic only because the supervisor is shared).
     pidfd_fired: AtomicBool,
+    /// When the supervisor was made: [`Supervisor::read_at`] counts from it.
+    created: Instant,
+    /// When a submission last read the workers' answers for the poller (nanoseconds since
+    /// `created`; written with `state` locked).
+    read_at: AtomicU64,
 }
+
+/// How often, at most, submissions read the workers' answers while the poller cannot (a
+/// worker topped up holds about 1 ms of tasks, refilled once down to half of it).
+const READ_EVERY: std::time::Duration = std::time::Duration::from_micros(100);
 
 impl Supervisor {
     /// A supervisor for `config`; workers start on the first [`Supervisor::poll`].
@@ -166,6 +178,8 @@ impl Supervisor {
             poller_asleep: AtomicBool::new(false),
             wake: Waker::new()?,
             pidfd_fired: AtomicBool::new(true),
+            created: Instant::now(),
+            read_at: AtomicU64::new(0),
         })
     }
 
@@ -175,11 +189,36 @@ impl Supervisor {
             return Err(SubmitError::Frame(FrameError::TooLarge));
         }
         let mut state = self.state.lock();
-        let needs_poller = state.submit(task, Instant::now())?;
+        let now = Instant::now();
+        let mut needs_poller = state.submit(task, now)?;
+        if state.has_pending() && !self.poller_asleep.load(Ordering::Relaxed) {
+            needs_poller |= self.read_for_poller(&mut state, now);
+        }
         if needs_poller && self.poller_asleep.load(Ordering::Relaxed) {
             self.wake.wake();
         }
         Ok(())
+    }
+
+    /// While tasks wait for room and the poller is not in `ppoll` (busy, or its thread waiting
+    /// for the interpreter, which a thread submitting in a loop holds for milliseconds at a
+    /// time), a submission reads what the workers answered, at most once per [`READ_EVERY`],
+    /// and tops them up, as the poller would: workers would otherwise run out of tasks while
+    /// their answers wait in their sockets. The events stay for the poller. Returns whether a
+    /// worker was left with bytes it could not take yet.
+    fn read_for_poller(&self, state: &mut State<Connection>, now: Instant) -> bool {
+        let at = now.saturating_duration_since(self.created).as_nanos() as u64;
+        let last = self.read_at.load(Ordering::Relaxed);
+        if at.saturating_sub(last) < READ_EVERY.as_nanos() as u64 {
+            return false;
+        }
+        self.read_at.store(at, Ordering::Relaxed);
+        for w in 0..state.workers.len() {
+            if !state.workers[w].link.hung_up {
+                poller::read_from(state, w);
+            }
+        }
+        state.settle(now)
     }
 
     /// Reads, without waiting and in place of the poller, for a thread that waits on task `id`:

@@ -455,6 +455,12 @@ impl<L: Link> State<L> {
         self.events.extend(events);
     }
 
+    /// Whether tasks wait in the queue (no worker has room for them, or their buffers wait to
+    /// be packed).
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The worker that holds task `id` (sent to it, not yet answered), if one does.
     pub(crate) fn holder_of(&self, id: u64) -> Option<usize> {
         self.workers
