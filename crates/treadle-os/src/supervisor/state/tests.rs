@@ -690,3 +690,83 @@ fn answers_are_let_gather_only_while_a_worker_holds_a_run_of_short_tasks() {
     // Tasks that each take longer than the wait are read one by one.
     assert!(!state.answers_follow_within(Duration::ZERO));
 }
+
+#[test]
+fn a_waiter_takes_plain_returns_out_and_leaves_every_other_answer_for_the_poller() {
+    let now = Instant::now();
+    let mut state = one_ready_worker(6, now);
+    for id in 1..=5 {
+        state.submit(task(id, None), now).unwrap();
+    }
+    // The worker holds 1-4 (past half its capacity, a submission sends it no more); 5 waits.
+    assert_eq!(state.holder_of(1), Some(0));
+    assert_eq!(state.holder_of(5), None);
+    assert!(state.has_pending());
+    state.on_frame(
+        0,
+        answer(from_worker::RETURNED, 1),
+        b"a".to_vec(),
+        Vec::new(),
+        now,
+    );
+    state.on_frame(
+        0,
+        answer(from_worker::RAISED, 2),
+        b"b".to_vec(),
+        Vec::new(),
+        now,
+    );
+    let (segment, _) = std::os::unix::net::UnixStream::pair().unwrap();
+    let with_segment = Header {
+        fds: 1,
+        ..answer(from_worker::RETURNED, 3)
+    };
+    state.on_frame(
+        0,
+        with_segment,
+        Vec::new(),
+        vec![OwnedFd::from(segment)],
+        now,
+    );
+    state.on_frame(
+        0,
+        answer(from_worker::RETURNED, 4),
+        b"d".to_vec(),
+        Vec::new(),
+        now,
+    );
+    let plain = state.take_plain_returns();
+    let ids: Vec<u64> = plain
+        .iter()
+        .map(|event| match event {
+            Event::Returned { id, .. } => *id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, [1, 4]);
+    assert!(state.has_events());
+    state.give_back(plain);
+    let left: Vec<String> = state
+        .take_events()
+        .iter()
+        .map(|event| match event {
+            Event::Raised { id, .. } => format!("raised {id}"),
+            Event::Returned { id, fds, .. } => format!("returned {id} with {}", fds.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "raised 2",
+            "returned 3 with 1",
+            "returned 1 with 0",
+            "returned 4 with 0"
+        ]
+    );
+    assert_eq!(state.holder_of(1), None);
+    // The answers made room: 5 goes out at the next turn.
+    state.settle(now);
+    assert_eq!(state.holder_of(5), Some(0));
+    assert!(!state.has_pending());
+}
