@@ -399,6 +399,12 @@ def test_answers_read_by_a_waiting_thread_are_each_its_own_tasks(pool):
     assert done_from_threads == [True] * 4
 
 
+def test_the_supervisor_shows_the_garbage_collector_the_task_table_it_holds(pool):
+    # It holds the pool's tasks (for waiting threads that read their answers), whose futures
+    # hold the pool, which holds it: a cycle the collector must see whole to free.
+    assert any(held is pool._tasks for held in gc.get_referents(pool._supervisor))
+
+
 def test_map_frees_each_result_the_caller_drops(pool):
     # As the standard library's map (CPython issue 14406), with and without chunks.
     for chunksize in (1, 3):

@@ -23,6 +23,7 @@ use lent::{release, LentBuffer};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt};
+use pyo3::{PyTraverseError, PyVisit};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, OnceLock};
@@ -211,6 +212,16 @@ impl PySupervisor {
             pid: std::process::id(),
             reader: OnceLock::new(),
         })
+    }
+
+    /// The objects it holds, for the garbage collector: the pool's tasks hold futures that hold
+    /// the pool, which holds this supervisor.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(reader) = self.reader.get() {
+            visit.call(&reader.tasks)?;
+            visit.call(&reader.loads)?;
+        }
+        Ok(())
     }
 
     /// Lets threads that wait on the pool's futures read their answers themselves (futures
