@@ -297,9 +297,15 @@ def test_a_thread_waiting_on_a_future_reads_its_answer_itself(pool):
     # future reads the worker's answer and resolves the future itself.
     with supervisor_thread_stuck(pool):
         second = pool.submit(tasks.square, 3)
-        time.sleep(0.2)  # its answer waits in the socket, read by nobody
-        assert not second.done()
-        assert second.result(timeout=5) == 9
+        time.sleep(0.1)
+        assert not second.done()  # its answer is read by nobody meanwhile
+        # Each wait reads for a moment: one of them finds the answer once it has come (well
+        # before the supervisor thread would be let go).
+        deadline = time.monotonic() + WAIT / 3
+        while not second.done() and time.monotonic() < deadline:
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                second.result(timeout=0.01)
+        assert second.result(timeout=0) == 9
 
 
 def test_submissions_keep_the_workers_fed_while_the_supervisor_thread_is_busy(pool, tmp_path):
