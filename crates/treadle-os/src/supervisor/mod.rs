@@ -21,9 +21,10 @@
 //! non-blocking send. Other threads may read what workers sent, too, with non-blocking reads
 //! under the mutex: a submission while tasks wait for room and the poller is away from `ppoll`
 //! (its thread waiting for the interpreter), so that workers are topped up; a thread waiting on
-//! a task's answer ([`Supervisor::take_returned`]), so that it needs no other thread woken. One thread, the *poller* (the pool's supervisor thread), calls
-//! [`Supervisor::poll`]: it waits in `ppoll` (with the mutex released) on every worker's socket
-//! and pidfd, an eventfd other threads use to wake it, and the nearest task deadline; then it
+//! a task's answer ([`Supervisor::take_returned`]), so that it needs no other thread woken.
+//! One thread, the *poller* (the pool's supervisor thread), calls [`Supervisor::poll`]: it
+//! waits in `ppoll` (with the mutex released) on every worker's socket and pidfd, an eventfd
+//! other threads use to wake it, and the nearest task deadline; then it
 //! reads results, reaps dead workers, kills the overdue ones, starts replacements, and returns
 //! what happened as [`Event`]s for the binding to resolve futures with. Only the poller adds or
 //! removes workers; the descriptors it polls unlocked are shared (`Arc`) with its list, so a

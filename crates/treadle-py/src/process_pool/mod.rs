@@ -5,9 +5,12 @@
 //! into typed records (`events.rs`). Pickling happens in Python; `poll` is the pool's supervisor
 //! thread's wait, with the interpreter released, and `poll_resolving` the same wait that also
 //! resolves the commonest event itself (a value with no segments: unpickled and set as its
-//! future's result, with no record made), leaving every other one to Python. Starting a worker may call
-//! back into Python from that thread (to capture the parent's state for a fork server's worker,
-//! or to fork the caller): the callbacks run attached, with no lock of the supervisor held.
+//! future's result, with no record made), leaving every other one to Python. A thread waiting
+//! on one of the pool's futures resolves such values the same way, reading its worker's answer
+//! itself for a short while first (`Reader`, reached through the future's weak link to it).
+//! Starting a worker may call back into Python from the supervisor thread (to capture the
+//! parent's state for a fork server's worker, or to fork the caller): the callbacks run
+//! attached, with no lock of the supervisor held.
 //! `wire.rs` exposes the wire formats for the Python side to be checked against.
 
 pub(crate) mod events;
