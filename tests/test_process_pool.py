@@ -332,11 +332,14 @@ def test_a_forked_child_leaves_its_parents_pool_alone(pool):
     # at exit), and its sockets are the parent's workers'.
     assert pool.submit(tasks.square, 3).result(WAIT) == 9
     pids = sorted(pool.worker_pids)
+    # Some tasks wait in the queue at the fork: the child's copy of the pool has them too.
+    sleeping = [pool.submit(tasks.sleep, 0.1) for _ in range(12)]
 
     def child():
         from treadle.futures import executor
 
-        # Nothing to shut down at exit, and shutting the inherited pool down does nothing.
+        # Nothing to shut down at exit, and shutting the inherited pool down does nothing
+        # (it would drop the queued tasks of its copy and return their ids).
         assert not list(executor._live_executors)
         assert pool._supervisor.shutdown(True) == []
 
@@ -344,6 +347,7 @@ def test_a_forked_child_leaves_its_parents_pool_alone(pool):
     process.start()
     process.join(WAIT)
     assert process.exitcode == 0
+    assert [f.result(WAIT) for f in sleeping] == [0.1] * 12
     assert [f.result(WAIT) for f in [pool.submit(tasks.square, i) for i in range(20)]] == [
         i * i for i in range(20)
     ]

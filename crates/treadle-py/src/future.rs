@@ -250,12 +250,12 @@ impl PyFuture {
         self.name.get()
     }
 
-    /// `ledger` recorded this future's failure.
     /// A waiter reads the answer of task `task` from `answers` itself.
     pub(crate) fn answered_by(&self, answers: Weak<dyn Answers>, task: u64) {
         let _ = self.answers.set((answers, task));
     }
 
+    /// `ledger` recorded this future's failure.
     pub(crate) fn recorded_by(&self, ledger: Arc<dyn FailureLedger>) {
         let _ = self.ledger.set(ledger);
     }

@@ -211,13 +211,6 @@ def _supervise(supervisor: _Supervisor, tasks: dict[int, _Task], unretrieved: _U
                 _resolve(task, event, unretrieved)
 
 
-def _shut_down_dropped(supervisor: _Supervisor, pid: int) -> None:
-    """A pool dropped without ``shutdown()`` (or alive at exit): its workers finish the queued
-    tasks and exit. Not in a forked child, where the pool is its parent's."""
-    if os.getpid() == pid:
-        supervisor.shutdown(False)
-
-
 def _authkey() -> bytes | None:
     """The parent's ``multiprocessing`` authentication key, if it uses ``multiprocessing``: a
     fresh worker takes it, as the standard library's spawned children do, so that it can talk
@@ -413,7 +406,8 @@ class ProcessPoolExecutor(Executor):
         self._thread.start()
         self._register_for_exit()
         # A pool dropped without shutdown() still lets its workers finish and exit.
-        weakref.finalize(self, _shut_down_dropped, self._supervisor, os.getpid())
+        # (In a forked child, _Supervisor.shutdown does nothing: the pool is the parent's.)
+        weakref.finalize(self, self._supervisor.shutdown, False)
 
     # -- submitting ----------------------------------------------------------------------
 

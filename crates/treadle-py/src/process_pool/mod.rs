@@ -29,7 +29,7 @@ use pyo3::types::{PyBytes, PyDict, PyInt};
 use pyo3::{PyTraverseError, PyVisit};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use treadle_core::Outcome;
 use treadle_os::process::Signal;
@@ -133,14 +133,10 @@ fn resolve(
     let Some(task) = tasks.get_item(&key)? else {
         return Ok(None);
     };
-    if by == Resolver::Waiter {
-        let future = task.get_item(0)?;
-        let callbacks = future
-            .cast::<PyFuture>()
-            .map_or(true, |native| native.get().cell.has_callbacks());
-        if callbacks {
-            return Ok(Some(Event::Returned { id, payload, fds }));
-        }
+    let future = task.get_item(0)?;
+    let native = future.cast::<PyFuture>().ok();
+    if by == Resolver::Waiter && native.map_or(true, |native| native.get().cell.has_callbacks()) {
+        return Ok(Some(Event::Returned { id, payload, fds }));
     }
     let Ok(value) = loads.call1((PyBytes::new(py, &payload),)) else {
         // Python's path reports why, as for any value.
@@ -148,14 +144,13 @@ fn resolve(
     };
     // Gone only if something took it meanwhile: it is resolved all the same.
     let _ = tasks.del_item(&key);
-    let future = task.get_item(0)?;
     // A future cancelled meanwhile keeps its state.
-    match future.cast::<PyFuture>() {
-        Ok(native) => drop(PyFuture::set_outcome(
+    match native {
+        Some(native) => drop(PyFuture::set_outcome(
             native,
             Outcome::Returned(value.unbind()),
         )),
-        Err(_) => drop(future.call_method1("set_result", (value,))),
+        None => drop(future.call_method1("set_result", (value,))),
     }
     Ok(None)
 }
@@ -256,8 +251,8 @@ impl PySupervisor {
     ) -> PyResult<()> {
         if let (Some(future), Some(reader)) = (future, self.reader.get()) {
             if let Ok(native) = future.cast::<PyFuture>() {
-                let reader: Arc<dyn Answers> = reader.clone();
-                native.get().answered_by(Arc::downgrade(&reader), id);
+                let reader: Weak<Reader> = Arc::downgrade(reader);
+                native.get().answered_by(reader, id);
             }
         }
         let buffers = if buffers.is_empty() {
