@@ -324,3 +324,17 @@ def heap_report(values, results) -> None:
     takes in this process."""
     descriptors = {value._wrapper._fd for value in values}
     results.put((sum(value.value for value in values), len(descriptors)))
+
+
+def locks_report(locks, results) -> None:
+    """Puts which of ``locks`` this process could take, and how many descriptors they take."""
+    taken = [lock.acquire(False) for lock in locks]
+    results.put((taken, len({lock._semlock.fd() for lock in locks})))
+
+
+def make_and_hold_lock(made, done) -> None:
+    """Makes a lock, takes it, says so on ``made`` and holds it until ``done`` is set."""
+    lock = treadle_multiprocessing.Lock()
+    lock.acquire()
+    made.set()
+    done.wait(WAIT)

@@ -275,6 +275,72 @@ def test_a_shared_lock_is_never_named_in_dev_shm_and_is_private():
         assert os.stat(fd).st_mode & 0o777 == 0o600
 
 
+def test_thousands_of_locks_take_a_few_descriptors_not_one_each():
+    # As the standard library's named semaphores, which hold no descriptor: a lock is a slot
+    # of an arena, so a program is not bounded by its limit on open files.
+    lines = tasks.run_fresh(
+        """
+        import os, resource
+        import treadle.multiprocessing as mp
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        locks = [mp.Lock() for _ in range(2000)] + [mp.RLock() for _ in range(500)]
+        values = [mp.Value("i", i) for i in range(1000)]
+        semaphores = [mp.BoundedSemaphore(2) for _ in range(500)]
+        for lock in locks[::2]:
+            assert lock.acquire(False)
+        print(sum(lock.acquire(False) for lock in locks))
+        print(len({lock._semlock.id for lock in locks}))
+        print(sum(value.value for value in values), len(os.listdir("/proc/self/fd")))
+        twice = [s.acquire(False) and s.acquire(False) and not s.acquire(False) for s in semaphores]
+        print(all(twice))
+        """
+    )
+    taken_now, distinct_ids, total, descriptors, semaphores_count = lines
+    # The locks not taken before, and the RLocks again (this thread holds half of them).
+    assert int(taken_now) == 1000 + 500
+    assert int(distinct_ids) == 2500
+    assert int(total) == sum(range(1000))
+    assert int(descriptors) < 64
+    assert semaphores_count == "True"
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_a_child_receives_many_locks_of_an_arena_each_as_it_is(method):
+    locks = [mp.Lock() for _ in range(300)]
+    for lock in locks[::3]:
+        lock.acquire()
+    results = mp.SimpleQueue()
+    child = mp.get_context(method).Process(
+        target=tasks.locks_report, args=(locks, results), daemon=True
+    )
+    child.start()
+    taken, descriptors = results.get()
+    assert joined(child)
+    assert taken == [i % 3 != 0 for i in range(300)]
+    assert descriptors <= 3  # the arenas the locks are in, mapped once each
+    # What the child took, it took in the memory this process sees.
+    assert [lock._semlock._get_value() for lock in locks] == [0] * 300
+
+
+def test_a_forked_child_makes_its_locks_in_an_arena_of_its_own():
+    before = mp.Lock()  # this process's arena has slots left
+    made, done = mp.Event(), mp.Event()
+    child = mp.get_context("fork").Process(
+        target=tasks.make_and_hold_lock, args=(made, done), daemon=True
+    )
+    child.start()
+    try:
+        assert made.wait(WAIT)
+        # The child's lock is not in a slot this process hands out next.
+        after = [mp.Lock() for _ in range(4)]
+        assert all(lock.acquire(False) for lock in after)
+        assert before.acquire(False)
+    finally:
+        done.set()
+    assert joined(child)
+
+
 def test_ctrl_c_interrupts_an_acquire_that_waits():
     setup = """
         import treadle.multiprocessing as mp

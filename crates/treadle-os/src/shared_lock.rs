@@ -1,6 +1,14 @@
-//! `treadle.multiprocessing`'s locks and semaphores: a futex word in a page of shared memory
-//! ([`Region`]: a memfd, mode 0600, never named in `/dev/shm`) that every process holding the
-//! descriptor maps.
+//! `treadle.multiprocessing`'s locks and semaphores: a futex word in a slot of shared memory
+//! that every process holding the slot's arena maps.
+//!
+//! **Arenas.** A process carves its locks out of arenas of [`ARENA_SLOTS`] slots ([`Region`]: a
+//! memfd, mode 0600, never named in `/dev/shm`), one after the other, and never hands a slot out
+//! twice. A lock passes to another process as its arena's descriptor and its slot; a process maps
+//! each arena once, however many of its locks it receives. So a process holds one descriptor per
+//! arena, not per lock (a program may make thousands of locks, as it may of the standard
+//! library's named semaphores, which hold none), and an arena's memory goes back to the system
+//! when the last process that maps it lets go, killed or not. A forked child carves its own
+//! arenas: the slots left in its parent's are the parent's to hand out.
 //!
 //! Three kinds, as `multiprocessing.synchronize`'s `SemLock` has them:
 //!
@@ -52,7 +60,7 @@ use crate::futex_word::Spin;
 use crate::holders::{alive, start_time};
 use crate::os_threads::fork_generation;
 use crate::shm::Region;
-use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fd::BorrowedFd;
 use rustix::thread::futex;
 use std::cell::Cell;
 use std::io;
@@ -82,7 +90,14 @@ const NAME_SLOTS: usize = 8;
 /// In a name slot's pid: the name is being written.
 const WRITING: u32 = u32::MAX;
 const MAGIC: u32 = 0x5452_4c4b; // "TRLK"
-const SIZE: usize = 4096;
+/// Bytes a lock takes in its arena (a multiple of a cache line, so that two locks never share
+/// one).
+const SLOT: usize = 1024;
+/// Locks an arena holds (a power of two: a lock's identity is its arena's and its slot's).
+pub const ARENA_SLOTS: usize = 256;
+/// An arena's size: address space, of which only the slots handed out are ever touched.
+const ARENA: usize = SLOT * ARENA_SLOTS;
+const _: () = assert!(std::mem::size_of::<Shared>() <= SLOT && SLOT % 128 == 0);
 /// The start time takes the low 40 bits of a stamp, the pid the rest.
 const START_BITS: u32 = 40;
 /// In a lock's word: a waiter sleeps, or may (a pid is at most 2^22, `PID_MAX_LIMIT`).
@@ -164,7 +179,7 @@ pub struct DeadOwner {
     pub name: String,
 }
 
-/// One wait of a deadlock: `waiter` waits for the lock `lock` (its memfd's inode number, the
+/// One wait of a deadlock: `waiter` waits for the lock `lock` ([`SharedLock::id`], the
 /// same in every process), which `holder` holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CycleEdge {
@@ -247,17 +262,113 @@ fn me() -> Me {
     })
 }
 
+/// Shared memory for [`ARENA_SLOTS`] locks.
+#[derive(Debug)]
+struct Arena {
+    region: Region,
+    /// The memfd's inode number, the same in every process.
+    inode: u64,
+}
+
+/// Where this process carves its next lock.
+struct Carving {
+    arena: Arc<Arena>,
+    /// The first slot not handed out.
+    next: usize,
+    /// The fork generation that made the arena: a child carves its own.
+    generation: u64,
+}
+
+/// The arena this process carves locks out of. Held only for a few instructions, never across
+/// a system call, and in the bindings only with the interpreter attached: a fork from Python
+/// (which holds the interpreter) never copies it held.
+static CARVING: Mutex<Option<Carving>> = Mutex::new(None);
+
+/// The arenas this process maps, so that a lock received maps its arena once.
+static ARENAS: Mutex<Vec<Weak<Arena>>> = Mutex::new(Vec::new());
+
+fn not_a_lock() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "not a treadle lock")
+}
+
+impl Arena {
+    fn create() -> io::Result<Arc<Arena>> {
+        let region = Region::create("treadle-locks", ARENA, ARENA)?;
+        Ok(Arena::listed(region))
+    }
+
+    /// The arena whose descriptor another process passed: the one this process maps already,
+    /// or a new mapping (of a duplicate of `fd`).
+    fn open(fd: BorrowedFd<'_>) -> io::Result<Arc<Arena>> {
+        let stat = rustix::fs::fstat(fd)?;
+        let known = lock_unpoisoned(&ARENAS)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|arena| arena.inode == stat.st_ino);
+        if let Some(arena) = known {
+            return Ok(arena);
+        }
+        if (stat.st_size as u64) < ARENA as u64 {
+            return Err(not_a_lock());
+        }
+        Ok(Arena::listed(Region::map(fd.try_clone_to_owned()?, ARENA)?))
+    }
+
+    fn listed(region: Region) -> Arc<Arena> {
+        let inode = rustix::fs::fstat(region.fd()).map_or(0, |stat| stat.st_ino);
+        let arena = Arc::new(Arena { region, inode });
+        let mut arenas = lock_unpoisoned(&ARENAS);
+        arenas.retain(|weak| weak.strong_count() > 0);
+        arenas.push(Arc::downgrade(&arena));
+        arena
+    }
+
+    /// A slot of this process's carving arena, never handed out before.
+    fn carve() -> io::Result<(Arc<Arena>, usize)> {
+        let generation = fork_generation();
+        let taken = |carving: &mut Option<Carving>| match carving {
+            Some(c) if c.generation == generation && c.next < ARENA_SLOTS => {
+                c.next += 1;
+                Some((Arc::clone(&c.arena), c.next - 1))
+            }
+            _ => None,
+        };
+        if let Some(slot) = taken(&mut lock_unpoisoned(&CARVING)) {
+            return Ok(slot);
+        }
+        // A new arena, made without the mutex held; another thread may have made one meanwhile,
+        // in which case this one is dropped unused.
+        let arena = Arena::create()?;
+        let mut carving = lock_unpoisoned(&CARVING);
+        if let Some(slot) = taken(&mut carving) {
+            return Ok(slot);
+        }
+        *carving = Some(Carving {
+            arena: Arc::clone(&arena),
+            next: 1,
+            generation,
+        });
+        Ok((arena, 0))
+    }
+}
+
+fn lock_unpoisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A lock or semaphore in shared memory.
 #[derive(Debug)]
 pub struct SharedLock {
-    region: Region,
+    arena: Arc<Arena>,
+    /// The lock's slot in its arena.
+    slot: usize,
     kind: Kind,
     maxvalue: u32,
     /// How long this process's waiters look for the lock to come free before they sleep,
     /// adapted to how that went (on a busy machine the holder may need the core).
     spin: Spin,
-    /// The memfd's inode number: the lock's identity in every process.
-    inode: u64,
+    /// The lock's identity in every process: its arena's inode number and its slot.
+    id: u64,
     /// One more than the fork generation in which this process recorded its name (0: not
     /// yet), so that a child, whose pid is another, records its own.
     named_in: AtomicU64,
@@ -268,33 +379,24 @@ static MAPPED: Mutex<Vec<Weak<SharedLock>>> = Mutex::new(Vec::new());
 
 /// Lists `lock` among the locks a deadlock walk looks through.
 pub fn register(lock: &Arc<SharedLock>) {
-    let mut mapped = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut mapped = lock_unpoisoned(&MAPPED);
     mapped.retain(|weak| weak.strong_count() > 0);
     mapped.push(Arc::downgrade(lock));
 }
 
 fn mapped_locks() -> Vec<Arc<SharedLock>> {
-    let mapped = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
-    mapped.iter().filter_map(Weak::upgrade).collect()
-}
-
-fn inode(region: &Region) -> u64 {
-    rustix::fs::fstat(region.fd()).map_or(0, |stat| stat.st_ino)
+    lock_unpoisoned(&MAPPED)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect()
 }
 
 impl SharedLock {
     /// A new lock of `kind`; a semaphore starts at `value` and may not be released past
     /// `maxvalue`.
     pub fn create(kind: Kind, value: u32, maxvalue: u32) -> io::Result<SharedLock> {
-        let region = Region::create("treadle-lock", SIZE, SIZE)?;
-        let lock = SharedLock {
-            spin: Spin::up_to(SPIN),
-            inode: inode(&region),
-            named_in: AtomicU64::new(0),
-            region,
-            kind,
-            maxvalue,
-        };
+        let (arena, slot) = Arena::carve()?;
+        let lock = SharedLock::in_slot(arena, slot, kind, maxvalue);
         let shared = lock.shared();
         shared.kind.store(kind.code(), Ordering::Relaxed);
         shared.maxvalue.store(maxvalue, Ordering::Relaxed);
@@ -305,45 +407,62 @@ impl SharedLock {
         Ok(lock)
     }
 
-    /// Opens the lock whose descriptor another process passed, taking the descriptor over.
-    pub fn open(fd: OwnedFd) -> io::Result<SharedLock> {
-        let region = Region::map(fd, SIZE)?;
-        if region.len()? < SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a treadle lock",
-            ));
+    /// Opens the lock in `slot` of the arena whose descriptor another process passed (the
+    /// lock keeps a duplicate of it if this process did not map the arena yet).
+    pub fn open(fd: BorrowedFd<'_>, slot: usize) -> io::Result<SharedLock> {
+        if slot >= ARENA_SLOTS {
+            return Err(not_a_lock());
         }
-        // SAFETY: the region is backed for SIZE bytes (checked above), page-aligned, and holds
-        // only atomics, which any bit pattern is valid for.
-        let shared = unsafe { &*region.base().cast::<Shared>() };
+        let arena = Arena::open(fd)?;
+        // SAFETY: the arena maps ARENA bytes, backed (checked when it was mapped), and the slot
+        // is within it; a slot is made of atomics only, which any bit pattern is valid for.
+        let shared = unsafe { &*Self::slot_of(&arena, slot) };
         let kind = Kind::from_code(shared.kind.load(Ordering::Relaxed));
         match kind {
-            Some(kind) if shared.magic.load(Ordering::Acquire) == MAGIC => Ok(SharedLock {
-                spin: Spin::up_to(SPIN),
-                kind,
-                maxvalue: shared.maxvalue.load(Ordering::Relaxed),
-                inode: inode(&region),
-                named_in: AtomicU64::new(0),
-                region,
-            }),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a treadle lock",
-            )),
+            Some(kind) if shared.magic.load(Ordering::Acquire) == MAGIC => {
+                let maxvalue = shared.maxvalue.load(Ordering::Relaxed);
+                Ok(SharedLock::in_slot(arena, slot, kind, maxvalue))
+            }
+            _ => Err(not_a_lock()),
         }
+    }
+
+    fn in_slot(arena: Arc<Arena>, slot: usize, kind: Kind, maxvalue: u32) -> SharedLock {
+        SharedLock {
+            spin: Spin::up_to(SPIN),
+            id: (arena.inode << ARENA_SLOTS.trailing_zeros()) | slot as u64,
+            named_in: AtomicU64::new(0),
+            arena,
+            slot,
+            kind,
+            maxvalue,
+        }
+    }
+
+    fn slot_of(arena: &Arena, slot: usize) -> *const Shared {
+        arena
+            .region
+            .base()
+            .wrapping_add(slot * SLOT)
+            .cast::<Shared>()
     }
 
     #[inline]
     fn shared(&self) -> &Shared {
-        // SAFETY: the region maps SIZE bytes (more than `Shared`) for as long as `self` lives,
-        // page-aligned, and `Shared` is made of atomics only, valid for any contents.
-        unsafe { &*self.region.base().cast::<Shared>() }
+        // SAFETY: the arena maps ARENA bytes, backed, for as long as `self` holds it; the slot
+        // (< ARENA_SLOTS) is SLOT bytes (more than `Shared`) at a 1024-byte offset of a
+        // page-aligned base, and `Shared` is made of atomics only, valid for any contents.
+        unsafe { &*Self::slot_of(&self.arena, self.slot) }
     }
 
-    /// The descriptor, to pass to another process.
+    /// The arena's descriptor, to pass to another process (with [`SharedLock::slot`]).
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.region.fd()
+        self.arena.region.fd()
+    }
+
+    /// The lock's slot in its arena.
+    pub fn slot(&self) -> usize {
+        self.slot
     }
 
     /// What the lock is.
@@ -409,9 +528,9 @@ impl SharedLock {
         }
     }
 
-    /// The lock's identity in every process (its memfd's inode number).
+    /// The lock's identity in every process (its arena's inode number and its slot).
     pub fn id(&self) -> u64 {
-        self.inode
+        self.id
     }
 
     /// Gives the lock (or one of the count) back.
@@ -745,7 +864,7 @@ impl SharedLock {
             edges.push(CycleEdge {
                 waiter,
                 kind: lock.kind,
-                lock: lock.inode,
+                lock: lock.id,
                 holder,
                 holder_name: lock.recorded_name(holder.0),
             });

@@ -7,7 +7,7 @@ use crate::runtime::timeout::{seconds, seconds_wait, Wait};
 use crate::runtime::wait::block_on;
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 use treadle_core::wait_graph::{Mode, WaitGraph};
 use treadle_os::os_threads::fork_generation;
@@ -144,14 +144,16 @@ impl PySharedLock {
         PySharedLock { core }
     }
 
-    /// Opens the lock whose descriptor another process passed, taking `fd` over.
-    fn open(fd: i32) -> PyResult<Self> {
+    /// Opens the lock in `slot` of the arena whose descriptor another process passed (the
+    /// caller keeps `fd`; the lock duplicates it if it needs it).
+    fn open(fd: i32, slot: usize) -> PyResult<Self> {
         if fd < 0 {
             return Err(PyValueError::new_err("bad lock descriptor"));
         }
-        // SAFETY: the caller hands the open descriptor over and no longer uses it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let core = SharedLock::open(fd).map_err(|e| PyOSError::new_err(format!("{e}")))?;
+        // SAFETY: the descriptor is only used during this call, while the caller keeps it open;
+        // one that is not open fails `fstat` (EBADF) before any other use.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let core = SharedLock::open(fd, slot).map_err(|e| PyOSError::new_err(format!("{e}")))?;
         Ok(PySharedLock::wrap(core))
     }
 
@@ -179,19 +181,13 @@ impl PySharedLock {
 #[pymethods]
 impl PySharedLock {
     /// A new lock: `kind` 0 (Lock), 1 (RLock) or 2 (Semaphore, starting at `value`, released
-    /// at most up to `maxvalue`); or, given `fd`, the lock whose descriptor another process
-    /// passed (the lock takes `fd` over).
+    /// at most up to `maxvalue`); or, given `fd`, the lock in `slot` of the arena whose
+    /// descriptor another process passed (the caller keeps `fd`).
     #[new]
-    #[pyo3(signature = (kind=0, value=1, maxvalue=VALUE_MAX, *, fd=None))]
-    fn new(
-        py: Python<'_>,
-        kind: u32,
-        value: u32,
-        maxvalue: u32,
-        fd: Option<i32>,
-    ) -> PyResult<Self> {
+    #[pyo3(signature = (kind=0, value=1, maxvalue=VALUE_MAX, *, fd=None, slot=0))]
+    fn new(kind: u32, value: u32, maxvalue: u32, fd: Option<i32>, slot: usize) -> PyResult<Self> {
         if let Some(fd) = fd {
-            return PySharedLock::open(fd);
+            return PySharedLock::open(fd, slot);
         }
         let kind = match kind {
             0 => Kind::Lock,
@@ -202,8 +198,9 @@ impl PySharedLock {
         if value > maxvalue || maxvalue > VALUE_MAX {
             return Err(PyValueError::new_err("invalid value"));
         }
-        let core = py
-            .detach(|| SharedLock::create(kind, value, maxvalue))
+        // With the interpreter attached (no wait: a slot of an arena, now and then a new
+        // arena), so that no fork from Python copies the carving's mutex held.
+        let core = SharedLock::create(kind, value, maxvalue)
             .map_err(|e| PyOSError::new_err(format!("cannot make a shared lock: {e}")))?;
         Ok(PySharedLock::wrap(core))
     }
@@ -215,9 +212,15 @@ impl PySharedLock {
         slf.clone()
     }
 
-    /// The shared memory's descriptor (owned by the lock: duplicate it to pass it on).
+    /// The descriptor of the shared memory arena the lock is in (owned by the lock: duplicate
+    /// it to pass it on, with `slot()`).
     fn fd(&self) -> i32 {
         self.core.fd().as_raw_fd()
+    }
+
+    /// The lock's slot in its arena.
+    fn slot(&self) -> usize {
+        self.core.slot()
     }
 
     /// Takes the lock (or one of the semaphore's count), as `SemLock.acquire`: `timeout` None
@@ -354,7 +357,7 @@ impl PySharedLock {
         self.core.recovered()
     }
 
-    /// The lock's identity, the same in every process (its memory's inode number).
+    /// The lock's identity, the same in every process (its arena's inode number and its slot).
     #[getter]
     fn id(&self) -> u64 {
         self.core.id()

@@ -1,10 +1,11 @@
 """``treadle.multiprocessing``'s locks, semaphores, conditions, events and barriers:
 ``multiprocessing.synchronize``'s classes on treadle's shared locks.
 
-A lock or semaphore is a futex word in a page of shared memory (``_treadle._SharedLock``: a
-memfd, mode 0600, never named in ``/dev/shm``), passed to another process as its descriptor
-(``multiprocessing.reduction.DupFd``: to a child under every start method, or to a pool's
-initializer; as the standard library's, only as a process starts, not through a queue).
+A lock or semaphore is a futex word in a slot of shared memory (``_treadle._SharedLock``: an
+arena of 256 slots, a memfd, mode 0600, never named in ``/dev/shm``), passed to another process
+as its arena's descriptor and its slot (``multiprocessing.reduction.DupFd``: to a child under
+every start method, or to a pool's initializer; as the standard library's, only as a process
+starts, not through a queue). A process holds one descriptor per arena, not per lock.
 Waits release the interpreter and are interrupted by Ctrl-C.
 
 What the standard library's classes do, these do, and they are instances of them
@@ -21,7 +22,9 @@ half-written: repair it under the lock (``with lock:`` in the ``except`` clause)
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
+import weakref
 from multiprocessing import context, reduction
 from multiprocessing import synchronize as _standard
 from typing import Any, Self
@@ -66,12 +69,45 @@ class SemLock(_SharedLock, _standard.SemLock):
         # As the standard library's: only to a process being started (DupFd hands the
         # descriptor to it under every start method).
         context.assert_spawning(self)
-        return _reopen, (type(self), reduction.DupFd(self.fd()))
+        return _reopen, (type(self), _sent_arena(self.fd()), self.slot())
 
 
-def _reopen(cls: type[SemLock], fd: Any) -> SemLock:
-    """The lock ``cls`` whose descriptor another process passed."""
-    return _SharedLock.__new__(cls, fd=fd.detach())
+def _reopen(cls: type[SemLock], arena: _Arena, slot: int) -> SemLock:
+    """The lock ``cls`` in ``slot`` of the arena another process passed."""
+    return _SharedLock.__new__(cls, fd=arena.fd, slot=slot)
+
+
+class _Arena:
+    """A lock arena's descriptor, as a pickle carries it: once however many of the arena's
+    locks the pickle holds (the pickler keeps one object once), which is what lets a child
+    started by ``spawn`` inherit it (its list of descriptors to keep takes each once). In the
+    receiving process it owns the descriptor received; each lock keeps a duplicate if its
+    process does not map the arena yet."""
+
+    __slots__ = ("__weakref__", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> Any:
+        return _received_arena, (reduction.DupFd(self.fd),)
+
+
+#: This process's arenas being pickled, by descriptor.
+_sending: weakref.WeakValueDictionary[int, _Arena] = weakref.WeakValueDictionary()
+
+
+def _sent_arena(fd: int) -> _Arena:
+    arena = _sending.get(fd)
+    if arena is None:
+        arena = _sending[fd] = _Arena(fd)
+    return arena
+
+
+def _received_arena(fd: Any) -> _Arena:
+    arena = _Arena(fd.detach())
+    weakref.finalize(arena, os.close, arena.fd)
+    return arena
 
 
 class _CountedSemLock(SemLock):

@@ -1,5 +1,5 @@
 use super::*;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
 fn dead_pid() -> u32 {
@@ -12,8 +12,60 @@ fn dead_pid() -> u32 {
 }
 
 fn reopened(lock: &SharedLock) -> SharedLock {
-    let fd = lock.fd().as_fd().try_clone_to_owned().expect("dup");
-    SharedLock::open(fd).expect("open")
+    SharedLock::open(lock.fd(), lock.slot()).expect("open")
+}
+
+/// The lock through a mapping of its own, as another process has it.
+fn mapped_again(lock: &SharedLock) -> SharedLock {
+    let fd = lock.fd().try_clone_to_owned().expect("dup");
+    let arena = Arc::new(Arena {
+        region: Region::map(fd, ARENA).expect("map"),
+        inode: lock.arena.inode,
+    });
+    SharedLock::in_slot(arena, lock.slot(), lock.kind(), lock.maxvalue())
+}
+
+#[test]
+fn locks_share_arenas_a_slot_each() {
+    let locks: Vec<SharedLock> = (0..ARENA_SLOTS + 44)
+        .map(|_| SharedLock::create(Kind::Lock, 1, 1).unwrap())
+        .collect();
+    let mut ids: Vec<u64> = locks.iter().map(SharedLock::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), locks.len());
+    // Other tests carve too, meanwhile: still a few arenas, not a descriptor per lock.
+    let mut fds: Vec<i32> = locks.iter().map(|lock| lock.fd().as_raw_fd()).collect();
+    fds.sort_unstable();
+    fds.dedup();
+    assert!((2..=3).contains(&fds.len()), "{fds:?}");
+    for (i, lock) in locks.iter().enumerate() {
+        if i % 2 == 0 {
+            assert!(lock.try_acquire());
+        }
+    }
+    for (i, lock) in locks.iter().enumerate() {
+        assert_eq!(lock.value(), u32::from(i % 2 == 1), "lock {i}");
+    }
+}
+
+#[test]
+fn a_lock_received_maps_its_arena_once_and_is_checked() {
+    let lock = SharedLock::create(Kind::RLock, 1, 1).unwrap();
+    let other = reopened(&lock);
+    assert_eq!(other.fd().as_raw_fd(), lock.fd().as_raw_fd());
+    assert_eq!((other.id(), other.kind()), (lock.id(), Kind::RLock));
+    assert!(lock.try_acquire());
+    assert_eq!(other.holder(), lock.holder());
+    let not_a_lock = io::ErrorKind::InvalidData;
+    let past = SharedLock::open(lock.fd(), ARENA_SLOTS).unwrap_err();
+    assert_eq!(past.kind(), not_a_lock);
+    // A slot not handed out (of an arena nobody carves from).
+    let fresh = Arena::create().unwrap();
+    let unused = SharedLock::open(fresh.region.fd(), 0).unwrap_err();
+    assert_eq!(unused.kind(), not_a_lock);
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    assert!(SharedLock::open(file.as_fd(), 0).is_err());
 }
 
 #[test]
@@ -68,7 +120,8 @@ fn semaphore_counts_and_respects_its_bound() {
 #[test]
 fn a_waiter_is_woken_by_a_release_in_another_mapping() {
     let lock = SharedLock::create(Kind::Lock, 1, 1).unwrap();
-    let other = reopened(&lock);
+    let other = mapped_again(&lock);
+    assert_ne!(other.fd().as_raw_fd(), lock.fd().as_raw_fd());
     assert!(lock.try_acquire());
     let waiter = std::thread::spawn(move || other.acquire_until(None, Watch::default()));
     std::thread::sleep(Duration::from_millis(20));
