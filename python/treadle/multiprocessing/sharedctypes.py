@@ -2,8 +2,8 @@
 (``multiprocessing.sharedctypes``' API), and lock-free atomic operations on integer values.
 
 ``RawValue``, ``RawArray``, ``Value``, ``Array``, ``copy`` and ``synchronized`` are the standard
-library's, with two changes: the memory is treadle's (``heap``: a memfd per object, never named
-in ``/dev/shm``), and a ``Value``'s default lock is a treadle ``RLock`` (a dead owner is
+library's, with two changes: the memory is treadle's (``heap``: blocks of memfd arenas, never
+named in ``/dev/shm``), and a ``Value``'s default lock is a treadle ``RLock`` (a dead owner is
 reported, not waited for). ``get_obj()`` is the ``ctypes`` object itself, so
 ``numpy.frombuffer(array.get_obj(), ...)`` shares the memory, with no copy.
 
