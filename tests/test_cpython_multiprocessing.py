@@ -12,7 +12,11 @@ Run: the process, queue and connection classes (``_TestProcess``, ``_TestSubclas
 ``_TestQueue``, ``_TestConnection``, ``_TestListenerClient``, ``_TestPoll``,
 ``_TestPicklingConnections``, ``TestWait``, ``TestSimpleQueue``, ``TestStartMethod``); the
 synchronization and shared-state classes (``_TestLock``, ``_TestSemaphore``,
-``_TestCondition``, ``_TestEvent``, ``_TestBarrier``, ``_TestValue``, ``_TestArray``); the pool
+``_TestCondition``, ``_TestEvent``, ``_TestBarrier``, ``_TestValue``, ``_TestArray``,
+``_TestSharedCTypes`` with treadle's ``Value`` and ``copy``, ``_TestHeap`` with treadle's heap);
+what children do at start and exit (``_TestFinalize``, ``_TestLogging``, ``_TestPollEintr``,
+``TestIgnoreEINTR``, ``TestCloseFds``, ``TestFlags``, ``TestForkAwareThreadLock``,
+``TestTimeouts``, ``TestInitializers``: a pool's and a manager's initializer); the pool
 classes (``_TestPool`` with treadle's ``Pool``, and with its ``ThreadPool`` as the thread
 variant, ``_TestPoolWorkerErrors``, ``_TestPoolWorkerLifetime``, ``TestPoolNotLeakOnFailure``);
 the manager classes (``_TestContainers``, ``_TestMyManager``, ``_TestRemoteManager``,
@@ -35,9 +39,11 @@ import pytest
 
 import treadle.multiprocessing as ours
 from treadle.multiprocessing import connection as our_connection
+from treadle.multiprocessing import heap as our_heap
 from treadle.multiprocessing import managers as our_managers
 from treadle.multiprocessing import pool as our_pool
 from treadle.multiprocessing import shared_memory as our_shared_memory
+from treadle.multiprocessing import sharedctypes as our_sharedctypes
 
 cpython = pytest.importorskip("test._test_multiprocessing")
 
@@ -49,6 +55,9 @@ for name in ours.__all__:
 namespace.managers = our_managers
 cpython.multiprocessing = namespace
 cpython.shared_memory = our_shared_memory
+namespace.heap = our_heap
+# The sharedctypes names the suite imported at its import.
+cpython.Value, cpython.copy = our_sharedctypes.Value, our_sharedctypes.copy
 
 
 def _rebased(cls: type, base: type) -> type:
@@ -202,6 +211,18 @@ CLASSES = [
     "_TestBarrier",
     "_TestValue",
     "_TestArray",
+    "_TestSharedCTypes",
+    "_TestHeap",
+    # What children do at start and exit.
+    "_TestFinalize",
+    "_TestLogging",
+    "_TestPollEintr",
+    "TestInitializers",
+    "TestTimeouts",
+    "TestForkAwareThreadLock",
+    "TestCloseFds",
+    "TestIgnoreEINTR",
+    "TestFlags",
 ]
 #: The classes also run with threads (``ThreadPool``) and with a manager's objects.
 VARIANTS = {"_TestPool": ("threads",)}
