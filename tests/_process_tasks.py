@@ -401,3 +401,10 @@ def describe(value: object) -> str:
 
 def make_marked(label: str) -> Marked:
     return Marked(label)
+
+
+def loaded(names: list[str]) -> list[str]:
+    """Which of the modules ``names`` this process has imported."""
+    import sys
+
+    return [name for name in names if name in sys.modules]

@@ -78,6 +78,27 @@ def test_leaving_a_with_block_terminates_the_pool(tmp_path):
         running.get(WAIT)
 
 
+def test_a_worker_forked_before_the_pool_was_imported_does_not_import_it():
+    # The fork server is made by the first Process, before the program imports the pool: the
+    # workers forked from it must not import the pool and the executors at each start (tens of
+    # milliseconds each, for every task of a pool with maxtasksperchild=1).
+    code = """
+        import sys
+        import treadle.multiprocessing as mp
+        from treadle.multiprocessing import fork_server
+        child = mp.Process(target=sorted, args=([],))
+        child.start()
+        child.join()
+        assert fork_server.get() is not None and "treadle.futures" not in sys.modules
+        from _process_tasks import loaded
+        heavy = ["treadle.futures", "treadle.multiprocessing.pool", "concurrent.futures"]
+        with mp.Pool(1, maxtasksperchild=1) as pool:
+            for found in pool.map(loaded, [heavy] * 3, chunksize=1):
+                print(len(found), *found)
+        """
+    assert run_fresh(code) == ["0", "0", "0"]
+
+
 def test_maxtasksperchild_replaces_each_worker_after_that_many_tasks():
     pool = mp.Pool(1, maxtasksperchild=2)
     try:

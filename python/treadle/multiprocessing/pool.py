@@ -70,7 +70,7 @@ from treadle.futures import progress as _progress
 from treadle.futures.process import ProcessPoolExecutor
 from treadle.futures.thread import ThreadPoolExecutor
 from treadle.futures.waiting import wait as _wait_for
-from treadle.multiprocessing import wire
+from treadle.multiprocessing.worker import PoolWorkerStart
 
 __all__ = [
     "AsyncResult",
@@ -423,31 +423,6 @@ def _default_context() -> Any:
     return None if context is None else context._default_context.get_context()
 
 
-class _PoolWorkerStart:
-    """How a pool's worker starts: as the standard library's pool workers are, it is a daemonic
-    process (so a task that starts a process raises ``AssertionError``, and libraries that
-    look, such as joblib, do not nest pools) named as the executor's worker it is, with
-    ``PoolWorker`` for ``Process`` (``ForkServerPoolWorker-<pid>``); then it runs the pool's
-    initializer."""
-
-    def __init__(
-        self,
-        initializer: Callable[..., object] | None,
-        backward_reducers: dict[Any, Any] | None = None,
-    ) -> None:
-        self.initializer = initializer
-        self.backward_reducers = backward_reducers
-
-    def __call__(self, *initargs: Any) -> None:
-        current = multiprocessing.current_process()
-        current.name = current.name.replace("Process-", "PoolWorker-", 1)
-        current.daemon = True
-        if self.backward_reducers:
-            wire.result_table = {**copyreg.dispatch_table, **self.backward_reducers}
-        if self.initializer is not None:
-            self.initializer(*initargs)
-
-
 def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
     items = iter(iterable)
     while chunk := list(itertools.islice(items, size)):
@@ -511,7 +486,7 @@ class Pool:
         executor = ProcessPoolExecutor(
             self._processes,
             mp_context=self._ctx,
-            initializer=_PoolWorkerStart(initializer, backward or None),
+            initializer=PoolWorkerStart(initializer, backward or None),
             initargs=initargs,
             max_tasks_per_child=maxtasks,
         )

@@ -12,6 +12,7 @@ costs what ``import threading`` does).
 
 from __future__ import annotations
 
+import copyreg
 import itertools
 import os
 import pickle
@@ -210,6 +211,36 @@ class Worker:
 
 class _Large(Exception):
     """A result holds a buffer for shared memory, or pickles long enough to hold one."""
+
+
+class PoolWorkerStart:
+    """How a pool's worker starts: as the standard library's pool workers are, it is a daemonic
+    process (so a task that starts a process raises ``AssertionError``, and libraries that
+    look, such as joblib, do not nest pools) named as the executor's worker it is, with
+    ``PoolWorker`` for ``Process`` (``ForkServerPoolWorker-<pid>``); then it runs the pool's
+    initializer. It lives here, with what every worker imports anyway, not with the pool: a
+    worker forked from a fork server that was made before the program imported the pool would
+    otherwise import the pool and the executors (tens of milliseconds) at each start, and a
+    pool with ``maxtasksperchild`` starts one per task or so."""
+
+    def __init__(
+        self,
+        initializer: Callable[..., object] | None,
+        backward_reducers: dict[object, object] | None = None,
+    ) -> None:
+        self.initializer = initializer
+        self.backward_reducers = backward_reducers
+
+    def __call__(self, *initargs: object) -> None:
+        from multiprocessing import current_process  # only a pool's workers need it
+
+        current = current_process()
+        current.name = current.name.replace("Process-", "PoolWorker-", 1)
+        current.daemon = True
+        if self.backward_reducers:
+            wire.result_table = {**copyreg.dispatch_table, **self.backward_reducers}
+        if self.initializer is not None:
+            self.initializer(*initargs)
 
 
 def _unsendable(error: OSError) -> OSError:
