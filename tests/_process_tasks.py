@@ -49,6 +49,13 @@ def fail(message: str) -> None:
     raise ValueError(message)
 
 
+def fail_on(value: int, bad: int = 3) -> int:
+    """``value``, or ``ValueError`` for ``bad``."""
+    if value == bad:
+        raise ValueError(value)
+    return value
+
+
 def exit_with(code: int) -> None:
     os._exit(code)
 

@@ -164,6 +164,33 @@ def test_map_chunks_as_the_standard_library_and_imap_keeps_order():
             pool.map(tasks.square, [1], chunksize=0)
 
 
+@pytest.mark.parametrize("method", ["imap", "imap_unordered"])
+def test_threads_sharing_an_imap_take_each_value_once_and_see_a_failed_chunk(method):
+    with mp.Pool(2) as pool:
+        iterator = getattr(pool, method)(tasks.square, range(6000), chunksize=7)
+        taken: list[list[int]] = [[] for _ in range(4)]
+
+        def drain(mine: list[int]) -> None:
+            mine.extend(iterator)
+
+        threads = [threading.Thread(target=drain, args=(mine,)) for mine in taken]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        assert not any(thread.is_alive() for thread in threads)  # each saw the end
+        assert sorted(x for mine in taken for x in mine) == [x * x for x in range(6000)]
+        if method == "imap":  # each thread saw the values in order
+            assert all(mine == sorted(mine) for mine in taken)
+        failing = getattr(pool, method)(tasks.fail_on, [1, 2, 3, 4, 5], chunksize=2)
+        seen = []
+        with pytest.raises(ValueError):
+            for value in failing:
+                seen.append(value)
+        if method == "imap":
+            assert seen == [1, 2]  # the first chunk, then the chunk that failed
+
+
 class Bar:
     """A progress bar as tqdm's: counts what it is told."""
 

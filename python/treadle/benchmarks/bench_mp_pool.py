@@ -5,9 +5,10 @@
 
 Cases, each with two workers: ``Pool.map`` of tiny tasks (the default chunk size, as
 ``multiprocessing`` computes it); ``apply_async`` of tiny tasks, every result then taken with
-``get()``; ``imap`` of tiny tasks (one call per chunk); the same ``apply_async`` on the thread
-pools. The pools are made and warmed up before the timing. Prints microseconds per task and the
-speedup over multiprocessing (its time / treadle's; above 1 means treadle is faster).
+``get()``; ``imap`` of tiny tasks (one call per chunk), and in chunks of 100 calls; the same
+``apply_async`` on the thread pools. The pools are made and warmed up before the timing. Prints
+microseconds per task and the speedup over multiprocessing (its time / treadle's; above 1 means
+treadle is faster).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def _imap(pool, n: int) -> None:
         pass
 
 
+def _imap_chunked(pool, n: int) -> None:
+    for _ in pool.imap(tiny, range(n), chunksize=100):
+        pass
+
+
 def main() -> None:
     args = _harness.arguments(__doc__.splitlines()[0])
     scale = 1 if args.quick else 4
@@ -57,6 +63,7 @@ def main() -> None:
             ("Pool.map, tiny tasks", pools, _map, 50_000 * scale),
             ("Pool.apply_async + get, tiny tasks", pools, _apply_async, 5_000 * scale),
             ("Pool.imap, tiny tasks", pools, _imap, 5_000 * scale),
+            ("Pool.imap, chunksize=100", pools, _imap_chunked, 50_000 * scale),
             ("ThreadPool.apply_async + get, tiny tasks", threads, _apply_async, 5_000 * scale),
         ]
         results = [

@@ -344,11 +344,22 @@ class IMapIterator(_StandardIMapIterator):
         return self
 
     def next(self, timeout: float | None = None) -> Any:
+        # The common case, without the lock: a value left of the chunk taken last (only the
+        # consumers take from ``_current``, and a deque's popleft is atomic).
+        try:
+            return self._current.popleft()
+        except IndexError:
+            pass
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._current:
+            while True:
+                try:
+                    return self._current.popleft()
+                except IndexError:
+                    pass  # taken by other threads meanwhile
                 if self._chunks is not None and self._taken >= self._chunks:
                     self._close_tracker()
+                    self._cond.notify_all()  # the other threads waiting end too
                     raise StopIteration
                 chunk = self._take()
                 if chunk is None:
@@ -362,7 +373,8 @@ class IMapIterator(_StandardIMapIterator):
                 if not success:
                     raise values
                 self._current.extend(values)
-            return self._current.popleft()
+                # Other threads waiting on the iterator may take the chunk's other values.
+                self._cond.notify_all()
 
     __next__ = next
 
@@ -380,7 +392,7 @@ class IMapIterator(_StandardIMapIterator):
     def _set_length(self, chunks: int) -> None:
         with self._cond:
             self._chunks = chunks
-            self._cond.notify()
+            self._cond.notify_all()
 
     def _close_tracker(self) -> None:
         if self._tracker is not None:
