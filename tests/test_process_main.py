@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from _mp_tasks import run_fresh
 
 WAIT = 30  # seconds: every wait in these tests ends, a hang is a failure
 
@@ -225,3 +226,25 @@ def test_a_script_without_a_main_guard_still_runs_its_functions(tmp_path, mode):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [0, 2, 4, 6, 8]
+
+
+def test_a_global_dropped_after_the_fork_server_was_forked_is_freed():
+    # What the server's workers hold of __main__ is remembered without keeping it alive: a
+    # large array the script lets go of is freed in the script.
+    code = """
+        import gc, weakref
+        import treadle.multiprocessing as mp
+
+        class Table:
+            pass
+
+        table = Table()
+        freed = weakref.ref(table)
+        child = mp.Process(target=sorted, args=([],))
+        child.start()  # forks the fork server, a copy of the script with its table
+        child.join()
+        del table
+        gc.collect()
+        print(freed() is None)
+        """
+    assert run_fresh(code) == ["True"]

@@ -81,11 +81,42 @@ class View:
 NOTHING = View()
 
 
+class _Snapshot:
+    """A namespace's bindings at a moment, without keeping their values alive where a weak
+    reference will do: a value dropped since is bound to no name now, so it is never taken for
+    the value a name stands for (which is all a snapshot is asked). A value that cannot be
+    referred to weakly (a list, a dict, an int) is held."""
+
+    __slots__ = ("_refs",)
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        refs: dict[str, Any] = {}
+        for name, value in namespace.items():
+            try:
+                refs[name] = weakref.ref(value)
+            except TypeError:
+                refs[name] = (value,)
+        self._refs = refs
+
+    def get(self, name: str, default: Any = None) -> Any:
+        ref = self._refs.get(name)
+        if ref is None:
+            return default
+        if type(ref) is tuple:
+            return ref[0]
+        value = ref()
+        return _GONE if value is None else value
+
+
+#: What a snapshot gives for a value dropped since: the same as nothing bound now.
+_GONE = object()
+
+
 class Inherited(View):
     """A forked worker's ``__main__``: the parent's, as ``snapshot`` holds it."""
 
-    def __init__(self, snapshot: dict[str, Any]) -> None:
-        self.snapshot = snapshot
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self.snapshot = _Snapshot(namespace)
 
     def finds(self, value: Any) -> bool:
         main = _main_namespace()
@@ -143,7 +174,7 @@ class Script(View):
 
 def inherited_now() -> Inherited:
     """The view of workers forked from the caller now."""
-    return Inherited(dict(_main_namespace() or {}))
+    return Inherited(_main_namespace() or {})
 
 
 _at_server_fork: Inherited | None = None
