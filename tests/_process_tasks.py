@@ -113,6 +113,13 @@ def has_module(name: str) -> bool:
     return name in sys.modules
 
 
+def exit_with_module(name: str) -> None:
+    """Exits with 0 if this process has imported ``name``, else 3."""
+    import sys
+
+    os._exit(0 if name in sys.modules else 3)
+
+
 def parent_pid() -> int:
     return os.getppid()
 
@@ -408,10 +415,3 @@ def describe(value: object) -> str:
 
 def make_marked(label: str) -> Marked:
     return Marked(label)
-
-
-def loaded(names: list[str]) -> list[str]:
-    """Which of the modules ``names`` this process has imported."""
-    import sys
-
-    return [name for name in names if name in sys.modules]

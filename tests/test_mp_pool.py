@@ -79,24 +79,29 @@ def test_leaving_a_with_block_terminates_the_pool(tmp_path):
 
 
 def test_a_worker_forked_before_the_pool_was_imported_does_not_import_it():
-    # The fork server is made by the first Process, before the program imports the pool: the
-    # workers forked from it must not import the pool and the executors at each start (tens of
+    # The fork server is made by the first Process, before the program imports the pool, and
+    # the program has a thread by its pool (so no newer server can be forked): the workers
+    # forked from the first must not import the pool and the executors at each start (tens of
     # milliseconds each, for every task of a pool with maxtasksperchild=1).
     code = """
-        import sys
+        import sys, threading
         import treadle.multiprocessing as mp
         from treadle.multiprocessing import fork_server
         child = mp.Process(target=sorted, args=([],))
         child.start()
         child.join()
-        assert fork_server.get() is not None and "treadle.futures" not in sys.modules
-        from _process_tasks import loaded
+        first = fork_server.get().pid
+        assert "treadle.futures" not in sys.modules
+        from _process_tasks import has_module
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, daemon=True).start()
         heavy = ["treadle.futures", "treadle.multiprocessing.pool", "concurrent.futures"]
         with mp.Pool(1, maxtasksperchild=1) as pool:
-            for found in pool.map(loaded, [heavy] * 3, chunksize=1):
-                print(len(found), *found)
+            print(*pool.map(has_module, heavy * 2, chunksize=1))
+        assert fork_server.get().pid == first
+        stop.set()
         """
-    assert run_fresh(code) == ["0", "0", "0"]
+    assert run_fresh(code) == ["False"] * 6
 
 
 def test_maxtasksperchild_replaces_each_worker_after_that_many_tasks():

@@ -883,6 +883,51 @@ def test_the_fork_server_keeps_no_pipe_of_the_parent_open():
     run_script_ok(PIPE_OUTLIVES_THE_POOL)
 
 
+FORK_SERVER_CATCHES_UP = textwrap.dedent(
+    """
+    import gc, os, sys, time
+    sys.path.insert(0, {tests!r})
+    import _process_tasks as tasks
+    import treadle.multiprocessing as mp
+    from treadle.multiprocessing import fork_server
+    child = mp.Process(target=sorted, args=([],))
+    child.start()  # forks the fork server
+    child.join()
+    first = fork_server.get().pid
+    assert "colorsys" not in sys.modules
+    import colorsys  # imported after the server was forked, by this process only
+    with mp.Pool(1) as pool:
+        # A new server, a copy of this process as it is now: its worker has the module.
+        assert pool.apply(tasks.has_module, ("colorsys",)) is True
+        assert fork_server.get().pid != first
+    later = mp.Process(target=tasks.exit_with_module, args=("colorsys",))
+    later.start()
+    later.join(30)
+    assert later.exitcode == 0
+    # The first server serves on while a child of it is held; then it exits and is reaped.
+    assert not tasks.has_exited(first)
+    del child
+    gc.collect()
+    deadline = time.monotonic() + 30
+    while first in fork_server._retired:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+        fork_server.get()
+    assert tasks.has_exited(first)
+    try:
+        os.waitpid(first, os.WNOHANG)
+        raise AssertionError("the first server was not reaped")
+    except ChildProcessError:
+        pass
+    print("ok", flush=True)
+    """
+)
+
+
+def test_a_single_threaded_parent_that_imported_more_forks_a_new_server_and_retires_the_old():
+    run_script_ok(FORK_SERVER_CATCHES_UP)
+
+
 def test_a_parent_with_threads_is_never_forked():
     out = run_starts(threaded=True)
     # Workers are fresh interpreters: no module of the parent, and the parent is theirs.

@@ -18,7 +18,9 @@ with the parent. It reaps a child only when the parent asks, and replies with it
 Protocol, the same framing for every request: ``crates/treadle-os/src/fork_server.rs``.
 A child inherits what the parent had open and imported when the server was forked, as with the
 standard library's ``fork`` start method, except its pipes and sockets (see
-``_let_go_of_pipes_and_sockets``); the server's own socket is closed in it.
+``_let_go_of_pipes_and_sockets``); the server's own socket is closed in it. A parent that
+imported modules since, and has one thread again, forks a new server at its next start (see
+:func:`get`).
 
 But a child takes the parent's process state as it is when the child starts, not as it was when
 the server was forked: each request that forks carries it (:func:`parent_state`, called by the
@@ -86,20 +88,42 @@ def single_threaded() -> bool:
 #: needs one while it has threads.
 _reserve: _ForkServer | None = None
 _reserve_owner = 0
+_reserve_modules = 0
+
+
+#: How many modules the process had imported when its server was forked.
+_server_modules = 0
+#: Servers this process replaced: each lives on while a pool or a child of it holds it (its
+#: children die with it), and is reaped once it has exited.
+_retired: list[int] = []
 
 
 def get() -> _ForkServer | None:
     """This process's fork server: started now if the process has one thread (a copy of the
     process as it is now); else the reserve, if one was started; None when the process has
-    threads and no server was started before."""
-    global _server, _server_owner, _reserve
+    threads and no server was started before.
+
+    A server is a copy of the process as it was when it was forked: a module imported since is
+    imported again by each worker and child that needs it (a pool made anew for each batch of
+    work pays that for each of its workers). So when the process has imported modules since
+    and has one thread again, a new server, a copy of it as it is now, takes over; the one it
+    replaces serves on the pools and children it started, and exits when they let it go."""
+    global _server, _server_owner, _server_modules, _reserve
     pid = os.getpid()
+    _reap_retired()
     if _server is not None and _server_owner == pid and _server.alive():
-        return _server
+        if len(sys.modules) == _server_modules or not single_threaded():
+            return _server
+        server = _start()
+        if server is None:
+            return _server
+        _retired.append(_server.pid)
+        _server, _server_modules = server, len(sys.modules)
+        return server
     if hasattr(os, "fork") and single_threaded():
         server = _start()
         if server is not None:
-            _server, _server_owner = server, pid
+            _server, _server_owner, _server_modules = server, pid, len(sys.modules)
             if _reserve is not None and _reserve_owner == pid:
                 retired, _reserve = _reserve.pid, None  # its socket closed: it exits
                 _reap(retired)
@@ -107,8 +131,20 @@ def get() -> _ForkServer | None:
             return server
     if _reserve is not None and _reserve_owner == pid and _reserve.alive():
         _server, _server_owner, _reserve = _reserve, pid, None
+        _server_modules = _reserve_modules
         return _server
     return None
+
+
+def _reap_retired() -> None:
+    """Reaps the replaced servers that have exited."""
+    for pid in list(_retired):
+        try:
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                continue  # still serving
+        except ChildProcessError:
+            pass  # reaped already
+        _retired.remove(pid)
 
 
 def _reap(pid: int) -> None:
@@ -134,19 +170,20 @@ def start_reserve() -> None:
     to start fresh interpreters (a program that imports numpy, whose OpenBLAS starts threads,
     before its first pool). ``treadle.patch()`` (so ``treadle run`` and the pytest plugin)
     starts one."""
-    global _reserve, _reserve_owner
+    global _reserve, _reserve_owner, _reserve_modules
     pid = os.getpid()
     if _server is not None and _server_owner == pid and _server.alive():
         return
     if _reserve is not None and _reserve_owner == pid and _reserve.alive():
         return
     if hasattr(os, "fork") and single_threaded():
-        _reserve, _reserve_owner = _start(), pid
+        _reserve, _reserve_owner, _reserve_modules = _start(), pid, len(sys.modules)
 
 
 def _forget() -> None:
     global _server, _reserve
     _server = _reserve = None
+    _retired.clear()  # the parent's children, not this process's
 
 
 os.register_at_fork(after_in_child=_forget)
