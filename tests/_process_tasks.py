@@ -415,3 +415,16 @@ def describe(value: object) -> str:
 
 def make_marked(label: str) -> Marked:
     return Marked(label)
+
+
+def private_dirty_after_collecting(_: object = None) -> int:
+    """KiB of this process's memory written since its fork (Private_Dirty), after a full
+    collection of its objects."""
+    import gc
+
+    gc.collect()
+    with open("/proc/self/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1])
+    raise AssertionError("no Private_Dirty in smaps_rollup")

@@ -41,6 +41,7 @@ import _thread
 import array
 import errno
 import functools
+import gc
 import io
 import operator
 import os
@@ -439,6 +440,10 @@ def _serve(sock: socket.socket) -> int:
     # credentials): what a worker loads only once a task raises is loaded here, once.
     import traceback  # noqa: F401
 
+    # Every object the server holds now is its children's too: kept out of their collections
+    # (the permanent generation), a collection in a child neither walks them nor writes to
+    # them, which would copy each of their pages into the child.
+    gc.freeze()
     own = _own_state()
     sock.setblocking(True)
     while True:
