@@ -134,6 +134,20 @@ def has_exited(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def zombies_of(parent: int) -> list[int]:
+    """The pids of the children of process ``parent`` that exited and were not reaped."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                state, ppid = stat.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state == "Z" and int(ppid) == parent:
+            found.append(int(entry))
+    return found
+
+
 def children(parent: int) -> list[int]:
     """The pids of the live children of process ``parent``."""
     found = []

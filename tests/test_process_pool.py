@@ -929,6 +929,47 @@ def test_a_single_threaded_parent_that_imported_more_forks_a_new_server_and_reti
     run_script_ok(FORK_SERVER_CATCHES_UP)
 
 
+def test_a_parent_whose_only_other_threads_are_openblas_forks_a_server():
+    # numpy's OpenBLAS starts a pool of threads at import, which its own at-fork handler stops
+    # for a fork: the process is forked into a server as if it had one thread, so workers have
+    # numpy without importing it (where they were fresh interpreters that imported it, about
+    # ten times the time to make a pool).
+    code = """
+        import os
+        os.environ["OPENBLAS_NUM_THREADS"] = "2"  # a pool of threads, whatever the machine
+        import numpy
+        import _process_tasks as tasks
+        import treadle.multiprocessing as mp
+        from treadle.multiprocessing import fork_server
+        square = numpy.ones((200, 200))
+        assert (square @ square).sum() == 200**3  # the pool runs, if it waited to be used
+        print(len(os.listdir("/proc/self/task")) > 1)
+        with mp.Pool(2) as pool:
+            print(pool.apply(tasks.has_module, ("numpy",)), fork_server._server is not None)
+            print(pool.apply(numpy.dot, (square, square)).sum() == 200**3)
+        print((square @ square).sum() == 200**3)  # this process's BLAS works on
+        """
+    assert run_fresh(code) == ["True"] * 5
+
+
+def test_a_native_thread_that_lives_through_the_fork_lets_the_server_go():
+    # A thread Python does not list (started by _thread, as a native library may start one) that
+    # no at-fork handler stops may hold a lock at the fork: the server forked then is let go
+    # of, and reaped; workers are fresh interpreters.
+    code = """
+        import _thread, os, time
+        import colorsys
+        import _process_tasks as tasks
+        import treadle.multiprocessing as mp
+        from treadle.multiprocessing import fork_server
+        _thread.start_new_thread(time.sleep, (60,))
+        with mp.Pool(1) as pool:
+            print(fork_server._server is None, pool.apply(tasks.has_module, ("colorsys",)))
+        print(tasks.zombies_of(os.getpid()))
+        """
+    assert run_fresh(code) == ["True", "False", "[]"]
+
+
 def test_a_collection_in_a_worker_copies_none_of_the_objects_it_inherited():
     # The fork server freezes what it holds (gc.freeze): a worker's collections do not walk the
     # parent's objects, which would write to each and copy their pages into the worker (about

@@ -9,8 +9,11 @@ first ``treadle.multiprocessing.Process``) is created while the process still ha
 through ``os.fork()`` (so the interpreter's and the user's at-fork handlers run), into this fork
 server. The server never starts a thread; every worker of every later pool of the process, every
 replacement worker and every ``Process`` child is forked from it in about a millisecond, where a
-fresh interpreter takes tens of milliseconds. If the process has threads when it first needs
-one, there is no fork server: workers and children are fresh interpreters.
+fresh interpreter takes tens of milliseconds. Threads of a native library that stops them for a
+fork (numpy's OpenBLAS starts a pool of them at import, and its at-fork handler stops it) do not
+count: the process is forked, and a server that a thread lived through the fork with is let go
+of at once (:func:`may_fork`, :func:`_start`). If the process has other threads when it first
+needs one, there is no fork server: workers and children are fresh interpreters.
 
 The server is the parent's child (it dies with the thread that forked it, by
 ``PR_SET_PDEATHSIG``, and exits when the parent closes its socket); its children die with it, so
@@ -52,7 +55,9 @@ import socket
 import stat
 import struct
 import sys
+import threading
 import time
+import warnings
 
 from treadle._treadle import _die_with_parent, _ForkServer
 from treadle.multiprocessing import child, main_module, worker
@@ -85,6 +90,15 @@ def single_threaded() -> bool:
         return False
 
 
+def may_fork() -> bool:
+    """Whether this process may be forked into a fork server now: it has one thread, or its
+    other threads are none of Python's: a native library's, such as the pool of threads that
+    numpy's OpenBLAS starts at import, which the library's own at-fork handler stops for the
+    fork (and starts again when next needed). :func:`_start` checks that no thread outlived
+    the fork, and lets the server go if one did."""
+    return single_threaded() or threading.active_count() == 1
+
+
 #: A server started before the process needed one (:func:`start_reserve`), for when it first
 #: needs one while it has threads.
 _reserve: _ForkServer | None = None
@@ -113,7 +127,7 @@ def get() -> _ForkServer | None:
     pid = os.getpid()
     _reap_retired()
     if _server is not None and _server_owner == pid and _server.alive():
-        if len(sys.modules) == _server_modules or not single_threaded():
+        if len(sys.modules) == _server_modules or not may_fork():
             return _server
         server = _start()
         if server is None:
@@ -121,7 +135,7 @@ def get() -> _ForkServer | None:
         _retired.append(_server.pid)
         _server, _server_modules = server, len(sys.modules)
         return server
-    if hasattr(os, "fork") and single_threaded():
+    if hasattr(os, "fork") and may_fork():
         server = _start()
         if server is not None:
             _server, _server_owner, _server_modules = server, pid, len(sys.modules)
@@ -177,7 +191,7 @@ def start_reserve() -> None:
         return
     if _reserve is not None and _reserve_owner == pid and _reserve.alive():
         return
-    if hasattr(os, "fork") and single_threaded():
+    if hasattr(os, "fork") and may_fork():
         _reserve, _reserve_owner, _reserve_modules = _start(), pid, len(sys.modules)
 
 
@@ -199,10 +213,15 @@ def _start() -> _ForkServer | None:
         except (AttributeError, OSError, ValueError):
             pass
     # What the server's __main__ will hold, for the pickles of its workers' tasks.
-    main_module.remember_server_fork()
+    previous = main_module.remember_server_fork()
     try:
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns of a fork with threads: threads other than this one are a
+            # native library's that stop for a fork, which is checked below.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
     except OSError:
+        main_module.forget_server_fork(previous)
         ours.close()
         theirs.close()
         return None
@@ -214,6 +233,14 @@ def _start() -> _ForkServer | None:
         finally:
             os._exit(code)
     theirs.close()
+    if not single_threaded():
+        # A thread lived through the fork (none of Python's, which may_fork() rules out, but
+        # a native one that no at-fork handler stopped): it may have held a lock that the
+        # server holds for ever now. The server is let go of: its socket closed, it exits.
+        main_module.forget_server_fork(previous)
+        ours.close()
+        _reap(pid)
+        return None
     return _ForkServer(ours.detach(), pid)
 
 

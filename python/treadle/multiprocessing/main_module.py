@@ -180,10 +180,18 @@ def inherited_now() -> Inherited:
 _at_server_fork: Inherited | None = None
 
 
-def remember_server_fork() -> None:
-    """Called just before the fork server is forked: its workers' ``__main__`` is this one."""
+def remember_server_fork() -> Inherited | None:
+    """Called just before the fork server is forked: its workers' ``__main__`` is this one. The
+    view it replaces, for :func:`forget_server_fork`."""
     global _at_server_fork
-    _at_server_fork = inherited_now()
+    previous, _at_server_fork = _at_server_fork, inherited_now()
+    return previous
+
+
+def forget_server_fork(previous: Inherited | None) -> None:
+    """For a server let go of at once: the view of the one before it is the view again."""
+    global _at_server_fork
+    _at_server_fork = previous
 
 
 def at_server_fork() -> View:
