@@ -134,22 +134,8 @@ def has_exited(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def zombies_of(parent: int) -> list[int]:
-    """The pids of the children of process ``parent`` that exited and were not reaped."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                state, ppid = stat.read().rsplit(")", 1)[1].split()[:2]
-        except (OSError, ValueError):
-            continue
-        if state == "Z" and int(ppid) == parent:
-            found.append(int(entry))
-    return found
-
-
-def children(parent: int) -> list[int]:
-    """The pids of the live children of process ``parent``."""
+def _children_by_state(parent: int) -> list[tuple[int, str]]:
+    """The pids of the children of process ``parent``, with their states."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -159,9 +145,19 @@ def children(parent: int) -> list[int]:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
-            found.append(int(entry))
+        if int(fields[1]) == parent:
+            found.append((int(entry), fields[0]))
     return found
+
+
+def zombies_of(parent: int) -> list[int]:
+    """The pids of the children of process ``parent`` that exited and were not reaped."""
+    return [pid for pid, state in _children_by_state(parent) if state == "Z"]
+
+
+def children(parent: int) -> list[int]:
+    """The pids of the live children of process ``parent``."""
+    return [pid for pid, state in _children_by_state(parent) if state not in ("Z", "X")]
 
 
 class ExitWhenPickled:

@@ -955,19 +955,23 @@ def test_a_parent_whose_only_other_threads_are_openblas_forks_a_server():
 def test_a_native_thread_that_lives_through_the_fork_lets_the_server_go():
     # A thread Python does not list (started by _thread, as a native library may start one) that
     # no at-fork handler stops may hold a lock at the fork: the server forked then is let go
-    # of, and reaped; workers are fresh interpreters.
+    # of, and reaped; workers are fresh interpreters. While that thread lives, the process is
+    # not forked for a server again.
     code = """
         import _thread, os, time
         import colorsys
         import _process_tasks as tasks
         import treadle.multiprocessing as mp
         from treadle.multiprocessing import fork_server
+        forks = []
+        os.register_at_fork(before=lambda: forks.append(1))
         _thread.start_new_thread(time.sleep, (60,))
-        with mp.Pool(1) as pool:
-            print(fork_server._server is None, pool.apply(tasks.has_module, ("colorsys",)))
-        print(tasks.zombies_of(os.getpid()))
+        for _ in range(2):
+            with mp.Pool(1) as pool:
+                print(fork_server._server is None, pool.apply(tasks.has_module, ("colorsys",)))
+        print(len(forks), tasks.zombies_of(os.getpid()))
         """
-    assert run_fresh(code) == ["True", "False", "[]"]
+    assert run_fresh(code) == ["True", "False", "True", "False", "1", "[]"]
 
 
 def test_a_collection_in_a_worker_copies_none_of_the_objects_it_inherited():

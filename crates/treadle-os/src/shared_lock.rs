@@ -294,7 +294,8 @@ fn not_a_lock() -> io::Error {
 impl Arena {
     fn create() -> io::Result<Arc<Arena>> {
         let region = Region::create("treadle-locks", ARENA, ARENA)?;
-        Ok(Arena::listed(region))
+        let inode = rustix::fs::fstat(region.fd())?.st_ino;
+        Ok(Arena::listed(region, inode))
     }
 
     /// The arena whose descriptor another process passed: the one this process maps already,
@@ -311,11 +312,12 @@ impl Arena {
         if (stat.st_size as u64) < ARENA as u64 {
             return Err(not_a_lock());
         }
-        Ok(Arena::listed(Region::map(fd.try_clone_to_owned()?, ARENA)?))
+        let region = Region::map(fd.try_clone_to_owned()?, ARENA)?;
+        Ok(Arena::listed(region, stat.st_ino))
     }
 
-    fn listed(region: Region) -> Arc<Arena> {
-        let inode = rustix::fs::fstat(region.fd()).map_or(0, |stat| stat.st_ino);
+    /// The arena of `region` (whose memfd's inode number is `inode`), listed as mapped.
+    fn listed(region: Region, inode: u64) -> Arc<Arena> {
         let arena = Arc::new(Arena { region, inode });
         let mut arenas = lock_unpoisoned(&ARENAS);
         arenas.retain(|weak| weak.strong_count() > 0);

@@ -11,8 +11,9 @@ server. The server never starts a thread; every worker of every later pool of th
 replacement worker and every ``Process`` child is forked from it in about a millisecond, where a
 fresh interpreter takes tens of milliseconds. Threads of a native library that stops them for a
 fork (numpy's OpenBLAS starts a pool of them at import, and its at-fork handler stops it) do not
-count: the process is forked, and a server that a thread lived through the fork with is let go
-of at once (:func:`may_fork`, :func:`_start`). If the process has other threads when it first
+count: the process is forked, and a server that a thread lived through the fork with is killed
+at once, the process not forked for a server again while that thread lives (:func:`may_fork`,
+:func:`_start`). If the process has other threads when it first
 needs one, there is no fork server: workers and children are fresh interpreters.
 
 The server is the parent's child (it dies with the thread that forked it, by
@@ -82,12 +83,23 @@ _server: _ForkServer | None = None
 _server_owner = 0
 
 
+def _threads() -> set[int]:
+    """This process's threads, by the kernel's count (empty if it cannot be read)."""
+    try:
+        return {int(tid) for tid in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
 def single_threaded() -> bool:
     """Whether this process has exactly one thread, by the kernel's count."""
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
+    return len(_threads()) == 1
+
+
+#: Threads that lived through a fork of this process into a server (a native library's that
+#: no at-fork handler stops): while one of them lives, the process is not forked for a server
+#: again unless it has one thread, so that each start does not pay for a fork let go of.
+_survivors: set[int] = set()
 
 
 def may_fork() -> bool:
@@ -96,7 +108,10 @@ def may_fork() -> bool:
     numpy's OpenBLAS starts at import, which the library's own at-fork handler stops for the
     fork (and starts again when next needed). :func:`_start` checks that no thread outlived
     the fork, and lets the server go if one did."""
-    return single_threaded() or threading.active_count() == 1
+    threads = _threads()
+    if len(threads) == 1:
+        return True
+    return bool(threads) and threading.active_count() == 1 and not threads & _survivors
 
 
 #: A server started before the process needed one (:func:`start_reserve`), for when it first
@@ -199,6 +214,7 @@ def _forget() -> None:
     global _server, _reserve
     _server = _reserve = None
     _retired.clear()  # the parent's children, not this process's
+    _survivors.clear()  # the parent's threads
 
 
 os.register_at_fork(after_in_child=_forget)
@@ -233,12 +249,15 @@ def _start() -> _ForkServer | None:
         finally:
             os._exit(code)
     theirs.close()
-    if not single_threaded():
+    survivors = _threads() - {threading.get_native_id()}
+    if survivors:
         # A thread lived through the fork (none of Python's, which may_fork() rules out, but
         # a native one that no at-fork handler stopped): it may have held a lock that the
-        # server holds for ever now. The server is let go of: its socket closed, it exits.
+        # server holds for ever now, so the server is killed before it does anything.
+        _survivors.update(survivors)
         main_module.forget_server_fork(previous)
         ours.close()
+        os.kill(pid, signal.SIGKILL)
         _reap(pid)
         return None
     return _ForkServer(ours.detach(), pid)
